@@ -1,1 +1,46 @@
-//! stub
+//! Checked readers for the IDX files of MNIST and Fashion-MNIST.
+//!
+//! * [`Dataset::load`] reads one split from a folder (files gzipped or not),
+//!   checking every header field against the bytes present; any malformed
+//!   input is an [`IdxError`] naming the file, never a panic.
+//! * Pixels are kept as `u8`; [`Dataset::fill_batch`] turns a mini-batch into
+//!   `f32` (N x 1 x rows x cols) without allocating.
+//! * [`epoch_order`] and [`batches`] give a reproducible order of examples per
+//!   epoch, a pure function of `(n, seed, epoch)`.
+//! * [`MNIST`] and [`FASHION_MNIST`] describe the known data sets: file names,
+//!   SHA-256 of the decompressed files, class names and download mirrors.
+//!   This crate does no networking; `cargo xtask fetch-data` does.
+//!
+//! ```no_run
+//! use mnist_io::{batches, epoch_order, Dataset, Split};
+//! # fn main() -> Result<(), mnist_io::IdxError> {
+//! let train = Dataset::load("data/mnist".as_ref(), Split::Train)?;
+//! let norm = Some(train.pixel_mean_std());
+//! let order = epoch_order(train.len(), 42, 0);
+//! let (mut x, mut y) = (vec![0f32; 64 * 28 * 28], vec![0usize; 64]);
+//! for (_, idx) in batches(&order, 64) {
+//!     let n = idx.len();
+//!     train.fill_batch(idx, norm, &mut x[..n * 28 * 28], &mut y[..n]);
+//! }
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod dataset;
+mod error;
+mod idx;
+mod order;
+mod spec;
+
+pub use dataset::Dataset;
+pub use error::IdxError;
+pub use idx::{
+    decompress_maybe_gz, encode_images, encode_labels, find_file, is_gzip, parse_images,
+    parse_labels, read_maybe_gz, read_maybe_gz_limited, IdxImages, IDX_TYPE_U8, MAX_FILE_BYTES,
+    MAX_IMAGE_PIXELS,
+};
+pub use order::{batches, epoch_order, mix64, validation_permutation, Batches, SplitMix64};
+pub use spec::{
+    identify, sha256_hex, spec_by_name, verify_bytes, verify_file, DatasetSpec, FileSpec, Split,
+    FASHION_MNIST, KNOWN_DATASETS, MNIST,
+};
