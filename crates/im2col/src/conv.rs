@@ -1,0 +1,337 @@
+//! Convolution (correlation, as in every deep-learning library) as a matrix product.
+//!
+//! For one image `x` (C x H x W), im2col unrolls every KH x KW patch the
+//! kernel visits into a column, giving `cols`: (C·KH·KW) x (OH·OW). The
+//! filters, O x C x KH x KW, are read as a matrix `W`: O x (C·KH·KW). Then
+//!
+//! ```text
+//! forward      y = W · cols + b                      O x (OH·OW), i.e. the O output planes
+//! input grad   dx = col2im(Wᵀ · dy)                  the full correlation of dy with the
+//!                                                    180°-rotated kernel, written as a product
+//! weight grad  dW = Σₙ dyₙ · colsₙᵀ                  correlation of the input with dy
+//! bias grad    db[o] = Σₙ Σ_pixels dyₙ[o]
+//! ```
+//!
+//! col2im is the adjoint of im2col: it adds each column entry back onto the
+//! pixel it was copied from, so a pixel shared by several patches collects
+//! the sum of their gradients.
+//!
+//! Batches: the im2col matrices of the N images of a batch are laid side by
+//! side as one (C·KH·KW) x (N·OH·OW) matrix, so the weight gradient is one
+//! GEMM whose long inner dimension runs over the whole batch in a fixed order.
+
+use rayon::prelude::*;
+
+use crate::gemm::{sgemm, MatLayout};
+use crate::ConvGeometry;
+
+/// Buffers a convolution reuses from step to step, so that a training step
+/// allocates nothing once the batch size is fixed.
+#[derive(Debug, Default, Clone)]
+pub struct ConvScratch {
+    /// The batch's im2col matrix, (C·KH·KW) x (N·OH·OW).
+    cols: Vec<f32>,
+    /// The output gradient regrouped by channel, O x (N·OH·OW).
+    grad_output_by_channel: Vec<f32>,
+    /// Per-image input-gradient columns, N x (C·KH·KW) x (OH·OW).
+    grad_cols: Vec<f32>,
+}
+
+fn resize(buf: &mut Vec<f32>, len: usize) {
+    if buf.len() != len {
+        buf.resize(len, 0.0);
+    }
+}
+
+/// Fills the im2col row of patch position (`c`, `i`, `j`) for one image:
+/// `dst[oy·OW + ox] = x[c, oy·SH + i − PH, ox·SW + j − PW]`, or 0 in the padding.
+fn im2col_row(g: &ConvGeometry, image: &[f32], c: usize, i: usize, j: usize, dst: &mut [f32]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let plane = &image[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
+    for oy in 0..oh {
+        let out_row = &mut dst[oy * ow..(oy + 1) * ow];
+        let iy = (oy * g.stride_h + i) as isize - g.pad_h as isize;
+        if iy < 0 || iy >= g.in_h as isize {
+            out_row.fill(0.0);
+            continue;
+        }
+        let src = &plane[iy as usize * g.in_w..(iy as usize + 1) * g.in_w];
+        if g.stride_w == 1 {
+            // ix = ox + j − PW is inside [0, W) for ox in [lo, hi).
+            let lo = g.pad_w.saturating_sub(j).min(ow);
+            let hi = (g.in_w + g.pad_w).saturating_sub(j).min(ow).max(lo);
+            out_row[..lo].fill(0.0);
+            out_row[lo..hi].copy_from_slice(&src[lo + j - g.pad_w..hi + j - g.pad_w]);
+            out_row[hi..].fill(0.0);
+        } else {
+            for (ox, v) in out_row.iter_mut().enumerate() {
+                let ix = (ox * g.stride_w + j) as isize - g.pad_w as isize;
+                *v = if ix < 0 || ix >= g.in_w as isize {
+                    0.0
+                } else {
+                    src[ix as usize]
+                };
+            }
+        }
+    }
+}
+
+/// Unrolls one image (C x H x W) into `cols`, (C·KH·KW) x (OH·OW), row-major.
+pub fn im2col(g: &ConvGeometry, image: &[f32], cols: &mut [f32]) {
+    assert_eq!(image.len(), g.in_size(), "im2col: image length");
+    assert_eq!(
+        cols.len(),
+        g.patch_len() * g.out_plane(),
+        "im2col: cols length"
+    );
+    let l = g.out_plane();
+    for (r, row) in cols.chunks_exact_mut(l).enumerate() {
+        let (c, i, j) = (
+            r / (g.kernel_h * g.kernel_w),
+            r / g.kernel_w % g.kernel_h,
+            r % g.kernel_w,
+        );
+        im2col_row(g, image, c, i, j, row);
+    }
+}
+
+/// Adds `cols`, (C·KH·KW) x (OH·OW), back onto the pixels they came from
+/// (the adjoint of [`im2col`]). `image` is accumulated into, not cleared.
+pub fn col2im(g: &ConvGeometry, cols: &[f32], image: &mut [f32]) {
+    assert_eq!(image.len(), g.in_size(), "col2im: image length");
+    assert_eq!(
+        cols.len(),
+        g.patch_len() * g.out_plane(),
+        "col2im: cols length"
+    );
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let plane_len = g.in_h * g.in_w;
+    for (r, row) in cols.chunks_exact(oh * ow).enumerate() {
+        let (c, i, j) = (
+            r / (g.kernel_h * g.kernel_w),
+            r / g.kernel_w % g.kernel_h,
+            r % g.kernel_w,
+        );
+        let plane = &mut image[c * plane_len..(c + 1) * plane_len];
+        for oy in 0..oh {
+            let iy = (oy * g.stride_h + i) as isize - g.pad_h as isize;
+            if iy < 0 || iy >= g.in_h as isize {
+                continue;
+            }
+            let dst = &mut plane[iy as usize * g.in_w..(iy as usize + 1) * g.in_w];
+            let src = &row[oy * ow..(oy + 1) * ow];
+            if g.stride_w == 1 {
+                let lo = g.pad_w.saturating_sub(j).min(ow);
+                let hi = (g.in_w + g.pad_w).saturating_sub(j).min(ow).max(lo);
+                for (d, s) in dst[lo + j - g.pad_w..hi + j - g.pad_w]
+                    .iter_mut()
+                    .zip(&src[lo..hi])
+                {
+                    *d += s;
+                }
+            } else {
+                for (ox, s) in src.iter().enumerate() {
+                    let ix = (ox * g.stride_w + j) as isize - g.pad_w as isize;
+                    if ix >= 0 && ix < g.in_w as isize {
+                        dst[ix as usize] += s;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Builds the batch's im2col matrix, (C·KH·KW) x (N·OH·OW), one row per task.
+fn im2col_batch(g: &ConvGeometry, batch: usize, input: &[f32], cols: &mut Vec<f32>) {
+    let l = g.out_plane();
+    resize(cols, g.patch_len() * batch * l);
+    cols.par_chunks_mut(batch * l)
+        .enumerate()
+        .for_each(|(r, row)| {
+            let (c, i, j) = (
+                r / (g.kernel_h * g.kernel_w),
+                r / g.kernel_w % g.kernel_h,
+                r % g.kernel_w,
+            );
+            for (n, dst) in row.chunks_exact_mut(l).enumerate() {
+                im2col_row(
+                    g,
+                    &input[n * g.in_size()..(n + 1) * g.in_size()],
+                    c,
+                    i,
+                    j,
+                    dst,
+                );
+            }
+        });
+}
+
+/// Forward pass over a batch: `output[n] = W · im2col(input[n]) + b`.
+///
+/// `input` is N x C x H x W, `weight` O x C x KH x KW, `bias` O, `output`
+/// N x O x OH x OW; all dense, row-major.
+pub fn conv2d_forward(
+    g: &ConvGeometry,
+    batch: usize,
+    input: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    output: &mut [f32],
+    scratch: &mut ConvScratch,
+) {
+    assert_eq!(
+        input.len(),
+        batch * g.in_size(),
+        "conv2d_forward: input length"
+    );
+    assert_eq!(
+        weight.len(),
+        g.weight_len(),
+        "conv2d_forward: weight length"
+    );
+    assert_eq!(bias.len(), g.out_channels, "conv2d_forward: bias length");
+    assert_eq!(
+        output.len(),
+        batch * g.out_size(),
+        "conv2d_forward: output length"
+    );
+    if batch == 0 {
+        return;
+    }
+    im2col_batch(g, batch, input, &mut scratch.cols);
+    let (l, k, o) = (g.out_plane(), g.patch_len(), g.out_channels);
+    let cols = &scratch.cols;
+    output
+        .par_chunks_mut(o * l)
+        .enumerate()
+        .for_each(|(n, out)| {
+            for (plane, &b) in out.chunks_exact_mut(l).zip(bias) {
+                plane.fill(b);
+            }
+            // Image n's columns are the column block [n·L, (n+1)·L) of the batch matrix.
+            let cols_n = MatLayout {
+                rows: k,
+                cols: l,
+                row_stride: batch * l,
+                col_stride: 1,
+            };
+            sgemm(
+                1.0,
+                weight,
+                MatLayout::row_major(o, k),
+                &cols[n * l..],
+                cols_n,
+                1.0,
+                out,
+                MatLayout::row_major(o, l),
+            );
+        });
+}
+
+/// Backward pass over a batch.
+///
+/// Writes (overwrites) `grad_weight` (O x C x KH x KW) and `grad_bias` (O),
+/// and, when given, `grad_input` (N x C x H x W). `input` and `weight` are the
+/// forward pass's. Every reduction runs in a fixed order, so the result does
+/// not depend on the number of threads.
+pub fn conv2d_backward(
+    g: &ConvGeometry,
+    batch: usize,
+    input: &[f32],
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: Option<&mut [f32]>,
+    grad_weight: &mut [f32],
+    grad_bias: &mut [f32],
+    scratch: &mut ConvScratch,
+) {
+    assert_eq!(
+        input.len(),
+        batch * g.in_size(),
+        "conv2d_backward: input length"
+    );
+    assert_eq!(
+        weight.len(),
+        g.weight_len(),
+        "conv2d_backward: weight length"
+    );
+    assert_eq!(
+        grad_output.len(),
+        batch * g.out_size(),
+        "conv2d_backward: grad_output length"
+    );
+    assert_eq!(
+        grad_weight.len(),
+        g.weight_len(),
+        "conv2d_backward: grad_weight length"
+    );
+    assert_eq!(
+        grad_bias.len(),
+        g.out_channels,
+        "conv2d_backward: grad_bias length"
+    );
+    let (l, k, o) = (g.out_plane(), g.patch_len(), g.out_channels);
+    if batch == 0 {
+        grad_weight.fill(0.0);
+        grad_bias.fill(0.0);
+        return;
+    }
+
+    // dy regrouped channel-major, O x (N·L), and db as its row sums (f64, in order).
+    resize(&mut scratch.grad_output_by_channel, o * batch * l);
+    scratch
+        .grad_output_by_channel
+        .par_chunks_mut(batch * l)
+        .zip(grad_bias.par_iter_mut())
+        .enumerate()
+        .for_each(|(ch, (row, db))| {
+            let mut sum = 0f64;
+            for (n, dst) in row.chunks_exact_mut(l).enumerate() {
+                let src = &grad_output[n * o * l + ch * l..][..l];
+                dst.copy_from_slice(src);
+                sum += src.iter().map(|&v| v as f64).sum::<f64>();
+            }
+            *db = sum as f32;
+        });
+
+    // dW = dy (O x N·L) · colsᵀ (N·L x C·KH·KW): one product over the whole batch.
+    im2col_batch(g, batch, input, &mut scratch.cols);
+    sgemm(
+        1.0,
+        &scratch.grad_output_by_channel,
+        MatLayout::row_major(o, batch * l),
+        &scratch.cols,
+        MatLayout::row_major(k, batch * l).t(),
+        0.0,
+        grad_weight,
+        MatLayout::row_major(o, k),
+    );
+
+    // dx[n] = col2im(Wᵀ · dy[n]), image by image.
+    if let Some(grad_input) = grad_input {
+        assert_eq!(
+            grad_input.len(),
+            batch * g.in_size(),
+            "conv2d_backward: grad_input length"
+        );
+        resize(&mut scratch.grad_cols, batch * k * l);
+        grad_input
+            .par_chunks_mut(g.in_size())
+            .zip(scratch.grad_cols.par_chunks_mut(k * l))
+            .zip(grad_output.par_chunks(o * l))
+            .for_each(|((gx, gcols), gy)| {
+                sgemm(
+                    1.0,
+                    weight,
+                    MatLayout::row_major(o, k).t(),
+                    gy,
+                    MatLayout::row_major(o, l),
+                    0.0,
+                    gcols,
+                    MatLayout::row_major(k, l),
+                );
+                gx.fill(0.0);
+                col2im(g, gcols, gx);
+            });
+    }
+}

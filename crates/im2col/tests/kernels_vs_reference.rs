@@ -1,0 +1,198 @@
+//! The fast kernels against the nested-loop reference, over random shapes.
+
+use im2col::{conv, pool, reference, ConvGeometry, ConvScratch, PoolGeometry};
+use proptest::prelude::*;
+use tensor::Rng;
+
+fn random(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect()
+}
+
+/// Equal to 1e-4, relative to the magnitude of the expected value (absolute below 1).
+fn assert_close(what: &str, got: &[f32], expected: &[f32]) -> Result<(), TestCaseError> {
+    prop_assert_eq!(got.len(), expected.len(), "{}: length", what);
+    for (i, (g, e)) in got.iter().zip(expected).enumerate() {
+        prop_assert!(
+            (g - e).abs() <= 1e-4 * e.abs().max(1.0),
+            "{}[{}]: got {}, expected {}",
+            what,
+            i,
+            g,
+            e
+        );
+    }
+    Ok(())
+}
+
+fn conv_case() -> impl Strategy<Value = (usize, ConvGeometry, u64)> {
+    (
+        1usize..4,
+        1usize..4,
+        1usize..5,
+        1usize..4,
+        1usize..4,
+        0usize..3,
+        1usize..4,
+        1usize..10,
+        1usize..10,
+        any::<u64>(),
+    )
+        .prop_filter_map(
+            "kernel must fit the padded input",
+            |(batch, c, o, kh, kw, pad, stride, h, w, seed)| {
+                let g = ConvGeometry {
+                    in_channels: c,
+                    in_h: h,
+                    in_w: w,
+                    out_channels: o,
+                    kernel_h: kh,
+                    kernel_w: kw,
+                    pad_h: pad,
+                    pad_w: pad.min(kw - 1),
+                    stride_h: stride,
+                    stride_w: 1 + (stride + 1) % 3,
+                };
+                g.check().ok().map(|_| (batch, g, seed))
+            },
+        )
+}
+
+fn pool_case() -> impl Strategy<Value = (usize, PoolGeometry, u64)> {
+    (
+        1usize..4,
+        1usize..4,
+        1usize..4,
+        1usize..4,
+        0usize..2,
+        1usize..10,
+        1usize..10,
+        any::<u64>(),
+    )
+        .prop_filter_map(
+            "window must fit",
+            |(batch, c, k, stride, pad, h, w, seed)| {
+                PoolGeometry::new(c, h, w, k, stride, pad.min(k - 1))
+                    .ok()
+                    .map(|g| (batch, g, seed))
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn conv_forward_and_backward_match_reference((batch, g, seed) in conv_case()) {
+        let mut rng = Rng::seed_from_u64(seed);
+        let x = random(&mut rng, batch * g.in_size());
+        let w = random(&mut rng, g.weight_len());
+        let b = random(&mut rng, g.out_channels);
+        let dy = random(&mut rng, batch * g.out_size());
+        let mut scratch = ConvScratch::default();
+
+        let mut y = vec![f32::NAN; batch * g.out_size()];
+        conv::conv2d_forward(&g, batch, &x, &w, &b, &mut y, &mut scratch);
+        assert_close("y", &y, &reference::conv2d_forward(&g, batch, &x, &w, &b))?;
+
+        let (mut dx, mut dw, mut db) = (vec![f32::NAN; x.len()], vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
+        conv::conv2d_backward(&g, batch, &x, &w, &dy, Some(&mut dx), &mut dw, &mut db, &mut scratch);
+        let (rdx, rdw, rdb) = reference::conv2d_backward(&g, batch, &x, &w, &dy);
+        assert_close("dx", &dx, &rdx)?;
+        assert_close("dw", &dw, &rdw)?;
+        assert_close("db", &db, &rdb)?;
+    }
+
+    #[test]
+    fn input_gradient_is_full_correlation_with_rotated_kernel((batch, mut g, seed) in conv_case()) {
+        g.stride_h = 1;
+        g.stride_w = 1;
+        let mut rng = Rng::seed_from_u64(seed);
+        let w = random(&mut rng, g.weight_len());
+        let x = random(&mut rng, batch * g.in_size());
+        let dy = random(&mut rng, batch * g.out_size());
+        let (rdx, _, _) = reference::conv2d_backward(&g, batch, &x, &w, &dy);
+        assert_close("dx", &reference::conv2d_input_grad_rotated(&g, batch, &w, &dy), &rdx)?;
+    }
+
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col((_, g, seed) in conv_case()) {
+        // <im2col(x), c> = <x, col2im(c)> for all x, c: the defining property of the backward pass.
+        let mut rng = Rng::seed_from_u64(seed);
+        let x = random(&mut rng, g.in_size());
+        let c = random(&mut rng, g.patch_len() * g.out_plane());
+        let mut cols = vec![0.0; c.len()];
+        conv::im2col(&g, &x, &mut cols);
+        let mut back = vec![0.0; x.len()];
+        conv::col2im(&g, &c, &mut back);
+        let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| *a as f64 * *b as f64).sum();
+        let rhs: f64 = x.iter().zip(&back).map(|(a, b)| *a as f64 * *b as f64).sum();
+        prop_assert!((lhs - rhs).abs() <= 1e-4 * lhs.abs().max(1.0), "{} vs {}", lhs, rhs);
+    }
+
+    #[test]
+    fn pooling_matches_reference((batch, g, seed) in pool_case()) {
+        let mut rng = Rng::seed_from_u64(seed);
+        let x = random(&mut rng, batch * g.in_size());
+        let dy = random(&mut rng, batch * g.out_size());
+
+        let mut y = vec![f32::NAN; dy.len()];
+        pool::avg_pool_forward(&g, batch, &x, &mut y);
+        assert_close("avg y", &y, &reference::avg_pool_forward(&g, batch, &x))?;
+        let mut dx = vec![f32::NAN; x.len()];
+        pool::avg_pool_backward(&g, batch, &dy, &mut dx);
+        assert_close("avg dx", &dx, &reference::avg_pool_backward(&g, batch, &dy))?;
+
+        let mut arg = vec![u32::MAX; dy.len()];
+        pool::max_pool_forward(&g, batch, &x, &mut y, &mut arg);
+        let (ry, rarg) = reference::max_pool_forward(&g, batch, &x);
+        assert_close("max y", &y, &ry)?;
+        prop_assert_eq!(&arg, &rarg);
+        pool::max_pool_backward(&g, batch, &dy, &arg, &mut dx);
+        assert_close("max dx", &dx, &reference::max_pool_backward(&g, batch, &dy, &rarg))?;
+    }
+}
+
+/// The results are bit-identical on 1, 2, 3 and 4 threads.
+#[test]
+fn kernels_do_not_depend_on_thread_count() {
+    let g = ConvGeometry::square(8, 14, 14, 16, 3, 1, 1).unwrap();
+    let p = PoolGeometry::new(16, 14, 14, 2, 2, 0).unwrap();
+    let batch = 37;
+    let mut rng = Rng::seed_from_u64(9);
+    let x = random(&mut rng, batch * g.in_size());
+    let w = random(&mut rng, g.weight_len());
+    let b = random(&mut rng, g.out_channels);
+    let dy = random(&mut rng, batch * g.out_size());
+    let run = || {
+        let mut s = ConvScratch::default();
+        let mut y = vec![0.0; dy.len()];
+        conv::conv2d_forward(&g, batch, &x, &w, &b, &mut y, &mut s);
+        let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+        conv::conv2d_backward(
+            &g,
+            batch,
+            &x,
+            &w,
+            &dy,
+            Some(&mut dx),
+            &mut dw,
+            &mut db,
+            &mut s,
+        );
+        let mut pooled = vec![0.0; batch * p.out_size()];
+        pool::avg_pool_forward(&p, batch, &y, &mut pooled);
+        [y, dx, dw, db, pooled].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>())
+    };
+    let results: Vec<_> = (1..=4)
+        .map(|t| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+                .install(run)
+        })
+        .collect();
+    for (t, r) in results.iter().enumerate().skip(1) {
+        assert!(r == &results[0], "{} threads differ from 1", t + 1);
+    }
+}
