@@ -1,1 +1,74 @@
-//! stub
+//! Layers and losses, each forward and backward pass written by hand, and
+//! networks built from a serde config.
+//!
+//! | file | what |
+//! |---|---|
+//! | [`layer`](Layer) | the [`Layer`] trait and [`Param`] (a tensor, its gradient, its name) |
+//! | `conv2d.rs` | [`Conv2d`], around the kernels of the `im2col` crate |
+//! | `relu.rs`, `sigmoid.rs` | [`Relu`], [`Sigmoid`] |
+//! | `pool2d.rs` | [`Pool2d`]: average and max pooling |
+//! | `linear.rs` | [`Linear`] |
+//! | `flatten.rs` | [`Flatten`] (the post's Reshape) |
+//! | `loss.rs` | [`Loss`]: softmax cross-entropy, MSE, sigmoid + binary cross-entropy |
+//! | `config.rs` | [`NetworkConfig`], [`LayerConfig`]: a network as data |
+//! | `network.rs` | [`Network`]: forward in order, backward in reverse |
+//! | `gradcheck.rs` | [`gradcheck`]: central finite differences |
+//!
+//! Every layer keeps the determinism rule of the `im2col` crate: parallel
+//! work is split only into independent pieces, and every sum over a batch
+//! runs in a fixed order, so results are bit-identical on any number of threads.
+//!
+//! ```
+//! use layers::{Conv2dConfig, LayerConfig, Loss, NetworkConfig, Pool2dConfig, LinearConfig, Named};
+//! use tensor::{Rng, Tensor};
+//!
+//! let config = NetworkConfig {
+//!     input: [1, 8, 8],
+//!     layers: vec![
+//!         LayerConfig::Conv2d(Conv2dConfig { pad: 1, ..Conv2dConfig::new(1, 4, 3) }),
+//!         LayerConfig::Relu(Named::default()),
+//!         LayerConfig::MaxPool2d(Pool2dConfig::new(2)),
+//!         LayerConfig::Flatten(Named::default()),
+//!         LayerConfig::Linear(LinearConfig::new(4 * 4 * 4, 10)),
+//!     ],
+//!     loss: Loss::SoftmaxCrossEntropy,
+//! };
+//! let mut net = config.build(&mut Rng::seed_from_u64(1)).unwrap();
+//! let x = Tensor::zeros(vec![2, 1, 8, 8]);
+//! let logits = net.forward(&x).unwrap().clone();
+//! assert_eq!(logits.shape(), &[2, 10]);
+//!
+//! let mut target = Tensor::zeros(vec![0]);
+//! layers::one_hot_into(&[3, 7], 10, &mut target);
+//! let mut grad = Tensor::zeros(vec![0]);
+//! let loss = net.config().loss.forward_backward(&logits, &target, &mut grad).unwrap();
+//! assert!((loss - 10f64.ln()).abs() < 1e-6); // zero input: all logits equal the zero biases
+//! net.backward(&grad).unwrap();
+//! net.visit_params(&mut |p| assert_eq!(p.grad.shape(), p.value.shape()));
+//! ```
+#![deny(missing_docs)]
+
+mod config;
+mod conv2d;
+mod error;
+mod flatten;
+pub mod gradcheck;
+mod layer;
+mod linear;
+mod loss;
+mod network;
+mod pool2d;
+mod relu;
+mod sigmoid;
+
+pub use config::{LayerConfig, Named, NetworkConfig};
+pub use conv2d::{Conv2d, Conv2dConfig};
+pub use error::{ConfigError, LayerError};
+pub use flatten::Flatten;
+pub use layer::{Layer, Param};
+pub use linear::{Linear, LinearConfig};
+pub use loss::{one_hot_into, Loss};
+pub use network::Network;
+pub use pool2d::{Pool2d, Pool2dConfig, PoolKind};
+pub use relu::Relu;
+pub use sigmoid::Sigmoid;

@@ -1,0 +1,251 @@
+//! 2-D convolution: the layer around the kernels of the `im2col` crate,
+//! where the maths is written out.
+
+use im2col::{conv, ConvGeometry, ConvScratch};
+use serde::{Deserialize, Serialize};
+use tensor::{Init, Rng, Tensor};
+
+use crate::layer::{data, data_mut, ensure_shape, expect_shape};
+use crate::{Layer, LayerError, Param};
+
+fn default_stride() -> usize {
+    1
+}
+
+fn default_weight_init() -> Init {
+    Init::HeNormal
+}
+
+fn default_bias_init() -> Init {
+    Init::Zeros
+}
+
+/// How to build a [`Conv2d`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conv2dConfig {
+    /// The layer's name; default `<kind><k>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Input channels C.
+    pub in_channels: usize,
+    /// Output channels (filters) O.
+    pub out_channels: usize,
+    /// Kernel side K (square kernels).
+    pub kernel: usize,
+    /// Zero padding on every side.
+    #[serde(default)]
+    pub pad: usize,
+    /// Step between kernel positions.
+    #[serde(default = "default_stride")]
+    pub stride: usize,
+    /// Initialiser of the weights (default He normal).
+    #[serde(default = "default_weight_init")]
+    pub init: Init,
+    /// Initialiser of the biases (default zeros).
+    #[serde(default = "default_bias_init")]
+    pub bias_init: Init,
+}
+
+impl Conv2dConfig {
+    /// A config with default padding 0, stride 1, He-normal weights and zero biases.
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
+        Conv2dConfig {
+            name: None,
+            in_channels,
+            out_channels,
+            kernel,
+            pad: 0,
+            stride: 1,
+            init: default_weight_init(),
+            bias_init: default_bias_init(),
+        }
+    }
+
+    /// Builds the layer, drawing its weights from `rng`.
+    pub fn init(&self, name: &str, rng: &mut Rng) -> Conv2d {
+        let k = self.kernel;
+        let fan_in = self.in_channels * k * k;
+        let fan_out = self.out_channels * k * k;
+        let weight = self.init.tensor(
+            rng,
+            &[self.out_channels, self.in_channels, k, k],
+            fan_in,
+            fan_out,
+        );
+        let bias = self
+            .bias_init
+            .tensor(rng, &[self.out_channels], fan_in, fan_out);
+        Conv2d {
+            name: name.to_string(),
+            config: self.clone(),
+            weight: Param::new(format!("{name}.weight"), weight),
+            bias: Param::new(format!("{name}.bias"), bias),
+            input: Tensor::zeros(vec![0]),
+            output: Tensor::zeros(vec![0]),
+            grad_input: Tensor::zeros(vec![0]),
+            scratch: ConvScratch::default(),
+            input_grad_needed: true,
+            have_forward: false,
+        }
+    }
+}
+
+/// A 2-D convolution (correlation) layer: weight O x C x K x K, bias O.
+pub struct Conv2d {
+    name: String,
+    config: Conv2dConfig,
+    /// Filters, O x C x K x K.
+    pub weight: Param,
+    /// One bias per output channel.
+    pub bias: Param,
+    input: Tensor,
+    output: Tensor,
+    grad_input: Tensor,
+    scratch: ConvScratch,
+    input_grad_needed: bool,
+    have_forward: bool,
+}
+
+impl Conv2d {
+    /// The layer's config.
+    pub fn config(&self) -> &Conv2dConfig {
+        &self.config
+    }
+
+    fn geometry(&self, input: &[usize]) -> Result<ConvGeometry, LayerError> {
+        let c = &self.config;
+        let err = |m: String| LayerError::new(&self.name, "conv2d", m);
+        if input.len() != 3 || input[0] != c.in_channels {
+            return Err(err(format!(
+                "expected input [N, {}, H, W], got {}",
+                c.in_channels,
+                crate::error::batch_shape(input)
+            )));
+        }
+        ConvGeometry::square(
+            c.in_channels,
+            input[1],
+            input[2],
+            c.out_channels,
+            c.kernel,
+            c.pad,
+            c.stride,
+        )
+        .map_err(|e| err(format!("input {}: {e}", crate::error::batch_shape(input))))
+    }
+}
+
+impl Layer for Conv2d {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
+        let g = self.geometry(input)?;
+        Ok(vec![g.out_channels, g.out_h(), g.out_w()])
+    }
+
+    fn forward(&mut self, input: &Tensor) -> Result<&Tensor, LayerError> {
+        if input.ndim() != 4 || input.shape()[1] != self.config.in_channels {
+            return Err(LayerError::new(
+                &self.name,
+                "conv2d",
+                format!(
+                    "expected input [N, {}, H, W], got {}",
+                    self.config.in_channels,
+                    tensor::shape_string(input.shape())
+                ),
+            ));
+        }
+        let g = self.geometry(&input.shape()[1..])?;
+        expect_shape(self, input, &[g.in_channels, g.in_h, g.in_w])?;
+        let n = input.shape()[0];
+        // Keep the input for the weight gradient (a copy into a reused buffer).
+        ensure_shape(&mut self.input, input.shape());
+        self.input.assign(input);
+        ensure_shape(&mut self.output, &[n, g.out_channels, g.out_h(), g.out_w()]);
+        conv::conv2d_forward(
+            &g,
+            n,
+            data(&self.input),
+            data(&self.weight.value),
+            data(&self.bias.value),
+            data_mut(&mut self.output),
+            &mut self.scratch,
+        );
+        self.have_forward = true;
+        Ok(&self.output)
+    }
+
+    fn backward(&mut self, grad_output: &Tensor) -> Result<&Tensor, LayerError> {
+        if !self.have_forward {
+            return Err(LayerError::new(
+                &self.name,
+                "conv2d",
+                "backward called before forward",
+            ));
+        }
+        let g = self.geometry(&self.input.shape()[1..])?;
+        expect_shape(self, grad_output, &[g.out_channels, g.out_h(), g.out_w()]).map_err(|e| {
+            LayerError {
+                message: format!("output gradient: {}", e.message),
+                ..e
+            }
+        })?;
+        let n = self.input.shape()[0];
+        if grad_output.shape()[0] != n {
+            return Err(LayerError::new(
+                &self.name,
+                "conv2d",
+                format!(
+                    "output gradient for {} images, forward had {n}",
+                    grad_output.shape()[0]
+                ),
+            ));
+        }
+        let grad_input = if self.input_grad_needed {
+            ensure_shape(&mut self.grad_input, self.input.shape());
+            Some(data_mut(&mut self.grad_input))
+        } else {
+            // The first layer's input gradient is never used: a zero tensor, computed for free.
+            ensure_shape(&mut self.grad_input, self.input.shape());
+            self.grad_input.fill(0.0);
+            None
+        };
+        conv::conv2d_backward(
+            &g,
+            n,
+            data(&self.input),
+            data(&self.weight.value),
+            data(grad_output),
+            grad_input,
+            data_mut(&mut self.weight.grad),
+            data_mut(&mut self.bias.grad),
+            &mut self.scratch,
+        );
+        Ok(&self.grad_input)
+    }
+
+    fn visit_params(&self, f: &mut dyn FnMut(&Param)) {
+        f(&self.weight);
+        f(&self.bias);
+    }
+
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
+        f(&mut self.weight);
+        f(&mut self.bias);
+    }
+
+    fn set_input_grad_needed(&mut self, needed: bool) {
+        self.input_grad_needed = needed;
+    }
+
+    fn forward_flops(&self, input: &[usize]) -> u64 {
+        self.geometry(input).map(|g| g.forward_flops()).unwrap_or(0)
+    }
+}

@@ -1,0 +1,111 @@
+use tensor::Tensor;
+
+use crate::LayerError;
+
+/// A trainable tensor, its gradient, and its hierarchical name (`conv1.weight`),
+/// which is also its name in checkpoints and exported weight files.
+#[derive(Clone, Debug)]
+pub struct Param {
+    /// `<layer>.<tensor>`, e.g. `fc1.bias`.
+    pub name: String,
+    /// The values the optimizer updates.
+    pub value: Tensor,
+    /// d(loss)/d(value), written by the last backward pass.
+    pub grad: Tensor,
+}
+
+impl Param {
+    /// A parameter with a zero gradient of the same shape.
+    pub fn new(name: String, value: Tensor) -> Self {
+        let grad = Tensor::zeros(value.shape());
+        Param { name, value, grad }
+    }
+}
+
+/// One layer: a forward pass, its backward pass, and its parameters.
+///
+/// `forward` keeps what `backward` needs (the input, an arg-max, a mask) and
+/// returns a reference to an output buffer the layer owns and reuses from
+/// step to step; `backward` likewise returns the input gradient from its own
+/// buffer, after writing the parameters' gradients. Shapes carry the batch
+/// first: NCHW for images, NF for features.
+pub trait Layer: Send + Sync {
+    /// The layer's name, e.g. `conv1`.
+    fn name(&self) -> &str;
+
+    /// The layer's kind as written in configs, e.g. `conv2d`.
+    fn kind(&self) -> &'static str;
+
+    /// The output shape of one example (no batch dimension) for an input of `input`,
+    /// or an error naming both shapes.
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError>;
+
+    /// Computes the output for a batch.
+    fn forward(&mut self, input: &Tensor) -> Result<&Tensor, LayerError>;
+
+    /// Given d(loss)/d(output) for the last forward batch, writes the
+    /// parameters' gradients and returns d(loss)/d(input).
+    fn backward(&mut self, grad_output: &Tensor) -> Result<&Tensor, LayerError>;
+
+    /// Calls `f` on each parameter, in a fixed order.
+    fn visit_params(&self, _f: &mut dyn FnMut(&Param)) {}
+
+    /// Calls `f` on each parameter, mutably, in the same order.
+    fn visit_params_mut(&mut self, _f: &mut dyn FnMut(&mut Param)) {}
+
+    /// Whether `backward` must produce the input gradient. The first layer of
+    /// a network is told `false`, which spares a convolution's costliest product.
+    fn set_input_grad_needed(&mut self, _needed: bool) {}
+
+    /// FLOPs of one example's forward pass for this input shape (multiply-add = 2).
+    fn forward_flops(&self, _input: &[usize]) -> u64 {
+        0
+    }
+}
+
+/// Makes `buf` a zero-initialised tensor of `shape`, reusing its allocation when the shape already matches.
+pub(crate) fn ensure_shape(buf: &mut Tensor, shape: &[usize]) {
+    if buf.shape() != shape {
+        *buf = Tensor::zeros(shape);
+    }
+}
+
+/// The layer's input shape check: `input` must be `[N, expected...]`.
+pub(crate) fn expect_shape(
+    layer: &dyn Layer,
+    input: &Tensor,
+    expected: &[usize],
+) -> Result<(), LayerError> {
+    let got = input.shape();
+    if !input.is_standard_layout() {
+        return Err(LayerError::new(
+            layer.name(),
+            layer.kind(),
+            "input is not in standard row-major layout (use `as_standard_layout()` first)",
+        ));
+    }
+    if got.len() != expected.len() + 1 || &got[1..] != expected {
+        return Err(LayerError::new(
+            layer.name(),
+            layer.kind(),
+            format!(
+                "expected input {}, got {}",
+                crate::error::batch_shape(expected),
+                tensor::shape_string(got)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The contiguous data of a tensor the layers created or checked.
+pub(crate) fn data(t: &Tensor) -> &[f32] {
+    t.as_slice()
+        .expect("layer tensors are contiguous, row-major")
+}
+
+/// The contiguous data of a tensor the layers created or checked, mutably.
+pub(crate) fn data_mut(t: &mut Tensor) -> &mut [f32] {
+    t.as_slice_mut()
+        .expect("layer tensors are contiguous, row-major")
+}

@@ -1,0 +1,271 @@
+//! Fully connected layer: `y = x · Wᵀ + b`, with W stored out x in as in PyTorch.
+//!
+//! Backward, for a batch x (N x in) and dy (N x out):
+//! `dW = dyᵀ · x` (out x in), `db = Σₙ dyₙ`, `dx = dy · W` (N x in).
+
+use im2col::{sgemm, MatLayout};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use tensor::{Init, Rng, Tensor};
+
+use crate::layer::{data, data_mut, ensure_shape, expect_shape};
+use crate::{Layer, LayerError, Param};
+
+fn default_weight_init() -> Init {
+    Init::HeNormal
+}
+
+fn default_bias_init() -> Init {
+    Init::Zeros
+}
+
+/// Rows handled by one task: the row blocks are independent, so the split never changes a result.
+const ROWS_PER_TASK: usize = 16;
+
+/// How to build a [`Linear`] layer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearConfig {
+    /// The layer's name; default `<kind><k>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Input features.
+    pub in_features: usize,
+    /// Output features.
+    pub out_features: usize,
+    /// Initialiser of the weights (default He normal).
+    #[serde(default = "default_weight_init")]
+    pub init: Init,
+    /// Initialiser of the biases (default zeros).
+    #[serde(default = "default_bias_init")]
+    pub bias_init: Init,
+}
+
+impl LinearConfig {
+    /// A config with He-normal weights and zero biases.
+    pub fn new(in_features: usize, out_features: usize) -> Self {
+        LinearConfig {
+            name: None,
+            in_features,
+            out_features,
+            init: default_weight_init(),
+            bias_init: default_bias_init(),
+        }
+    }
+
+    /// Builds the layer, drawing its weights from `rng`.
+    pub fn init(&self, name: &str, rng: &mut Rng) -> Linear {
+        let (i, o) = (self.in_features, self.out_features);
+        Linear {
+            name: name.to_string(),
+            config: self.clone(),
+            weight: Param::new(
+                format!("{name}.weight"),
+                self.init.tensor(rng, &[o, i], i, o),
+            ),
+            bias: Param::new(
+                format!("{name}.bias"),
+                self.bias_init.tensor(rng, &[o], i, o),
+            ),
+            input: Tensor::zeros(vec![0]),
+            output: Tensor::zeros(vec![0]),
+            grad_input: Tensor::zeros(vec![0]),
+            input_grad_needed: true,
+        }
+    }
+}
+
+/// A fully connected layer: weight out x in, bias out.
+pub struct Linear {
+    name: String,
+    config: LinearConfig,
+    /// out x in.
+    pub weight: Param,
+    /// out.
+    pub bias: Param,
+    input: Tensor,
+    output: Tensor,
+    grad_input: Tensor,
+    input_grad_needed: bool,
+}
+
+impl Linear {
+    /// The layer's config.
+    pub fn config(&self) -> &LinearConfig {
+        &self.config
+    }
+}
+
+impl Layer for Linear {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "linear"
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
+        if input != [self.config.in_features] {
+            return Err(LayerError::new(
+                &self.name,
+                "linear",
+                format!(
+                    "expected input [N, {}], got {}{}",
+                    self.config.in_features,
+                    crate::error::batch_shape(input),
+                    if input.len() > 1 {
+                        " (add a flatten layer before it)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        Ok(vec![self.config.out_features])
+    }
+
+    fn forward(&mut self, input: &Tensor) -> Result<&Tensor, LayerError> {
+        self.output_shape(&input.shape()[1.min(input.ndim())..])
+            .map_err(|e| LayerError {
+                message: e.message.replacen(
+                    &crate::error::batch_shape(&input.shape()[1.min(input.ndim())..]),
+                    &tensor::shape_string(input.shape()),
+                    1,
+                ),
+                ..e
+            })?;
+        expect_shape(self, input, &[self.config.in_features])?;
+        let (n, i, o) = (
+            input.shape()[0],
+            self.config.in_features,
+            self.config.out_features,
+        );
+        ensure_shape(&mut self.input, input.shape());
+        self.input.assign(input);
+        ensure_shape(&mut self.output, &[n, o]);
+        let (w, b, x) = (
+            data(&self.weight.value),
+            data(&self.bias.value),
+            data(&self.input),
+        );
+        data_mut(&mut self.output)
+            .par_chunks_mut(ROWS_PER_TASK * o)
+            .enumerate()
+            .for_each(|(blk, y)| {
+                let rows = y.len() / o;
+                for row in y.chunks_exact_mut(o) {
+                    row.copy_from_slice(b);
+                }
+                let xs = &x[blk * ROWS_PER_TASK * i..][..rows * i];
+                sgemm(
+                    1.0,
+                    xs,
+                    MatLayout::row_major(rows, i),
+                    w,
+                    MatLayout::row_major(o, i).t(),
+                    1.0,
+                    y,
+                    MatLayout::row_major(rows, o),
+                );
+            });
+        Ok(&self.output)
+    }
+
+    fn backward(&mut self, grad_output: &Tensor) -> Result<&Tensor, LayerError> {
+        if self.output.ndim() != 2 {
+            return Err(LayerError::new(
+                &self.name,
+                "linear",
+                "backward called before forward",
+            ));
+        }
+        let (n, i, o) = (
+            self.output.shape()[0],
+            self.config.in_features,
+            self.config.out_features,
+        );
+        if grad_output.shape() != [n, o] || !grad_output.is_standard_layout() {
+            return Err(LayerError::new(
+                &self.name,
+                "linear",
+                format!(
+                    "output gradient {:?} does not match the forward output [{n}, {o}]",
+                    grad_output.shape()
+                ),
+            ));
+        }
+        let (x, dy, w) = (
+            data(&self.input),
+            data(grad_output),
+            data(&self.weight.value),
+        );
+        // dW rows (one per output feature) are independent: split them across tasks.
+        data_mut(&mut self.weight.grad)
+            .par_chunks_mut(ROWS_PER_TASK * i)
+            .enumerate()
+            .for_each(|(blk, dw)| {
+                let rows = dw.len() / i;
+                let dy_cols = MatLayout {
+                    rows,
+                    cols: n,
+                    row_stride: 1,
+                    col_stride: o,
+                };
+                sgemm(
+                    1.0,
+                    &dy[blk * ROWS_PER_TASK..],
+                    dy_cols,
+                    x,
+                    MatLayout::row_major(n, i),
+                    0.0,
+                    dw,
+                    MatLayout::row_major(rows, i),
+                );
+            });
+        for (j, db) in data_mut(&mut self.bias.grad).iter_mut().enumerate() {
+            *db = (0..n).map(|r| dy[r * o + j] as f64).sum::<f64>() as f32;
+        }
+        ensure_shape(&mut self.grad_input, &[n, i]);
+        if self.input_grad_needed {
+            data_mut(&mut self.grad_input)
+                .par_chunks_mut(ROWS_PER_TASK * i)
+                .enumerate()
+                .for_each(|(blk, dx)| {
+                    let rows = dx.len() / i;
+                    let dys = &dy[blk * ROWS_PER_TASK * o..][..rows * o];
+                    sgemm(
+                        1.0,
+                        dys,
+                        MatLayout::row_major(rows, o),
+                        w,
+                        MatLayout::row_major(o, i),
+                        0.0,
+                        dx,
+                        MatLayout::row_major(rows, i),
+                    );
+                });
+        } else {
+            self.grad_input.fill(0.0);
+        }
+        Ok(&self.grad_input)
+    }
+
+    fn visit_params(&self, f: &mut dyn FnMut(&Param)) {
+        f(&self.weight);
+        f(&self.bias);
+    }
+
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
+        f(&mut self.weight);
+        f(&mut self.bias);
+    }
+
+    fn set_input_grad_needed(&mut self, needed: bool) {
+        self.input_grad_needed = needed;
+    }
+
+    fn forward_flops(&self, _input: &[usize]) -> u64 {
+        2 * (self.config.in_features * self.config.out_features) as u64
+    }
+}

@@ -1,0 +1,219 @@
+//! A sequential network: layers applied in order, gradients back in reverse.
+
+use std::collections::BTreeMap;
+
+use tensor::Tensor;
+
+use crate::{ConfigError, Layer, LayerError, NetworkConfig, Param};
+
+/// Layers in order, built from (and remembering) a [`NetworkConfig`].
+pub struct Network {
+    config: NetworkConfig,
+    layers: Vec<Box<dyn Layer>>,
+    /// Each layer's output shape for one example.
+    shapes: Vec<Vec<usize>>,
+}
+
+impl Network {
+    pub(crate) fn from_parts(
+        config: NetworkConfig,
+        layers: Vec<Box<dyn Layer>>,
+        shapes: Vec<Vec<usize>>,
+    ) -> Self {
+        Network {
+            config,
+            layers,
+            shapes,
+        }
+    }
+
+    /// The config this network was built from.
+    pub fn config(&self) -> &NetworkConfig {
+        &self.config
+    }
+
+    /// The layers, in order.
+    pub fn layers(&self) -> &[Box<dyn Layer>] {
+        &self.layers
+    }
+
+    /// Each layer's output shape for one example.
+    pub fn output_shapes(&self) -> &[Vec<usize>] {
+        &self.shapes
+    }
+
+    /// Number of outputs (classes) of the last layer.
+    pub fn outputs(&self) -> usize {
+        self.shapes.last().map(|s| s.iter().product()).unwrap_or(0)
+    }
+
+    /// The output for a batch `input` of shape N x C x H x W.
+    pub fn forward<'a>(&'a mut self, input: &'a Tensor) -> Result<&'a Tensor, LayerError> {
+        let last = self.layers.len() - 1;
+        self.forward_to(input, last)
+    }
+
+    /// The output of layer `last` (0-based, inclusive), e.g. `forward_to(x, 1)`
+    /// for the seed network's first feature maps after ReLU.
+    pub fn forward_to<'a>(
+        &'a mut self,
+        input: &'a Tensor,
+        last: usize,
+    ) -> Result<&'a Tensor, LayerError> {
+        let want = &self.config.input;
+        if input.ndim() != 4 || input.shape()[1..] != want[..] {
+            return Err(LayerError::new(
+                "input",
+                "network",
+                format!(
+                    "expected a batch [N, {}, {}, {}], got {}",
+                    want[0],
+                    want[1],
+                    want[2],
+                    tensor::shape_string(input.shape())
+                ),
+            ));
+        }
+        let mut x = input;
+        for layer in self.layers.iter_mut().take(last + 1) {
+            x = layer.forward(x)?;
+        }
+        Ok(x)
+    }
+
+    /// Back-propagates d(loss)/d(output) of the last forward batch through
+    /// every layer, leaving each parameter's gradient in `Param::grad`.
+    pub fn backward(&mut self, grad_output: &Tensor) -> Result<(), LayerError> {
+        let mut g = grad_output;
+        for layer in self.layers.iter_mut().rev() {
+            g = layer.backward(g)?;
+        }
+        Ok(())
+    }
+
+    /// Calls `f` on every parameter, layer by layer, in a fixed order.
+    pub fn visit_params(&self, f: &mut dyn FnMut(&Param)) {
+        for layer in &self.layers {
+            layer.visit_params(f);
+        }
+    }
+
+    /// Calls `f` on every parameter mutably, in the same order as [`Network::visit_params`].
+    pub fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
+        for layer in &mut self.layers {
+            layer.visit_params_mut(f);
+        }
+    }
+
+    /// Number of trainable values.
+    pub fn param_count(&self) -> usize {
+        let mut n = 0;
+        self.visit_params(&mut |p| n += p.value.len());
+        n
+    }
+
+    /// FLOPs of one example's forward pass (multiply-add = 2). Backward costs about twice this.
+    pub fn forward_flops(&self) -> u64 {
+        let mut shape = self.config.input.to_vec();
+        let mut total = 0;
+        for (layer, out) in self.layers.iter().zip(&self.shapes) {
+            total += layer.forward_flops(&shape);
+            shape = out.clone();
+        }
+        total
+    }
+
+    /// Copies of every parameter, by name.
+    pub fn named_params(&self) -> BTreeMap<String, Tensor> {
+        let mut out = BTreeMap::new();
+        self.visit_params(&mut |p| {
+            out.insert(p.name.clone(), p.value.clone());
+        });
+        out
+    }
+
+    /// Replaces every parameter's value. Refuses, changing nothing, when a
+    /// tensor is missing, extra, or of the wrong shape, naming it.
+    pub fn load_named_params(
+        &mut self,
+        tensors: &BTreeMap<String, Tensor>,
+    ) -> Result<(), ConfigError> {
+        let err = |m: String| ConfigError {
+            index: None,
+            kind: None,
+            message: m,
+        };
+        let mut problems = Vec::new();
+        let mut expected = 0;
+        self.visit_params(&mut |p| {
+            expected += 1;
+            match tensors.get(&p.name) {
+                None => problems.push(format!(
+                    "missing tensor `{}` of shape {:?}",
+                    p.name,
+                    p.value.shape()
+                )),
+                Some(t) if t.shape() != p.value.shape() => problems.push(format!(
+                    "tensor `{}` has shape {:?}, the network needs {:?}",
+                    p.name,
+                    t.shape(),
+                    p.value.shape()
+                )),
+                Some(_) => {}
+            }
+        });
+        if problems.is_empty() && tensors.len() != expected {
+            let known: std::collections::HashSet<String> =
+                self.named_params().into_keys().collect();
+            for name in tensors.keys().filter(|n| !known.contains(*n)) {
+                problems.push(format!(
+                    "unexpected tensor `{name}`: the network has no such parameter"
+                ));
+            }
+        }
+        if let Some(first) = problems.first() {
+            return Err(err(if problems.len() > 1 {
+                format!("{first} (and {} more)", problems.len() - 1)
+            } else {
+                first.clone()
+            }));
+        }
+        self.visit_params_mut(&mut |p| p.value.assign(&tensors[&p.name]));
+        Ok(())
+    }
+
+    /// A table of the layers: name, kind, output shape, parameters.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{:<4} {:<10} {:<11} {:<16} {:>9}\n",
+            "#", "name", "kind", "output", "params"
+        );
+        s.push_str(&format!(
+            "{:<4} {:<10} {:<11} {:<16} {:>9}\n",
+            "",
+            "input",
+            "",
+            format!("{:?}", self.config.input),
+            ""
+        ));
+        for (i, (layer, shape)) in self.layers.iter().zip(&self.shapes).enumerate() {
+            let mut n = 0;
+            layer.visit_params(&mut |p| n += p.value.len());
+            s.push_str(&format!(
+                "{:<4} {:<10} {:<11} {:<16} {:>9}\n",
+                i + 1,
+                layer.name(),
+                layer.kind(),
+                format!("{shape:?}"),
+                n
+            ));
+        }
+        s.push_str(&format!(
+            "total parameters {}, forward {:.2} MFLOP per example, loss {}\n",
+            self.param_count(),
+            self.forward_flops() as f64 / 1e6,
+            self.config.loss.name()
+        ));
+        s
+    }
+}
