@@ -1,1 +1,45 @@
-fn main() {}
+//! `cargo xtask <task>`: project tasks that are not part of the library.
+//!
+//! This file only parses the command line and dispatches; each task lives in
+//! its own module.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod fetch;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Project tasks", version)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Download (or copy with --from) a data set into data/<dataset>/, each file
+    /// verified by the SHA-256 of its decompressed content before it is moved into place.
+    FetchData(fetch::FetchArgs),
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().task {
+        Task::FetchData(args) => fetch::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the cause chain on one line, and no backtrace.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's folder.
+pub(crate) fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
