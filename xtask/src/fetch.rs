@@ -446,11 +446,12 @@ fn download(
                 }
                 Err(Failure::Transfer { msg, transient }) => {
                     *network_seen = true;
-                    eprintln!("  failed (attempt {attempt} of {}): {msg}", net.attempts);
                     if !transient {
+                        eprintln!("  failed: {msg}");
                         tried.push(format!("{url}: {msg}"));
                         continue 'mirrors;
                     }
+                    eprintln!("  failed (attempt {attempt} of {}): {msg}", net.attempts);
                     msg
                 }
             };
@@ -520,4 +521,73 @@ fn get(
     partial
         .verify_and_install(url, file, &opts.out)
         .map_err(Failure::Refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mnist_dir() -> Option<PathBuf> {
+        let dir = match std::env::var_os("MNIST_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => crate::workspace_root().join("../shared/data/mnist"),
+        };
+        dir.is_dir().then_some(dir)
+    }
+
+    fn options(source: Source, out: &Path) -> Options {
+        Options {
+            spec: &mnist_io::MNIST,
+            source,
+            out: out.to_path_buf(),
+            network: Network::default(),
+            progress: false,
+        }
+    }
+
+    #[test]
+    fn fetch_from_local_folder_then_nothing_to_do() {
+        let Some(mnist) = mnist_dir() else {
+            println!("skipping: no MNIST folder next to the workspace");
+            return;
+        };
+        let out = tempfile::tempdir().unwrap();
+        let opts = options(Source::Local(mnist), out.path());
+        let first = fetch(&opts).unwrap();
+        assert!(first.iter().all(|o| matches!(o, Outcome::Installed(_))));
+        let second = fetch(&opts).unwrap();
+        assert!(second
+            .iter()
+            .all(|o| matches!(o, Outcome::AlreadyPresent(_))));
+        assert_eq!(second.len(), 4);
+    }
+
+    #[test]
+    fn missing_local_file_names_it() {
+        let empty = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let err = fetch(&options(Source::Local(empty.path().into()), out.path())).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("4 files failed"), "{msg}");
+        assert!(msg.contains("train-images-idx3-ubyte"), "{msg}");
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn unreachable_mirrors_suggest_from() {
+        let out = tempfile::tempdir().unwrap();
+        let start = Instant::now();
+        let err = fetch(&options(
+            Source::Mirrors(vec![
+                "http://127.0.0.1:9/".into(),
+                "http://127.0.0.1:9".into(),
+            ]),
+            out.path(),
+        ))
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("--from ../shared/data/mnist"), "{msg}");
+        assert!(start.elapsed() < Duration::from_secs(20));
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    }
 }
