@@ -1,1 +1,216 @@
-fn main() {}
+//! `cnn`: train, evaluate and inspect the seed CNN. See `cnn --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use trainer::checkpoint::Checkpoint;
+use trainer::config::{TrainConfig, BUILTIN};
+use trainer::data::{class_names, DataSets};
+use trainer::train::{train, TrainOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "cnn",
+    version,
+    about = "A CNN written from first principles: train it on MNIST, evaluate it, look inside it."
+)]
+struct Cli {
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a network and write checkpoints and metrics to a run directory.
+    Train {
+        /// A TOML file or a built-in config name (see `cnn configs`); default `seed`.
+        #[arg(long, default_value = "seed")]
+        config: String,
+        /// Folder with the four IDX files (e.g. data/mnist).
+        #[arg(long)]
+        data: PathBuf,
+        /// Run directory: metrics.csv, config.toml, last.ckpt, best.ckpt.
+        #[arg(long)]
+        out: PathBuf,
+        /// Epochs (default: the config's).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Mini-batch size (default: the config's).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Seed of the initial weights and the shuffles (default: the config's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Continue the run in --out from its last.ckpt.
+        #[arg(long)]
+        resume: bool,
+        /// After each epoch, evaluate the whole training set (the post's train loss and accuracy).
+        #[arg(long)]
+        eval_train: bool,
+        /// Also checkpoint every K batches.
+        #[arg(long, value_name = "K")]
+        checkpoint_every: Option<u64>,
+        /// Train on the first N training images only.
+        #[arg(long, value_name = "N")]
+        train_subset: Option<usize>,
+    },
+    /// Loss, accuracy, per-class accuracy and confusion matrix of a checkpoint on a test set.
+    Eval {
+        /// A checkpoint (last.ckpt, best.ckpt).
+        #[arg(long)]
+        model: PathBuf,
+        /// Folder with the IDX files.
+        #[arg(long)]
+        data: PathBuf,
+        /// Evaluate the training set instead of the test set.
+        #[arg(long)]
+        train_set: bool,
+    },
+    /// List the built-in configs, or print one.
+    Configs {
+        /// Print this config's TOML.
+        name: Option<String>,
+    },
+    /// Check every layer's gradients against central differences.
+    Gradcheck {
+        /// A TOML file or a built-in config name.
+        #[arg(long, default_value = "seed")]
+        config: String,
+        /// Examples in the random batch.
+        #[arg(long, default_value_t = 2)]
+        batch: usize,
+        /// Seed of the random input and weights.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if let Some(t) = cli.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t.max(1))
+            .build_global()
+            .context("setting up the thread pool")?;
+    }
+    match cli.command {
+        Command::Train {
+            config,
+            data,
+            out,
+            epochs,
+            batch,
+            seed,
+            resume,
+            eval_train,
+            checkpoint_every,
+            train_subset,
+        } => {
+            let mut config = TrainConfig::load(&config)?;
+            if let Some(e) = epochs {
+                config.training.epochs = e;
+            }
+            if let Some(b) = batch {
+                config.training.batch = b;
+            }
+            if let Some(s) = seed {
+                config.training.seed = s;
+            }
+            config.check()?;
+            let summary = train(&TrainOptions {
+                config,
+                data,
+                out,
+                resume,
+                eval_train,
+                checkpoint_every,
+                train_subset,
+                progress: true,
+            })?;
+            if let Some(last) = summary.history.last() {
+                println!(
+                    "done: {} epochs, test accuracy {:.2}% (best {:.2}%), {:.1} s training, {:.1} s in all",
+                    last.epoch,
+                    100.0 * last.test_acc,
+                    100.0 * summary.history.iter().map(|r| r.test_acc).fold(0.0, f64::max),
+                    summary.train_seconds,
+                    summary.wall_seconds
+                );
+            }
+        }
+        Command::Eval {
+            model,
+            data,
+            train_set,
+        } => {
+            let ckpt = Checkpoint::load(&model)?;
+            let mut net = ckpt.network()?;
+            let sets = DataSets::load(&data)?;
+            let norm = ckpt
+                .config
+                .training
+                .normalize
+                .then(|| sets.train.pixel_mean_std());
+            let ds = if train_set { &sets.train } else { &sets.test };
+            let e = trainer::eval::evaluate(&mut net, ds, 100, norm)?;
+            println!(
+                "{} on {} ({} set)\n",
+                model.display(),
+                data.display(),
+                if train_set { "training" } else { "test" }
+            );
+            print!("{}", e.table(&class_names(ds)));
+        }
+        Command::Configs { name: None } => {
+            for (name, _) in BUILTIN {
+                let c = TrainConfig::load(name)?;
+                println!("{name:<10} {}", c.description);
+            }
+        }
+        Command::Configs { name: Some(name) } => {
+            let (_, text) = BUILTIN
+                .iter()
+                .find(|(n, _)| *n == name)
+                .with_context(|| format!("no built-in config `{name}`"))?;
+            print!("{text}");
+        }
+        Command::Gradcheck {
+            config,
+            batch,
+            seed,
+        } => {
+            let config = TrainConfig::load(&config)?;
+            let reports = trainer::gradcheck_cmd::run(&config, batch, seed)?;
+            let (table, ok) = trainer::gradcheck_cmd::table(&reports, 1e-2);
+            print!("{table}");
+            if !ok {
+                anyhow::bail!("some gradients disagree with central differences by more than 1e-2");
+            }
+            println!("all gradients agree with central differences to within 1e-2 (relative)");
+        }
+    }
+    Ok(())
+}

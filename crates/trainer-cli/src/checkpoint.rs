@@ -1,0 +1,279 @@
+//! Checkpoints: everything needed to evaluate a network or continue its training.
+//!
+//! File layout (all integers little-endian):
+//!
+//! ```text
+//! magic    8 bytes   "CNNCKPT\0"
+//! version  u32       FORMAT_VERSION
+//! length   u64       bytes of the body
+//! body     length    bincode (standard config) of `Body`
+//! sha256   32 bytes  of the body
+//! ```
+//!
+//! The loader checks magic, version, length against the file size and the
+//! checksum before decoding anything, so a truncated, bit-flipped or foreign
+//! file is refused with a clear error. Files are written to a temporary
+//! name, synced, and renamed over the old one, then the directory is synced:
+//! a crash leaves either the old file or the new one, never half of one.
+//! Nothing time-dependent goes in, so the same run gives the same bytes.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use layers::Network;
+use optim::OptimizerState;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tensor::Tensor;
+
+use crate::config::TrainConfig;
+
+/// First bytes of every checkpoint.
+pub const MAGIC: &[u8; 8] = b"CNNCKPT\0";
+/// Bumped whenever `Body` changes shape.
+pub const FORMAT_VERSION: u32 = 1;
+const HEADER: usize = 8 + 4 + 8;
+/// A checkpoint body larger than this is refused before reading it (the seed network's is under 2 MB).
+const MAX_BODY: u64 = 1 << 30;
+
+/// One parameter tensor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NamedTensor {
+    /// `conv1.weight`.
+    pub name: String,
+    /// Its dimensions.
+    pub shape: Vec<u64>,
+    /// Row-major values.
+    pub data: Vec<f32>,
+}
+
+/// Train and test figures of one finished epoch (no timings: those differ between identical runs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: u64,
+    /// Training loss (running mean over the epoch, or a full pass with `--eval-train`).
+    pub train_loss: f64,
+    /// Training accuracy, same source as the loss.
+    pub train_acc: f64,
+    /// Test loss.
+    pub test_loss: f64,
+    /// Test accuracy.
+    pub test_acc: f64,
+}
+
+/// Sums over the batches done so far in an unfinished epoch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartialEpoch {
+    /// Batches finished in the current epoch.
+    pub batches: u64,
+    /// Σ batch loss × batch size.
+    pub loss_sum: f64,
+    /// Correct predictions.
+    pub correct: u64,
+    /// Examples seen.
+    pub seen: u64,
+}
+
+/// What a checkpoint holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Body {
+    /// The run's config as TOML (bincode cannot carry its tagged enums; TOML is readable anyway).
+    pub config_toml: String,
+    /// The data set the run trains on, when known (`mnist`, `fashion-mnist`).
+    pub dataset: Option<String>,
+    /// Every parameter.
+    pub params: Vec<NamedTensor>,
+    /// Momentum buffers and step count.
+    pub optimizer: OptimizerState,
+    /// Epochs finished.
+    pub epochs_done: u64,
+    /// Progress through the next epoch.
+    pub partial: PartialEpoch,
+    /// Figures of every finished epoch.
+    pub history: Vec<EpochRecord>,
+}
+
+/// A loaded checkpoint.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    /// The parsed config.
+    pub config: TrainConfig,
+    /// The raw contents.
+    pub body: Body,
+}
+
+impl Checkpoint {
+    /// Captures a network, its optimizer state and the run's progress.
+    pub fn capture(
+        config: &TrainConfig,
+        dataset: Option<String>,
+        net: &Network,
+        optimizer: &OptimizerState,
+        epochs_done: u64,
+        partial: PartialEpoch,
+        history: Vec<EpochRecord>,
+    ) -> Self {
+        let mut params = Vec::new();
+        net.visit_params(&mut |p| {
+            params.push(NamedTensor {
+                name: p.name.clone(),
+                shape: p.value.shape().iter().map(|&d| d as u64).collect(),
+                data: p.value.iter().copied().collect(),
+            })
+        });
+        Checkpoint {
+            config: config.clone(),
+            body: Body {
+                config_toml: config.to_toml(),
+                dataset,
+                params,
+                optimizer: optimizer.clone(),
+                epochs_done,
+                partial,
+                history,
+            },
+        }
+    }
+
+    /// The parameters as tensors, by name.
+    pub fn tensors(&self) -> Result<BTreeMap<String, Tensor>> {
+        self.body
+            .params
+            .iter()
+            .map(|t| {
+                let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
+                Tensor::from_shape_vec(shape, t.data.clone())
+                    .map(|v| (t.name.clone(), v))
+                    .map_err(|_| {
+                        anyhow!(
+                            "tensor `{}`: shape {:?} does not hold {} values",
+                            t.name,
+                            t.shape,
+                            t.data.len()
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    /// The network with the checkpoint's weights.
+    pub fn network(&self) -> Result<Network> {
+        let mut net = self.config.build_network()?;
+        net.load_named_params(&self.tensors()?)
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(net)
+    }
+
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let body = bincode::serde::encode_to_vec(&self.body, bincode::config::standard())
+            .expect("a checkpoint always encodes");
+        let mut out = Vec::with_capacity(HEADER + body.len() + 32);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&Sha256::digest(&body));
+        out
+    }
+
+    /// Parses and checks a checkpoint's bytes; `path` names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let p = path.display();
+        if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+            bail!(
+                "{p}: not a checkpoint of this program (the file does not start with {:?})",
+                String::from_utf8_lossy(MAGIC)
+            );
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        if version != FORMAT_VERSION {
+            bail!("{p}: checkpoint format version {version}; this program reads version {FORMAT_VERSION}");
+        }
+        let length = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+        let available = (bytes.len() - HEADER) as u64;
+        if length > MAX_BODY || length.checked_add(32) != Some(available) {
+            bail!("{p}: truncated or padded checkpoint: header declares a body of {length} bytes plus a 32-byte checksum, the file holds {available} bytes after the header");
+        }
+        let body = &bytes[HEADER..HEADER + length as usize];
+        let stored = &bytes[HEADER + length as usize..];
+        let actual = Sha256::digest(body);
+        if stored != actual.as_slice() {
+            bail!(
+                "{p}: checksum mismatch (file corrupt): stored {}, computed {}",
+                hex(stored),
+                hex(&actual)
+            );
+        }
+        let (body, used): (Body, usize) = bincode::serde::decode_from_slice(
+            body,
+            bincode::config::standard().with_limit::<{ 1 << 30 }>(),
+        )
+        .map_err(|e| anyhow!("{p}: checkpoint body does not decode: {e}"))?;
+        if used != length as usize {
+            bail!(
+                "{p}: checkpoint body has {} trailing bytes",
+                length as usize - used
+            );
+        }
+        let config = TrainConfig::from_toml(&body.config_toml, &format!("stored in {p}"))?;
+        Ok(Checkpoint { config, body })
+    }
+
+    /// Reads and checks a checkpoint file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let len = std::fs::metadata(path)
+            .with_context(|| format!("{}: cannot read checkpoint", path.display()))?
+            .len();
+        if len > MAX_BODY + 64 {
+            bail!(
+                "{}: {len} bytes is too large for a checkpoint",
+                path.display()
+            );
+        }
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("{}: cannot read checkpoint", path.display()))?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Writes the checkpoint atomically (temporary file, fsync, rename, directory fsync).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_atomic(path, &self.to_bytes())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `bytes` to `path` so that a crash at any moment leaves either the
+/// old file or the complete new one: write a temporary sibling, fsync it,
+/// rename it over `path`, fsync the directory. On error the temporary file is
+/// removed and `path` is untouched.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
+    let tmp: PathBuf = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow!("{}: cannot write: {e}", path.display()));
+    }
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! A training run described as data: network, optimizer, schedule and settings.
+//! Built-in configs live in `crates/trainer-cli/configs/*.toml` and are embedded in the binary.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use layers::{Network, NetworkConfig};
+use optim::{OptimizerConfig, Schedule};
+use serde::{Deserialize, Serialize};
+use tensor::Rng;
+
+/// Settings of the training loop itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Mini-batch size.
+    pub batch: usize,
+    /// Seeds the initial weights and every epoch's shuffle.
+    pub seed: u64,
+    /// Standardise inputs with the training set's pixel mean and std (else scale to [0, 1]).
+    #[serde(default)]
+    pub normalize: bool,
+}
+
+/// Everything a run needs besides the data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Short name (`seed`).
+    pub name: String,
+    /// One line saying what it is.
+    #[serde(default)]
+    pub description: String,
+    /// Loop settings.
+    pub training: TrainingConfig,
+    /// The optimizer and its base learning rate.
+    pub optimizer: OptimizerConfig,
+    /// How the learning rate changes over epochs.
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// The network.
+    pub network: NetworkConfig,
+}
+
+/// The built-in configs: (name, TOML text).
+pub const BUILTIN: [(&str, &str); 3] = [
+    ("seed", include_str!("../configs/seed.toml")),
+    ("mlp", include_str!("../configs/mlp.toml")),
+    ("improved", include_str!("../configs/improved.toml")),
+];
+
+impl TrainConfig {
+    /// Parses and checks a config; `source` names it in errors (a path or `built-in seed`).
+    pub fn from_toml(text: &str, source: &str) -> Result<Self> {
+        let config: TrainConfig =
+            toml::from_str(text).map_err(|e| match layer_diagnosis(text) {
+                Some(layer) => anyhow!("config {source}: {layer}\n{e}"),
+                None => anyhow!("config {source}: {e}"),
+            })?;
+        config.check().with_context(|| format!("config {source}"))?;
+        Ok(config)
+    }
+
+    /// A built-in config by name, or a TOML file by path.
+    pub fn load(name_or_path: &str) -> Result<Self> {
+        if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+            return Self::from_toml(text, &format!("built-in `{name_or_path}`"));
+        }
+        let path = Path::new(name_or_path);
+        if !path.exists() {
+            let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+            return Err(anyhow!(
+                "config `{name_or_path}`: no such file, and not a built-in config (built-in: {})",
+                names.join(", ")
+            ));
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("config {}: cannot read", path.display()))?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// The TOML text of this config.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a config always serialises")
+    }
+
+    /// Checks the settings and that the network's shapes chain.
+    pub fn check(&self) -> Result<()> {
+        let t = &self.training;
+        if t.batch == 0 || t.epochs == 0 {
+            return Err(anyhow!(
+                "training: batch and epochs must be at least 1 (batch {}, epochs {})",
+                t.batch,
+                t.epochs
+            ));
+        }
+        if !(self.optimizer.lr() > 0.0 && self.optimizer.lr().is_finite()) {
+            return Err(anyhow!(
+                "optimizer: lr must be a positive number, got {}",
+                self.optimizer.lr()
+            ));
+        }
+        self.network
+            .build(&mut Rng::seed_from_u64(0))
+            .map_err(|e| anyhow!("network: {e}"))?;
+        Ok(())
+    }
+
+    /// The training loss.
+    pub fn loss_fn(&self) -> layers::Loss {
+        self.network.loss
+    }
+
+    /// The network with its initial weights, drawn from the config's seed.
+    pub fn build_network(&self) -> Result<Network> {
+        self.network
+            .build(&mut Rng::seed_from_u64(self.training.seed))
+            .map_err(|e| anyhow!("network: {e}"))
+    }
+}
+
+/// Finds the first layer table that does not parse on its own, to name its index and kind.
+fn layer_diagnosis(text: &str) -> Option<String> {
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    let layers = doc.get("network")?.get("layers")?.as_array()?;
+    layers.iter().enumerate().find_map(|(i, item)| {
+        let kind = item
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or("(no kind)");
+        layers::LayerConfig::deserialize(item.clone())
+            .err()
+            .map(|e| format!("layer {i} ({kind}): {}", e.message()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_parse_and_build() {
+        for (name, _) in BUILTIN {
+            let c = TrainConfig::load(name).unwrap();
+            assert_eq!(c.name, name);
+            c.build_network().unwrap();
+        }
+        let seed = TrainConfig::load("seed").unwrap();
+        assert_eq!((seed.training.epochs, seed.training.batch), (100, 100));
+        assert_eq!(seed.optimizer, OptimizerConfig::sgd(0.01, 0.9, 1e-4));
+        assert_eq!(seed.network.layers.len(), 11);
+    }
+
+    #[test]
+    fn bad_configs_name_the_source_layer_and_mismatch() {
+        let text = BUILTIN[0]
+            .1
+            .replacen("in_channels = 8", "in_channels = 3", 1);
+        let err = format!(
+            "{:#}",
+            TrainConfig::from_toml(&text, "my.toml").unwrap_err()
+        );
+        assert!(
+            err.contains("my.toml")
+                && err.contains("layer 3 (conv2d)")
+                && err.contains("[N, 3, H, W]")
+                && err.contains("[N, 8, 14, 14]"),
+            "{err}"
+        );
+
+        let text = BUILTIN[0]
+            .1
+            .replacen("kind = \"relu\"", "kind = \"swish\"", 1);
+        let err = format!(
+            "{:#}",
+            TrainConfig::from_toml(&text, "my.toml").unwrap_err()
+        );
+        assert!(
+            err.contains("my.toml") && err.contains("layer 1 (swish)"),
+            "{err}"
+        );
+
+        let text = BUILTIN[0].1.replacen("kernel = 3\n", "", 1);
+        let err = format!(
+            "{:#}",
+            TrainConfig::from_toml(&text, "my.toml").unwrap_err()
+        );
+        assert!(
+            err.contains("my.toml") && err.contains("layer 0 (conv2d)") && err.contains("kernel"),
+            "{err}"
+        );
+
+        let err = format!("{:#}", TrainConfig::load("no-such-config").unwrap_err());
+        assert!(err.contains("seed, mlp, improved"), "{err}");
+    }
+
+    #[test]
+    fn toml_round_trip() {
+        let c = TrainConfig::load("improved").unwrap();
+        assert_eq!(TrainConfig::from_toml(&c.to_toml(), "again").unwrap(), c);
+    }
+}

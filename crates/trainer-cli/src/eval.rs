@@ -1,0 +1,130 @@
+//! Evaluation: loss, accuracy, per-class accuracy and the confusion matrix.
+
+use anyhow::{anyhow, Result};
+use layers::{one_hot_into, Network};
+use mnist_io::Dataset;
+use tensor::Tensor;
+
+use crate::data::Batch;
+
+/// The figures of one pass over a data set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss per example.
+    pub loss: f64,
+    /// Fraction of examples classified correctly.
+    pub accuracy: f64,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<u64>>,
+    /// Examples evaluated.
+    pub count: usize,
+}
+
+/// Sums kept while a pass runs.
+#[derive(Clone, Debug, Default)]
+pub struct Tally {
+    /// Σ batch mean loss × batch size.
+    pub loss_sum: f64,
+    /// Correct predictions.
+    pub correct: u64,
+    /// Examples seen.
+    pub seen: u64,
+}
+
+/// Index of the largest output of each row of `logits` (N x K).
+pub fn predictions(logits: &Tensor) -> Vec<usize> {
+    let k = logits.shape()[1];
+    logits
+        .as_slice()
+        .expect("contiguous")
+        .chunks_exact(k.max(1))
+        .map(tensor::argmax)
+        .collect()
+}
+
+/// Runs the network over the whole of `ds`, `batch` examples at a time.
+pub fn evaluate(
+    net: &mut Network,
+    ds: &Dataset,
+    batch: usize,
+    norm: Option<(f32, f32)>,
+) -> Result<Evaluation> {
+    let classes = net.outputs();
+    let loss = net.config().loss;
+    let mut confusion = vec![vec![0u64; classes]; classes];
+    let mut buf = Batch::default();
+    let mut target = Tensor::zeros(vec![0]);
+    let mut loss_sum = 0f64;
+    let order: Vec<usize> = (0..ds.len()).collect();
+    for (_, idx) in mnist_io::batches(&order, batch.max(1)) {
+        buf.fill(ds, idx, norm);
+        let logits = net.forward(&buf.images).map_err(|e| anyhow!("{e}"))?;
+        one_hot_into(&buf.labels, classes, &mut target);
+        loss_sum += loss.forward(logits, &target).map_err(|e| anyhow!("{e}"))? * idx.len() as f64;
+        for (&truth, p) in buf.labels.iter().zip(predictions(logits)) {
+            if truth < classes {
+                confusion[truth][p] += 1;
+            }
+        }
+    }
+    let correct: u64 = (0..classes).map(|c| confusion[c][c]).sum();
+    let n = ds.len().max(1) as f64;
+    Ok(Evaluation {
+        loss: loss_sum / n,
+        accuracy: correct as f64 / n,
+        confusion,
+        count: ds.len(),
+    })
+}
+
+impl Evaluation {
+    /// Accuracy of each true class (NaN for a class with no examples).
+    pub fn per_class_accuracy(&self) -> Vec<f64> {
+        self.confusion
+            .iter()
+            .enumerate()
+            .map(|(c, row)| {
+                let total: u64 = row.iter().sum();
+                if total == 0 {
+                    f64::NAN
+                } else {
+                    row[c] as f64 / total as f64
+                }
+            })
+            .collect()
+    }
+
+    /// A readable report: totals, per-class accuracy and the confusion matrix (rows: true class).
+    pub fn table(&self, class_names: &[String]) -> String {
+        let mut s = format!(
+            "examples {}   loss {:.4}   accuracy {:.2}%\n\n",
+            self.count,
+            self.loss,
+            100.0 * self.accuracy
+        );
+        let name = |c: usize| class_names.get(c).cloned().unwrap_or_else(|| c.to_string());
+        let width = (0..self.confusion.len())
+            .map(|c| name(c).len())
+            .max()
+            .unwrap_or(1)
+            .max(5);
+        s.push_str(&format!("{:>width$}  accuracy\n", "class"));
+        for (c, acc) in self.per_class_accuracy().iter().enumerate() {
+            s.push_str(&format!("{:>width$}  {:>7.2}%\n", name(c), 100.0 * acc));
+        }
+        s.push_str("\nconfusion matrix (rows: true class, columns: predicted)\n");
+        s.push_str(&format!("{:>width$}", ""));
+        for c in 0..self.confusion.len() {
+            s.push_str(&format!(" {:>5}", c));
+        }
+        s.push('\n');
+        for (c, row) in self.confusion.iter().enumerate() {
+            s.push_str(&format!("{:>width$}", name(c)));
+            for v in row {
+                s.push_str(&format!(" {:>5}", v));
+            }
+            s.push('\n');
+        }
+        s
+    }
+}

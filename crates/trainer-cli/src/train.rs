@@ -1,0 +1,410 @@
+//! The training loop: from IDX bytes to weight updates, epoch after epoch.
+//!
+//! One step, for the batch `idx` of this epoch's order:
+//! 1. [`Batch::fill`] turns the u8 pixels into an N x 1 x 28 x 28 tensor;
+//! 2. [`Network::forward`] runs the layers in order and gives the logits;
+//! 3. [`layers::Loss::forward_backward`] gives the mean loss and d(loss)/d(logits);
+//! 4. [`Network::backward`] runs the layers in reverse, leaving each parameter's gradient;
+//! 5. [`Optimizer::step`] updates every parameter: `d = μd + (g + λW); W -= ηd`.
+//!
+//! The order of epoch `e` is [`mnist_io::epoch_order`]`(n, seed, e)`, a pure
+//! function, and the initial weights come from the config's seed, so a run is
+//! fully determined by its config and data; a checkpoint needs only the
+//! weights, the optimizer state and the position to continue it exactly.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use layers::{one_hot_into, Network};
+use optim::Optimizer;
+use tensor::Tensor;
+
+use crate::checkpoint::{write_atomic, Checkpoint, EpochRecord, PartialEpoch};
+use crate::config::TrainConfig;
+use crate::data::{Batch, DataSets};
+use crate::eval::{evaluate, predictions};
+
+/// The header of `metrics.csv`. Accuracies are percentages.
+pub const METRICS_HEADER: &str =
+    "epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds";
+
+/// What `cnn train` was asked to do.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// The run's config (ignored, except for `epochs`, when resuming).
+    pub config: TrainConfig,
+    /// Folder of IDX files.
+    pub data: PathBuf,
+    /// The run directory.
+    pub out: PathBuf,
+    /// Continue from `<out>/last.ckpt`.
+    pub resume: bool,
+    /// After each epoch, evaluate the whole training set (the post's train figures).
+    pub eval_train: bool,
+    /// Also checkpoint every this many batches.
+    pub checkpoint_every: Option<u64>,
+    /// Train on the first this many training images only (quick runs, tests).
+    pub train_subset: Option<usize>,
+    /// Show a progress bar (when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// Every finished epoch's figures.
+    pub history: Vec<EpochRecord>,
+    /// Seconds spent training (not evaluating) in this process.
+    pub train_seconds: f64,
+    /// Wall-clock seconds of this process's run.
+    pub wall_seconds: f64,
+}
+
+/// Paths inside a run directory.
+pub struct RunDir {
+    /// The directory.
+    pub dir: PathBuf,
+}
+
+impl RunDir {
+    /// Latest checkpoint.
+    pub fn last(&self) -> PathBuf {
+        self.dir.join("last.ckpt")
+    }
+    /// Checkpoint with the best test accuracy so far.
+    pub fn best(&self) -> PathBuf {
+        self.dir.join("best.ckpt")
+    }
+    /// Per-epoch figures.
+    pub fn metrics(&self) -> PathBuf {
+        self.dir.join("metrics.csv")
+    }
+    /// Copy of the config.
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+}
+
+/// Timings of finished epochs, kept beside the (timing-free) checkpoint history.
+#[derive(Clone, Copy, Debug, Default)]
+struct Timing {
+    train: f64,
+    eval: f64,
+}
+
+fn metrics_csv(history: &[EpochRecord], timings: &[Option<Timing>]) -> String {
+    let mut s = format!("{METRICS_HEADER}\n");
+    for (i, r) in history.iter().enumerate() {
+        let (t, e) = match timings.get(i).copied().flatten() {
+            Some(t) => (format!("{:.3}", t.train), format!("{:.3}", t.eval)),
+            None => (String::new(), String::new()),
+        };
+        let _ = writeln!(
+            s,
+            "{},{:.6},{:.4},{:.6},{:.4},{t},{e}",
+            r.epoch,
+            r.train_loss,
+            100.0 * r.train_acc,
+            r.test_loss,
+            100.0 * r.test_acc
+        );
+    }
+    s
+}
+
+/// Timings of earlier epochs from an existing metrics.csv (missing or unreadable: none).
+fn read_timings(path: &Path, epochs: usize) -> Vec<Option<Timing>> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = vec![None; epochs];
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if let (Some(Ok(epoch)), Some(Ok(train)), Some(Ok(eval))) = (
+            f.first().map(|v| v.parse::<usize>()),
+            f.get(5).map(|v| v.parse::<f64>()),
+            f.get(6).map(|v| v.parse::<f64>()),
+        ) {
+            if (1..=epochs).contains(&epoch) {
+                out[epoch - 1] = Some(Timing { train, eval });
+            }
+        }
+    }
+    out
+}
+
+fn all_finite(net: &Network) -> Option<String> {
+    let mut bad = None;
+    net.visit_params(&mut |p| {
+        if bad.is_none() && p.value.iter().any(|v| !v.is_finite()) {
+            bad = Some(p.name.clone());
+        }
+    });
+    bad
+}
+
+/// Takes the run directory's lock, or says who holds it.
+fn lock_run_dir(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("{}: cannot create the lock file", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!("{}: another `cnn train` is using this run directory (its lock {} is held); wait for it or choose another --out", dir.display(), path.display())
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow!("{}: cannot lock: {e}", path.display()))
+        }
+    }
+}
+
+/// Trains a network as `opts` says, writing checkpoints and metrics to the run directory.
+pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
+    let wall = Instant::now();
+    let run = RunDir {
+        dir: opts.out.clone(),
+    };
+    std::fs::create_dir_all(&run.dir)
+        .with_context(|| format!("{}: cannot create the run directory", run.dir.display()))?;
+    let _lock = lock_run_dir(&run.dir)?;
+
+    // Where to start: a fresh network, or the last checkpoint.
+    let (mut config, mut net, mut optimizer, mut epochs_done, mut partial, mut history) = if opts
+        .resume
+    {
+        let ckpt = Checkpoint::load(&run.last()).context("--resume needs the run's last.ckpt")?;
+        if ckpt.config.network != opts.config.network && opts.config.name != ckpt.config.name {
+            bail!(
+                "{}: the checkpoint is of network `{}`, not of the `{}` given with --config",
+                run.last().display(),
+                ckpt.config.name,
+                opts.config.name
+            );
+        }
+        let mut net = ckpt.network()?;
+        let mut optimizer = Optimizer::new(ckpt.config.optimizer.clone());
+        optimizer
+            .load_state(ckpt.body.optimizer.clone(), &mut net)
+            .map_err(|e| anyhow!("{}: {e}", run.last().display()))?;
+        let mut config = ckpt.config.clone();
+        config.training.epochs = opts.config.training.epochs;
+        (
+            config,
+            net,
+            optimizer,
+            ckpt.body.epochs_done,
+            ckpt.body.partial.clone(),
+            ckpt.body.history.clone(),
+        )
+    } else {
+        if run.last().exists() {
+            bail!("{} already holds a run (last.ckpt); continue it with --resume, or choose another --out", run.dir.display());
+        }
+        let net = opts.config.build_network()?;
+        let optimizer = Optimizer::new(opts.config.optimizer.clone());
+        (
+            opts.config.clone(),
+            net,
+            optimizer,
+            0,
+            PartialEpoch::default(),
+            Vec::new(),
+        )
+    };
+    let t = config.training.clone();
+    write_atomic(&run.config(), config.to_toml().as_bytes())?;
+    let mut timings = read_timings(&run.metrics(), history.len());
+    // The metrics file must match the checkpoint: drop rows of epochs it does not hold.
+    write_atomic(&run.metrics(), metrics_csv(&history, &timings).as_bytes())?;
+
+    let data = DataSets::load(&opts.data)?;
+    let dataset_name = data.name();
+    let train_set = match opts.train_subset {
+        Some(n) if n < data.train.len() => data.train.subset(&(0..n).collect::<Vec<_>>()),
+        _ => data.train.clone(),
+    };
+    let norm = t.normalize.then(|| train_set.pixel_mean_std());
+    let classes = net.outputs();
+    let loss_fn = config.loss_fn();
+    tracing::info!(
+        "training `{}` on {} ({} train / {} test images), {} epochs of batch {}, {} threads",
+        config.name,
+        opts.data.display(),
+        train_set.len(),
+        data.test.len(),
+        t.epochs,
+        t.batch,
+        rayon::current_num_threads()
+    );
+
+    let mut batch = Batch::default();
+    let mut target = Tensor::zeros(vec![0]);
+    let mut grad = Tensor::zeros(vec![0]);
+    let mut train_seconds_total = 0.0;
+    let batches_per_epoch = train_set.len().div_ceil(t.batch) as u64;
+    let save = |config: &TrainConfig,
+                net: &Network,
+                opt: &Optimizer,
+                done: u64,
+                partial: PartialEpoch,
+                history: &[EpochRecord],
+                path: &Path| {
+        Checkpoint::capture(
+            config,
+            dataset_name.clone(),
+            net,
+            opt.state(),
+            done,
+            partial,
+            history.to_vec(),
+        )
+        .save(path)
+    };
+
+    while (epochs_done as usize) < t.epochs {
+        let epoch = epochs_done;
+        let lr = config
+            .schedule
+            .lr(config.optimizer.lr(), epoch as usize, t.epochs);
+        let order = mnist_io::epoch_order(train_set.len(), t.seed, epoch);
+        let bar = if opts.progress && std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(batches_per_epoch);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "epoch {prefix} [{bar:30}] {pos}/{len} batches, {msg} ({eta} left)",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(format!("{}/{}", epoch + 1, t.epochs));
+            bar.set_position(partial.batches);
+            Some(bar)
+        } else {
+            None
+        };
+        let started = Instant::now();
+        for (b, idx) in mnist_io::batches(&order, t.batch).skip(partial.batches as usize) {
+            batch.fill(&train_set, idx, norm);
+            let logits = net.forward(&batch.images).map_err(|e| anyhow!("{e}"))?;
+            one_hot_into(&batch.labels, classes, &mut target);
+            let loss = loss_fn
+                .forward_backward(logits, &target, &mut grad)
+                .map_err(|e| anyhow!("{e}"))?;
+            let correct = predictions(logits)
+                .iter()
+                .zip(&batch.labels)
+                .filter(|(p, l)| p == l)
+                .count();
+            if !loss.is_finite() {
+                bail!("epoch {} batch {}: the loss became {loss}; stopping. The last good checkpoint, {}, is intact", epoch + 1, b + 1, run.last().display());
+            }
+            net.backward(&grad).map_err(|e| anyhow!("{e}"))?;
+            optimizer.step(&mut net, lr);
+            if let Some(name) = all_finite(&net) {
+                bail!("epoch {} batch {}: parameter `{name}` became NaN or infinite; stopping. The last good checkpoint, {}, is intact", epoch + 1, b + 1, run.last().display());
+            }
+            partial.batches += 1;
+            partial.loss_sum += loss * idx.len() as f64;
+            partial.correct += correct as u64;
+            partial.seen += idx.len() as u64;
+            if let Some(bar) = &bar {
+                bar.set_position(partial.batches);
+                bar.set_message(format!(
+                    "loss {:.4}, acc {:.2}%",
+                    partial.loss_sum / partial.seen as f64,
+                    100.0 * partial.correct as f64 / partial.seen as f64
+                ));
+            }
+            if let Some(k) = opts.checkpoint_every {
+                if k > 0 && partial.batches % k == 0 && partial.batches < batches_per_epoch {
+                    save(
+                        &config,
+                        &net,
+                        &optimizer,
+                        epochs_done,
+                        partial.clone(),
+                        &history,
+                        &run.last(),
+                    )?;
+                }
+            }
+        }
+        let train_seconds = started.elapsed().as_secs_f64();
+        train_seconds_total += train_seconds;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+
+        let eval_started = Instant::now();
+        let test = evaluate(&mut net, &data.test, t.batch, norm)?;
+        let (train_loss, train_acc) = if opts.eval_train {
+            let e = evaluate(&mut net, &train_set, t.batch, norm)?;
+            (e.loss, e.accuracy)
+        } else {
+            (
+                partial.loss_sum / partial.seen.max(1) as f64,
+                partial.correct as f64 / partial.seen.max(1) as f64,
+            )
+        };
+        let eval_seconds = eval_started.elapsed().as_secs_f64();
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            train_loss,
+            train_acc,
+            test_loss: test.loss,
+            test_acc: test.accuracy,
+        };
+        let best = history.iter().all(|r| record.test_acc > r.test_acc);
+        history.push(record.clone());
+        timings.resize(history.len() - 1, None);
+        timings.push(Some(Timing {
+            train: train_seconds,
+            eval: eval_seconds,
+        }));
+        epochs_done += 1;
+        partial = PartialEpoch::default();
+
+        // Checkpoint first, then the metrics that describe it: after a crash
+        // between the two, resuming rewrites the metrics from the checkpoint.
+        save(
+            &config,
+            &net,
+            &optimizer,
+            epochs_done,
+            partial.clone(),
+            &history,
+            &run.last(),
+        )?;
+        if best {
+            std::fs::copy(run.last(), run.dir.join(".best.ckpt.tmp"))
+                .and_then(|_| std::fs::rename(run.dir.join(".best.ckpt.tmp"), run.best()))
+                .with_context(|| format!("{}: cannot write", run.best().display()))?;
+        }
+        write_atomic(&run.metrics(), metrics_csv(&history, &timings).as_bytes())?;
+        tracing::info!(
+            "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | lr {lr:.4} | {:.1} s, {:.0} img/s{}",
+            record.epoch,
+            t.epochs,
+            record.train_loss,
+            100.0 * record.train_acc,
+            record.test_loss,
+            100.0 * record.test_acc,
+            train_seconds,
+            train_set.len() as f64 / train_seconds,
+            if best { " (best)" } else { "" }
+        );
+    }
+    config.training.epochs = t.epochs;
+    Ok(RunSummary {
+        history,
+        train_seconds: train_seconds_total,
+        wall_seconds: wall.elapsed().as_secs_f64(),
+    })
+}
