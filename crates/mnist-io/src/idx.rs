@@ -259,7 +259,7 @@ pub fn find_file(dir: &Path, name: &str) -> Result<PathBuf, IdxError> {
 /// Returns `None` if a dimension does not fit in 32 bits or `pixels` has the wrong length.
 pub fn encode_images(pixels: &[u8], rows: usize, cols: usize) -> Option<Vec<u8>> {
     let per = rows.checked_mul(cols)?;
-    if per == 0 || pixels.len() % per != 0 {
+    if per == 0 || !pixels.len().is_multiple_of(per) {
         return None;
     }
     let dims = [
