@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod fetch;
+mod train;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Project tasks", version)]
@@ -22,11 +23,14 @@ enum Task {
     /// Download (or copy with --from) a data set into data/<dataset>/, each file
     /// verified by the SHA-256 of its decompressed content before it is moved into place.
     FetchData(fetch::FetchArgs),
+    /// Run the seed experiment (fetching MNIST if needed) and write docs/results.md.
+    Train(train::TrainArgs),
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().task {
         Task::FetchData(args) => fetch::run(args),
+        Task::Train(args) => train::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,9 +19,23 @@ pub struct TrainingConfig {
     pub batch: usize,
     /// Seeds the initial weights and every epoch's shuffle.
     pub seed: u64,
-    /// Standardise inputs with the training set's pixel mean and std (else scale to [0, 1]).
+    /// How pixel bytes become network inputs.
     #[serde(default)]
-    pub normalize: bool,
+    pub input_scaling: InputScaling,
+}
+
+/// How a pixel byte `v` becomes an input value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputScaling {
+    /// `v / 255`, in [0, 1].
+    #[default]
+    Unit,
+    /// `(v − 128) / 255`, in [−0.5, 0.5]: what the course code behind the
+    /// post loads (its `load_mnist_4d`).
+    Centered,
+    /// `(v / 255 − mean) / std` with the training set's pixel mean and std.
+    Standardized,
 }
 
 /// Everything a run needs besides the data.
@@ -106,6 +120,15 @@ impl TrainConfig {
             .build(&mut Rng::seed_from_u64(0))
             .map_err(|e| anyhow!("network: {e}"))?;
         Ok(())
+    }
+
+    /// The (mean, std) that [`mnist_io::Dataset::fill_batch`] applies after dividing by 255, for this config's scaling.
+    pub fn input_norm(&self, train: &mnist_io::Dataset) -> Option<(f32, f32)> {
+        match self.training.input_scaling {
+            InputScaling::Unit => None,
+            InputScaling::Centered => Some((128.0 / 255.0, 1.0)),
+            InputScaling::Standardized => Some(train.pixel_mean_std()),
+        }
     }
 
     /// The training loss.

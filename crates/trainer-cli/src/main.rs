@@ -88,6 +88,83 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Classify 28x28 grey PNG images: the class and the probability of each class.
+    ///
+    /// Any PNG works: 8/16-bit grey, grey+alpha, RGB, RGBA and palette images are
+    /// turned into 8-bit grey (luma; transparency over white). An image whose border
+    /// is mostly bright (a dark digit on white paper) is inverted, since MNIST digits
+    /// are white on black. Images of another size than the network's input (28x28)
+    /// are resized, not refused: a non-square image is first padded to a square with
+    /// black, then area-averaged (box filter) to 28x28. Every such step is printed as a
+    /// note. A file that cannot be read (missing, not a PNG, corrupt) is reported and
+    /// skipped; the others are still classified, and the exit status is then 1.
+    Predict {
+        /// A checkpoint (last.ckpt, best.ckpt).
+        #[arg(long)]
+        model: PathBuf,
+        /// Folder with the training IDX files; needed only when the checkpoint
+        /// standardises inputs with the training set's mean and std.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Print one JSON document (model, classes, and per file: class, class_name,
+        /// probabilities, notes, or error) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// PNG files.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Draw the first conv layer: an image and its feature maps, or the kernels.
+    ///
+    /// Feature maps: the test image --index (white on black) then each map of the
+    /// first conv2d layer after its ReLU, each scaled to its own range (a constant map
+    /// is black), as one grey PNG. --filters: the layer's kernels on one symmetric
+    /// range shared by all (blue negative, white zero, red positive), RGB PNG. Tiles
+    /// are enlarged --scale times (nearest neighbour) with --gap grey pixels between.
+    Visualize {
+        /// A checkpoint.
+        #[arg(long)]
+        model: PathBuf,
+        /// Folder with the IDX files (required for feature maps).
+        #[arg(long, required_unless_present = "filters")]
+        data: Option<PathBuf>,
+        /// Which image of the test set (0-based).
+        #[arg(long, default_value_t = 0)]
+        index: usize,
+        /// Take the image from the training set instead of the test set.
+        #[arg(long)]
+        train_set: bool,
+        /// Draw the first conv layer's kernels instead of feature maps.
+        #[arg(long)]
+        filters: bool,
+        /// The PNG file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Enlargement of each tile, nearest neighbour [default: 4, or 16 with --filters].
+        #[arg(long)]
+        scale: Option<usize>,
+        /// Pixels between tiles.
+        #[arg(long, default_value_t = 2)]
+        gap: usize,
+        /// Tiles per row [default: all in one row up to 9 tiles, else a square-ish grid].
+        #[arg(long)]
+        cols: Option<usize>,
+    },
+    /// Plot a run's loss and accuracy curves, train and test, from its metrics.csv.
+    Plot {
+        /// The run directory (with metrics.csv; config.toml gives the title).
+        #[arg(long)]
+        run: PathBuf,
+        /// The file to write: .png or .svg.
+        #[arg(long)]
+        out: PathBuf,
+        /// Width in pixels.
+        #[arg(long, default_value_t = 1200)]
+        width: u32,
+        /// Height in pixels.
+        #[arg(long, default_value_t = 500)]
+        height: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -169,11 +246,7 @@ fn run(cli: Cli) -> Result<()> {
             let ckpt = Checkpoint::load(&model)?;
             let mut net = ckpt.network()?;
             let sets = DataSets::load(&data)?;
-            let norm = ckpt
-                .config
-                .training
-                .normalize
-                .then(|| sets.train.pixel_mean_std());
+            let norm = ckpt.config.input_norm(&sets.train);
             let ds = if train_set { &sets.train } else { &sets.test };
             let e = trainer::eval::evaluate(&mut net, ds, 100, norm)?;
             println!(
@@ -210,6 +283,55 @@ fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!("some gradients disagree with central differences by more than 1e-2");
             }
             println!("all gradients agree with central differences to within 1e-2 (relative)");
+        }
+        Command::Predict {
+            model,
+            data,
+            json,
+            images,
+        } => trainer::predict::run(&model, data.as_deref(), &images, json)?,
+        Command::Visualize {
+            model,
+            data,
+            index,
+            train_set,
+            filters,
+            out,
+            scale,
+            gap,
+            cols,
+        } => {
+            let f = trainer::visualize::run(&trainer::visualize::VisualizeOptions {
+                model: &model,
+                data: data.as_deref(),
+                index,
+                train_set,
+                filters,
+                out: &out,
+                scale,
+                gap,
+                cols,
+            })?;
+            println!(
+                "wrote {} ({}x{} pixels): {}",
+                out.display(),
+                f.width,
+                f.height,
+                f.description
+            );
+        }
+        Command::Plot {
+            run,
+            out,
+            width,
+            height,
+        } => {
+            let epochs = trainer::plot::run(&run, &out, width, height)?;
+            println!(
+                "wrote {} ({width}x{height}): loss and accuracy over {epochs} epoch{}",
+                out.display(),
+                if epochs == 1 { "" } else { "s" }
+            );
         }
     }
     Ok(())

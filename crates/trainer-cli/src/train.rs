@@ -230,7 +230,7 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
         Some(n) if n < data.train.len() => data.train.subset(&(0..n).collect::<Vec<_>>()),
         _ => data.train.clone(),
     };
-    let norm = t.normalize.then(|| train_set.pixel_mean_std());
+    let norm = config.input_norm(&train_set);
     let classes = net.outputs();
     let loss_fn = config.loss_fn();
     tracing::info!(
