@@ -7,6 +7,10 @@
 //! | `checkpoint.rs` | [`checkpoint::Checkpoint`]: checked, atomic save and load |
 //! | `train.rs` | the training loop, in one place |
 //! | `eval.rs` | loss, accuracy, per-class accuracy, confusion matrix |
+//! | `image_io.rs` | PNG in (any colour type, to grey) and out, area-averaging resize |
+//! | `predict.rs` | `cnn predict`: classify PNG files |
+//! | `visualize.rs` | `cnn visualize`: first-layer feature maps and kernels as one PNG |
+//! | `plot.rs` | `cnn plot`: loss and accuracy curves from `metrics.csv` |
 #![deny(missing_docs)]
 
 pub mod checkpoint;
@@ -14,4 +18,8 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod gradcheck_cmd;
+pub mod image_io;
+pub mod plot;
+pub mod predict;
 pub mod train;
+pub mod visualize;

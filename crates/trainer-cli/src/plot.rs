@@ -1,0 +1,380 @@
+//! `cnn plot`: loss and accuracy curves of a run, train and test, from its
+//! `metrics.csv`, as PNG or SVG (plotters).
+//!
+//! Text is drawn with DejaVu Sans (a Latin subset, `assets/`), embedded in
+//! the binary, so plotting needs no system font library.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use anyhow::{anyhow, bail, Context, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::checkpoint::write_atomic;
+use crate::image_io::RgbImage;
+
+/// The font every plot's text uses.
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
+
+/// The figures of one epoch, as `metrics.csv` has them (accuracies in percent).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricsRow {
+    /// 1-based epoch.
+    pub epoch: f64,
+    /// Training loss.
+    pub train_loss: f64,
+    /// Training accuracy, %.
+    pub train_acc: f64,
+    /// Test loss.
+    pub test_loss: f64,
+    /// Test accuracy, %.
+    pub test_acc: f64,
+}
+
+const COLUMNS: [&str; 5] = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc"];
+
+/// Parses `metrics.csv` text: a header naming at least the columns `epoch,
+/// train_loss, train_acc, test_loss, test_acc` (in any order; others are
+/// ignored), then one row per epoch. Blank lines are skipped. `path` names
+/// the file in errors, which give the 1-based line number.
+pub fn parse_metrics(text: &str, path: &Path) -> Result<Vec<MetricsRow>> {
+    let p = path.display();
+    let mut lines = text.lines().enumerate();
+    let header = lines
+        .by_ref()
+        .find(|(_, l)| !l.trim().is_empty())
+        .map(|(_, l)| l)
+        .ok_or_else(|| anyhow!("{p}: empty file, expected a metrics.csv header"))?;
+    let names: Vec<&str> = header.split(',').map(str::trim).collect();
+    let mut at = [0usize; 5];
+    for (slot, col) in at.iter_mut().zip(COLUMNS) {
+        *slot = names.iter().position(|n| *n == col).ok_or_else(|| {
+            anyhow!(
+                "{p}: line 1: header `{header}` has no column `{col}` (expected {})",
+                COLUMNS.join(",")
+            )
+        })?;
+    }
+    let mut rows = Vec::new();
+    for (i, line) in lines {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if fields.len() != names.len() {
+            bail!(
+                "{p}: line {n}: {} fields, the header has {}: `{line}`",
+                fields.len(),
+                names.len()
+            );
+        }
+        let mut v = [0f64; 5];
+        for ((slot, &col), name) in v.iter_mut().zip(&at).zip(COLUMNS) {
+            *slot = fields[col].parse::<f64>().map_err(|_| {
+                anyhow!(
+                    "{p}: line {n}: column `{name}` is `{}`, expected a number",
+                    fields[col]
+                )
+            })?;
+        }
+        rows.push(MetricsRow {
+            epoch: v[0],
+            train_loss: v[1],
+            train_acc: v[2],
+            test_loss: v[3],
+            test_acc: v[4],
+        });
+    }
+    if rows.is_empty() {
+        bail!("{p}: no epochs recorded yet (only a header)");
+    }
+    Ok(rows)
+}
+
+/// Output format, chosen by the file extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `.png`.
+    Png,
+    /// `.svg`.
+    Svg,
+}
+
+impl Format {
+    /// The format `path`'s extension names (case-insensitive), or an error.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("png") => Ok(Format::Png),
+            Some("svg") => Ok(Format::Svg),
+            _ => bail!(
+                "{}: unknown output format; give a file name ending in .png or .svg",
+                path.display()
+            ),
+        }
+    }
+}
+
+fn register_font() -> Result<()> {
+    static DONE: OnceLock<bool> = OnceLock::new();
+    let ok = *DONE.get_or_init(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        bail!("the embedded font does not parse")
+    }
+}
+
+fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow!("drawing the plot: {e}")
+}
+
+/// Value range of the finite values, padded; `floor` bounds it below.
+fn range(values: impl Iterator<Item = f64>, floor: Option<f64>, ceil: Option<f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+    if lo > hi || lo.is_nan() {
+        return (floor.unwrap_or(0.0), ceil.unwrap_or(1.0));
+    }
+    let pad = ((hi - lo) * 0.08).max(hi.abs() * 0.02).max(1e-3);
+    let mut lo = lo - pad;
+    let mut hi = hi + pad;
+    if let Some(f) = floor {
+        lo = lo.max(f);
+    }
+    if let Some(c) = ceil {
+        hi = hi.min(c);
+    }
+    (lo, hi)
+}
+
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    rows: &[MetricsRow],
+    title: &str,
+) -> Result<()> {
+    root.fill(&WHITE).map_err(plot_err)?;
+    let (w, _) = root.dim_in_pixel();
+    let font = |size: f64| ("sans-serif", size).into_font();
+    let text_scale = (f64::from(w) / 1200.0).clamp(0.6, 3.0);
+    let root = root
+        .titled(title, font(22.0 * text_scale))
+        .map_err(plot_err)?;
+    let panels = root.split_evenly((1, 2));
+    let (x0, x1) = {
+        let (a, b) = range(rows.iter().map(|r| r.epoch), None, None);
+        if rows.len() == 1 {
+            (rows[0].epoch - 0.5, rows[0].epoch + 0.5)
+        } else {
+            (a.max(0.0).min(rows[0].epoch), b)
+        }
+    };
+    let markers = rows.len() <= 40;
+    let train_colour = RGBColor(31, 119, 180);
+    let test_colour = RGBColor(214, 39, 40);
+    type Pick = fn(&MetricsRow) -> f64;
+    type Panel = (
+        &'static str,
+        &'static str,
+        Pick,
+        Pick,
+        Option<f64>,
+        Option<f64>,
+    );
+    let specs: [Panel; 2] = [
+        (
+            "loss",
+            "loss",
+            |r| r.train_loss,
+            |r| r.test_loss,
+            Some(0.0),
+            None,
+        ),
+        (
+            "accuracy",
+            "accuracy (%)",
+            |r| r.train_acc,
+            |r| r.test_acc,
+            Some(0.0),
+            Some(100.0),
+        ),
+    ];
+    for (area, (caption, ylabel, train, test, floor, ceil)) in panels.iter().zip(specs) {
+        let (y0, y1) = range(
+            rows.iter().flat_map(|r| [train(r), test(r)]),
+            floor,
+            ceil.map(|c| c + 0.5),
+        );
+        let mut chart = ChartBuilder::on(area)
+            .caption(caption, font(18.0 * text_scale))
+            .margin((10.0 * text_scale) as i32)
+            .x_label_area_size((40.0 * text_scale) as i32)
+            .y_label_area_size((60.0 * text_scale) as i32)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc(ylabel)
+            .label_style(font(13.0 * text_scale))
+            .axis_desc_style(font(15.0 * text_scale))
+            .x_labels(rows.len().clamp(2, 10))
+            // Epochs are whole numbers: label only the ticks that are.
+            .x_label_formatter(&|x| {
+                if (x - x.round()).abs() < 1e-9 {
+                    format!("{x:.0}")
+                } else {
+                    String::new()
+                }
+            })
+            .draw()
+            .map_err(plot_err)?;
+        for (label, pick, colour) in [("train", train, train_colour), ("test", test, test_colour)] {
+            let points: Vec<(f64, f64)> = rows
+                .iter()
+                .map(|r| (r.epoch, pick(r)))
+                .filter(|(_, y)| y.is_finite())
+                .collect();
+            let style = colour.stroke_width(2);
+            chart
+                .draw_series(LineSeries::new(points.clone(), style))
+                .map_err(plot_err)?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            if markers {
+                chart
+                    .draw_series(
+                        points
+                            .iter()
+                            .map(|&p| Circle::new(p, (3.0 * text_scale) as i32, colour.filled())),
+                    )
+                    .map_err(plot_err)?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .label_font(font(14.0 * text_scale))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(if caption == "loss" {
+                SeriesLabelPosition::UpperRight
+            } else {
+                SeriesLabelPosition::LowerRight
+            })
+            .draw()
+            .map_err(plot_err)?;
+    }
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// Renders the two panels (loss; accuracy) to PNG or SVG bytes.
+pub fn render(
+    rows: &[MetricsRow],
+    title: &str,
+    format: Format,
+    width: u32,
+    height: u32,
+) -> Result<Vec<u8>> {
+    if !(100..=10_000).contains(&width) || !(100..=10_000).contains(&height) {
+        bail!("plot size {width}x{height}: width and height must be 100..=10000 pixels");
+    }
+    register_font()?;
+    match format {
+        Format::Png => {
+            let mut buf = vec![0u8; 3 * width as usize * height as usize];
+            {
+                let root =
+                    BitMapBackend::with_buffer(&mut buf, (width, height)).into_drawing_area();
+                draw(root, rows, title)?;
+            }
+            RgbImage {
+                width: width as usize,
+                height: height as usize,
+                pixels: buf,
+            }
+            .to_png()
+        }
+        Format::Svg => {
+            let mut s = String::new();
+            {
+                let root = SVGBackend::with_string(&mut s, (width, height)).into_drawing_area();
+                draw(root, rows, title)?;
+            }
+            Ok(s.into_bytes())
+        }
+    }
+}
+
+/// The run's config name from `<run>/config.toml` (`name = ...`), if it has one.
+pub fn run_name(run: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(run.join("config.toml")).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    table.get("name")?.as_str().map(str::to_string)
+}
+
+/// Reads `<run>/metrics.csv`, draws it and writes `out` atomically; returns the number of epochs.
+pub fn run(run: &Path, out: &Path, width: u32, height: u32) -> Result<usize> {
+    let format = Format::from_path(out)?;
+    let metrics = run.join("metrics.csv");
+    let text = std::fs::read_to_string(&metrics)
+        .with_context(|| format!("{}: cannot read the run's metrics", metrics.display()))?;
+    let rows = parse_metrics(&text, &metrics)?;
+    let dir_name = run
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| run.display().to_string());
+    let title = match run_name(run) {
+        Some(name) => format!("{name} ({dir_name}): loss and accuracy"),
+        None => format!("{dir_name}: loss and accuracy"),
+    };
+    let bytes = render(&rows, &title, format, width, height)?;
+    write_atomic(out, &bytes)?;
+    Ok(rows.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_names_bad_lines() {
+        let p = Path::new("run/metrics.csv");
+        let ok = "epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds\n1,0.5,90,0.4,91,,\n2,0.3,95,0.3,94.5,1.2,0.3\n";
+        let rows = parse_metrics(ok, p).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].test_acc, 94.5);
+        let bad = ok.replace("2,0.3,95", "2,zero,95");
+        let err = format!("{:#}", parse_metrics(&bad, p).unwrap_err());
+        assert!(
+            err.contains("run/metrics.csv: line 3") && err.contains("train_loss"),
+            "{err}"
+        );
+        let short = format!("{ok}3,1,2\n");
+        let err = format!("{:#}", parse_metrics(&short, p).unwrap_err());
+        assert!(err.contains("line 4"), "{err}");
+        let err = format!("{:#}", parse_metrics("a,b\n", p).unwrap_err());
+        assert!(err.contains("line 1") && err.contains("epoch"), "{err}");
+        assert!(parse_metrics("epoch,train_loss,train_acc,test_loss,test_acc\n", p).is_err());
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(Format::from_path(Path::new("a.PNG")).unwrap(), Format::Png);
+        assert_eq!(Format::from_path(Path::new("a.svg")).unwrap(), Format::Svg);
+        assert!(Format::from_path(Path::new("a.jpg")).is_err());
+        assert!(Format::from_path(Path::new("a")).is_err());
+    }
+}

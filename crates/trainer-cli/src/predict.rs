@@ -1,0 +1,349 @@
+//! `cnn predict`: classify PNG files with a checkpoint.
+//!
+//! Each image becomes what the network saw in training, as far as can be
+//! told from a file:
+//! 1. decoded to 8-bit grey ([`crate::image_io::decode_png_grey`]: any PNG
+//!    colour type and bit depth; transparency over white);
+//! 2. inverted when its border is mostly bright (more than half of the
+//!    outermost pixels above mid-grey): MNIST digits are white on black, a
+//!    photo or scan of a digit is usually dark on white paper;
+//! 3. when not already the network's input size (28x28 for MNIST): padded to
+//!    a square with black (keeping the aspect ratio), then resized by area
+//!    averaging;
+//! 4. scaled as the checkpoint's config scales training pixels.
+//!
+//! Every step taken besides decoding is reported as a note.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use layers::Network;
+use mnist_io::{Dataset, Split};
+use serde::Serialize;
+use tensor::Tensor;
+
+use crate::checkpoint::Checkpoint;
+use crate::config::{InputScaling, TrainConfig};
+use crate::image_io::{read_png_grey, GreyImage};
+
+/// The (mean, std) the config's input scaling applies after dividing pixels by
+/// 255 (see [`TrainConfig::input_norm`]). Only standardised inputs need the
+/// training set, read from `data`; the others need no data.
+pub fn input_norm(config: &TrainConfig, data: Option<&Path>) -> Result<Option<(f32, f32)>> {
+    match config.training.input_scaling {
+        InputScaling::Standardized => {
+            let dir = data.ok_or_else(|| {
+                anyhow!("this checkpoint standardises its inputs with the training set's pixel mean and std: pass --data <dir> with the training IDX files")
+            })?;
+            let train = Dataset::load(dir, Split::Train)
+                .with_context(|| format!("loading the training set from {}", dir.display()))?;
+            Ok(config.input_norm(&train))
+        }
+        // These scalings ignore the data set: an empty one stands in for it.
+        _ => {
+            let empty =
+                Dataset::from_parts(Vec::new(), Vec::new(), 1, 1).map_err(|e| anyhow!("{e}"))?;
+            Ok(config.input_norm(&empty))
+        }
+    }
+}
+
+/// The class names of a checkpoint: its data set's when it names a known one, else `0`..`9`.
+pub fn checkpoint_class_names(ckpt: &Checkpoint, classes: usize) -> Vec<String> {
+    let known = ckpt
+        .body
+        .dataset
+        .as_deref()
+        .and_then(mnist_io::spec_by_name);
+    (0..classes)
+        .map(|c| match known {
+            Some(spec) if c < spec.class_names.len() => spec.class_names[c].to_string(),
+            _ => c.to_string(),
+        })
+        .collect()
+}
+
+/// One image's result.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Prediction {
+    /// The file.
+    pub file: PathBuf,
+    /// Index of the most probable class.
+    pub class: usize,
+    /// Its name.
+    pub class_name: String,
+    /// One probability per class (they sum to 1 for softmax cross-entropy).
+    pub probabilities: Vec<f32>,
+    /// What was done to the image besides decoding it (resized, inverted, ...).
+    pub notes: Vec<String>,
+}
+
+/// An image made ready for the network, and what was done to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prepared {
+    /// Grey image of the network's input size, white digit on black.
+    pub image: GreyImage,
+    /// The steps taken, in words.
+    pub notes: Vec<String>,
+}
+
+/// Inverts a mostly-bright-bordered image, pads it to a square and resizes it
+/// to `width` x `height` (see the module docs).
+pub fn prepare(mut img: GreyImage, width: usize, height: usize) -> Prepared {
+    let mut notes = Vec::new();
+    let bright = img.bright_border_fraction();
+    if bright > 0.5 {
+        img.invert();
+        notes.push(format!(
+            "inverted: {:.0}% of the border is bright, so this looks like a dark digit on a light background; the network was trained on light digits on black",
+            100.0 * bright
+        ));
+    }
+    if (img.width, img.height) != (width, height) {
+        let (w0, h0) = (img.width, img.height);
+        if img.width != img.height && width == height {
+            img = img.pad_to_square(0);
+            notes.push(format!(
+                "padded from {w0}x{h0} to {s}x{s} with black to keep the aspect ratio",
+                s = img.width
+            ));
+        }
+        let (w1, h1) = (img.width, img.height);
+        img = img.resize_area(width, height);
+        notes.push(format!(
+            "resized from {w1}x{h1} to {width}x{height} by area averaging"
+        ));
+    }
+    Prepared { image: img, notes }
+}
+
+/// A network ready to classify images.
+pub struct Predictor {
+    net: Network,
+    loss: layers::Loss,
+    norm: Option<(f32, f32)>,
+    class_names: Vec<String>,
+    width: usize,
+    height: usize,
+}
+
+impl Predictor {
+    /// Loads a checkpoint. `data` is needed only when its config standardises inputs.
+    pub fn load(model: &Path, data: Option<&Path>) -> Result<Self> {
+        let ckpt = Checkpoint::load(model)?;
+        let net = ckpt.network()?;
+        let norm = input_norm(&ckpt.config, data)?;
+        Self::new(net, &ckpt, norm)
+    }
+
+    /// A predictor from a network and the checkpoint it came from.
+    pub fn new(net: Network, ckpt: &Checkpoint, norm: Option<(f32, f32)>) -> Result<Self> {
+        let [c, h, w] = net.config().input;
+        if c != 1 {
+            bail!("the network takes {c}-channel images; `cnn predict` makes 1-channel grey inputs only");
+        }
+        let class_names = checkpoint_class_names(ckpt, net.outputs());
+        Ok(Predictor {
+            loss: ckpt.config.network.loss,
+            net,
+            norm,
+            class_names,
+            width: w,
+            height: h,
+        })
+    }
+
+    /// The network's input size, width x height.
+    pub fn input_size(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+
+    /// The class names, in class order.
+    pub fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+
+    /// Class probabilities of an image already of the input size (white on black).
+    pub fn probabilities(&mut self, img: &GreyImage) -> Result<Vec<f32>> {
+        if (img.width, img.height) != (self.width, self.height) {
+            bail!(
+                "image is {}x{}, the network takes {}x{}",
+                img.width,
+                img.height,
+                self.width,
+                self.height
+            );
+        }
+        let values: Vec<f32> = img
+            .pixels
+            .iter()
+            .map(|&v| {
+                let x = f32::from(v) / 255.0;
+                match self.norm {
+                    Some((mean, std)) => (x - mean) / std,
+                    None => x,
+                }
+            })
+            .collect();
+        let input = Tensor::from_shape_vec(vec![1, 1, self.height, self.width], values)
+            .map_err(|e| anyhow!("input tensor: {e}"))?;
+        let out = self.net.forward(&input).map_err(|e| anyhow!("{e}"))?;
+        let row = out
+            .as_slice()
+            .ok_or_else(|| anyhow!("network output is not contiguous"))?;
+        Ok(self.loss.probabilities(row))
+    }
+
+    /// Reads, prepares and classifies one PNG file.
+    pub fn predict_file(&mut self, path: &Path) -> Result<Prediction> {
+        let decoded = read_png_grey(path)?;
+        let mut notes = Vec::new();
+        if decoded.had_alpha {
+            notes.push(format!(
+                "{}: transparency composited over white",
+                decoded.source_format
+            ));
+        }
+        let prepared = prepare(decoded.image, self.width, self.height);
+        notes.extend(prepared.notes);
+        let probabilities = self
+            .probabilities(&prepared.image)
+            .with_context(|| format!("{}: classifying", path.display()))?;
+        let class = tensor::argmax(&probabilities);
+        Ok(Prediction {
+            file: path.to_path_buf(),
+            class,
+            class_name: self
+                .class_names
+                .get(class)
+                .cloned()
+                .unwrap_or_else(|| class.to_string()),
+            probabilities,
+            notes,
+        })
+    }
+}
+
+impl Prediction {
+    /// A readable block: file, class, notes, and a table of the probabilities.
+    pub fn text(&self, class_names: &[String]) -> String {
+        let mut s = format!(
+            "{}: {} ({:.1}%)\n",
+            self.file.display(),
+            self.class_name,
+            100.0 * self.probabilities.get(self.class).copied().unwrap_or(0.0)
+        );
+        for n in &self.notes {
+            s.push_str(&format!("  note: {n}\n"));
+        }
+        let name = |c: usize| class_names.get(c).cloned().unwrap_or_else(|| c.to_string());
+        let width = (0..self.probabilities.len())
+            .map(|c| name(c).chars().count())
+            .max()
+            .unwrap_or(1);
+        for (c, p) in self.probabilities.iter().enumerate() {
+            let bar = "#".repeat((p.clamp(0.0, 1.0) * 40.0).round() as usize);
+            s.push_str(&format!(
+                "  {}{:>width$} {:>6.2}% {bar}\n",
+                if c == self.class { '>' } else { ' ' },
+                name(c),
+                100.0 * p
+            ));
+        }
+        s
+    }
+}
+
+/// What `cnn predict` prints for one file in `--json` mode: a prediction or the error.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum JsonResult {
+    /// The file was classified.
+    Ok(Prediction),
+    /// It could not be read or classified.
+    Err {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        error: String,
+    },
+}
+
+/// Classifies every file, printing a block (or, with `json`, one JSON document
+/// listing every file) to standard output. A file that cannot be read is
+/// reported and skipped; the error returned at the end counts them.
+pub fn run(model: &Path, data: Option<&Path>, images: &[PathBuf], json: bool) -> Result<()> {
+    let mut predictor = Predictor::load(model, data)?;
+    let mut failed = 0;
+    let mut results = Vec::new();
+    for (i, path) in images.iter().enumerate() {
+        match predictor.predict_file(path) {
+            Ok(p) => {
+                if json {
+                    results.push(JsonResult::Ok(p));
+                } else {
+                    if i > 0 {
+                        println!();
+                    }
+                    print!("{}", p.text(predictor.class_names()));
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                if json {
+                    results.push(JsonResult::Err {
+                        file: path.clone(),
+                        error: format!("{e:#}"),
+                    });
+                } else {
+                    eprintln!("error: {e:#}");
+                }
+            }
+        }
+    }
+    if json {
+        let doc = serde_json::json!({
+            "model": model,
+            "classes": predictor.class_names(),
+            "results": results,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).context("formatting JSON")?
+        );
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} images could not be classified",
+            images.len()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_inverts_pads_and_resizes() {
+        // A dark bar on white paper, 40 wide and 20 high.
+        let mut img = GreyImage::filled(40, 20, 255);
+        for y in 5..15 {
+            for x in 10..30 {
+                img.pixels[y * 40 + x] = 0;
+            }
+        }
+        let p = prepare(img, 28, 28);
+        assert_eq!((p.image.width, p.image.height), (28, 28));
+        assert_eq!(p.notes.len(), 3, "{:?}", p.notes);
+        assert!(p.notes[0].starts_with("inverted"));
+        assert!(p.notes[1].contains("40x20 to 40x40"));
+        assert!(p.notes[2].contains("resized from 40x40 to 28x28"));
+        // The bar is now bright in the middle, the padding black.
+        assert_eq!(p.image.get(14, 14), 255);
+        assert_eq!(p.image.get(14, 0), 0);
+        let same = prepare(GreyImage::filled(28, 28, 0), 28, 28);
+        assert!(same.notes.is_empty());
+    }
+}

@@ -1,0 +1,409 @@
+//! `cnn visualize`: the post's figure of the first convolution layer.
+//!
+//! * Feature maps: the input digit, then each output channel of the first
+//!   `conv2d` layer (after the ReLU that follows it, if one does), as tiles of
+//!   one grey PNG. Each map is scaled to its own range (its minimum black, its
+//!   maximum white); a constant map (e.g. all zero after the ReLU) is black.
+//! * Filters (`--filters`): each kernel of that layer, one tile per (output,
+//!   input) channel pair, on one symmetric range shared by all kernels,
+//!   `[-m, m]` with `m` the largest absolute weight, in a diverging colour map:
+//!   blue negative, white zero, red positive. Sharing the range shows which
+//!   filters are strong as well as their shapes.
+//!
+//! Tiles are enlarged `scale` times with nearest-neighbour sampling and laid
+//! out left to right, top to bottom, `cols` per row, with `gap` pixels of mid
+//! grey between them (no outer margin), so a figure of `n` tiles of `w` x `h`
+//! is `cols*w*scale + (cols-1)*gap` wide and `rows*h*scale + (rows-1)*gap`
+//! high, `rows = ceil(n / cols)`.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use layers::Network;
+use mnist_io::{Dataset, Split};
+use tensor::Tensor;
+
+use crate::checkpoint::{write_atomic, Checkpoint};
+use crate::image_io::{GreyImage, RgbImage};
+
+/// Colour of the gaps between tiles.
+pub const GAP_GREY: u8 = 128;
+
+/// Tiles per row by default: all in one row up to 9 tiles (the seed network's
+/// input + 8 maps), else a near-square grid.
+pub fn default_cols(tiles: usize) -> usize {
+    if tiles <= 9 {
+        tiles.max(1)
+    } else {
+        (tiles as f64).sqrt().ceil() as usize
+    }
+}
+
+/// Width and height of a grid of `tiles` cells of `w` x `h` (before scaling).
+pub fn grid_size(
+    tiles: usize,
+    cols: usize,
+    w: usize,
+    h: usize,
+    scale: usize,
+    gap: usize,
+) -> (usize, usize) {
+    let cols = cols.clamp(1, tiles.max(1));
+    let rows = tiles.div_ceil(cols).max(1);
+    (
+        cols * w * scale + (cols - 1) * gap,
+        rows * h * scale + (rows - 1) * gap,
+    )
+}
+
+/// One tile: `w` x `h` pixels of any type.
+struct Tile<T> {
+    w: usize,
+    h: usize,
+    pixels: Vec<T>,
+}
+
+/// Lays tiles out on a grid (see the module docs); cells are the size of the
+/// largest tile, smaller tiles are centred in theirs.
+fn compose<T: Copy>(
+    tiles: &[Tile<T>],
+    cols: usize,
+    scale: usize,
+    gap: usize,
+    background: T,
+) -> (usize, usize, Vec<T>) {
+    let cw = tiles.iter().map(|t| t.w).max().unwrap_or(1);
+    let ch = tiles.iter().map(|t| t.h).max().unwrap_or(1);
+    let cols = cols.clamp(1, tiles.len().max(1));
+    let (width, height) = grid_size(tiles.len(), cols, cw, ch, scale, gap);
+    let mut out = vec![background; width * height];
+    for (i, t) in tiles.iter().enumerate() {
+        let (col, row) = (i % cols, i / cols);
+        let x0 = col * (cw * scale + gap) + (cw - t.w) * scale / 2;
+        let y0 = row * (ch * scale + gap) + (ch - t.h) * scale / 2;
+        for y in 0..t.h * scale {
+            for x in 0..t.w * scale {
+                out[(y0 + y) * width + x0 + x] = t.pixels[(y / scale) * t.w + x / scale];
+            }
+        }
+    }
+    (width, height, out)
+}
+
+/// Values scaled to 0..=255 by their own range; constant or empty → all 0.
+/// Non-finite values count as the minimum.
+pub fn to_own_range(values: &[f32]) -> Vec<u8> {
+    let finite = values.iter().copied().filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    if hi <= lo || hi.is_nan() || lo.is_nan() {
+        return vec![0; values.len()];
+    }
+    values
+        .iter()
+        .map(|&v| {
+            if v.is_finite() {
+                ((v - lo) / (hi - lo) * 255.0).round().clamp(0.0, 255.0) as u8
+            } else {
+                0
+            }
+        })
+        .collect()
+}
+
+/// Blue (−1) through white (0) to red (+1); `t` is clamped to [−1, 1], NaN is white.
+pub fn diverging(t: f32) -> [u8; 3] {
+    const BLUE: [f32; 3] = [33.0, 102.0, 172.0];
+    const RED: [f32; 3] = [178.0, 24.0, 43.0];
+    let t = if t.is_nan() { 0.0 } else { t.clamp(-1.0, 1.0) };
+    let end = if t < 0.0 { BLUE } else { RED };
+    let a = t.abs();
+    let mix = |i: usize| (255.0 * (1.0 - a) + end[i] * a).round() as u8;
+    [mix(0), mix(1), mix(2)]
+}
+
+/// The first `conv2d` layer: its index, and the index of the layer whose
+/// output to show (the ReLU right after it, if there is one).
+pub fn first_conv(net: &Network) -> Result<(usize, usize)> {
+    let layers = net.layers();
+    let i = layers
+        .iter()
+        .position(|l| l.kind() == "conv2d")
+        .ok_or_else(|| anyhow!("the network has no conv2d layer to visualise"))?;
+    let shown = match layers.get(i + 1) {
+        Some(next) if next.kind() == "relu" => i + 1,
+        _ => i,
+    };
+    Ok((i, shown))
+}
+
+/// A figure, ready to write.
+pub struct Figure {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// The PNG file's bytes.
+    pub png: Vec<u8>,
+    /// What it shows, in a sentence.
+    pub description: String,
+}
+
+/// The input image (bytes, white on black) beside the feature maps of the
+/// first conv layer for that input (scaled as in training by `norm`).
+pub fn feature_maps_figure(
+    net: &mut Network,
+    image: &[u8],
+    norm: Option<(f32, f32)>,
+    scale: usize,
+    gap: usize,
+    cols: Option<usize>,
+) -> Result<Figure> {
+    let [c, h, w] = net.config().input;
+    if c != 1 || image.len() != h * w {
+        bail!(
+            "the network takes {c}x{h}x{w} inputs; the image has {} pixels",
+            image.len()
+        );
+    }
+    let (conv, shown) = first_conv(net)?;
+    let names: Vec<String> = net.layers().iter().map(|l| l.name().to_string()).collect();
+    let values: Vec<f32> = image
+        .iter()
+        .map(|&v| {
+            let x = f32::from(v) / 255.0;
+            norm.map_or(x, |(m, s)| (x - m) / s)
+        })
+        .collect();
+    let input = Tensor::from_shape_vec(vec![1, 1, h, w], values)
+        .map_err(|e| anyhow!("input tensor: {e}"))?;
+    let out = net.forward_to(&input, shown).map_err(|e| anyhow!("{e}"))?;
+    let shape = out.shape().to_vec();
+    if shape.len() != 4 {
+        bail!(
+            "layer {} gives shape {shape:?}, not feature maps",
+            names[shown]
+        );
+    }
+    let (maps, mh, mw) = (shape[1], shape[2], shape[3]);
+    let data = out
+        .as_slice()
+        .ok_or_else(|| anyhow!("feature maps are not contiguous"))?;
+    let mut tiles = vec![Tile {
+        w,
+        h,
+        pixels: image.to_vec(),
+    }];
+    let mut blank = 0;
+    for m in 0..maps {
+        let pixels = to_own_range(&data[m * mh * mw..(m + 1) * mh * mw]);
+        blank += usize::from(pixels.iter().all(|&p| p == 0));
+        tiles.push(Tile {
+            w: mw,
+            h: mh,
+            pixels,
+        });
+    }
+    let cols = cols.unwrap_or_else(|| default_cols(tiles.len()));
+    let (width, height, pixels) = compose(&tiles, cols, scale, gap, GAP_GREY);
+    let png = GreyImage {
+        width,
+        height,
+        pixels,
+    }
+    .to_png()?;
+    let what = if shown == conv {
+        names[conv].clone()
+    } else {
+        format!("{} after {}", names[conv], names[shown])
+    };
+    let mut description = format!(
+        "the input and the {maps} feature maps of {what} ({mw}x{mh}), each scaled to its own range"
+    );
+    if blank > 0 {
+        description.push_str(&format!("; {blank} constant (all black)"));
+    }
+    Ok(Figure {
+        width,
+        height,
+        png,
+        description,
+    })
+}
+
+/// The kernels of the first conv layer, on one symmetric range, in a diverging colour map.
+pub fn filters_figure(
+    net: &Network,
+    scale: usize,
+    gap: usize,
+    cols: Option<usize>,
+) -> Result<Figure> {
+    let (conv, _) = first_conv(net)?;
+    let name = net.layers()[conv].name().to_string();
+    let params = net.named_params();
+    let weight = params
+        .get(&format!("{name}.weight"))
+        .ok_or_else(|| anyhow!("layer {name} has no parameter `{name}.weight`"))?;
+    let shape = weight.shape().to_vec();
+    if shape.len() != 4 {
+        bail!("{name}.weight has shape {shape:?}, expected [out, in, k, k]");
+    }
+    let (o, c, kh, kw) = (shape[0], shape[1], shape[2], shape[3]);
+    let data: Vec<f32> = weight.iter().copied().collect();
+    let m = data
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0f32, |m, v| m.max(v.abs()));
+    let tiles: Vec<Tile<[u8; 3]>> = data
+        .chunks_exact(kh * kw)
+        .map(|k| Tile {
+            w: kw,
+            h: kh,
+            pixels: k
+                .iter()
+                .map(|&v| diverging(if m > 0.0 { v / m } else { 0.0 }))
+                .collect(),
+        })
+        .collect();
+    // One input channel: all kernels in one row (or a grid); else one row per output channel.
+    let cols = cols.unwrap_or(if c == 1 { default_cols(o) } else { c });
+    let grey = [GAP_GREY; 3];
+    let (width, height, pixels) = compose(&tiles, cols, scale, gap, grey);
+    let png = RgbImage {
+        width,
+        height,
+        pixels: pixels.concat(),
+    }
+    .to_png()?;
+    Ok(Figure {
+        width,
+        height,
+        png,
+        description: format!(
+            "the {o}x{c} kernels ({kw}x{kh}) of {name}, blue -{m:.3} .. white 0 .. red +{m:.3} (one range for all)"
+        ),
+    })
+}
+
+/// What `cnn visualize` was asked to do.
+#[derive(Clone, Debug)]
+pub struct VisualizeOptions<'a> {
+    /// The checkpoint.
+    pub model: &'a Path,
+    /// Folder of IDX files (needed for feature maps, and for standardised inputs).
+    pub data: Option<&'a Path>,
+    /// Example index in the split.
+    pub index: usize,
+    /// Take the example from the training set instead of the test set.
+    pub train_set: bool,
+    /// Draw the kernels instead of feature maps.
+    pub filters: bool,
+    /// The PNG to write.
+    pub out: &'a Path,
+    /// Enlargement of each tile (default 4 for maps, 16 for kernels).
+    pub scale: Option<usize>,
+    /// Pixels between tiles.
+    pub gap: usize,
+    /// Tiles per row.
+    pub cols: Option<usize>,
+}
+
+/// Draws the figure `opts` asks for and writes it atomically; returns it (with the PNG bytes).
+pub fn run(opts: &VisualizeOptions) -> Result<Figure> {
+    let ext_ok = opts
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !ext_ok {
+        bail!(
+            "{}: the figure is written as PNG; give a file name ending in .png",
+            opts.out.display()
+        );
+    }
+    if opts.scale == Some(0) || opts.cols == Some(0) {
+        bail!("--scale and --cols must be at least 1");
+    }
+    let ckpt = Checkpoint::load(opts.model)?;
+    let mut net = ckpt.network()?;
+    let figure = if opts.filters {
+        filters_figure(&net, opts.scale.unwrap_or(16), opts.gap, opts.cols)?
+    } else {
+        let dir = opts
+            .data
+            .ok_or_else(|| anyhow!("feature maps need an input image: pass --data <dir>"))?;
+        let split = if opts.train_set {
+            Split::Train
+        } else {
+            Split::Test
+        };
+        let set_name = if opts.train_set { "training" } else { "test" };
+        let ds = Dataset::load(dir, split)
+            .with_context(|| format!("loading the {set_name} set from {}", dir.display()))?;
+        if opts.index >= ds.len() {
+            bail!(
+                "--index {}: the {set_name} set in {} has {} images (indices 0..{})",
+                opts.index,
+                dir.display(),
+                ds.len(),
+                ds.len().saturating_sub(1)
+            );
+        }
+        let norm = crate::predict::input_norm(&ckpt.config, Some(dir))?;
+        let mut f = feature_maps_figure(
+            &mut net,
+            ds.image(opts.index),
+            norm,
+            opts.scale.unwrap_or(4),
+            opts.gap,
+            opts.cols,
+        )?;
+        f.description = format!(
+            "{set_name} image {} (label {}): {}",
+            opts.index,
+            ds.label(opts.index),
+            f.description
+        );
+        f
+    };
+    write_atomic(opts.out, &figure.png)?;
+    Ok(figure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_range_and_constant_maps() {
+        assert_eq!(to_own_range(&[0.0, 0.0, 0.0]), vec![0, 0, 0]);
+        assert_eq!(to_own_range(&[1.0, 3.0, 2.0]), vec![0, 255, 128]);
+        assert_eq!(to_own_range(&[f32::NAN, 1.0, 2.0]), vec![0, 0, 255]);
+        assert_eq!(to_own_range(&[]), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn diverging_ends() {
+        assert_eq!(diverging(0.0), [255, 255, 255]);
+        assert_eq!(diverging(1.0), [178, 24, 43]);
+        assert_eq!(diverging(-5.0), [33, 102, 172]);
+        assert_eq!(diverging(f32::NAN), [255, 255, 255]);
+    }
+
+    #[test]
+    fn compose_lays_out_with_gaps() {
+        let tiles: Vec<Tile<u8>> = (0..3)
+            .map(|i| Tile {
+                w: 2,
+                h: 1,
+                pixels: vec![i * 10, i * 10 + 1],
+            })
+            .collect();
+        let (w, h, px) = compose(&tiles, 2, 2, 1, 99);
+        assert_eq!((w, h), grid_size(3, 2, 2, 1, 2, 1));
+        assert_eq!((w, h), (9, 5));
+        assert_eq!(&px[0..9], &[0, 0, 1, 1, 99, 10, 10, 11, 11]);
+        assert_eq!(&px[2 * 9..3 * 9], &[99; 9]);
+        assert_eq!(&px[3 * 9..4 * 9], &[20, 20, 21, 21, 99, 99, 99, 99, 99]);
+    }
+}

@@ -1,0 +1,576 @@
+//! `cnn predict`, `cnn visualize` and `cnn plot`, through the library and the binary.
+//!
+//! Tests that need real MNIST look for it in `../shared/data/mnist` (the
+//! read-only copy CI has) or `data/mnist`, and print "skipping: ..." without it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use trainer::checkpoint::{Checkpoint, PartialEpoch};
+use trainer::config::TrainConfig;
+use trainer::image_io::{decode_png_grey, GreyImage, RgbImage};
+use trainer::predict::Predictor;
+use trainer::train::{train, TrainOptions};
+use trainer::visualize::grid_size;
+
+/// A small CNN that reaches ~94% in two epochs on 3,000 images; unit input scaling (the default).
+const FAST_CONFIG: &str = r#"
+name = "viz-test"
+description = "small fast CNN for the visualisation tests"
+
+[training]
+epochs = 2
+batch = 50
+seed = 1
+
+[optimizer]
+kind = "sgd"
+lr = 0.02
+momentum = 0.9
+weight_decay = 0.0
+
+[schedule]
+kind = "constant"
+
+[network]
+input = [1, 28, 28]
+loss = { kind = "softmax_cross_entropy" }
+
+[[network.layers]]
+kind = "conv2d"
+in_channels = 1
+out_channels = 8
+kernel = 3
+pad = 1
+
+[[network.layers]]
+kind = "relu"
+
+[[network.layers]]
+kind = "max_pool2d"
+kernel = 2
+
+[[network.layers]]
+kind = "conv2d"
+in_channels = 8
+out_channels = 16
+kernel = 3
+pad = 1
+
+[[network.layers]]
+kind = "relu"
+
+[[network.layers]]
+kind = "max_pool2d"
+kernel = 2
+
+[[network.layers]]
+kind = "flatten"
+
+[[network.layers]]
+kind = "linear"
+in_features = 784
+out_features = 256
+
+[[network.layers]]
+kind = "relu"
+
+[[network.layers]]
+kind = "linear"
+in_features = 256
+out_features = 10
+"#;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cnn")
+}
+
+/// Real MNIST, preferring the shared read-only copy.
+fn mnist_dir() -> Option<PathBuf> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    [
+        manifest.join("../../../shared/data/mnist"),
+        manifest.join("../../data/mnist"),
+    ]
+    .into_iter()
+    .find(|d| {
+        d.join("t10k-images-idx3-ubyte.gz").exists() || d.join("t10k-images-idx3-ubyte").exists()
+    })
+}
+
+fn mnist_or_skip() -> Option<PathBuf> {
+    let d = mnist_dir();
+    if d.is_none() {
+        println!("skipping: no MNIST in ../shared/data/mnist or data/mnist");
+    }
+    d
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("viz-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A checkpoint of the fast config with its initial (untrained) weights: no data needed.
+fn untrained_checkpoint() -> PathBuf {
+    static CKPT: OnceLock<PathBuf> = OnceLock::new();
+    CKPT.get_or_init(|| {
+        let config = TrainConfig::from_toml(FAST_CONFIG, "FAST_CONFIG").unwrap();
+        let net = config.build_network().unwrap();
+        let path = scratch("untrained").join("init.ckpt");
+        Checkpoint::capture(
+            &config,
+            Some("mnist".into()),
+            &net,
+            &Default::default(),
+            0,
+            PartialEpoch::default(),
+            Vec::new(),
+        )
+        .save(&path)
+        .unwrap();
+        path
+    })
+    .clone()
+}
+
+/// A run directory trained for two epochs on 3,000 real images (once per test binary).
+fn trained_run() -> Option<PathBuf> {
+    static RUN: OnceLock<Option<PathBuf>> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let data = mnist_or_skip()?;
+        let out = scratch("trained");
+        train(&TrainOptions {
+            config: TrainConfig::from_toml(FAST_CONFIG, "FAST_CONFIG").unwrap(),
+            data,
+            out: out.clone(),
+            resume: false,
+            eval_train: false,
+            checkpoint_every: None,
+            train_subset: Some(3000),
+            progress: false,
+        })
+        .unwrap();
+        Some(out)
+    })
+    .clone()
+}
+
+fn test_images() -> Option<mnist_io::Dataset> {
+    let dir = mnist_dir()?;
+    Some(mnist_io::Dataset::load(&dir, mnist_io::Split::Test).unwrap())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> PathBuf {
+    std::fs::write(path, bytes).unwrap();
+    path.to_path_buf()
+}
+
+fn decode(path: &Path) -> GreyImage {
+    decode_png_grey(&std::fs::read(path).unwrap(), path)
+        .unwrap()
+        .image
+}
+
+#[test]
+fn predict_gives_a_distribution_for_real_test_images_and_the_right_class_when_trained() {
+    let Some(run) = trained_run() else { return };
+    let ds = test_images().unwrap();
+    let dir = scratch("predict-real");
+    let mut p = Predictor::load(&run.join("last.ckpt"), None).unwrap();
+    assert_eq!(p.class_names()[3], "3");
+    let mut right = 0;
+    for i in 0..10 {
+        let img = GreyImage {
+            width: 28,
+            height: 28,
+            pixels: ds.image(i).to_vec(),
+        };
+        let file = write(&dir.join(format!("{i}.png")), &img.to_png().unwrap());
+        let pred = p.predict_file(&file).unwrap();
+        let sum: f32 = pred.probabilities.iter().sum();
+        assert_eq!(pred.probabilities.len(), 10);
+        assert!((sum - 1.0).abs() < 1e-4, "probabilities sum to {sum}");
+        assert!(pred.class < 10);
+        assert!(pred.notes.is_empty(), "{:?}", pred.notes);
+        right += usize::from(pred.class == usize::from(ds.label(i)));
+    }
+    assert!(right >= 8, "only {right} of the first 10 test images right");
+}
+
+#[test]
+fn predict_inverts_dark_on_light_and_resizes_large_images() {
+    let Some(run) = trained_run() else { return };
+    let ds = test_images().unwrap();
+    let dir = scratch("predict-resize");
+    let mut p = Predictor::load(&run.join("last.ckpt"), None).unwrap();
+    // Test image 0 (a 7) at 56x56, nearest-neighbour doubled, dark on white.
+    let mut big = GreyImage::filled(56, 56, 0);
+    for y in 0..56 {
+        for x in 0..56 {
+            big.pixels[y * 56 + x] = 255 - ds.image(0)[(y / 2) * 28 + x / 2];
+        }
+    }
+    let file = write(&dir.join("big.png"), &big.to_png().unwrap());
+    let pred = p.predict_file(&file).unwrap();
+    assert!(
+        pred.notes
+            .iter()
+            .any(|n| n.contains("resized from 56x56 to 28x28")),
+        "{:?}",
+        pred.notes
+    );
+    assert!(
+        pred.notes.iter().any(|n| n.starts_with("inverted")),
+        "{:?}",
+        pred.notes
+    );
+    assert_eq!(pred.class, usize::from(ds.label(0)));
+}
+
+#[test]
+fn predict_binary_takes_rgb_png_and_reports_bad_files_by_name() {
+    let model = untrained_checkpoint();
+    let dir = scratch("predict-bin");
+    let mut rgb = RgbImage::filled(28, 28, [0, 0, 0]);
+    for y in 8..20 {
+        rgb.set(14, y, [255, 255, 255]);
+    }
+    let good = write(&dir.join("rgb.png"), &rgb.to_png().unwrap());
+    let out = Command::new(bin())
+        .args(["predict", "--model"])
+        .arg(&model)
+        .arg(&good)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("rgb.png: "), "{stdout}");
+    assert_eq!(stdout.matches('%').count(), 11, "{stdout}");
+
+    let bad = write(&dir.join("not-a.png"), b"GIF89a, not a PNG at all");
+    let out = Command::new(bin())
+        .args(["predict", "--json", "--model"])
+        .arg(&model)
+        .arg(&good)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("1 of 2 images could not be classified"),
+        "{stderr}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = doc["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    let probs = results[0]["probabilities"].as_array().unwrap();
+    let sum: f64 = probs.iter().map(|v| v.as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-4);
+    assert!(results[0]["class"].as_u64().unwrap() < 10);
+    let err = results[1]["error"].as_str().unwrap();
+    assert!(
+        err.contains("not-a.png") && err.contains("not a PNG"),
+        "{err}"
+    );
+    assert_eq!(doc["classes"][0], "0");
+}
+
+#[test]
+fn predict_library_handles_grey_alpha_16_bit_and_palette_pngs() {
+    let model = untrained_checkpoint();
+    let dir = scratch("predict-kinds");
+    let mut p = Predictor::load(&model, None).unwrap();
+    let encode =
+        |color: png::ColorType, depth: png::BitDepth, data: &[u8], palette: Option<Vec<u8>>| {
+            let mut out = Vec::new();
+            let mut enc = png::Encoder::new(&mut out, 20, 30);
+            enc.set_color(color);
+            enc.set_depth(depth);
+            if let Some(p) = palette {
+                enc.set_palette(p);
+            }
+            let mut w = enc.write_header().unwrap();
+            w.write_image_data(data).unwrap();
+            w.finish().unwrap();
+            out
+        };
+    let n = 20 * 30;
+    let cases = [
+        (
+            "ga.png",
+            encode(
+                png::ColorType::GrayscaleAlpha,
+                png::BitDepth::Eight,
+                &[0u8, 255].repeat(n),
+                None,
+            ),
+        ),
+        (
+            "g16.png",
+            encode(
+                png::ColorType::Grayscale,
+                png::BitDepth::Sixteen,
+                &[0u8, 0].repeat(n),
+                None,
+            ),
+        ),
+        (
+            "pal.png",
+            encode(
+                png::ColorType::Indexed,
+                png::BitDepth::Eight,
+                &vec![0u8; n],
+                Some(vec![0, 0, 0, 255, 255, 255]),
+            ),
+        ),
+        (
+            "rgba.png",
+            encode(
+                png::ColorType::Rgba,
+                png::BitDepth::Eight,
+                &[0u8, 0, 0, 255].repeat(n),
+                None,
+            ),
+        ),
+    ];
+    for (name, bytes) in cases {
+        let file = write(&dir.join(name), &bytes);
+        let pred = p.predict_file(&file).unwrap();
+        let sum: f32 = pred.probabilities.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-4, "{name}");
+        assert!(
+            pred.notes
+                .iter()
+                .any(|n| n.contains("padded from 20x30 to 30x30")),
+            "{name}: {:?}",
+            pred.notes
+        );
+        assert!(pred
+            .notes
+            .iter()
+            .any(|n| n.contains("resized from 30x30 to 28x28")));
+        assert!(
+            !pred.notes.iter().any(|n| n.starts_with("inverted")),
+            "{name}: black image inverted"
+        );
+    }
+    let err = p.predict_file(&dir.join("missing.png")).unwrap_err();
+    assert!(format!("{err:#}").contains("missing.png"));
+}
+
+#[test]
+fn visualize_feature_maps_and_filters_have_the_computed_size() {
+    let model = untrained_checkpoint();
+    let dir = scratch("visualize");
+    // Filters need no data: 8 kernels of 3x3 in one row, x16, 2-pixel gaps.
+    let out = dir.join("filters.png");
+    let o = Command::new(bin())
+        .args(["visualize", "--filters", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let img = decode(&out);
+    assert_eq!((img.width, img.height), grid_size(8, 8, 3, 3, 16, 2));
+    assert_eq!((img.width, img.height), (8 * 48 + 7 * 2, 48));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains(&format!("{}x{} pixels", img.width, img.height)),
+        "{stdout}"
+    );
+
+    let Some(data) = mnist_or_skip() else { return };
+    let out = dir.join("maps.png");
+    let o = Command::new(bin())
+        .args([
+            "visualize",
+            "--index",
+            "3",
+            "--scale",
+            "3",
+            "--gap",
+            "1",
+            "--cols",
+            "3",
+            "--model",
+        ])
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let img = decode(&out);
+    // Input + 8 maps of 28x28 in a 3x3 grid.
+    assert_eq!((img.width, img.height), (3 * 84 + 2, 3 * 84 + 2));
+    // The first tile is the input digit itself, enlarged.
+    let ds = test_images().unwrap();
+    assert_eq!(img.get(14 * 3, 14 * 3), ds.image(3)[14 * 28 + 14]);
+    assert_eq!(img.get(84, 0), trainer::visualize::GAP_GREY);
+
+    let o = Command::new(bin())
+        .args(["visualize", "--index", "10000", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.join("never.png"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("--index 10000") && stderr.contains("10000 images"),
+        "{stderr}"
+    );
+    assert!(!dir.join("never.png").exists());
+}
+
+#[test]
+fn visualize_default_layout_is_one_row() {
+    let Some(data) = mnist_or_skip() else { return };
+    let dir = scratch("visualize-row");
+    let out = dir.join("maps.png");
+    let f = trainer::visualize::run(&trainer::visualize::VisualizeOptions {
+        model: &untrained_checkpoint(),
+        data: Some(&data),
+        index: 0,
+        train_set: true,
+        filters: false,
+        out: &out,
+        scale: None,
+        gap: 2,
+        cols: None,
+    })
+    .unwrap();
+    assert_eq!((f.width, f.height), (9 * 112 + 8 * 2, 112));
+    assert!(
+        f.description.starts_with("training image 0 (label 5)"),
+        "{}",
+        f.description
+    );
+    let img = decode(&out);
+    assert_eq!((img.width, img.height), (f.width, f.height));
+}
+
+fn write_run(dir: &Path, metrics: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("metrics.csv"), metrics).unwrap();
+    std::fs::write(dir.join("config.toml"), "name = \"my-run\"\n").unwrap();
+}
+
+#[test]
+fn plot_writes_png_and_svg_and_rejects_bad_rows() {
+    let dir = scratch("plot");
+    let run = dir.join("run");
+    write_run(
+        &run,
+        "epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds\n\
+         1,0.9,70.0,0.5,85.0,10.0,1.0\n2,0.4,88.0,0.3,91.0,,\n3,0.3,92.5,0.28,92.0,10.1,1.0\n",
+    );
+    let png_out = dir.join("curves.png");
+    let o = Command::new(bin())
+        .args(["plot", "--width", "900", "--height", "400", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&png_out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bytes = std::fs::read(&png_out).unwrap();
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap();
+    assert_eq!((reader.info().width, reader.info().height), (900, 400));
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    reader.next_frame(&mut buf).unwrap();
+    assert!(buf.iter().any(|&b| b < 100), "the plot is blank");
+
+    let svg_out = dir.join("curves.svg");
+    trainer::plot::run(&run, &svg_out, 800, 300).unwrap();
+    let svg = std::fs::read_to_string(&svg_out).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("my-run"),
+        "{}",
+        &svg[..200.min(svg.len())]
+    );
+
+    let err = trainer::plot::run(&run, &dir.join("curves.jpg"), 800, 300).unwrap_err();
+    assert!(format!("{err:#}").contains(".png or .svg"));
+
+    let bad = dir.join("bad");
+    write_run(
+        &bad,
+        "epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds\n1,0.9,70,0.5,85,,\n2,oops,88,0.3,91,,\n",
+    );
+    let o = Command::new(bin())
+        .args(["plot", "--run"])
+        .arg(&bad)
+        .arg("--out")
+        .arg(dir.join("bad.png"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("metrics.csv: line 3") && stderr.contains("train_loss"),
+        "{stderr}"
+    );
+    assert!(!dir.join("bad.png").exists());
+}
+
+#[test]
+fn plot_of_one_epoch_is_not_empty() {
+    let dir = scratch("plot-one");
+    let run = dir.join("run");
+    write_run(
+        &run,
+        "epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds\n1,0.9,70.0,0.5,85.0,,\n",
+    );
+    let png_out = dir.join("one.png");
+    trainer::plot::run(&run, &png_out, 600, 300).unwrap();
+    let img = decode(&png_out);
+    assert_eq!((img.width, img.height), (600, 300));
+    // The markers of the test series are red: some pixels are far from grey.
+    let bytes = std::fs::read(&png_out).unwrap();
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    reader.next_frame(&mut buf).unwrap();
+    let reddish = buf
+        .chunks_exact(3)
+        .filter(|p| p[0] > 150 && p[1] < 80 && p[2] < 80)
+        .count();
+    assert!(reddish > 20, "only {reddish} red pixels");
+}
+
+#[test]
+fn plot_of_a_real_run() {
+    let Some(run) = trained_run() else { return };
+    let out = run.join("curves.svg");
+    let o = Command::new(bin())
+        .args(["plot", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("over 2 epochs"));
+    assert!(std::fs::read_to_string(&out).unwrap().contains("viz-test"));
+}
