@@ -347,6 +347,6 @@ mod tests {
         assert_eq!((sq.width, sq.height), (4, 4));
         assert_eq!(sq.pixels[0..4], [0, 255, 255, 0]);
         assert_eq!(GreyImage::filled(5, 5, 200).bright_border_fraction(), 1.0);
-        assert_eq!(sq.bright_border_fraction(), 0.5);
+        assert_eq!(sq.bright_border_fraction(), 4.0 / 12.0);
     }
 }
