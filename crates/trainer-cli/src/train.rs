@@ -354,6 +354,15 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
             )
         };
         let eval_seconds = eval_started.elapsed().as_secs_f64();
+        let never: Vec<usize> = (0..classes)
+            .filter(|&c| test.confusion.iter().all(|row| row[c] == 0))
+            .collect();
+        if !never.is_empty() {
+            tracing::warn!(
+                "classes {never:?} were never predicted on the test set: their output units are probably dead \
+                 (a ReLU after the last layer can kill them; see the notes in configs/seed.toml)"
+            );
+        }
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss,
