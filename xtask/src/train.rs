@@ -278,6 +278,50 @@ pub fn run(args: TrainArgs) -> Result<()> {
         rows.len(),
         out.display()
     );
+
+    // The pictures the README shows, from the same run.
+    let docs = results
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| root.join("docs"));
+    let model = out.join("best.ckpt");
+    let figures: [(&str, Vec<std::ffi::OsString>); 3] = [
+        (
+            "feature_maps.png",
+            vec![
+                "visualize".into(),
+                "--model".into(),
+                model.clone().into(),
+                "--data".into(),
+                data.clone().into(),
+                "--index".into(),
+                "0".into(),
+            ],
+        ),
+        (
+            "filters.png",
+            vec![
+                "visualize".into(),
+                "--model".into(),
+                model.clone().into(),
+                "--filters".into(),
+            ],
+        ),
+        (
+            "curves.png",
+            vec!["plot".into(), "--run".into(), out.clone().into()],
+        ),
+    ];
+    for (file, args) in figures {
+        let status = Command::new(&cnn)
+            .args(&args)
+            .arg("--out")
+            .arg(docs.join(file))
+            .status()?;
+        if !status.success() {
+            bail!("making docs/{file} failed");
+        }
+    }
     Ok(())
 }
 

@@ -28,9 +28,9 @@ struct Cli {
 enum Command {
     /// Train a network and write checkpoints and metrics to a run directory.
     Train {
-        /// A TOML file or a built-in config name (see `cnn configs`); default `seed`.
-        #[arg(long, default_value = "seed")]
-        config: String,
+        /// A TOML file or a built-in config name (see `cnn configs`) [default: seed; with --resume: the run's own].
+        #[arg(long)]
+        config: Option<String>,
         /// Folder with the four IDX files (e.g. data/mnist).
         #[arg(long)]
         data: PathBuf,
@@ -206,19 +206,29 @@ fn run(cli: Cli) -> Result<()> {
             checkpoint_every,
             train_subset,
         } => {
-            let mut config = TrainConfig::load(&config)?;
-            if let Some(e) = epochs {
-                config.training.epochs = e;
+            let config = match config {
+                None if resume => None,
+                name => {
+                    let mut config = TrainConfig::load(name.as_deref().unwrap_or("seed"))?;
+                    if let Some(b) = batch {
+                        config.training.batch = b;
+                    }
+                    if let Some(s) = seed {
+                        config.training.seed = s;
+                    }
+                    if let Some(e) = epochs {
+                        config.training.epochs = e;
+                    }
+                    config.check()?;
+                    Some(config)
+                }
+            };
+            if resume && (batch.is_some() || seed.is_some()) {
+                anyhow::bail!("--batch and --seed cannot change a run being resumed: it would no longer be the same run");
             }
-            if let Some(b) = batch {
-                config.training.batch = b;
-            }
-            if let Some(s) = seed {
-                config.training.seed = s;
-            }
-            config.check()?;
             let summary = train(&TrainOptions {
                 config,
+                epochs,
                 data,
                 out,
                 resume,

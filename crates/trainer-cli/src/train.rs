@@ -35,8 +35,11 @@ pub const METRICS_HEADER: &str =
 /// What `cnn train` was asked to do.
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
-    /// The run's config (ignored, except for `epochs`, when resuming).
-    pub config: TrainConfig,
+    /// The run's config. When resuming, `None` means the checkpoint's own,
+    /// and a given config must describe the checkpoint's network.
+    pub config: Option<TrainConfig>,
+    /// Train until this many epochs are done (default: the config's).
+    pub epochs: Option<usize>,
     /// Folder of IDX files.
     pub data: PathBuf,
     /// The run directory.
@@ -180,23 +183,23 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
         .resume
     {
         let ckpt = Checkpoint::load(&run.last()).context("--resume needs the run's last.ckpt")?;
-        if ckpt.config.network != opts.config.network && opts.config.name != ckpt.config.name {
-            bail!(
-                "{}: the checkpoint is of network `{}`, not of the `{}` given with --config",
-                run.last().display(),
-                ckpt.config.name,
-                opts.config.name
-            );
+        if let Some(given) = &opts.config {
+            if given.network != ckpt.config.network {
+                bail!(
+                    "{}: the checkpoint is of network `{}`, which differs from the network of the `{}` config given with --config",
+                    run.last().display(),
+                    ckpt.config.name,
+                    given.name
+                );
+            }
         }
         let mut net = ckpt.network()?;
         let mut optimizer = Optimizer::new(ckpt.config.optimizer.clone());
         optimizer
             .load_state(ckpt.body.optimizer.clone(), &mut net)
             .map_err(|e| anyhow!("{}: {e}", run.last().display()))?;
-        let mut config = ckpt.config.clone();
-        config.training.epochs = opts.config.training.epochs;
         (
-            config,
+            ckpt.config.clone(),
             net,
             optimizer,
             ckpt.body.epochs_done,
@@ -207,10 +210,14 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
         if run.last().exists() {
             bail!("{} already holds a run (last.ckpt); continue it with --resume, or choose another --out", run.dir.display());
         }
-        let net = opts.config.build_network()?;
-        let optimizer = Optimizer::new(opts.config.optimizer.clone());
+        let config = opts
+            .config
+            .clone()
+            .ok_or_else(|| anyhow!("a new run needs a config"))?;
+        let net = config.build_network()?;
+        let optimizer = Optimizer::new(config.optimizer.clone());
         (
-            opts.config.clone(),
+            config,
             net,
             optimizer,
             0,
@@ -218,6 +225,9 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
             Vec::new(),
         )
     };
+    if let Some(e) = opts.epochs {
+        config.training.epochs = e;
+    }
     let t = config.training.clone();
     write_atomic(&run.config(), config.to_toml().as_bytes())?;
     let mut timings = read_timings(&run.metrics(), history.len());
@@ -410,7 +420,6 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
             if best { " (best)" } else { "" }
         );
     }
-    config.training.epochs = t.epochs;
     Ok(RunSummary {
         history,
         train_seconds: train_seconds_total,

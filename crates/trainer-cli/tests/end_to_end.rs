@@ -9,21 +9,37 @@ use std::process::Command;
 
 fn mnist() -> Option<PathBuf> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    [manifest.join("../../../shared/data/mnist"), manifest.join("../../data/mnist")]
-        .into_iter()
-        .find(|d| d.join("t10k-labels-idx1-ubyte.gz").exists() || d.join("t10k-labels-idx1-ubyte").exists())
+    [
+        manifest.join("../../../shared/data/mnist"),
+        manifest.join("../../data/mnist"),
+    ]
+    .into_iter()
+    .find(|d| {
+        d.join("t10k-labels-idx1-ubyte.gz").exists() || d.join("t10k-labels-idx1-ubyte").exists()
+    })
 }
 
 fn cnn(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cnn")).args(args).output().expect("cnn runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_cnn"))
+        .args(args)
+        .output()
+        .expect("cnn runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn png_size(path: &Path) -> (u32, u32) {
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
-    let mut reader = decoder.read_info().unwrap_or_else(|e| panic!("{}: not a PNG: {e}", path.display()));
+    let mut reader = decoder
+        .read_info()
+        .unwrap_or_else(|e| panic!("{}: not a PNG: {e}", path.display()));
     let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap_or_else(|e| panic!("{}: does not decode: {e}", path.display()));
+    let info = reader
+        .next_frame(&mut buf)
+        .unwrap_or_else(|e| panic!("{}: does not decode: {e}", path.display()));
     (info.width, info.height)
 }
 
@@ -43,10 +59,16 @@ fn one_epoch_of_the_seed_network_then_every_command() {
     println!("{stdout}");
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     let mut lines = metrics.lines();
-    assert_eq!(lines.next(), Some("epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds"));
+    assert_eq!(
+        lines.next(),
+        Some("epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds")
+    );
     let row: Vec<&str> = lines.next().expect("one epoch row").split(',').collect();
     let test_acc: f64 = row[4].parse().unwrap();
-    assert!(test_acc >= 95.0, "test accuracy after one epoch {test_acc}% < 95%");
+    assert!(
+        test_acc >= 95.0,
+        "test accuracy after one epoch {test_acc}% < 95%"
+    );
     for f in ["last.ckpt", "best.ckpt", "config.toml"] {
         assert!(run.join(f).exists(), "{f} missing");
     }
@@ -55,26 +77,53 @@ fn one_epoch_of_the_seed_network_then_every_command() {
 
     let (ok, stdout, stderr) = cnn(&["eval", "--model", m, "--data", d]);
     assert!(ok, "eval failed:\n{stderr}");
-    assert!(stdout.contains(&format!("accuracy {test_acc:.2}%")), "eval disagrees with training's {test_acc}:\n{stdout}");
+    assert!(
+        stdout.contains(&format!("accuracy {test_acc:.2}%")),
+        "eval disagrees with training's {test_acc}:\n{stdout}"
+    );
     assert!(stdout.contains("confusion matrix"), "{stdout}");
 
     // Test image 0 of MNIST is a 7.
     let test = mnist_io::Dataset::load(&data, mnist_io::Split::Test).unwrap();
     assert_eq!(test.label(0), 7);
     let img = dir.path().join("seven.png");
-    let grey = trainer::image_io::GreyImage { width: 28, height: 28, pixels: test.image(0).to_vec() };
+    let grey = trainer::image_io::GreyImage {
+        width: 28,
+        height: 28,
+        pixels: test.image(0).to_vec(),
+    };
     std::fs::write(&img, grey.to_png().unwrap()).unwrap();
     let (ok, stdout, stderr) = cnn(&["predict", "--model", m, "--json", img.to_str().unwrap()]);
     assert!(ok, "predict failed:\n{stderr}");
-    assert!(stdout.contains("\"class\": 7") || stdout.contains("\"class\":7"), "{stdout}");
+    assert!(
+        stdout.contains("\"class\": 7") || stdout.contains("\"class\":7"),
+        "{stdout}"
+    );
 
     let maps = dir.path().join("maps.png");
-    let (ok, _, stderr) = cnn(&["visualize", "--model", m, "--data", d, "--index", "0", "--out", maps.to_str().unwrap()]);
+    let (ok, _, stderr) = cnn(&[
+        "visualize",
+        "--model",
+        m,
+        "--data",
+        d,
+        "--index",
+        "0",
+        "--out",
+        maps.to_str().unwrap(),
+    ]);
     assert!(ok, "visualize failed:\n{stderr}");
     // The input and 8 feature maps in one row, 28 px x 4, 2 px gaps.
     assert_eq!(png_size(&maps), (9 * 112 + 8 * 2, 112));
     let filters = dir.path().join("filters.png");
-    let (ok, _, stderr) = cnn(&["visualize", "--model", m, "--filters", "--out", filters.to_str().unwrap()]);
+    let (ok, _, stderr) = cnn(&[
+        "visualize",
+        "--model",
+        m,
+        "--filters",
+        "--out",
+        filters.to_str().unwrap(),
+    ]);
     assert!(ok, "visualize --filters failed:\n{stderr}");
     assert!(png_size(&filters).0 > 0);
 

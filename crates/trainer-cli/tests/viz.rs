@@ -145,7 +145,8 @@ fn trained_run() -> Option<PathBuf> {
         let data = mnist_or_skip()?;
         let out = scratch("trained");
         train(&TrainOptions {
-            config: TrainConfig::from_toml(FAST_CONFIG, "FAST_CONFIG").unwrap(),
+            config: Some(TrainConfig::from_toml(FAST_CONFIG, "FAST_CONFIG").unwrap()),
+            epochs: None,
             data,
             out: out.clone(),
             resume: false,
