@@ -132,3 +132,191 @@ fn one_epoch_of_the_seed_network_then_every_command() {
     assert!(ok, "plot failed:\n{stderr}");
     assert_eq!(png_size(&curves), (1200, 500));
 }
+
+fn sha256(path: &Path) -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The loss and accuracy columns of metrics.csv (timings differ between identical runs).
+fn figures(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split(',').take(5).collect::<Vec<_>>().join(","))
+        .collect()
+}
+
+#[test]
+#[ignore = "release-mode end to end; .ci/run runs it with --ignored"]
+fn three_hundred_batches_are_bit_identical_on_one_and_two_threads() {
+    let Some(data) = mnist() else {
+        println!("skipping: no MNIST in ../shared/data/mnist or data/mnist");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut sums = Vec::new();
+    for threads in ["1", "2", "3"] {
+        let run = dir.path().join(format!("t{threads}"));
+        let (ok, _, stderr) = cnn(&[
+            "--threads",
+            threads,
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--train-subset",
+            "30000",
+        ]);
+        assert!(ok, "{stderr}");
+        sums.push((threads, sha256(&run.join("last.ckpt")), figures(&run)));
+    }
+    println!(
+        "checkpoint SHA-256 by thread count: {:?}",
+        sums.iter().map(|(t, s, _)| (t, s)).collect::<Vec<_>>()
+    );
+    for (t, sum, fig) in &sums[1..] {
+        assert_eq!(
+            sum, &sums[0].1,
+            "{t} threads give another checkpoint than 1"
+        );
+        assert_eq!(fig, &sums[0].2, "{t} threads give other metrics than 1");
+    }
+}
+
+#[test]
+#[ignore = "release-mode end to end; .ci/run runs it with --ignored"]
+fn killed_runs_resume_to_the_same_bits() {
+    let Some(data) = mnist() else {
+        println!("skipping: no MNIST in ../shared/data/mnist or data/mnist");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let args = |run: &Path| -> Vec<String> {
+        [
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--epochs",
+            "3",
+            "--train-subset",
+            "6000",
+            "--checkpoint-every",
+            "7",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let whole = dir.path().join("whole");
+    let (ok, _, stderr) = cnn(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{stderr}");
+
+    // Kill at moments spread over the run (different on every test run), resume each time.
+    let run = dir.path().join("killed");
+    let seed = std::collections::hash_map::RandomState::new();
+    let mut kills = Vec::new();
+    for attempt in 0..4u64 {
+        use std::hash::BuildHasher;
+        let delay_ms = 150 + seed.hash_one(attempt) % 900;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cnn"));
+        cmd.args(args(&run));
+        if run.join("last.ckpt").exists() {
+            cmd.arg("--resume");
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        // SIGKILL: no handler runs, as in a power cut.
+        let _ = child.kill();
+        let _ = child.wait();
+        kills.push(delay_ms);
+        // Whatever is on disk must be a complete checkpoint whose history matches metrics.csv.
+        if run.join("last.ckpt").exists() {
+            let ck = trainer::checkpoint::Checkpoint::load(&run.join("last.ckpt"))
+                .expect("a complete checkpoint after SIGKILL");
+            let rows = std::fs::read_to_string(run.join("metrics.csv"))
+                .map(|t| t.lines().count() - 1)
+                .unwrap_or(0);
+            assert!(
+                rows == ck.body.history.len() || rows + 1 == ck.body.history.len(),
+                "metrics rows {rows}, checkpoint epochs {}",
+                ck.body.history.len()
+            );
+        }
+    }
+    let mut finish: Vec<String> = args(&run);
+    if run.join("last.ckpt").exists() {
+        finish.push("--resume".into());
+    }
+    let (ok, _, stderr) = cnn(&finish.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{stderr}");
+    println!(
+        "killed after {kills:?} ms; final checkpoint {}",
+        sha256(&run.join("last.ckpt"))
+    );
+    assert_eq!(
+        sha256(&run.join("last.ckpt")),
+        sha256(&whole.join("last.ckpt")),
+        "resumed run differs from the uninterrupted one"
+    );
+    assert_eq!(figures(&run), figures(&whole));
+}
+
+#[test]
+#[ignore = "release-mode end to end; .ci/run runs it with --ignored"]
+fn a_second_trainer_on_the_same_run_directory_is_refused() {
+    let Some(data) = mnist() else {
+        println!("skipping: no MNIST in ../shared/data/mnist or data/mnist");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_cnn"))
+        .args([
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--epochs",
+            "50",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first holds the lock (it writes config.toml right after taking it).
+    for _ in 0..200 {
+        if run.join("config.toml").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let (ok, _, stderr) = cnn(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--resume",
+    ]);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(!ok);
+    assert!(
+        stderr.contains("another `cnn train` is using this run directory"),
+        "{stderr}"
+    );
+}
