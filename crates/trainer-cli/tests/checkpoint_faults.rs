@@ -169,7 +169,7 @@ fn a_full_disk_is_a_clear_error_and_loses_nothing() {
         return;
     }
     let path = dir.path().join("last.ckpt");
-    let result = (|| {
+    let attempt = || {
         write_atomic(&path, b"the good checkpoint").unwrap();
         let err = format!(
             "{:#}",
@@ -181,7 +181,8 @@ fn a_full_disk_is_a_clear_error_and_loses_nothing() {
             .map(|e| e.unwrap().file_name())
             .collect();
         (err, kept, leftovers)
-    })();
+    };
+    let result = attempt();
     let _ = std::process::Command::new("umount")
         .arg(dir.path())
         .status();
