@@ -48,3 +48,8 @@ pub use conv::{col2im, conv2d_backward, conv2d_forward, im2col, ConvScratch};
 pub use gemm::{sgemm, MatLayout};
 pub use geometry::{ConvGeometry, GeometryError, PoolGeometry};
 pub use pool::{avg_pool_backward, avg_pool_forward, max_pool_backward, max_pool_forward};
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctest;

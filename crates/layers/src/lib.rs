@@ -72,3 +72,8 @@ pub use network::Network;
 pub use pool2d::{Pool2d, Pool2dConfig, PoolKind};
 pub use relu::Relu;
 pub use sigmoid::Sigmoid;
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctest;

@@ -44,3 +44,8 @@ pub use spec::{
     identify, sha256_hex, spec_by_name, verify_bytes, verify_file, DatasetSpec, FileSpec, Split,
     FASHION_MNIST, KNOWN_DATASETS, MNIST,
 };
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctest;
