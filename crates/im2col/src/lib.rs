@@ -53,3 +53,13 @@ pub use pool::{avg_pool_backward, avg_pool_forward, max_pool_backward, max_pool_
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctest;
+
+/// `docs/03-im2col.md`, whose code blocks run as doctests so the book cannot drift from the code.
+#[doc = include_str!("../../../docs/03-im2col.md")]
+#[cfg(doctest)]
+pub struct ChapterIm2col;
+
+/// `docs/07-determinism.md`, whose code blocks run as doctests so the book cannot drift from the code.
+#[doc = include_str!("../../../docs/07-determinism.md")]
+#[cfg(doctest)]
+pub struct ChapterDeterminism;

@@ -77,3 +77,13 @@ pub use sigmoid::Sigmoid;
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctest;
+
+/// `docs/04-backward.md`, whose code blocks run as doctests so the book cannot drift from the code.
+#[doc = include_str!("../../../docs/04-backward.md")]
+#[cfg(doctest)]
+pub struct ChapterBackward;
+
+/// `docs/06-gradient-check.md`, whose code blocks run as doctests so the book cannot drift from the code.
+#[doc = include_str!("../../../docs/06-gradient-check.md")]
+#[cfg(doctest)]
+pub struct ChapterGradientCheck;

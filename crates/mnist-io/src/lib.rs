@@ -49,3 +49,8 @@ pub use spec::{
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctest;
+
+/// `docs/02-idx-format.md`, whose code blocks run as doctests so the book cannot drift from the code.
+#[doc = include_str!("../../../docs/02-idx-format.md")]
+#[cfg(doctest)]
+pub struct ChapterIdxFormat;

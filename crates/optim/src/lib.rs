@@ -314,3 +314,8 @@ impl Optimizer {
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctest;
+
+/// `docs/05-sgd.md`, whose code blocks run as doctests so the book cannot drift from the code.
+#[doc = include_str!("../../../docs/05-sgd.md")]
+#[cfg(doctest)]
+pub struct ChapterSgd;
