@@ -30,7 +30,7 @@ pub struct FetchArgs {
     #[arg(long, value_name = "DIR")]
     pub from: Option<PathBuf>,
 
-    /// Where to put the files [default: data/<dataset>/ under the workspace root].
+    /// Where to put the files [default: data/DATASET/ under the workspace root].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 

@@ -20,7 +20,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Download (or copy with --from) a data set into data/<dataset>/, each file
+    /// Download (or copy with --from) a data set into data/DATASET/, each file
     /// verified by the SHA-256 of its decompressed content before it is moved into place.
     FetchData(fetch::FetchArgs),
     /// Run the seed experiment (fetching MNIST if needed) and write docs/results.md.

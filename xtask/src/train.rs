@@ -19,7 +19,7 @@ pub struct TrainArgs {
     /// Config: a built-in name or a TOML file.
     #[arg(long, default_value = "seed")]
     pub config: String,
-    /// Run directory [default: runs/<config>-<epochs>].
+    /// Run directory [default: runs/CONFIG-EPOCHS].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Worker threads for `cnn` [default: all cores].

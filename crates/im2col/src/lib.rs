@@ -5,7 +5,7 @@
 //!   over images and rows with rayon. The maths is written out at the top of
 //!   that module.
 //! * [`pool`]: average and max pooling, forward and backward.
-//! * [`reference`]: the same operations as plain nested loops, for tests and
+//! * [`reference`](mod@reference): the same operations as plain nested loops, for tests and
 //!   benchmarks only.
 //!
 //! Kernels work on dense row-major `f32` slices in NCHW order and know
