@@ -216,3 +216,47 @@ fn run_directory_that_is_a_file_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_read_only_run_directory_is_a_clear_error_and_loses_nothing() {
+    // chmod does not stop root, so make the file system itself read-only: a
+    // tmpfs, written once, then remounted read-only. Needs root; skip elsewhere.
+    let dir = tempfile::tempdir().unwrap();
+    let mount = |opts: &str| {
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !mount("size=1m") {
+        println!("skipping: cannot mount a tmpfs here (not root?)");
+        return;
+    }
+    let path = dir.path().join("last.ckpt");
+    write_atomic(&path, b"the good checkpoint").unwrap();
+    let remounted = std::process::Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(dir.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    let outcome = remounted.then(|| {
+        let err = format!(
+            "{:#}",
+            write_atomic(&path, b"a newer checkpoint").unwrap_err()
+        );
+        (err, std::fs::read(&path).unwrap())
+    });
+    let _ = std::process::Command::new("umount")
+        .arg(dir.path())
+        .status();
+    let Some((err, kept)) = outcome else {
+        println!("skipping: cannot remount read-only here");
+        return;
+    };
+    assert!(
+        err.contains("last.ckpt") && err.contains("Read-only file system"),
+        "{err}"
+    );
+    assert_eq!(kept, b"the good checkpoint");
+}
