@@ -1,6 +1,7 @@
 //! A sequential network: layers applied in order, gradients back in reverse.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use tensor::Tensor;
 
@@ -47,19 +48,7 @@ impl Network {
         self.shapes.last().map(|s| s.iter().product()).unwrap_or(0)
     }
 
-    /// The output for a batch `input` of shape N x C x H x W.
-    pub fn forward<'a>(&'a mut self, input: &'a Tensor) -> Result<&'a Tensor, LayerError> {
-        let last = self.layers.len() - 1;
-        self.forward_to(input, last)
-    }
-
-    /// The output of layer `last` (0-based, inclusive), e.g. `forward_to(x, 1)`
-    /// for the seed network's first feature maps after ReLU.
-    pub fn forward_to<'a>(
-        &'a mut self,
-        input: &'a Tensor,
-        last: usize,
-    ) -> Result<&'a Tensor, LayerError> {
+    fn check_input(&self, input: &Tensor) -> Result<(), LayerError> {
         let want = &self.config.input;
         if input.ndim() != 4 || input.shape()[1..] != want[..] {
             return Err(LayerError::new(
@@ -74,6 +63,23 @@ impl Network {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// The output for a batch `input` of shape N x C x H x W.
+    pub fn forward<'a>(&'a mut self, input: &'a Tensor) -> Result<&'a Tensor, LayerError> {
+        let last = self.layers.len() - 1;
+        self.forward_to(input, last)
+    }
+
+    /// The output of layer `last` (0-based, inclusive), e.g. `forward_to(x, 1)`
+    /// for the seed network's first feature maps after ReLU.
+    pub fn forward_to<'a>(
+        &'a mut self,
+        input: &'a Tensor,
+        last: usize,
+    ) -> Result<&'a Tensor, LayerError> {
+        self.check_input(input)?;
         let mut x = input;
         for layer in self.layers.iter_mut().take(last + 1) {
             x = layer.forward(x)?;
@@ -87,6 +93,54 @@ impl Network {
         let mut g = grad_output;
         for layer in self.layers.iter_mut().rev() {
             g = layer.backward(g)?;
+        }
+        Ok(())
+    }
+
+    /// [`Network::forward`], adding each layer's wall-clock time to
+    /// `times[i]` (one slot per layer; extra slots are left alone). For
+    /// benchmarks: the timing changes nothing in the results.
+    ///
+    /// # Panics
+    /// If `times` has fewer slots than the network has layers.
+    pub fn forward_timed<'a>(
+        &'a mut self,
+        input: &'a Tensor,
+        times: &mut [Duration],
+    ) -> Result<&'a Tensor, LayerError> {
+        assert!(
+            times.len() >= self.layers.len(),
+            "forward_timed: one slot per layer"
+        );
+        self.check_input(input)?;
+        let mut x = input;
+        for (layer, t) in self.layers.iter_mut().zip(times.iter_mut()) {
+            let start = Instant::now();
+            x = layer.forward(x)?;
+            *t += start.elapsed();
+        }
+        Ok(x)
+    }
+
+    /// [`Network::backward`], adding each layer's wall-clock time to
+    /// `times[i]` (indexed by layer, as in [`Network::forward_timed`]).
+    ///
+    /// # Panics
+    /// If `times` has fewer slots than the network has layers.
+    pub fn backward_timed(
+        &mut self,
+        grad_output: &Tensor,
+        times: &mut [Duration],
+    ) -> Result<(), LayerError> {
+        assert!(
+            times.len() >= self.layers.len(),
+            "backward_timed: one slot per layer"
+        );
+        let mut g = grad_output;
+        for (layer, t) in self.layers.iter_mut().zip(times.iter_mut()).rev() {
+            let start = Instant::now();
+            g = layer.backward(g)?;
+            *t += start.elapsed();
         }
         Ok(())
     }
@@ -121,6 +175,32 @@ impl Network {
             shape = out.clone();
         }
         total
+    }
+
+    /// Each layer's share of [`Network::forward_flops`], in layer order.
+    pub fn layer_forward_flops(&self) -> Vec<u64> {
+        let mut shape = self.config.input.to_vec();
+        let mut out = Vec::with_capacity(self.layers.len());
+        for (layer, next) in self.layers.iter().zip(&self.shapes) {
+            out.push(layer.forward_flops(&shape));
+            shape = next.clone();
+        }
+        out
+    }
+
+    /// FLOPs of one example's training step (forward and backward, multiply-add = 2).
+    ///
+    /// Per layer with a matrix product, the backward pass costs twice its
+    /// forward (one product of the same size for the weight gradient, one for
+    /// the input gradient), except the first layer, which is never asked for
+    /// its input gradient: `3·F − F₁`. Elementwise layers, pooling, the loss
+    /// and the optimizer are not counted (as in [`Network::forward_flops`]).
+    pub fn train_flops(&self) -> u64 {
+        self.layer_forward_flops()
+            .iter()
+            .enumerate()
+            .map(|(i, &f)| if i == 0 { 2 * f } else { 3 * f })
+            .sum()
     }
 
     /// Copies of every parameter, by name.

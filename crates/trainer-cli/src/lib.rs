@@ -11,8 +11,10 @@
 //! | `predict.rs` | `cnn predict`: classify PNG files |
 //! | `visualize.rs` | `cnn visualize`: first-layer feature maps and kernels as one PNG |
 //! | `plot.rs` | `cnn plot`: loss and accuracy curves from `metrics.csv` |
+//! | `bench.rs` | `cnn bench`: training-step and evaluation timings, layer by layer |
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

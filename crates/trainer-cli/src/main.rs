@@ -150,6 +150,31 @@ enum Command {
         #[arg(long)]
         cols: Option<usize>,
     },
+    /// Time training steps layer by layer, and evaluation; print throughput, GFLOP/s and peak memory.
+    ///
+    /// Warm-up steps first (untimed), then --steps timed training steps, each what
+    /// `cnn train` does to a batch; then the evaluation of --eval-images images.
+    /// Random data unless --data is given (the timings do not depend on pixel values).
+    Bench {
+        /// A TOML file or a built-in config name.
+        #[arg(long, default_value = "seed")]
+        config: String,
+        /// Mini-batch size (default: the config's).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Timed training steps.
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        /// Untimed steps first.
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+        /// Folder with the IDX files (default: random images).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Images to evaluate after the training steps.
+        #[arg(long, default_value_t = 10_000)]
+        eval_images: usize,
+    },
     /// Plot a run's loss and accuracy curves, train and test, from its metrics.csv.
     Plot {
         /// The run directory (with metrics.csv; config.toml gives the title).
@@ -329,6 +354,24 @@ fn run(cli: Cli) -> Result<()> {
                 f.height,
                 f.description
             );
+        }
+        Command::Bench {
+            config,
+            batch,
+            steps,
+            warmup,
+            data,
+            eval_images,
+        } => {
+            let report = trainer::bench::run(&trainer::bench::BenchOptions {
+                config,
+                batch,
+                steps,
+                warmup,
+                data,
+                eval_images,
+            })?;
+            print!("{}", report.table());
         }
         Command::Plot {
             run,

@@ -1,0 +1,404 @@
+//! `cnn bench`: time training steps and evaluation, layer by layer.
+//!
+//! A run builds the config's network, takes `warmup` untimed training steps
+//! (so that every buffer has its final size and the thread pool is awake),
+//! then `steps` timed ones, each exactly what `cnn train` does to a batch:
+//! fill the batch, forward, loss and its gradient, backward, optimizer step.
+//! Each layer's forward and backward pass is timed on its own
+//! ([`Network::forward_timed`], [`Network::backward_timed`]). Then it times
+//! the evaluation of `eval_images` images (the test set's 10,000 by default),
+//! forward only, in batches of the same size, as `cnn train` evaluates.
+//!
+//! FLOPs: [`Network::train_flops`], the forward pass's multiply-adds (×2)
+//! plus, per layer with a matrix product, the same count again for the
+//! weight gradient and again for the input gradient, except the first layer,
+//! which is never asked for its input gradient (`3·F − F₁`; 2.80 MFLOP per
+//! image for the seed network, 168 GFLOP per 60,000-image epoch).
+//!
+//! Without `--data` the images and labels are random bytes (a pool of eight
+//! batches, reused), so the timings are those of real data: the network does
+//! the same work whatever the pixel values.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use layers::{one_hot_into, Network};
+use mnist_io::Dataset;
+use optim::Optimizer;
+use tensor::{Rng, Tensor};
+
+use crate::config::TrainConfig;
+use crate::data::{Batch, DataSets};
+
+/// What `cnn bench` was asked to do.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// A TOML file or a built-in config name.
+    pub config: String,
+    /// Mini-batch size (default: the config's).
+    pub batch: Option<usize>,
+    /// Timed training steps.
+    pub steps: usize,
+    /// Untimed training steps first.
+    pub warmup: usize,
+    /// Folder of IDX files; random data when `None`.
+    pub data: Option<PathBuf>,
+    /// Images to evaluate (forward only) after the training steps.
+    pub eval_images: usize,
+}
+
+/// One layer's mean times per step.
+#[derive(Clone, Debug)]
+pub struct LayerTiming {
+    /// The layer's name (`conv1`).
+    pub name: String,
+    /// Its kind (`conv2d`).
+    pub kind: String,
+    /// Mean forward time per step.
+    pub forward: Duration,
+    /// Mean backward time per step.
+    pub backward: Duration,
+    /// Forward FLOPs per image.
+    pub forward_flops: u64,
+}
+
+/// The figures of a bench run.
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    /// The config's name.
+    pub config: String,
+    /// Images per step.
+    pub batch: usize,
+    /// rayon worker threads.
+    pub threads: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// Whether the data was real (`--data`) or random.
+    pub real_data: bool,
+    /// Per layer, in order.
+    pub layers: Vec<LayerTiming>,
+    /// Mean time per step filling the batch from the data set.
+    pub data: Duration,
+    /// Mean time per step of the loss and its gradient.
+    pub loss: Duration,
+    /// Mean time per step of the optimizer.
+    pub optimizer: Duration,
+    /// Median wall-clock time of a whole step.
+    pub step_median: Duration,
+    /// Fastest step.
+    pub step_min: Duration,
+    /// Mean step.
+    pub step_mean: Duration,
+    /// Training FLOPs per image ([`Network::train_flops`]).
+    pub train_flops_per_image: u64,
+    /// Images evaluated.
+    pub eval_images: usize,
+    /// Wall-clock time of that evaluation.
+    pub eval: Duration,
+    /// Peak resident memory of the process (VmHWM), bytes, if known.
+    pub peak_rss: Option<u64>,
+}
+
+/// Peak resident set size of this process (`VmHWM` in `/proc/self/status`), in bytes.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Random images (bytes) and labels: `count` images of `rows x cols`.
+fn synthetic(count: usize, rows: usize, cols: usize, classes: usize, seed: u64) -> Result<Dataset> {
+    let mut rng = Rng::seed_from_u64(seed);
+    let pixels = (0..count * rows * cols)
+        .map(|_| rng.below(256) as u8)
+        .collect();
+    let labels = (0..count)
+        .map(|_| rng.below(classes.clamp(1, 10) as u64) as u8)
+        .collect();
+    Dataset::from_parts(pixels, labels, rows, cols).map_err(|e| anyhow!("{e}"))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Runs the benchmark.
+pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
+    let mut config = TrainConfig::load(&opts.config)?;
+    if let Some(b) = opts.batch {
+        config.training.batch = b;
+    }
+    config.check()?;
+    if opts.steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    let batch = config.training.batch;
+    let mut net = config.build_network()?;
+    let input = config.network.input;
+    if input[0] != 1 {
+        bail!(
+            "cnn bench feeds grey images; the config's input has {} channels",
+            input[0]
+        );
+    }
+    let classes = net.outputs();
+    let (train, test) = match &opts.data {
+        Some(dir) => {
+            let d = DataSets::load(dir)?;
+            (d.train, d.test)
+        }
+        None => {
+            let pool = synthetic(8 * batch, input[1], input[2], classes, 1)?;
+            (pool.clone(), pool)
+        }
+    };
+    if (train.rows(), train.cols()) != (input[1], input[2]) {
+        bail!(
+            "the data's images are {}x{}, the network takes {}x{}",
+            train.rows(),
+            train.cols(),
+            input[1],
+            input[2]
+        );
+    }
+    let norm = config.input_norm(&train);
+    let loss_fn = config.loss_fn();
+    let mut optimizer = Optimizer::new(config.optimizer.clone());
+    let lr = config.optimizer.lr();
+    let order = mnist_io::epoch_order(train.len(), config.training.seed, 0);
+    let batches: Vec<&[usize]> = mnist_io::batches(&order, batch)
+        .map(|(_, idx)| idx)
+        .filter(|idx| idx.len() == batch)
+        .collect();
+    if batches.is_empty() {
+        bail!(
+            "the data set has {} images, fewer than one batch of {batch}",
+            train.len()
+        );
+    }
+
+    let n_layers = net.layers().len();
+    let mut fwd = vec![Duration::ZERO; n_layers];
+    let mut bwd = vec![Duration::ZERO; n_layers];
+    let (mut t_data, mut t_loss, mut t_opt) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut steps = Vec::with_capacity(opts.steps);
+    let mut buf = Batch::default();
+    let mut target = Tensor::zeros(vec![0]);
+    let mut grad = Tensor::zeros(vec![0]);
+    for s in 0..opts.warmup + opts.steps {
+        let timed = s >= opts.warmup;
+        if s == opts.warmup {
+            fwd.fill(Duration::ZERO);
+            bwd.fill(Duration::ZERO);
+            (t_data, t_loss, t_opt) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        }
+        let idx = batches[s % batches.len()];
+        let start = Instant::now();
+        buf.fill(&train, idx, norm);
+        let t0 = Instant::now();
+        let logits = net
+            .forward_timed(&buf.images, &mut fwd)
+            .map_err(|e| anyhow!("{e}"))?;
+        let t1 = Instant::now();
+        one_hot_into(&buf.labels, classes, &mut target);
+        let loss = loss_fn
+            .forward_backward(logits, &target, &mut grad)
+            .map_err(|e| anyhow!("{e}"))?;
+        let t2 = Instant::now();
+        net.backward_timed(&grad, &mut bwd)
+            .map_err(|e| anyhow!("{e}"))?;
+        let t3 = Instant::now();
+        optimizer.step(&mut net, lr);
+        let end = Instant::now();
+        if !loss.is_finite() {
+            bail!("step {}: the loss became {loss}", s + 1);
+        }
+        if timed {
+            t_data += t0 - start;
+            t_loss += t2 - t1;
+            t_opt += end - t3;
+            steps.push(end - start);
+        }
+    }
+    let n = opts.steps as u32;
+    let flops = net.layer_forward_flops();
+    let layers = net
+        .layers()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| LayerTiming {
+            name: l.name().to_string(),
+            kind: l.kind().to_string(),
+            forward: fwd[i] / n,
+            backward: bwd[i] / n,
+            forward_flops: flops[i],
+        })
+        .collect();
+    let step_mean = steps.iter().sum::<Duration>() / n;
+    steps.sort();
+    let step_median = steps[steps.len() / 2];
+    let step_min = steps[0];
+
+    let eval_started = Instant::now();
+    let eval_images = evaluate_images(&mut net, &test, batch, norm, opts.eval_images)?;
+    let eval = eval_started.elapsed();
+
+    Ok(BenchReport {
+        config: config.name.clone(),
+        batch,
+        threads: rayon::current_num_threads(),
+        steps: opts.steps,
+        real_data: opts.data.is_some(),
+        layers,
+        data: t_data / n,
+        loss: t_loss / n,
+        optimizer: t_opt / n,
+        step_median,
+        step_min,
+        step_mean,
+        train_flops_per_image: net.train_flops(),
+        eval_images,
+        eval,
+        peak_rss: peak_rss(),
+    })
+}
+
+/// Forward passes and the loss over `count` images of `ds` (cycled when it
+/// holds fewer), `batch` at a time, as evaluation does. Returns the count.
+fn evaluate_images(
+    net: &mut Network,
+    ds: &Dataset,
+    batch: usize,
+    norm: Option<(f32, f32)>,
+    count: usize,
+) -> Result<usize> {
+    let classes = net.outputs();
+    let loss = net.config().loss;
+    let order: Vec<usize> = (0..count).map(|i| i % ds.len()).collect();
+    let mut buf = Batch::default();
+    let mut target = Tensor::zeros(vec![0]);
+    let mut sink = 0f64;
+    for (_, idx) in mnist_io::batches(&order, batch.max(1)) {
+        buf.fill(ds, idx, norm);
+        let logits = net.forward(&buf.images).map_err(|e| anyhow!("{e}"))?;
+        one_hot_into(&buf.labels, classes, &mut target);
+        sink += loss.forward(logits, &target).map_err(|e| anyhow!("{e}"))?;
+        sink += crate::eval::predictions(logits).len() as f64;
+    }
+    std::hint::black_box(sink);
+    Ok(count)
+}
+
+impl BenchReport {
+    /// Images per second of training.
+    pub fn images_per_second(&self) -> f64 {
+        self.batch as f64 / self.step_median.as_secs_f64()
+    }
+
+    /// Projected seconds of training per 60,000-image epoch (median step).
+    pub fn epoch_seconds(&self) -> f64 {
+        60_000.0 / self.images_per_second()
+    }
+
+    /// Achieved GFLOP/s of training (median step).
+    pub fn gflops(&self) -> f64 {
+        self.train_flops_per_image as f64 * self.images_per_second() / 1e9
+    }
+
+    /// The report as text: a per-layer table, then the totals.
+    pub fn table(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "config {}, batch {}, {} thread{}, {} timed steps, {} data",
+            self.config,
+            self.batch,
+            self.threads,
+            if self.threads == 1 { "" } else { "s" },
+            self.steps,
+            if self.real_data { "real" } else { "random" }
+        );
+        let _ = writeln!(
+            s,
+            "\n{:<10} {:<11} {:>10} {:>10} {:>10} {:>9}",
+            "layer", "kind", "fwd ms", "bwd ms", "MFLOP/img", "fwd GF/s"
+        );
+        let (mut f, mut b) = (Duration::ZERO, Duration::ZERO);
+        for l in &self.layers {
+            f += l.forward;
+            b += l.backward;
+            let gf = if l.forward_flops > 0 && !l.forward.is_zero() {
+                format!(
+                    "{:.1}",
+                    l.forward_flops as f64 * self.batch as f64 / l.forward.as_secs_f64() / 1e9
+                )
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                s,
+                "{:<10} {:<11} {:>10.3} {:>10.3} {:>10.3} {:>9}",
+                l.name,
+                l.kind,
+                ms(l.forward),
+                ms(l.backward),
+                l.forward_flops as f64 / 1e6,
+                gf
+            );
+        }
+        let _ = writeln!(
+            s,
+            "{:<10} {:<11} {:>10.3} {:>10.3}",
+            "layers",
+            "",
+            ms(f),
+            ms(b)
+        );
+        let _ = writeln!(
+            s,
+            "data {:.3} ms, loss {:.3} ms, optimizer {:.3} ms per step",
+            ms(self.data),
+            ms(self.loss),
+            ms(self.optimizer)
+        );
+        let _ = writeln!(
+            s,
+            "\nstep: median {:.3} ms (min {:.3}, mean {:.3})",
+            ms(self.step_median),
+            ms(self.step_min),
+            ms(self.step_mean)
+        );
+        let _ = writeln!(
+            s,
+            "training: {:.0} images/s, {:.2} s per 60,000-image epoch, {:.2} GFLOP/s",
+            self.images_per_second(),
+            self.epoch_seconds(),
+            self.gflops()
+        );
+        let _ = writeln!(
+            s,
+            "  (FLOPs: {:.3} MFLOP per image = forward + weight gradients + input gradients but the first layer's; {:.1} GFLOP per epoch)",
+            self.train_flops_per_image as f64 / 1e6,
+            self.train_flops_per_image as f64 * 60_000.0 / 1e9
+        );
+        let _ = writeln!(
+            s,
+            "evaluation: {} images in {:.3} s ({:.0} images/s)",
+            self.eval_images,
+            self.eval.as_secs_f64(),
+            self.eval_images as f64 / self.eval.as_secs_f64().max(1e-12)
+        );
+        match self.peak_rss {
+            Some(b) => {
+                let _ = writeln!(s, "peak resident memory: {:.1} MB", b as f64 / 1e6);
+            }
+            None => {
+                let _ = writeln!(s, "peak resident memory: unknown (no /proc/self/status)");
+            }
+        }
+        s
+    }
+}
