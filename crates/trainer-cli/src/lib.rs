@@ -11,6 +11,8 @@
 //! | `predict.rs` | `cnn predict`: classify PNG files |
 //! | `visualize.rs` | `cnn visualize`: first-layer feature maps and kernels as one PNG |
 //! | `plot.rs` | `cnn plot`: loss and accuracy curves from `metrics.csv` |
+//! | `safetensors_io.rs` | `cnn export` / `cnn import`: weights as PyTorch `state_dict` safetensors; [`safetensors_io::load_model`] |
+//! | `report.rs` | `cnn report`: one self-contained HTML page about a run |
 //! | `bench.rs` | `cnn bench`: training-step and evaluation timings, layer by layer |
 #![deny(missing_docs)]
 
@@ -23,5 +25,7 @@ pub mod gradcheck_cmd;
 pub mod image_io;
 pub mod plot;
 pub mod predict;
+pub mod report;
+pub mod safetensors_io;
 pub mod train;
 pub mod visualize;

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use trainer::checkpoint::Checkpoint;
 use trainer::config::{TrainConfig, BUILTIN};
 use trainer::data::{class_names, DataSets};
 use trainer::train::{train, TrainOptions};
@@ -61,9 +60,13 @@ enum Command {
     },
     /// Loss, accuracy, per-class accuracy and confusion matrix of a checkpoint on a test set.
     Eval {
-        /// A checkpoint (last.ckpt, best.ckpt).
+        /// A checkpoint (last.ckpt, best.ckpt), or a .safetensors file with --config.
         #[arg(long)]
         model: PathBuf,
+        /// The config (TOML file or built-in name) of a .safetensors model's network
+        /// [default: the one `cnn export` stored in the file].
+        #[arg(long)]
+        config: Option<String>,
         /// Folder with the IDX files.
         #[arg(long)]
         data: PathBuf,
@@ -99,9 +102,13 @@ enum Command {
     /// note. A file that cannot be read (missing, not a PNG, corrupt) is reported and
     /// skipped; the others are still classified, and the exit status is then 1.
     Predict {
-        /// A checkpoint (last.ckpt, best.ckpt).
+        /// A checkpoint (last.ckpt, best.ckpt), or a .safetensors file with --config.
         #[arg(long)]
         model: PathBuf,
+        /// The config (TOML file or built-in name) of a .safetensors model's network
+        /// [default: the one `cnn export` stored in the file].
+        #[arg(long)]
+        config: Option<String>,
         /// Folder with the training IDX files; needed only when the checkpoint
         /// standardises inputs with the training set's mean and std.
         #[arg(long)]
@@ -190,6 +197,46 @@ enum Command {
         #[arg(long, default_value_t = 500)]
         height: u32,
     },
+    /// Write a checkpoint's weights as safetensors, named and shaped as PyTorch's state_dict.
+    ///
+    /// Tensors `conv1.weight` [out, in, kh, kw], `conv1.bias`, `fc1.weight` [out, in],
+    /// `fc1.bias`, ... (the config's layer names), f32. In PyTorch,
+    /// `model.load_state_dict(safetensors.torch.load_file(FILE))` loads them into a
+    /// module whose submodules are attributes of the same names (conv1, conv2, fc1,
+    /// fc2); an nn.Sequential names them 0, 3, 7, 9 instead and needs a renaming.
+    Export {
+        /// The checkpoint.
+        #[arg(long)]
+        model: PathBuf,
+        /// The .safetensors file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make a checkpoint (epoch 0, no optimizer state) from safetensors weights.
+    Import {
+        /// A TOML file or a built-in config name: the network the weights belong to.
+        #[arg(long)]
+        config: String,
+        /// The .safetensors file (f32 tensors named as `cnn export` writes them).
+        #[arg(long)]
+        weights: PathBuf,
+        /// The checkpoint to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// One self-contained HTML page about a run: curves, the post's table, confusion
+    /// matrix, first-layer figures and the most confident mistakes.
+    Report {
+        /// The run directory (metrics.csv, best.ckpt or last.ckpt).
+        #[arg(long)]
+        run: PathBuf,
+        /// The HTML file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Folder with the IDX files whose test set the best checkpoint is evaluated on.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -275,10 +322,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval {
             model,
+            config,
             data,
             train_set,
         } => {
-            let ckpt = Checkpoint::load(&model)?;
+            let ckpt = trainer::safetensors_io::load_checkpoint(&model, config.as_deref())?;
             let mut net = ckpt.network()?;
             let sets = DataSets::load(&data)?;
             let norm = ckpt.config.input_norm(&sets.train);
@@ -321,10 +369,17 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Predict {
             model,
+            config,
             data,
             json,
             images,
-        } => trainer::predict::run(&model, data.as_deref(), &images, json)?,
+        } => trainer::safetensors_io::predict(
+            &model,
+            config.as_deref(),
+            data.as_deref(),
+            &images,
+            json,
+        )?,
         Command::Visualize {
             model,
             data,
@@ -385,6 +440,33 @@ fn run(cli: Cli) -> Result<()> {
                 out.display(),
                 if epochs == 1 { "" } else { "s" }
             );
+        }
+        Command::Export { model, out } => {
+            let n = trainer::safetensors_io::export(&model, &out)?;
+            println!(
+                "wrote {}: {n} f32 tensors named as PyTorch's state_dict",
+                out.display()
+            );
+        }
+        Command::Import {
+            config,
+            weights,
+            out,
+        } => {
+            let n = trainer::safetensors_io::import(&config, &weights, &out)?;
+            println!(
+                "wrote {}: {n} tensors from {} into the network of config `{config}` (epoch 0, no optimizer state)",
+                out.display(),
+                weights.display()
+            );
+        }
+        Command::Report { run, out, data } => {
+            let summary = trainer::report::run(&trainer::report::ReportOptions {
+                run,
+                out: out.clone(),
+                data,
+            })?;
+            println!("{}", trainer::report::describe(&summary, &out));
         }
     }
     Ok(())

@@ -1,0 +1,377 @@
+//! `cnn export` and `cnn import`: weights as a [safetensors] file laid out
+//! like PyTorch's `state_dict` of the equivalent module.
+//!
+//! Every tensor is little-endian f32, row-major, named after the config's
+//! layer names (see [`layers::NetworkConfig::layer_names`]), in PyTorch's layout:
+//!
+//! | tensor | shape | PyTorch |
+//! |---|---|---|
+//! | `conv1.weight` | [out, in, kh, kw] | `nn.Conv2d.weight` |
+//! | `conv1.bias` | [out] | `nn.Conv2d.bias` |
+//! | `fc1.weight` | [out, in] | `nn.Linear.weight` |
+//! | `fc1.bias` | [out] | `nn.Linear.bias` |
+//!
+//! The flatten before `fc1` takes C x H x W in row-major order, as
+//! `nn.Flatten` does, so no permutation is needed. For the seed network
+//! the PyTorch module is one whose submodules are attributes named like our
+//! layers (`xtask/pytorch/reference.py` builds it from any config):
+//!
+//! ```python
+//! class Seed(nn.Module):
+//!     def __init__(self):
+//!         super().__init__()
+//!         self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+//!         self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+//!         self.fc1 = nn.Linear(784, 256)
+//!         self.fc2 = nn.Linear(256, 10)
+//!     def forward(self, x):
+//!         x = F.avg_pool2d(F.relu(self.conv1(x)), 2)
+//!         x = F.avg_pool2d(F.relu(self.conv2(x)), 2)
+//!         x = F.relu(self.fc1(x.flatten(1)))
+//!         return F.relu(self.fc2(x))  # the seed config's final ReLU
+//!
+//! model = Seed()
+//! model.load_state_dict(safetensors.torch.load_file("seed.safetensors"))
+//! ```
+//!
+//! An `nn.Sequential` does **not** match: its parameters are named by
+//! position (`0.weight`, `3.weight`, `7.weight`, `9.weight` for the seed
+//! network). Rename when loading, e.g.
+//! `{ {"conv1": "0", "conv2": "3", "fc1": "7", "fc2": "9"}[k.split(".")[0]] + "." + k.split(".")[1]: v for k, v in sd.items() }`,
+//! or wrap the layers in an `nn.Sequential(OrderedDict(...))` with our names.
+//!
+//! The file's metadata (`__metadata__`, ignored by `load_file`) holds
+//! `format = pt` (what `safetensors.torch.save_file` writes), and, from
+//! `cnn export`, the config as TOML (`cnn.config`) and the data set name
+//! (`cnn.dataset`, so an imported model keeps its class names).
+//!
+//! [safetensors]: https://github.com/huggingface/safetensors
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use layers::Network;
+use optim::Optimizer;
+use safetensors::{Dtype, SafeTensors};
+use tensor::Tensor;
+
+use crate::checkpoint::{write_atomic, Checkpoint, PartialEpoch};
+use crate::config::TrainConfig;
+use crate::predict::{JsonResult, Predictor};
+
+/// Metadata key of the config's TOML text.
+pub const META_CONFIG: &str = "cnn.config";
+/// Metadata key of the data set name (`mnist`, `fashion-mnist`).
+pub const META_DATASET: &str = "cnn.dataset";
+
+/// A safetensors file's tensors (all f32) and metadata.
+#[derive(Clone, Debug, Default)]
+pub struct TensorFile {
+    /// Tensors by name.
+    pub tensors: BTreeMap<String, Tensor>,
+    /// The `__metadata__` strings.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Whether `path` names a safetensors file (by its extension).
+pub fn is_safetensors(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+}
+
+/// The bytes of a safetensors file holding `tensors` as f32 (row-major, little-endian).
+pub fn to_bytes(
+    tensors: &BTreeMap<String, Tensor>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
+    let raw: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let bytes = t.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name.clone(), t.shape().to_vec(), bytes)
+        })
+        .collect();
+    let views = raw
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.as_str(), v))
+                .map_err(|e| anyhow!("tensor `{name}`: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
+    safetensors::serialize(views, Some(meta)).map_err(|e| anyhow!("serialising: {e}"))
+}
+
+/// Parses a safetensors file's bytes; every tensor must be f32. `path` names it in errors.
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<TensorFile> {
+    let p = path.display();
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| anyhow!("{p}: not a valid safetensors file: {e}"))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| anyhow!("{p}: not a valid safetensors file: {e}"))?;
+    let mut tensors = BTreeMap::new();
+    for (name, view) in st.iter() {
+        if view.dtype() != Dtype::F32 {
+            bail!(
+                "{p}: tensor `{name}` is {:?}; only f32 tensors are read (convert with `t.float()` in PyTorch before saving)",
+                view.dtype()
+            );
+        }
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let t = Tensor::from_shape_vec(view.shape().to_vec(), values)
+            .map_err(|e| anyhow!("{p}: tensor `{name}`: {e}"))?;
+        tensors.insert(name.to_string(), t);
+    }
+    let metadata = meta
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    Ok(TensorFile { tensors, metadata })
+}
+
+/// Reads a safetensors file (see [`from_bytes`]).
+pub fn read(path: &Path) -> Result<TensorFile> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    from_bytes(&bytes, path)
+}
+
+/// Writes `tensors` to `path` atomically.
+pub fn write(
+    path: &Path,
+    tensors: &BTreeMap<String, Tensor>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    let bytes = to_bytes(tensors, metadata).with_context(|| format!("{}", path.display()))?;
+    write_atomic(path, &bytes)
+}
+
+/// The network of `config` with the weights of `file`: every parameter of
+/// the network must be in the file with its shape, and nothing else (an
+/// error names the tensor and `path`).
+pub fn network_from(config: &TrainConfig, file: &TensorFile, path: &Path) -> Result<Network> {
+    let mut net = config.build_network()?;
+    net.load_named_params(&file.tensors).map_err(|e| {
+        anyhow!(
+            "{}: does not fit the network of config `{}`: {e}",
+            path.display(),
+            config.name
+        )
+    })?;
+    Ok(net)
+}
+
+/// A checkpoint holding `net` with no training behind it: epoch 0, empty optimizer state, no history.
+pub fn fresh_checkpoint(
+    config: &TrainConfig,
+    dataset: Option<String>,
+    net: &Network,
+) -> Checkpoint {
+    let optimizer = Optimizer::new(config.optimizer.clone());
+    Checkpoint::capture(
+        config,
+        dataset,
+        net,
+        optimizer.state(),
+        0,
+        PartialEpoch::default(),
+        Vec::new(),
+    )
+}
+
+/// Reads a model: a checkpoint, or a `.safetensors` file with the weights of
+/// the network of `config` (a TOML file or a built-in name; required unless
+/// the file was written by `cnn export`, which stores the config in its metadata).
+/// With a checkpoint, a given `config` must describe the checkpoint's network.
+pub fn load_checkpoint(path: &Path, config: Option<&str>) -> Result<Checkpoint> {
+    if is_safetensors(path) {
+        let file = read(path)?;
+        let config = match (config, file.metadata.get(META_CONFIG)) {
+            (Some(name), _) => TrainConfig::load(name)?,
+            // Written by `cnn export`: the config travels in the metadata.
+            (None, Some(text)) => TrainConfig::from_toml(text, &format!("stored in {}", path.display()))?,
+            (None, None) => bail!(
+                "{}: a safetensors file holds weights only; pass --config <file|name> with the network they belong to",
+                path.display()
+            ),
+        };
+        let net = network_from(&config, &file, path)?;
+        let dataset = file.metadata.get(META_DATASET).cloned();
+        return Ok(fresh_checkpoint(&config, dataset, &net));
+    }
+    let ckpt = Checkpoint::load(path)?;
+    if let Some(name) = config {
+        let given = TrainConfig::load(name)?;
+        if given.network != ckpt.config.network {
+            bail!(
+                "{}: the checkpoint's network (config `{}`) differs from the network of config `{}` given with --config; leave --config out for a checkpoint",
+                path.display(),
+                ckpt.config.name,
+                given.name
+            );
+        }
+    }
+    Ok(ckpt)
+}
+
+/// The network and config of a model file (see [`load_checkpoint`]).
+pub fn load_model(path: &Path, config: Option<&str>) -> Result<(Network, TrainConfig)> {
+    let ckpt = load_checkpoint(path, config)?;
+    let net = ckpt
+        .network()
+        .with_context(|| format!("{}", path.display()))?;
+    Ok((net, ckpt.config))
+}
+
+/// `cnn export`: writes a checkpoint's weights as a safetensors file; returns the number of tensors.
+pub fn export(model: &Path, out: &Path) -> Result<usize> {
+    if !is_safetensors(out) {
+        bail!("{}: give a file name ending in .safetensors", out.display());
+    }
+    let ckpt = Checkpoint::load(model)?;
+    let net = ckpt.network()?;
+    let tensors = net.named_params();
+    let mut metadata = BTreeMap::from([
+        ("format".to_string(), "pt".to_string()),
+        (META_CONFIG.to_string(), ckpt.config.to_toml()),
+    ]);
+    if let Some(d) = &ckpt.body.dataset {
+        metadata.insert(META_DATASET.to_string(), d.clone());
+    }
+    write(out, &tensors, &metadata)?;
+    Ok(tensors.len())
+}
+
+/// `cnn import`: builds the network of `config`, loads the weights of
+/// `weights` and saves it as a checkpoint (epoch 0, empty optimizer state);
+/// returns the number of tensors.
+pub fn import(config: &str, weights: &Path, out: &Path) -> Result<usize> {
+    let config = TrainConfig::load(config)?;
+    let file = read(weights)?;
+    let net = network_from(&config, &file, weights)?;
+    let dataset = file.metadata.get(META_DATASET).cloned();
+    fresh_checkpoint(&config, dataset, &net).save(out)?;
+    Ok(file.tensors.len())
+}
+
+/// `cnn predict` for any model file: a checkpoint alone goes through
+/// [`crate::predict::run`]; a `.safetensors` file (or a checkpoint with a
+/// `--config` to check it against) is loaded by [`load_checkpoint`] and
+/// classified the same way, with the same output.
+pub fn predict(
+    model: &Path,
+    config: Option<&str>,
+    data: Option<&Path>,
+    images: &[PathBuf],
+    json: bool,
+) -> Result<()> {
+    if config.is_none() && !is_safetensors(model) {
+        return crate::predict::run(model, data, images, json);
+    }
+    let ckpt = load_checkpoint(model, config)?;
+    let net = ckpt.network()?;
+    let norm = crate::predict::input_norm(&ckpt.config, data)?;
+    let mut predictor = Predictor::new(net, &ckpt, norm)?;
+    let mut failed = 0;
+    let mut results = Vec::new();
+    for (i, path) in images.iter().enumerate() {
+        match predictor.predict_file(path) {
+            Ok(p) if json => results.push(JsonResult::Ok(p)),
+            Ok(p) => {
+                if i > 0 {
+                    println!();
+                }
+                print!("{}", p.text(predictor.class_names()));
+            }
+            Err(e) => {
+                failed += 1;
+                if json {
+                    results.push(JsonResult::Err {
+                        file: path.clone(),
+                        error: format!("{e:#}"),
+                    });
+                } else {
+                    eprintln!("error: {e:#}");
+                }
+            }
+        }
+    }
+    if json {
+        let doc = serde_json::json!({
+            "model": model,
+            "classes": predictor.class_names(),
+            "results": results,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).context("formatting JSON")?
+        );
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} images could not be classified",
+            images.len()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_errors_name_the_tensor() {
+        let config = TrainConfig::load("seed").unwrap();
+        let net = config.build_network().unwrap();
+        let tensors = net.named_params();
+        let path = Path::new("w.safetensors");
+        let bytes = to_bytes(&tensors, &BTreeMap::new()).unwrap();
+        let file = from_bytes(&bytes, path).unwrap();
+        assert_eq!(file.tensors, tensors);
+        network_from(&config, &file, path).unwrap();
+
+        let mut missing = tensors.clone();
+        missing.remove("fc2.bias");
+        let file = from_bytes(&to_bytes(&missing, &BTreeMap::new()).unwrap(), path).unwrap();
+        let err = format!("{:#}", network_from(&config, &file, path).err().unwrap());
+        assert!(
+            err.contains("w.safetensors") && err.contains("missing tensor `fc2.bias`"),
+            "{err}"
+        );
+
+        let mut extra = tensors.clone();
+        extra.insert("fc3.weight".into(), Tensor::zeros(vec![2, 2]));
+        let file = from_bytes(&to_bytes(&extra, &BTreeMap::new()).unwrap(), path).unwrap();
+        let err = format!("{:#}", network_from(&config, &file, path).err().unwrap());
+        assert!(err.contains("unexpected tensor `fc3.weight`"), "{err}");
+
+        let mut shaped = tensors.clone();
+        shaped.insert("conv1.weight".into(), Tensor::zeros(vec![8, 9]));
+        let file = from_bytes(&to_bytes(&shaped, &BTreeMap::new()).unwrap(), path).unwrap();
+        let err = format!("{:#}", network_from(&config, &file, path).err().unwrap());
+        assert!(err.contains("`conv1.weight` has shape [8, 9]"), "{err}");
+
+        let f64_bytes = vec![0u8; 16];
+        let view = safetensors::tensor::TensorView::new(Dtype::F64, vec![2], &f64_bytes).unwrap();
+        let bytes = safetensors::serialize([("conv1.bias", view)], None).unwrap();
+        let err = format!("{:#}", from_bytes(&bytes, path).unwrap_err());
+        assert!(
+            err.contains("w.safetensors") && err.contains("`conv1.bias` is F64"),
+            "{err}"
+        );
+
+        let err = format!("{:#}", from_bytes(b"garbage", path).unwrap_err());
+        assert!(
+            err.contains("w.safetensors: not a valid safetensors file"),
+            "{err}"
+        );
+    }
+}
