@@ -28,6 +28,9 @@ pub struct TrainArgs {
     /// Where to write the results table [default: docs/results.md].
     #[arg(long, value_name = "FILE")]
     pub results: Option<PathBuf>,
+    /// A paragraph to add under the timings (e.g. that the machine was busy).
+    #[arg(long)]
+    pub note: Option<String>,
 }
 
 /// The post's table: epoch, train loss, test loss, train acc %, test acc %.
@@ -111,7 +114,13 @@ fn machine() -> String {
 }
 
 /// `docs/results.md` from a run's metrics.
-pub fn results_markdown(rows: &[Row], config: &str, threads: usize, command: &str) -> String {
+pub fn results_markdown(
+    rows: &[Row],
+    config: &str,
+    threads: usize,
+    command: &str,
+    note: Option<&str>,
+) -> String {
     let mut s = String::new();
     s.push_str("# Results: the seed experiment\n\n");
     s.push_str(&format!(
@@ -166,6 +175,9 @@ pub fn results_markdown(rows: &[Row], config: &str, threads: usize, command: &st
             eval,
             (total + eval) / 60.0
         ));
+    }
+    if let Some(note) = note {
+        s.push_str(&format!("\n{note}\n"));
     }
     s
 }
@@ -263,7 +275,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .unwrap_or(1)
     });
     let command = format!("cargo xtask train --epochs {}", args.epochs);
-    let md = results_markdown(&rows, &args.config, threads, &command);
+    let md = results_markdown(&rows, &args.config, threads, &command, args.note.as_deref());
     let results = args.results.unwrap_or_else(|| root.join("docs/results.md"));
     if let Some(dir) = results.parent() {
         std::fs::create_dir_all(dir)?;
@@ -342,7 +354,13 @@ mod tests {
                 eval_seconds: Some(0.5),
             })
             .collect();
-        let md = results_markdown(&rows, "seed", 2, "cargo xtask train --epochs 10");
+        let md = results_markdown(
+            &rows,
+            "seed",
+            2,
+            "cargo xtask train --epochs 10",
+            Some("a note"),
+        );
         assert!(
             md.contains(
                 "| 0 | 0.1224 | 0.1000 | 0.1495 | 0.2000 | 96.23 | 90.50 | 95.14 | 95.10 |"
@@ -356,6 +374,7 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("3.0 s per training epoch"), "{md}");
+        assert!(md.ends_with("\na note\n"), "{md}");
     }
 
     #[test]
