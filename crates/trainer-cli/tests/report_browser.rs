@@ -1,0 +1,265 @@
+//! `cnn report` in a real browser: train a short run, write its report, load
+//! it in headless Chromium and check that
+//! * the page is self-contained (every `src` a `data:` URI, no links out);
+//! * it loads with no console message (errors, exceptions) at all;
+//! * every image decodes with a non-zero size (the page's own load script
+//!   writes the verdict into `<body data-images-ok>`, read with `--dump-dom`);
+//! * class names are the data set's (Fashion-MNIST's when installed);
+//!
+//! and saves a screenshot (printed path, in the target directory). A page
+//! with a broken image and a console error is also loaded, to show that the
+//! checks catch both.
+//!
+//! Ignored by `cargo test` (it trains for a few seconds in release mode);
+//! `.ci/run` installs Chromium and runs it with
+//! `cargo test --release -p trainer-cli --test report_browser -- --ignored`.
+//! Without a Chromium binary (`chromium`, `chromium-browser`, `google-chrome`,
+//! or `$CHROMIUM`) it prints "skipping: ..." and passes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn data_dir() -> Option<(PathBuf, bool)> {
+    let fashion = PathBuf::from("/usr/share/datasets/fashion-mnist");
+    if fashion.join("t10k-labels-idx1-ubyte.gz").exists() {
+        return Some((fashion, true));
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    [
+        manifest.join("../../../shared/data/mnist"),
+        manifest.join("../../data/mnist"),
+    ]
+    .into_iter()
+    .find(|d| {
+        d.join("t10k-labels-idx1-ubyte.gz").exists() || d.join("t10k-labels-idx1-ubyte").exists()
+    })
+    .map(|d| (d, false))
+}
+
+fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser", "google-chrome"] {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+fn cnn(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_cnn"))
+        .args(args)
+        .output()
+        .expect("cnn runs");
+    assert!(
+        out.status.success(),
+        "cnn {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs headless Chromium on `page` with `extra` arguments; returns (stdout, stderr).
+/// Killed after two minutes.
+fn run_chromium(bin: &Path, profile: &Path, page: &Path, extra: &[String]) -> (String, String) {
+    let url = format!("file://{}", page.canonicalize().unwrap().display());
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(&url)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: cannot start: {e}", bin.display()));
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+            let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+            assert!(status.success(), "chromium failed ({status}):\n{err}");
+            return (out, err);
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "chromium did not finish in 120 s:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Console messages Chromium logged (`...:CONSOLE:...] "message", source: ...`).
+fn console_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.contains(":CONSOLE")).collect()
+}
+
+/// The value of `<body data-NAME="...">` in a DOM dump.
+fn body_attr<'a>(dom: &'a str, name: &str) -> Option<&'a str> {
+    let body = &dom[dom.find("<body")?..];
+    let body = &body[..body.find('>')?];
+    let key = format!("data-{name}=\"");
+    let rest = &body[body.find(&key)? + key.len()..];
+    Some(&rest[..rest.find('"')?])
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let reader = decoder
+        .read_info()
+        .unwrap_or_else(|e| panic!("{}: not a PNG: {e}", path.display()));
+    let info = reader.info();
+    (info.width, info.height)
+}
+
+#[test]
+#[ignore = "release-mode training and a browser; .ci/run runs it with --ignored"]
+fn report_renders_in_headless_chromium() {
+    let Some(bin) = chromium() else {
+        println!(
+            "skipping: no chromium binary on PATH (apt-get install chromium, or set CHROMIUM)"
+        );
+        return;
+    };
+    let Some((data, fashion)) = data_dir() else {
+        println!("skipping: neither Fashion-MNIST (/usr/share/datasets/fashion-mnist) nor MNIST (../shared/data/mnist, data/mnist) is here");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let page = dir.path().join("report.html");
+    let (d, r, p) = (
+        data.to_str().unwrap(),
+        run.to_str().unwrap(),
+        page.to_str().unwrap(),
+    );
+    cnn(&[
+        "train",
+        "--data",
+        d,
+        "--out",
+        r,
+        "--epochs",
+        "2",
+        "--train-subset",
+        "10000",
+    ]);
+    let said = cnn(&["report", "--run", r, "--out", p, "--data", d]);
+    println!("{said}");
+    let images: usize = said
+        .split(" images)")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no image count in {said:?}"));
+    // 1 curves + 2 first-layer figures + up to 25 mistakes.
+    assert!(images >= 3 + 10, "{said}");
+
+    // Self-contained: nothing to fetch.
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        !html.contains("<link") && !html.contains("url("),
+        "external resources"
+    );
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "a link out"
+    );
+    for (i, _) in html.match_indices(" src=\"") {
+        assert!(
+            html[i + 6..].starts_with("data:"),
+            "a src that is not a data: URI at byte {i}"
+        );
+    }
+    assert_eq!(html.matches("<img ").count(), images);
+    if fashion {
+        for name in ["T-shirt/top", "Trouser", "Ankle boot"] {
+            assert!(html.contains(name), "class name {name} missing");
+        }
+    }
+
+    let profile = tempfile::tempdir().unwrap();
+    let (dom, stderr) = run_chromium(&bin, profile.path(), &page, &["--dump-dom".into()]);
+    assert!(
+        console_lines(&stderr).is_empty(),
+        "console messages while loading the report:\n{}",
+        console_lines(&stderr).join("\n")
+    );
+    assert_eq!(
+        body_attr(&dom, "images-ok"),
+        Some("true"),
+        "not every image decoded with a non-zero size"
+    );
+    assert_eq!(body_attr(&dom, "images"), Some(images.to_string().as_str()));
+
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report.png");
+    let _ = std::fs::remove_file(&shot);
+    let (_, stderr) = run_chromium(
+        &bin,
+        profile.path(),
+        &page,
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=1200,2400".into(),
+        ],
+    );
+    assert!(console_lines(&stderr).is_empty(), "{stderr}");
+    assert_eq!(png_size(&shot), (1200, 2400));
+    println!("screenshot: {}", shot.display());
+
+    // The checks catch a broken image and a console error.
+    let bad = dir.path().join("bad.html");
+    let good_png = html
+        .split("src=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let script = html
+        .split("<script>")
+        .nth(1)
+        .and_then(|s| s.split("</script>").next())
+        .unwrap();
+    std::fs::write(
+        &bad,
+        format!(
+            "<!DOCTYPE html><html><head><script>{script}</script></head><body data-images-ok=\"pending\">\
+             <img src=\"{good_png}\"><img src=\"data:image/png;base64,AAAA\">\
+             <script>console.error('boom')</script></body></html>"
+        ),
+    )
+    .unwrap();
+    let (dom, stderr) = run_chromium(&bin, profile.path(), &bad, &["--dump-dom".into()]);
+    assert_eq!(body_attr(&dom, "images-ok"), Some("false"), "{dom}");
+    assert!(
+        console_lines(&stderr).iter().any(|l| l.contains("boom")),
+        "{stderr}"
+    );
+}
