@@ -6,10 +6,10 @@
 //!
 //! | tensor | shape | PyTorch |
 //! |---|---|---|
-//! | `conv1.weight` | [out, in, kh, kw] | `nn.Conv2d.weight` |
-//! | `conv1.bias` | [out] | `nn.Conv2d.bias` |
-//! | `fc1.weight` | [out, in] | `nn.Linear.weight` |
-//! | `fc1.bias` | [out] | `nn.Linear.bias` |
+//! | `conv1.weight` | `[out, in, kh, kw]` | `nn.Conv2d.weight` |
+//! | `conv1.bias` | `[out]` | `nn.Conv2d.bias` |
+//! | `fc1.weight` | `[out, in]` | `nn.Linear.weight` |
+//! | `fc1.bias` | `[out]` | `nn.Linear.bias` |
 //!
 //! The flatten before `fc1` takes C x H x W in row-major order, as
 //! `nn.Flatten` does, so no permutation is needed. For the seed network
