@@ -35,7 +35,18 @@ pub struct ConvScratch {
     grad_output_by_channel: Vec<f32>,
     /// Per-image input-gradient columns, N x (C·KH·KW) x (OH·OW).
     grad_cols: Vec<f32>,
+    /// Partial weight gradients, one O x (C·KH·KW) block per batch chunk.
+    grad_weight_parts: Vec<f32>,
+    /// The geometry and batch size `cols` was last built for by
+    /// [`conv2d_forward`], if it still holds that forward pass's columns.
+    forward_cols: Option<(ConvGeometry, usize)>,
 }
+
+/// The weight gradient is a sum over the batch, computed as this many
+/// partial products over consecutive chunks of images (in parallel), then
+/// added in chunk order. The count depends on nothing but this constant and
+/// the batch size, so the grouping of the sum never follows the thread count.
+const GRAD_WEIGHT_CHUNKS: usize = 4;
 
 fn resize(buf: &mut Vec<f32>, len: usize) {
     if buf.len() != len {
@@ -195,6 +206,7 @@ pub fn conv2d_forward(
         batch * g.out_size(),
         "conv2d_forward: output length"
     );
+    scratch.forward_cols = Some((*g, batch));
     if batch == 0 {
         return;
     }
@@ -234,6 +246,10 @@ pub fn conv2d_forward(
 /// and, when given, `grad_input` (N x C x H x W). `input` and `weight` are the
 /// forward pass's. Every reduction runs in a fixed order, so the result does
 /// not depend on the number of threads.
+///
+/// This rebuilds the im2col matrix of `input`; a caller that still has the
+/// `scratch` of the forward pass over the same input can skip that with
+/// [`conv2d_backward_after_forward`].
 pub fn conv2d_backward(
     g: &ConvGeometry,
     batch: usize,
@@ -250,6 +266,68 @@ pub fn conv2d_backward(
         batch * g.in_size(),
         "conv2d_backward: input length"
     );
+    if batch > 0 {
+        im2col_batch(g, batch, input, &mut scratch.cols);
+    }
+    scratch.forward_cols = None;
+    backward_from_cols(
+        g,
+        batch,
+        weight,
+        grad_output,
+        grad_input,
+        grad_weight,
+        grad_bias,
+        scratch,
+    );
+}
+
+/// [`conv2d_backward`] for the input of the last [`conv2d_forward`] that used
+/// this `scratch`: its im2col matrix is still in the scratch, so it is not
+/// built again. Results are bit-identical to [`conv2d_backward`]'s with that input.
+///
+/// # Panics
+/// If the last use of `scratch` was not a forward pass of geometry `g` and
+/// batch size `batch`.
+pub fn conv2d_backward_after_forward(
+    g: &ConvGeometry,
+    batch: usize,
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: Option<&mut [f32]>,
+    grad_weight: &mut [f32],
+    grad_bias: &mut [f32],
+    scratch: &mut ConvScratch,
+) {
+    assert_eq!(
+        scratch.forward_cols,
+        Some((*g, batch)),
+        "conv2d_backward_after_forward: the scratch does not hold this forward pass's columns"
+    );
+    backward_from_cols(
+        g,
+        batch,
+        weight,
+        grad_output,
+        grad_input,
+        grad_weight,
+        grad_bias,
+        scratch,
+    );
+}
+
+/// The backward pass, given the batch's im2col matrix in `scratch.cols`.
+#[allow(clippy::too_many_arguments)]
+fn backward_from_cols(
+    g: &ConvGeometry,
+    batch: usize,
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: Option<&mut [f32]>,
+    grad_weight: &mut [f32],
+    grad_bias: &mut [f32],
+    scratch: &mut ConvScratch,
+) {
     assert_eq!(
         weight.len(),
         g.weight_len(),
@@ -294,18 +372,47 @@ pub fn conv2d_backward(
             *db = sum as f32;
         });
 
-    // dW = dy (O x N·L) · colsᵀ (N·L x C·KH·KW): one product over the whole batch.
-    im2col_batch(g, batch, input, &mut scratch.cols);
-    sgemm(
-        1.0,
-        &scratch.grad_output_by_channel,
-        MatLayout::row_major(o, batch * l),
-        &scratch.cols,
-        MatLayout::row_major(k, batch * l).t(),
-        0.0,
-        grad_weight,
-        MatLayout::row_major(o, k),
-    );
+    // dW = dy (O x N·L) · colsᵀ (N·L x C·KH·KW), as GRAD_WEIGHT_CHUNKS partial
+    // products over consecutive image ranges (in parallel), added in order.
+    let per_chunk = batch.div_ceil(GRAD_WEIGHT_CHUNKS);
+    let chunks = batch.div_ceil(per_chunk);
+    resize(&mut scratch.grad_weight_parts, chunks * o * k);
+    let (dy_by_channel, cols) = (&scratch.grad_output_by_channel, &scratch.cols);
+    scratch
+        .grad_weight_parts
+        .par_chunks_mut(o * k)
+        .enumerate()
+        .for_each(|(c, part)| {
+            let first = c * per_chunk * l;
+            let len = (per_chunk * l).min(batch * l - first);
+            sgemm(
+                1.0,
+                &dy_by_channel[first..],
+                MatLayout {
+                    rows: o,
+                    cols: len,
+                    row_stride: batch * l,
+                    col_stride: 1,
+                },
+                &cols[first..],
+                MatLayout {
+                    rows: len,
+                    cols: k,
+                    row_stride: 1,
+                    col_stride: batch * l,
+                },
+                0.0,
+                part,
+                MatLayout::row_major(o, k),
+            );
+        });
+    let mut parts = scratch.grad_weight_parts.chunks_exact(o * k);
+    grad_weight.copy_from_slice(parts.next().expect("at least one chunk"));
+    for part in parts {
+        for (dw, &p) in grad_weight.iter_mut().zip(part) {
+            *dw += p;
+        }
+    }
 
     // dx[n] = col2im(Wᵀ · dy[n]), image by image.
     if let Some(grad_input) = grad_input {
@@ -333,5 +440,71 @@ pub fn conv2d_backward(
                 gx.fill(0.0);
                 col2im(g, gcols, gx);
             });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i + seed) * 7919 % 2003) as f32 - 1001.0) / 1001.0)
+            .collect()
+    }
+
+    /// Reusing the forward pass's columns gives the bits of a backward pass
+    /// that rebuilds them.
+    #[test]
+    fn backward_after_forward_is_bit_identical() {
+        for (g, batch) in [
+            (ConvGeometry::square(1, 28, 28, 8, 3, 1, 1).unwrap(), 7),
+            (ConvGeometry::square(8, 14, 14, 16, 3, 1, 1).unwrap(), 5),
+            (ConvGeometry::square(3, 9, 7, 4, 3, 0, 2).unwrap(), 1),
+        ] {
+            let x = values(batch * g.in_size(), 1);
+            let w = values(g.weight_len(), 2);
+            let b = values(g.out_channels, 3);
+            let dy = values(batch * g.out_size(), 4);
+            let mut y = vec![0.0; dy.len()];
+            let mut s = ConvScratch::default();
+            conv2d_forward(&g, batch, &x, &w, &b, &mut y, &mut s);
+            let (mut dx1, mut dw1, mut db1) =
+                (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+            conv2d_backward_after_forward(
+                &g,
+                batch,
+                &w,
+                &dy,
+                Some(&mut dx1),
+                &mut dw1,
+                &mut db1,
+                &mut s,
+            );
+            let (mut dx2, mut dw2, mut db2) =
+                (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+            conv2d_backward(
+                &g,
+                batch,
+                &x,
+                &w,
+                &dy,
+                Some(&mut dx2),
+                &mut dw2,
+                &mut db2,
+                &mut ConvScratch::default(),
+            );
+            assert_eq!((dx1, dw1, db1), (dx2, dw2, db2), "{g:?}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "does not hold this forward pass's columns")]
+    fn backward_after_forward_needs_the_forward() {
+        let g = ConvGeometry::square(1, 4, 4, 2, 3, 1, 1).unwrap();
+        let mut s = ConvScratch::default();
+        let (w, dy) = (vec![0.0; g.weight_len()], vec![0.0; g.out_size()]);
+        let (mut dw, mut db) = (vec![0.0; g.weight_len()], vec![0.0; 2]);
+        conv2d_backward_after_forward(&g, 1, &w, &dy, None, &mut dw, &mut db, &mut s);
     }
 }

@@ -81,7 +81,7 @@ impl Conv2dConfig {
             config: self.clone(),
             weight: Param::new(format!("{name}.weight"), weight),
             bias: Param::new(format!("{name}.bias"), bias),
-            input: Tensor::zeros(vec![0]),
+            input_shape: Vec::new(),
             output: Tensor::zeros(vec![0]),
             grad_input: Tensor::zeros(vec![0]),
             scratch: ConvScratch::default(),
@@ -99,7 +99,9 @@ pub struct Conv2d {
     pub weight: Param,
     /// One bias per output channel.
     pub bias: Param,
-    input: Tensor,
+    /// The last forward input's shape. The input itself is not kept: its
+    /// im2col matrix, which the backward pass needs, stays in `scratch`.
+    input_shape: Vec<usize>,
     output: Tensor,
     grad_input: Tensor,
     scratch: ConvScratch,
@@ -165,14 +167,13 @@ impl Layer for Conv2d {
         let g = self.geometry(&input.shape()[1..])?;
         expect_shape(self, input, &[g.in_channels, g.in_h, g.in_w])?;
         let n = input.shape()[0];
-        // Keep the input for the weight gradient (a copy into a reused buffer).
-        ensure_shape(&mut self.input, input.shape());
-        self.input.assign(input);
+        self.input_shape.clear();
+        self.input_shape.extend_from_slice(input.shape());
         ensure_shape(&mut self.output, &[n, g.out_channels, g.out_h(), g.out_w()]);
         conv::conv2d_forward(
             &g,
             n,
-            data(&self.input),
+            data(input),
             data(&self.weight.value),
             data(&self.bias.value),
             data_mut(&mut self.output),
@@ -190,14 +191,14 @@ impl Layer for Conv2d {
                 "backward called before forward",
             ));
         }
-        let g = self.geometry(&self.input.shape()[1..])?;
+        let g = self.geometry(&self.input_shape[1..])?;
         expect_shape(self, grad_output, &[g.out_channels, g.out_h(), g.out_w()]).map_err(|e| {
             LayerError {
                 message: format!("output gradient: {}", e.message),
                 ..e
             }
         })?;
-        let n = self.input.shape()[0];
+        let n = self.input_shape[0];
         if grad_output.shape()[0] != n {
             return Err(LayerError::new(
                 &self.name,
@@ -209,18 +210,18 @@ impl Layer for Conv2d {
             ));
         }
         let grad_input = if self.input_grad_needed {
-            ensure_shape(&mut self.grad_input, self.input.shape());
+            ensure_shape(&mut self.grad_input, &self.input_shape);
             Some(data_mut(&mut self.grad_input))
         } else {
             // The first layer's input gradient is never used: a zero tensor, computed for free.
-            ensure_shape(&mut self.grad_input, self.input.shape());
+            ensure_shape(&mut self.grad_input, &self.input_shape);
             self.grad_input.fill(0.0);
             None
         };
-        conv::conv2d_backward(
+        // The scratch still holds the forward pass's im2col matrix.
+        conv::conv2d_backward_after_forward(
             &g,
             n,
-            data(&self.input),
             data(&self.weight.value),
             data(grad_output),
             grad_input,
