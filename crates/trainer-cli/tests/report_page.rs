@@ -1,0 +1,129 @@
+//! `cnn report`'s page without a browser, on a tiny made-up data set (fast,
+//! runs in `cargo test`): what it holds, that it is self-contained, that the
+//! mistakes are the most confident ones, and its errors.
+//! `tests/report_browser.rs` loads a real one in Chromium.
+
+use std::path::Path;
+
+use trainer::config::TrainConfig;
+use trainer::report::{self, ReportOptions};
+use trainer::train::{train, TrainOptions};
+
+/// Writes IDX files of `n` 28x28 images per split: class `c` is a bright
+/// bar at a class-dependent place, with noise, so that a network learns a little.
+fn write_idx(dir: &Path, prefix: &str, n: usize, seed: u32) {
+    let mut images = vec![0, 0, 8, 3];
+    images.extend((n as u32).to_be_bytes());
+    images.extend(28u32.to_be_bytes());
+    images.extend(28u32.to_be_bytes());
+    let mut labels = vec![0, 0, 8, 1];
+    labels.extend((n as u32).to_be_bytes());
+    let mut state = seed.wrapping_mul(2654435761).max(1);
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    };
+    for i in 0..n {
+        let c = i % 10;
+        labels.push(c as u8);
+        for y in 0..28 {
+            for x in 0..28 {
+                let bar = (2 + 2 * c..4 + 2 * c).contains(&x) && (4..24).contains(&y);
+                let noise = (next() % 64) as u8;
+                images.push(if bar { 191 + noise } else { noise });
+            }
+        }
+    }
+    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
+}
+
+#[test]
+fn the_page_holds_every_part_and_nothing_external() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    write_idx(&data, "train", 300, 1);
+    write_idx(&data, "t10k", 200, 2);
+    let run = dir.path().join("run");
+    let mut config = TrainConfig::load("seed").unwrap();
+    config.training.epochs = 2;
+    config.training.batch = 20;
+    train(&TrainOptions {
+        config: Some(config),
+        epochs: None,
+        data: data.clone(),
+        out: run.clone(),
+        resume: false,
+        eval_train: false,
+        checkpoint_every: None,
+        train_subset: None,
+        progress: false,
+    })
+    .unwrap();
+
+    // The data set is not recorded: --data is required, and said so.
+    let out = dir.path().join("report.html");
+    let mut opts = ReportOptions {
+        run: run.clone(),
+        out: out.clone(),
+        data: None,
+    };
+    let err = format!("{:#}", report::run(&opts).unwrap_err());
+    assert!(err.contains("--data"), "{err}");
+
+    opts.data = Some(data.clone());
+    let summary = report::run(&opts).unwrap();
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(summary.epochs, 2);
+    assert_eq!(summary.evaluation.count, 200);
+    let mistakes = summary.evaluation.count
+        - (0..10)
+            .map(|c| summary.evaluation.confusion[c][c] as usize)
+            .sum::<usize>();
+    assert_eq!(summary.images, 3 + mistakes.min(report::MISTAKES));
+    assert_eq!(html.matches("<img ").count(), summary.images);
+    assert_eq!(
+        html.matches(" src=\"data:image/png;base64,").count(),
+        summary.images
+    );
+    assert_eq!(html.matches(" src=").count(), summary.images);
+    for external in ["http://", "https://", "<link", "url(", "<iframe"] {
+        assert!(!html.contains(external), "{external}");
+    }
+    for part in [
+        "Loss and accuracy",
+        "Figures beside the post",
+        "<td>0.1224</td>",
+        "<td>99.10</td>",
+        "Confusion matrix",
+        "First convolution layer",
+        "most confident mistakes",
+        "data-images-ok=\"pending\"",
+    ] {
+        assert!(html.contains(part), "{part} missing");
+    }
+
+    // The mistakes shown are in decreasing confidence.
+    let confidences: Vec<f64> = html
+        .split("<div class=\"mistake\">")
+        .skip(1)
+        .map(|m| {
+            let end = m.find("%</div>").unwrap();
+            let start = m[..end].rfind("<div>").unwrap() + 5;
+            m[start..end].parse().unwrap()
+        })
+        .collect();
+    assert_eq!(confidences.len(), mistakes.min(report::MISTAKES));
+    assert!(
+        confidences.windows(2).all(|w| w[0] >= w[1]),
+        "{confidences:?}"
+    );
+
+    // A missing run directory names the file.
+    opts.run = dir.path().join("nope");
+    let err = format!("{:#}", report::run(&opts).unwrap_err());
+    assert!(err.contains("nope/metrics.csv"), "{err}");
+}
