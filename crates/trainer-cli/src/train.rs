@@ -236,11 +236,16 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
 
     let data = DataSets::load(&opts.data)?;
     let dataset_name = data.name();
+    // Borrow the training set: a clone would hold a second copy of its 47 MB of pixels.
+    let subset;
     let train_set = match opts.train_subset {
-        Some(n) if n < data.train.len() => data.train.subset(&(0..n).collect::<Vec<_>>()),
-        _ => data.train.clone(),
+        Some(n) if n < data.train.len() => {
+            subset = data.train.subset(&(0..n).collect::<Vec<_>>());
+            &subset
+        }
+        _ => &data.train,
     };
-    let norm = config.input_norm(&train_set);
+    let norm = config.input_norm(train_set);
     let classes = net.outputs();
     let loss_fn = config.loss_fn();
     tracing::info!(
@@ -301,7 +306,7 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
         };
         let started = Instant::now();
         for (b, idx) in mnist_io::batches(&order, t.batch).skip(partial.batches as usize) {
-            batch.fill(&train_set, idx, norm);
+            batch.fill(train_set, idx, norm);
             let logits = net.forward(&batch.images).map_err(|e| anyhow!("{e}"))?;
             one_hot_into(&batch.labels, classes, &mut target);
             let loss = loss_fn
@@ -355,7 +360,7 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
         let eval_started = Instant::now();
         let test = evaluate(&mut net, &data.test, t.batch, norm)?;
         let (train_loss, train_acc) = if opts.eval_train {
-            let e = evaluate(&mut net, &train_set, t.batch, norm)?;
+            let e = evaluate(&mut net, train_set, t.batch, norm)?;
             (e.loss, e.accuracy)
         } else {
             (
