@@ -29,3 +29,8 @@ pub mod report;
 pub mod safetensors_io;
 pub mod train;
 pub mod visualize;
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctest;
