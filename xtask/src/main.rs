@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod fetch;
 mod train;
 
@@ -25,12 +26,16 @@ enum Task {
     FetchData(fetch::FetchArgs),
     /// Run the seed experiment (fetching MNIST if needed) and write docs/results.md.
     Train(train::TrainArgs),
+    /// Time the seed network's training step and evaluation (`cnn bench`); with
+    /// --vs-pytorch also one training epoch of the same network in PyTorch.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().task {
         Task::FetchData(args) => fetch::run(args),
         Task::Train(args) => train::run(args),
+        Task::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
