@@ -26,6 +26,7 @@ pub mod image_io;
 pub mod plot;
 pub mod predict;
 pub mod report;
+pub mod results_md;
 pub mod safetensors_io;
 pub mod train;
 pub mod visualize;

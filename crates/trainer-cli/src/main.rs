@@ -79,6 +79,21 @@ enum Command {
         /// Print this config's TOML.
         name: Option<String>,
     },
+    /// Write a run's metrics as Markdown, the post's table beside ours (docs/results.md).
+    Results {
+        /// The run directory (its metrics.csv and config.toml).
+        #[arg(long)]
+        run: PathBuf,
+        /// The Markdown file to write; from a `## Other data sets` heading on, an existing one is kept.
+        #[arg(long)]
+        out: PathBuf,
+        /// The command that made the run, quoted in the page.
+        #[arg(long, default_value = "cnn train --eval-train")]
+        command: String,
+        /// A paragraph to add under the timings (e.g. that the machine was busy).
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// Check every layer's gradients against central differences.
     Gradcheck {
         /// A TOML file or a built-in config name.
@@ -352,6 +367,15 @@ fn run(cli: Cli) -> Result<()> {
                 .find(|(n, _)| *n == name)
                 .with_context(|| format!("no built-in config `{name}`"))?;
             print!("{text}");
+        }
+        Command::Results {
+            run,
+            out,
+            command,
+            note,
+        } => {
+            trainer::results_md::run(&run, &out, &command, note.as_deref())?;
+            println!("wrote {}", out.display());
         }
         Command::Gradcheck {
             config,

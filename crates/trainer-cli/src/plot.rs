@@ -30,6 +30,10 @@ pub struct MetricsRow {
     pub test_loss: f64,
     /// Test accuracy, %.
     pub test_acc: f64,
+    /// Seconds spent training, when recorded.
+    pub train_seconds: Option<f64>,
+    /// Seconds spent evaluating, when recorded.
+    pub eval_seconds: Option<f64>,
 }
 
 const COLUMNS: [&str; 5] = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc"];
@@ -56,6 +60,9 @@ pub fn parse_metrics(text: &str, path: &Path) -> Result<Vec<MetricsRow>> {
             )
         })?;
     }
+    // Optional columns: an empty field means "not recorded".
+    let seconds_at = |col: &str| names.iter().position(|n| *n == col);
+    let (train_s, eval_s) = (seconds_at("train_seconds"), seconds_at("eval_seconds"));
     let mut rows = Vec::new();
     for (i, line) in lines {
         let n = i + 1;
@@ -79,12 +86,23 @@ pub fn parse_metrics(text: &str, path: &Path) -> Result<Vec<MetricsRow>> {
                 )
             })?;
         }
+        let seconds = |at: Option<usize>| -> Result<Option<f64>> {
+            match at.map(|c| fields[c]) {
+                None | Some("") => Ok(None),
+                Some(v) => v
+                    .parse::<f64>()
+                    .map(Some)
+                    .map_err(|_| anyhow!("{p}: line {n}: `{v}` is not a number of seconds")),
+            }
+        };
         rows.push(MetricsRow {
             epoch: v[0],
             train_loss: v[1],
             train_acc: v[2],
             test_loss: v[3],
             test_acc: v[4],
+            train_seconds: seconds(train_s)?,
+            eval_seconds: seconds(eval_s)?,
         });
     }
     if rows.is_empty() {

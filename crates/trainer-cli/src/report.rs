@@ -571,6 +571,8 @@ mod tests {
             train_acc: 90.0,
             test_loss: 0.25,
             test_acc: 91.5,
+            train_seconds: None,
+            eval_seconds: None,
         };
         let t = comparison_table(&[row(1.0), row(2.0), row(10.0)]);
         assert!(t.contains("<tr><td>0</td><td>0.1224</td>"), "{t}");

@@ -121,16 +121,15 @@ fn metrics_csv(history: &[EpochRecord], timings: &[Option<Timing>]) -> String {
 
 /// Timings of earlier epochs from an existing metrics.csv (missing or unreadable: none).
 fn read_timings(path: &Path, epochs: usize) -> Vec<Option<Timing>> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let rows = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| crate::plot::parse_metrics(&text, path).ok())
+        .unwrap_or_default();
     let mut out = vec![None; epochs];
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        if let (Some(Ok(epoch)), Some(Ok(train)), Some(Ok(eval))) = (
-            f.first().map(|v| v.parse::<usize>()),
-            f.get(5).map(|v| v.parse::<f64>()),
-            f.get(6).map(|v| v.parse::<f64>()),
-        ) {
-            if (1..=epochs).contains(&epoch) {
+    for r in rows {
+        let epoch = r.epoch as usize;
+        if let (1.., Some(train), Some(eval)) = (epoch, r.train_seconds, r.eval_seconds) {
+            if epoch <= epochs {
                 out[epoch - 1] = Some(Timing { train, eval });
             }
         }

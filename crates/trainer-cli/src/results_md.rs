@@ -1,0 +1,188 @@
+//! `cnn results`: a run's `metrics.csv` as Markdown, the post's table beside
+//! ours, with the time per epoch and the machine. `cargo xtask train` calls
+//! it to write `docs/results.md`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::checkpoint::write_atomic;
+use crate::plot::{parse_metrics, MetricsRow};
+use crate::report::POST_TABLE;
+
+/// A heading after which an existing results file is kept as it is when the
+/// table is rewritten (for figures of other runs, e.g. other data sets).
+pub const KEEP_FROM: &str = "\n## Other data sets";
+
+/// CPU model and core count of this machine, as /proc/cpuinfo says.
+pub fn machine() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!("{model}, {cores} cores")
+}
+
+/// The Markdown page. `command` is what made the run, `note` an optional closing paragraph.
+pub fn markdown(
+    rows: &[MetricsRow],
+    config: &str,
+    threads: usize,
+    command: &str,
+    machine: &str,
+    note: Option<&str>,
+) -> String {
+    let mut s = String::from("# Results: the seed experiment\n\n");
+    s.push_str(&format!(
+        "Made by `{command}` (config `{config}`, {} epochs, {threads} threads) on {machine}.\n\n",
+        rows.len()
+    ));
+    s.push_str(
+        "The post numbers its epochs from 0 and lists 0, 10, ..., 100; its epoch 0 is the state \
+         after the first pass (95% test accuracy), so it is set beside our epoch 1, and its epoch \
+         e beside our epoch e for e >= 10. Train figures are a full pass over the training set \
+         after the epoch (`--eval-train`), as the post's are. Accuracies in %.\n\n",
+    );
+    s.push_str("| epoch | post train loss | ours | post test loss | ours | post train acc | ours | post test acc | ours |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    for (e, tl, vl, ta, va) in POST_TABLE {
+        let ours = rows.iter().find(|r| r.epoch == f64::from(e.max(1)));
+        let f =
+            |v: Option<f64>, d: usize| v.map(|v| format!("{v:.d$}")).unwrap_or_else(|| "-".into());
+        s.push_str(&format!(
+            "| {e} | {tl:.4} | {} | {vl:.4} | {} | {ta:.2} | {} | {va:.2} | {} |\n",
+            f(ours.map(|r| r.train_loss), 4),
+            f(ours.map(|r| r.test_loss), 4),
+            f(ours.map(|r| r.train_acc), 2),
+            f(ours.map(|r| r.test_acc), 2),
+        ));
+    }
+    if let Some(best) = rows.iter().max_by(|a, b| a.test_acc.total_cmp(&b.test_acc)) {
+        s.push_str(&format!(
+            "\nBest test accuracy: {:.2}% at epoch {}.",
+            best.test_acc, best.epoch
+        ));
+        if let Some(last) = rows.last() {
+            s.push_str(&format!(
+                " Last epoch ({}): {:.2}%.\n",
+                last.epoch, last.test_acc
+            ));
+        }
+    }
+    let mut train: Vec<f64> = rows.iter().filter_map(|r| r.train_seconds).collect();
+    let eval: f64 = rows.iter().filter_map(|r| r.eval_seconds).sum();
+    if !train.is_empty() {
+        let total: f64 = train.iter().sum();
+        train.sort_by(f64::total_cmp);
+        s.push_str(&format!(
+            "\nTime: {:.1} s per training epoch (median of {}), {:.1} s of training and {:.1} s of evaluation in all \
+             ({:.1} min; the post: about 6 min per epoch, 10 hours for 100).\n",
+            train[train.len() / 2],
+            train.len(),
+            total,
+            eval,
+            (total + eval) / 60.0
+        ));
+    }
+    if let Some(note) = note {
+        s.push_str(&format!("\n{note}\n"));
+    }
+    s
+}
+
+/// Writes the page for the run in `run` to `out`, keeping anything an existing
+/// `out` holds from the [`KEEP_FROM`] heading on.
+pub fn run(run: &Path, out: &Path, command: &str, note: Option<&str>) -> Result<()> {
+    let metrics = run.join("metrics.csv");
+    let text = std::fs::read_to_string(&metrics)
+        .with_context(|| format!("{}: cannot read", metrics.display()))?;
+    let rows = parse_metrics(&text, &metrics)?;
+    let config = crate::plot::run_name(run).unwrap_or_else(|| "?".into());
+    let mut page = markdown(
+        &rows,
+        &config,
+        rayon::current_num_threads(),
+        command,
+        &machine(),
+        note,
+    );
+    if let Ok(old) = std::fs::read_to_string(out) {
+        if let Some(i) = old.find(KEEP_FROM) {
+            page.push_str(&old[i..]);
+        }
+    }
+    write_atomic(out, page.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(n: usize) -> Vec<MetricsRow> {
+        (1..=n)
+            .map(|e| MetricsRow {
+                epoch: e as f64,
+                train_loss: 0.1 / e as f64,
+                train_acc: 90.0 + e as f64 / 2.0,
+                test_loss: 0.2,
+                test_acc: 95.0 + e as f64 / 10.0,
+                train_seconds: Some(3.0),
+                eval_seconds: Some(0.5),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn table_pairs_post_epoch_zero_with_our_first() {
+        let md = markdown(
+            &rows(10),
+            "seed",
+            2,
+            "cargo xtask train --epochs 10",
+            "a CPU",
+            Some("a note"),
+        );
+        assert!(
+            md.contains(
+                "| 0 | 0.1224 | 0.1000 | 0.1495 | 0.2000 | 96.23 | 90.50 | 95.14 | 95.10 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| 10 | 0.0341 | 0.0100 |"), "{md}");
+        assert!(md.contains("| 20 | 0.0149 | - |"), "{md}");
+        assert!(
+            md.contains("Best test accuracy: 96.00% at epoch 10"),
+            "{md}"
+        );
+        assert!(md.contains("3.0 s per training epoch"), "{md}");
+        assert!(md.ends_with("\na note\n"), "{md}");
+    }
+
+    #[test]
+    fn rewriting_keeps_other_data_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        let mut csv = String::from(crate::train::METRICS_HEADER);
+        csv.push_str("\n1,0.1,96.0,0.2,95.5,9.0,1.0\n");
+        std::fs::write(run.join("metrics.csv"), csv).unwrap();
+        let out = dir.path().join("results.md");
+        std::fs::write(&out, "old table\n\n## Other data sets\n\nFashion: 79%\n").unwrap();
+        super::run(&run, &out, "cnn results", None).unwrap();
+        let page = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            page.contains("| 0 | 0.1224 | 0.1000 |") && !page.contains("old table"),
+            "{page}"
+        );
+        assert!(
+            page.ends_with("## Other data sets\n\nFashion: 79%\n"),
+            "{page}"
+        );
+    }
+}
