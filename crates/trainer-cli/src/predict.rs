@@ -273,7 +273,16 @@ pub enum JsonResult {
 /// listing every file) to standard output. A file that cannot be read is
 /// reported and skipped; the error returned at the end counts them.
 pub fn run(model: &Path, data: Option<&Path>, images: &[PathBuf], json: bool) -> Result<()> {
-    let mut predictor = Predictor::load(model, data)?;
+    classify_files(Predictor::load(model, data)?, model, images, json)
+}
+
+/// [`run`]'s loop, for a predictor however it was loaded (`model` names it in the output).
+pub fn classify_files(
+    mut predictor: Predictor,
+    model: &Path,
+    images: &[PathBuf],
+    json: bool,
+) -> Result<()> {
     let mut failed = 0;
     let mut results = Vec::new();
     for (i, path) in images.iter().enumerate() {

@@ -58,7 +58,7 @@ use tensor::Tensor;
 
 use crate::checkpoint::{write_atomic, Checkpoint, PartialEpoch};
 use crate::config::TrainConfig;
-use crate::predict::{JsonResult, Predictor};
+use crate::predict::Predictor;
 
 /// Metadata key of the config's TOML text.
 pub const META_CONFIG: &str = "cnn.config";
@@ -278,49 +278,7 @@ pub fn predict(
     let ckpt = load_checkpoint(model, config)?;
     let net = ckpt.network()?;
     let norm = crate::predict::input_norm(&ckpt.config, data)?;
-    let mut predictor = Predictor::new(net, &ckpt, norm)?;
-    let mut failed = 0;
-    let mut results = Vec::new();
-    for (i, path) in images.iter().enumerate() {
-        match predictor.predict_file(path) {
-            Ok(p) if json => results.push(JsonResult::Ok(p)),
-            Ok(p) => {
-                if i > 0 {
-                    println!();
-                }
-                print!("{}", p.text(predictor.class_names()));
-            }
-            Err(e) => {
-                failed += 1;
-                if json {
-                    results.push(JsonResult::Err {
-                        file: path.clone(),
-                        error: format!("{e:#}"),
-                    });
-                } else {
-                    eprintln!("error: {e:#}");
-                }
-            }
-        }
-    }
-    if json {
-        let doc = serde_json::json!({
-            "model": model,
-            "classes": predictor.class_names(),
-            "results": results,
-        });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).context("formatting JSON")?
-        );
-    }
-    if failed > 0 {
-        bail!(
-            "{failed} of {} images could not be classified",
-            images.len()
-        );
-    }
-    Ok(())
+    crate::predict::classify_files(Predictor::new(net, &ckpt, norm)?, model, images, json)
 }
 
 #[cfg(test)]
