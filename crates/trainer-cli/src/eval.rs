@@ -49,6 +49,29 @@ pub fn evaluate(
     batch: usize,
     norm: Option<(f32, f32)>,
 ) -> Result<Evaluation> {
+    evaluate_each(net, ds, batch, norm, &mut |_| {})
+}
+
+/// One example as [`evaluate_each`] saw it.
+pub struct Example<'a> {
+    /// Its index in the data set.
+    pub index: usize,
+    /// Its label.
+    pub truth: usize,
+    /// The predicted class (arg-max of the outputs).
+    pub predicted: usize,
+    /// The network's outputs for it.
+    pub outputs: &'a [f32],
+}
+
+/// [`evaluate`], calling `each` on every example as it goes (to collect mistakes, say).
+pub fn evaluate_each(
+    net: &mut Network,
+    ds: &Dataset,
+    batch: usize,
+    norm: Option<(f32, f32)>,
+    each: &mut dyn FnMut(Example<'_>),
+) -> Result<Evaluation> {
     let classes = net.outputs();
     let loss = net.config().loss;
     let mut confusion = vec![vec![0u64; classes]; classes];
@@ -61,10 +84,23 @@ pub fn evaluate(
         let logits = net.forward(&buf.images).map_err(|e| anyhow!("{e}"))?;
         one_hot_into(&buf.labels, classes, &mut target);
         loss_sum += loss.forward(logits, &target).map_err(|e| anyhow!("{e}"))? * idx.len() as f64;
-        for (&truth, p) in buf.labels.iter().zip(predictions(logits)) {
+        let rows = logits
+            .as_slice()
+            .ok_or_else(|| anyhow!("network output is not contiguous"))?;
+        for ((&index, &truth), (predicted, outputs)) in idx.iter().zip(&buf.labels).zip(
+            predictions(logits)
+                .into_iter()
+                .zip(rows.chunks_exact(classes.max(1))),
+        ) {
             if truth < classes {
-                confusion[truth][p] += 1;
+                confusion[truth][predicted] += 1;
             }
+            each(Example {
+                index,
+                truth,
+                predicted,
+                outputs,
+            });
         }
     }
     let correct: u64 = (0..classes).map(|c| confusion[c][c]).sum();

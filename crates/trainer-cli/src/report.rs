@@ -20,13 +20,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use layers::{one_hot_into, Network};
+use layers::Network;
 use mnist_io::Dataset;
-use tensor::Tensor;
 
 use crate::checkpoint::{write_atomic, Checkpoint};
-use crate::data::{class_names, Batch, DataSets};
-use crate::eval::{predictions, Evaluation};
+use crate::data::{class_names, DataSets};
+use crate::eval::Evaluation;
 use crate::image_io::GreyImage;
 use crate::plot::{self, MetricsRow};
 
@@ -135,63 +134,32 @@ fn img(png: &[u8], alt: &str, class: &str) -> String {
     )
 }
 
-/// One pass over `ds`: the figures of [`crate::eval::evaluate`] and every mistake.
+/// One pass over `ds`: the figures of [`crate::eval::evaluate`] and every
+/// mistake, most confident first.
 pub fn evaluate_with_mistakes(
     net: &mut Network,
     ds: &Dataset,
     batch: usize,
     norm: Option<(f32, f32)>,
 ) -> Result<(Evaluation, Vec<Mistake>)> {
-    let classes = net.outputs();
     let loss = net.config().loss;
-    let mut confusion = vec![vec![0u64; classes]; classes];
     let mut mistakes = Vec::new();
-    let mut buf = Batch::default();
-    let mut target = Tensor::zeros(vec![0]);
-    let mut loss_sum = 0f64;
-    let order: Vec<usize> = (0..ds.len()).collect();
-    for (_, idx) in mnist_io::batches(&order, batch.max(1)) {
-        buf.fill(ds, idx, norm);
-        let logits = net.forward(&buf.images).map_err(|e| anyhow!("{e}"))?;
-        one_hot_into(&buf.labels, classes, &mut target);
-        loss_sum += loss.forward(logits, &target).map_err(|e| anyhow!("{e}"))? * idx.len() as f64;
-        let rows = logits
-            .as_slice()
-            .ok_or_else(|| anyhow!("network output is not contiguous"))?;
-        for ((&i, &truth), (p, row)) in idx.iter().zip(&buf.labels).zip(
-            predictions(logits)
-                .into_iter()
-                .zip(rows.chunks_exact(classes)),
-        ) {
-            if truth < classes {
-                confusion[truth][p] += 1;
-            }
-            if truth != p {
-                mistakes.push(Mistake {
-                    index: i,
-                    truth,
-                    predicted: p,
-                    confidence: loss.probabilities(row)[p],
-                });
-            }
+    let evaluation = crate::eval::evaluate_each(net, ds, batch, norm, &mut |e| {
+        if e.truth != e.predicted {
+            mistakes.push(Mistake {
+                index: e.index,
+                truth: e.truth,
+                predicted: e.predicted,
+                confidence: loss.probabilities(e.outputs)[e.predicted],
+            });
         }
-    }
+    })?;
     mistakes.sort_by(|a, b| {
         b.confidence
             .total_cmp(&a.confidence)
             .then(a.index.cmp(&b.index))
     });
-    let correct: u64 = (0..classes).map(|c| confusion[c][c]).sum();
-    let n = ds.len().max(1) as f64;
-    Ok((
-        Evaluation {
-            loss: loss_sum / n,
-            accuracy: correct as f64 / n,
-            confusion,
-            count: ds.len(),
-        },
-        mistakes,
-    ))
+    Ok((evaluation, mistakes))
 }
 
 const CSS: &str = "
