@@ -71,8 +71,16 @@ fn avg_backward_tiled(g: &PoolGeometry, dy: &[f32], dx: &mut [f32]) {
     for (dy, dx) in dy.chunks_exact(out_plane).zip(dx.chunks_exact_mut(plane)) {
         for (oy, dy) in dy.chunks_exact(ow).enumerate() {
             for r in dx[oy * k * w..(oy * k + k) * w].chunks_exact_mut(w) {
-                for (d, &v) in r.chunks_exact_mut(k).zip(dy) {
-                    d.fill(v * scale);
+                if k == 2 {
+                    for (d, &v) in r.chunks_exact_mut(2).zip(dy) {
+                        let share = v * scale;
+                        d[0] = share;
+                        d[1] = share;
+                    }
+                } else {
+                    for (d, &v) in r.chunks_exact_mut(k).zip(dy) {
+                        d.fill(v * scale);
+                    }
                 }
                 r[ow * k..].fill(0.0);
             }
