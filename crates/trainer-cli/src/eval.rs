@@ -42,6 +42,17 @@ pub fn predictions(logits: &Tensor) -> Vec<usize> {
         .collect()
 }
 
+/// How many rows of `logits` (N x K) have their largest output at the label;
+/// allocates nothing, for the training step.
+pub fn count_correct(logits: &Tensor, labels: &[usize]) -> usize {
+    let k = logits.shape()[1].max(1);
+    let rows = logits.as_slice().expect("layer outputs are contiguous");
+    rows.chunks_exact(k)
+        .zip(labels)
+        .filter(|(row, &label)| tensor::argmax(row) == label)
+        .count()
+}
+
 /// Runs the network over the whole of `ds`, `batch` examples at a time.
 pub fn evaluate(
     net: &mut Network,
@@ -87,11 +98,12 @@ pub fn evaluate_each(
         let rows = logits
             .as_slice()
             .ok_or_else(|| anyhow!("network output is not contiguous"))?;
-        for ((&index, &truth), (predicted, outputs)) in idx.iter().zip(&buf.labels).zip(
-            predictions(logits)
-                .into_iter()
-                .zip(rows.chunks_exact(classes.max(1))),
-        ) {
+        for ((&index, &truth), outputs) in idx
+            .iter()
+            .zip(&buf.labels)
+            .zip(rows.chunks_exact(classes.max(1)))
+        {
+            let predicted = tensor::argmax(outputs);
             if truth < classes {
                 confusion[truth][predicted] += 1;
             }

@@ -26,7 +26,7 @@ use tensor::Tensor;
 use crate::checkpoint::{write_atomic, Checkpoint, EpochRecord, PartialEpoch};
 use crate::config::TrainConfig;
 use crate::data::{Batch, DataSets};
-use crate::eval::{evaluate, predictions};
+use crate::eval::{count_correct, evaluate};
 
 /// The header of `metrics.csv`. Accuracies are percentages.
 pub const METRICS_HEADER: &str =
@@ -311,11 +311,7 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
             let loss = loss_fn
                 .forward_backward(logits, &target, &mut grad)
                 .map_err(|e| anyhow!("{e}"))?;
-            let correct = predictions(logits)
-                .iter()
-                .zip(&batch.labels)
-                .filter(|(p, l)| p == l)
-                .count();
+            let correct = count_correct(logits, &batch.labels);
             if !loss.is_finite() {
                 bail!("epoch {} batch {}: the loss became {loss}; stopping. The last good checkpoint, {}, is intact", epoch + 1, b + 1, run.last().display());
             }
