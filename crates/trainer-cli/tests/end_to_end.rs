@@ -4,20 +4,10 @@
 //! Ignored by `cargo test` (a debug-mode epoch is slow); `.ci/run` runs it as
 //! `cargo test --release -p trainer-cli --test end_to_end -- --ignored`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn mnist() -> Option<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    [
-        manifest.join("../../../shared/data/mnist"),
-        manifest.join("../../data/mnist"),
-    ]
-    .into_iter()
-    .find(|d| {
-        d.join("t10k-labels-idx1-ubyte.gz").exists() || d.join("t10k-labels-idx1-ubyte").exists()
-    })
-}
+mod common;
 
 fn cnn(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cnn"))
@@ -46,8 +36,7 @@ fn png_size(path: &Path) -> (u32, u32) {
 #[test]
 #[ignore = "release-mode end to end; .ci/run runs it with --ignored"]
 fn one_epoch_of_the_seed_network_then_every_command() {
-    let Some(data) = mnist() else {
-        println!("skipping: no MNIST in ../shared/data/mnist or data/mnist");
+    let Some(data) = common::mnist_or_skip() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -154,8 +143,7 @@ fn figures(run: &Path) -> Vec<String> {
 #[test]
 #[ignore = "release-mode end to end; .ci/run runs it with --ignored"]
 fn three_hundred_batches_are_bit_identical_on_one_and_two_threads() {
-    let Some(data) = mnist() else {
-        println!("skipping: no MNIST in ../shared/data/mnist or data/mnist");
+    let Some(data) = common::mnist_or_skip() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -194,8 +182,7 @@ fn three_hundred_batches_are_bit_identical_on_one_and_two_threads() {
 #[test]
 #[ignore = "release-mode end to end; .ci/run runs it with --ignored"]
 fn killed_runs_resume_to_the_same_bits() {
-    let Some(data) = mnist() else {
-        println!("skipping: no MNIST in ../shared/data/mnist or data/mnist");
+    let Some(data) = common::mnist_or_skip() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -277,8 +264,7 @@ fn killed_runs_resume_to_the_same_bits() {
 #[test]
 #[ignore = "release-mode end to end; .ci/run runs it with --ignored"]
 fn a_second_trainer_on_the_same_run_directory_is_refused() {
-    let Some(data) = mnist() else {
-        println!("skipping: no MNIST in ../shared/data/mnist or data/mnist");
+    let Some(data) = common::mnist_or_skip() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -20,21 +20,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 fn data_dir() -> Option<(PathBuf, bool)> {
     let fashion = PathBuf::from("/usr/share/datasets/fashion-mnist");
     if fashion.join("t10k-labels-idx1-ubyte.gz").exists() {
         return Some((fashion, true));
     }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    [
-        manifest.join("../../../shared/data/mnist"),
-        manifest.join("../../data/mnist"),
-    ]
-    .into_iter()
-    .find(|d| {
-        d.join("t10k-labels-idx1-ubyte.gz").exists() || d.join("t10k-labels-idx1-ubyte").exists()
-    })
-    .map(|d| (d, false))
+    common::mnist().map(|d| (d, false))
 }
 
 fn chromium() -> Option<PathBuf> {

@@ -6,21 +6,7 @@ use trainer::checkpoint::Checkpoint;
 use trainer::config::TrainConfig;
 use trainer::train::{train, TrainOptions};
 
-fn mnist() -> Option<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let found = [
-        manifest.join("../../../shared/data/mnist"),
-        manifest.join("../../data/mnist"),
-    ]
-    .into_iter()
-    .find(|d| {
-        d.join("t10k-labels-idx1-ubyte.gz").exists() || d.join("t10k-labels-idx1-ubyte").exists()
-    });
-    if found.is_none() {
-        println!("skipping: no MNIST in ../shared/data/mnist or data/mnist");
-    }
-    found
-}
+mod common;
 
 fn options(config: TrainConfig, data: PathBuf, out: PathBuf) -> TrainOptions {
     TrainOptions {
@@ -38,7 +24,9 @@ fn options(config: TrainConfig, data: PathBuf, out: PathBuf) -> TrainOptions {
 
 #[test]
 fn a_diverging_run_stops_with_epoch_and_batch_and_keeps_its_last_good_checkpoint() {
-    let Some(data) = mnist() else { return };
+    let Some(data) = common::mnist_or_skip() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut config = TrainConfig::load("improved").unwrap();
     config.optimizer = optim::OptimizerConfig::sgd(1e9, 0.9, 0.0);
@@ -63,7 +51,9 @@ fn a_diverging_run_stops_with_epoch_and_batch_and_keeps_its_last_good_checkpoint
 
 #[test]
 fn resuming_with_another_network_is_refused_and_a_finished_run_is_not_overwritten() {
-    let Some(data) = mnist() else { return };
+    let Some(data) = common::mnist_or_skip() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_path_buf();
     train(&options(
@@ -101,7 +91,9 @@ fn resuming_with_another_network_is_refused_and_a_finished_run_is_not_overwritte
 
 #[test]
 fn a_corrupt_last_checkpoint_is_refused_on_resume() {
-    let Some(data) = mnist() else { return };
+    let Some(data) = common::mnist_or_skip() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_path_buf();
     train(&options(

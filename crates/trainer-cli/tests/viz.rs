@@ -14,6 +14,8 @@ use trainer::predict::Predictor;
 use trainer::train::{train, TrainOptions};
 use trainer::visualize::grid_size;
 
+mod common;
+
 /// A small CNN that reaches ~94% in two epochs on 3,000 images; unit input scaling (the default).
 const FAST_CONFIG: &str = r#"
 name = "viz-test"
@@ -86,27 +88,6 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_cnn")
 }
 
-/// Real MNIST, preferring the shared read-only copy.
-fn mnist_dir() -> Option<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    [
-        manifest.join("../../../shared/data/mnist"),
-        manifest.join("../../data/mnist"),
-    ]
-    .into_iter()
-    .find(|d| {
-        d.join("t10k-images-idx3-ubyte.gz").exists() || d.join("t10k-images-idx3-ubyte").exists()
-    })
-}
-
-fn mnist_or_skip() -> Option<PathBuf> {
-    let d = mnist_dir();
-    if d.is_none() {
-        println!("skipping: no MNIST in ../shared/data/mnist or data/mnist");
-    }
-    d
-}
-
 fn scratch(name: &str) -> PathBuf {
     let d =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("viz-{}-{name}", std::process::id()));
@@ -142,7 +123,7 @@ fn untrained_checkpoint() -> PathBuf {
 fn trained_run() -> Option<PathBuf> {
     static RUN: OnceLock<Option<PathBuf>> = OnceLock::new();
     RUN.get_or_init(|| {
-        let data = mnist_or_skip()?;
+        let data = common::mnist_or_skip()?;
         let out = scratch("trained");
         train(&TrainOptions {
             config: Some(TrainConfig::from_toml(FAST_CONFIG, "FAST_CONFIG").unwrap()),
@@ -162,7 +143,7 @@ fn trained_run() -> Option<PathBuf> {
 }
 
 fn test_images() -> Option<mnist_io::Dataset> {
-    let dir = mnist_dir()?;
+    let dir = common::mnist()?;
     Some(mnist_io::Dataset::load(&dir, mnist_io::Split::Test).unwrap())
 }
 
@@ -392,7 +373,9 @@ fn visualize_feature_maps_and_filters_have_the_computed_size() {
         "{stdout}"
     );
 
-    let Some(data) = mnist_or_skip() else { return };
+    let Some(data) = common::mnist_or_skip() else {
+        return;
+    };
     let out = dir.join("maps.png");
     let o = Command::new(bin())
         .args([
@@ -443,7 +426,9 @@ fn visualize_feature_maps_and_filters_have_the_computed_size() {
 
 #[test]
 fn visualize_default_layout_is_one_row() {
-    let Some(data) = mnist_or_skip() else { return };
+    let Some(data) = common::mnist_or_skip() else {
+        return;
+    };
     let dir = scratch("visualize-row");
     let out = dir.join("maps.png");
     let f = trainer::visualize::run(&trainer::visualize::VisualizeOptions {
