@@ -40,9 +40,7 @@ and the full seed network with `--config crates/trainer-cli/configs/seed.toml`.
 Needs torch, numpy and safetensors (pip install safetensors); CI does not run it.
 """
 import argparse
-import gzip
 import os
-import struct
 import sys
 
 import numpy as np
@@ -57,24 +55,12 @@ except ImportError:  # Python < 3.11
     import tomli as tomllib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from seed_net import read_idx  # noqa: E402  (one IDX reader for both scripts)
 SEED_TOML = os.path.join(HERE, "..", "..", "crates", "trainer-cli", "configs", "seed.toml")
 
 PREFIX = {"conv2d": "conv", "linear": "fc", "avg_pool2d": "pool", "max_pool2d": "pool",
           "relu": "relu", "sigmoid": "sigmoid", "flatten": "flatten"}
-
-
-def read_idx(path):
-    for name in (path, path + ".gz"):
-        if os.path.exists(name):
-            with open(name, "rb") as f:
-                raw = f.read()
-            if raw[:2] == b"\x1f\x8b":
-                raw = gzip.decompress(raw)
-            magic, = struct.unpack(">I", raw[:4])
-            dims = magic & 0xFF
-            shape = struct.unpack(">" + "I" * dims, raw[4:4 + 4 * dims])
-            return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-    raise FileNotFoundError(path)
 
 
 class Net(nn.Module):

@@ -317,7 +317,6 @@ pub fn conv2d_backward_after_forward(
 }
 
 /// The backward pass, given the batch's im2col matrix in `scratch.cols`.
-#[allow(clippy::too_many_arguments)]
 fn backward_from_cols(
     g: &ConvGeometry,
     batch: usize,
