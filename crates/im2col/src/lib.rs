@@ -39,12 +39,15 @@
 #![deny(missing_docs)]
 
 pub mod conv;
+mod direct;
 mod gemm;
 mod geometry;
 pub mod pool;
 pub mod reference;
 
-pub use conv::{col2im, conv2d_backward, conv2d_forward, im2col, ConvScratch};
+pub use conv::{
+    col2im, conv2d_backward, conv2d_forward, direct_available, im2col, ConvAlgorithm, ConvScratch,
+};
 pub use gemm::{sgemm, MatLayout};
 pub use geometry::{ConvGeometry, GeometryError, PoolGeometry};
 pub use pool::{avg_pool_backward, avg_pool_forward, max_pool_backward, max_pool_forward};

@@ -1,6 +1,6 @@
 //! The fast kernels against the nested-loop reference, over random shapes.
 
-use im2col::{conv, pool, reference, ConvGeometry, ConvScratch, PoolGeometry};
+use im2col::{conv, pool, reference, ConvAlgorithm, ConvGeometry, ConvScratch, PoolGeometry};
 use proptest::prelude::*;
 use tensor::Rng;
 
@@ -57,6 +57,119 @@ fn conv_case() -> impl Strategy<Value = (usize, ConvGeometry, u64)> {
         )
 }
 
+/// Stride-1 shapes, the direct algorithm's domain: wider planes (so that
+/// rows span several registers and the 24-wide and 8-wide kernel blocks both
+/// run), more channels than one 4-row block, kernels up to 5, padding below
+/// the kernel size.
+fn stride1_case() -> impl Strategy<Value = (usize, ConvGeometry, u64)> {
+    (
+        1usize..4,
+        1usize..10,
+        1usize..11,
+        1usize..6,
+        1usize..6,
+        0usize..5,
+        1usize..31,
+        1usize..31,
+        any::<u64>(),
+    )
+        .prop_filter_map(
+            "kernel must fit the padded input",
+            |(batch, c, o, kh, kw, pad, h, w, seed)| {
+                let g = ConvGeometry {
+                    in_channels: c,
+                    in_h: h,
+                    in_w: w,
+                    out_channels: o,
+                    kernel_h: kh,
+                    kernel_w: kw,
+                    pad_h: pad.min(kh - 1),
+                    pad_w: (pad / 2).min(kw - 1),
+                    stride_h: 1,
+                    stride_w: 1,
+                };
+                g.check().ok().map(|_| (batch, g, seed))
+            },
+        )
+}
+
+/// Forward, then both backward passes (after the forward and from scratch),
+/// with `algorithm`, checked against the reference.
+fn check_conv(
+    algorithm: ConvAlgorithm,
+    batch: usize,
+    g: &ConvGeometry,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let mut rng = Rng::seed_from_u64(seed);
+    let x = random(&mut rng, batch * g.in_size());
+    let w = random(&mut rng, g.weight_len());
+    let b = random(&mut rng, g.out_channels);
+    let dy = random(&mut rng, batch * g.out_size());
+    let mut scratch = ConvScratch::with_algorithm(algorithm);
+
+    let mut y = vec![f32::NAN; batch * g.out_size()];
+    conv::conv2d_forward(g, batch, &x, &w, &b, &mut y, &mut scratch);
+    assert_close("y", &y, &reference::conv2d_forward(g, batch, &x, &w, &b))?;
+
+    let (rdx, rdw, rdb) = reference::conv2d_backward(g, batch, &x, &w, &dy);
+    let (mut dx, mut dw, mut db) = (
+        vec![f32::NAN; x.len()],
+        vec![f32::NAN; w.len()],
+        vec![f32::NAN; b.len()],
+    );
+    conv::conv2d_backward_after_forward(
+        g,
+        batch,
+        &w,
+        &dy,
+        Some(&mut dx),
+        &mut dw,
+        &mut db,
+        &mut scratch,
+    );
+    assert_close("dx after forward", &dx, &rdx)?;
+    assert_close("dw after forward", &dw, &rdw)?;
+    assert_close("db after forward", &db, &rdb)?;
+
+    let (mut dx, mut dw, mut db) = (
+        vec![f32::NAN; x.len()],
+        vec![f32::NAN; w.len()],
+        vec![f32::NAN; b.len()],
+    );
+    conv::conv2d_backward(
+        g,
+        batch,
+        &x,
+        &w,
+        &dy,
+        Some(&mut dx),
+        &mut dw,
+        &mut db,
+        &mut scratch,
+    );
+    assert_close("dx", &dx, &rdx)?;
+    assert_close("dw", &dw, &rdw)?;
+    assert_close("db", &db, &rdb)?;
+
+    // Without the input gradient (a first layer): the same dW and db.
+    let (mut dw2, mut db2) = (vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
+    conv::conv2d_backward(
+        g,
+        batch,
+        &x,
+        &w,
+        &dy,
+        None,
+        &mut dw2,
+        &mut db2,
+        &mut scratch,
+    );
+    prop_assert_eq!(&dw2, &dw);
+    prop_assert_eq!(&db2, &db);
+    Ok(())
+}
+
 fn pool_case() -> impl Strategy<Value = (usize, PoolGeometry, u64)> {
     (
         1usize..4,
@@ -83,23 +196,15 @@ proptest! {
 
     #[test]
     fn conv_forward_and_backward_match_reference((batch, g, seed) in conv_case()) {
-        let mut rng = Rng::seed_from_u64(seed);
-        let x = random(&mut rng, batch * g.in_size());
-        let w = random(&mut rng, g.weight_len());
-        let b = random(&mut rng, g.out_channels);
-        let dy = random(&mut rng, batch * g.out_size());
-        let mut scratch = ConvScratch::default();
+        check_conv(ConvAlgorithm::Im2col, batch, &g, seed)?;
+        // Strides above 1: Auto must take the im2col path and agree too.
+        check_conv(ConvAlgorithm::Auto, batch, &g, seed)?;
+    }
 
-        let mut y = vec![f32::NAN; batch * g.out_size()];
-        conv::conv2d_forward(&g, batch, &x, &w, &b, &mut y, &mut scratch);
-        assert_close("y", &y, &reference::conv2d_forward(&g, batch, &x, &w, &b))?;
-
-        let (mut dx, mut dw, mut db) = (vec![f32::NAN; x.len()], vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
-        conv::conv2d_backward(&g, batch, &x, &w, &dy, Some(&mut dx), &mut dw, &mut db, &mut scratch);
-        let (rdx, rdw, rdb) = reference::conv2d_backward(&g, batch, &x, &w, &dy);
-        assert_close("dx", &dx, &rdx)?;
-        assert_close("dw", &dw, &rdw)?;
-        assert_close("db", &db, &rdb)?;
+    #[test]
+    fn stride_one_conv_matches_reference_with_both_algorithms((batch, g, seed) in stride1_case()) {
+        check_conv(ConvAlgorithm::Im2col, batch, &g, seed)?;
+        check_conv(ConvAlgorithm::Direct, batch, &g, seed)?;
     }
 
     #[test]
@@ -163,8 +268,8 @@ fn kernels_do_not_depend_on_thread_count() {
     let w = random(&mut rng, g.weight_len());
     let b = random(&mut rng, g.out_channels);
     let dy = random(&mut rng, batch * g.out_size());
-    let run = || {
-        let mut s = ConvScratch::default();
+    let run = |algorithm| {
+        let mut s = ConvScratch::with_algorithm(algorithm);
         let mut y = vec![0.0; dy.len()];
         conv::conv2d_forward(&g, batch, &x, &w, &b, &mut y, &mut s);
         let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
@@ -183,16 +288,47 @@ fn kernels_do_not_depend_on_thread_count() {
         pool::avg_pool_forward(&p, batch, &y, &mut pooled);
         [y, dx, dw, db, pooled].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>())
     };
-    let results: Vec<_> = (1..=4)
-        .map(|t| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(t)
-                .build()
-                .unwrap()
-                .install(run)
-        })
-        .collect();
-    for (t, r) in results.iter().enumerate().skip(1) {
-        assert!(r == &results[0], "{} threads differ from 1", t + 1);
+    for algorithm in [ConvAlgorithm::Im2col, ConvAlgorithm::Direct] {
+        let results: Vec<_> = (1..=4)
+            .map(|t| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(t)
+                    .build()
+                    .unwrap()
+                    .install(|| run(algorithm))
+            })
+            .collect();
+        for (t, r) in results.iter().enumerate().skip(1) {
+            assert!(
+                r == &results[0],
+                "{algorithm:?}: {} threads differ from 1",
+                t + 1
+            );
+        }
     }
+}
+
+/// On an x86-64 CPU with AVX2 and FMA (the build machines), the networks'
+/// convolutions take the direct path, so the tests above exercise it.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn direct_path_runs_the_seed_networks_convolutions_on_avx2_machines() {
+    let cpu =
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+    for g in [
+        ConvGeometry::square(1, 28, 28, 8, 3, 1, 1).unwrap(),
+        ConvGeometry::square(8, 14, 14, 16, 3, 1, 1).unwrap(),
+    ] {
+        assert_eq!(im2col::direct_available(&g), cpu, "{g:?}");
+        assert_eq!(
+            ConvAlgorithm::Auto.resolve(&g) == ConvAlgorithm::Direct,
+            cpu
+        );
+    }
+    let strided = ConvGeometry::square(8, 14, 14, 16, 3, 1, 2).unwrap();
+    assert!(!im2col::direct_available(&strided));
+    assert_eq!(
+        ConvAlgorithm::Direct.resolve(&strided),
+        ConvAlgorithm::Im2col
+    );
 }

@@ -1,0 +1,677 @@
+//! Stride-1 convolution without an im2col matrix: an implicit GEMM that
+//! reads its columns straight out of a zero-padded copy of the input.
+//!
+//! Pad each input plane to `Hp x Wp` (`Hp = H + 2·PH`, `Wp = W + 2·PW`) and
+//! compute the output on an `OH x Wp` grid instead of `OH x OW`: every output
+//! row gets `Wp − OW = KW − 1` extra columns, which are thrown away. On that
+//! grid output pixel `q = oy·Wp + ox` and kernel tap (`c`, `i`, `j`) read
+//!
+//! ```text
+//! xpad[c][oy + i][ox + j] = xpad[c·Hp·Wp + i·Wp + j + q]
+//! ```
+//!
+//! so row (`c`, `i`, `j`) of the im2col matrix *is* the contiguous slice of
+//! the padded image that starts at `c·Hp·Wp + i·Wp + j`. A GEMM kernel given
+//! one start offset per row needs no im2col copy and no packing of its
+//! right-hand side; only the filters (a few kilobytes) are packed, once per
+//! pass. The three products of [`crate::conv`] become:
+//!
+//! ```text
+//! forward      y[o][q]  = b[o] + Σ_(c,i,j) W[o][c][i][j] · xpad[off(c,i,j) + q]
+//! weight grad  dW[o][c][i][j] = Σ_n Σ_q dyw[o][q] · xpad[off(c,i,j) + q]
+//!              (dyw: dy on the same OH x Wp grid, zero in the extra columns)
+//! input grad   dx[c][p] = Σ_(o,i,j) W[o][c][KH−1−i][KW−1−j] · dypad[off'(o,i,j) + p]
+//!              (dy padded by KH−1−PH, KW−1−PW: the full correlation with the
+//!              rotated kernel, on an H x (W + KW − 1) grid)
+//! ```
+//!
+//! The micro-kernels use AVX2 and FMA and are chosen at run time
+//! ([`available`]); other machines, other strides and padding wider than
+//! the kernel take the im2col path. Each output element is one
+//! multiply-add chain in a fixed order, and the weight gradient is summed
+//! over the same fixed chunks of the batch as in [`crate::conv`], so the
+//! determinism rule holds.
+
+use rayon::prelude::*;
+
+use crate::ConvGeometry;
+
+/// Output rows (channels) per micro-kernel call.
+const MR: usize = 4;
+/// f32 lanes of one AVX2 register.
+const LANES: usize = 8;
+/// Images per weight-gradient chunk are `batch.div_ceil(GRAD_WEIGHT_CHUNKS)`;
+/// the same constant as the im2col path, for the same reason.
+const GRAD_WEIGHT_CHUNKS: usize = 4;
+
+/// Whether [`forward`] and [`backward`] can run geometry `g` on this machine:
+/// x86-64 with AVX2 and FMA, stride 1, and padding smaller than the kernel.
+pub fn available(g: &ConvGeometry) -> bool {
+    g.stride_h == 1
+        && g.stride_w == 1
+        && g.pad_h < g.kernel_h
+        && g.pad_w < g.kernel_w
+        && cpu_has_avx2_fma()
+}
+
+#[cfg(target_arch = "x86_64")]
+fn cpu_has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn cpu_has_avx2_fma() -> bool {
+    false
+}
+
+/// Sizes of the padded grids of one geometry.
+#[derive(Clone, Copy, Debug)]
+struct Grid {
+    /// Padded input plane, Hp x Wp.
+    hp: usize,
+    wp: usize,
+    /// Floats per image in the padded input, slack for the last row's
+    /// over-read included.
+    x_stride: usize,
+    /// Output pixels on the OH x Wp grid, rounded up to whole registers.
+    q8: usize,
+    /// Output channels rounded up to whole micro-kernel rows.
+    o4: usize,
+    /// dy padded for the input gradient: Hd x Wd per channel.
+    hd: usize,
+    wd: usize,
+    dy_stride: usize,
+    /// Input-gradient pixels on the H x Wd grid, rounded up.
+    p8: usize,
+    /// Input channels rounded up to whole micro-kernel rows.
+    c4: usize,
+}
+
+impl Grid {
+    fn new(g: &ConvGeometry) -> Grid {
+        let (hp, wp) = (g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w);
+        let (hd, wd) = (
+            g.out_h() + 2 * (g.kernel_h - 1 - g.pad_h),
+            g.out_w() + 2 * (g.kernel_w - 1 - g.pad_w),
+        );
+        // A row read starts at most at (KH−1)·Wp + KW−1 into a plane and runs
+        // q8 ≤ OH·Wp + 7 floats, so it ends at most KW + 6 floats past the image.
+        let slack = |kw: usize| kw + LANES;
+        Grid {
+            hp,
+            wp,
+            x_stride: (g.in_channels * hp * wp + slack(g.kernel_w)).next_multiple_of(LANES),
+            q8: (g.out_h() * wp).next_multiple_of(LANES),
+            o4: g.out_channels.next_multiple_of(MR),
+            hd,
+            wd,
+            dy_stride: (g.out_channels * hd * wd + slack(g.kernel_w)).next_multiple_of(LANES),
+            p8: (g.in_h * wd).next_multiple_of(LANES),
+            c4: g.in_channels.next_multiple_of(MR),
+        }
+    }
+
+    /// Start of row (`c`, `i`, `j`) of the implicit im2col matrix of the forward pass.
+    fn x_offsets(&self, g: &ConvGeometry) -> Vec<usize> {
+        let mut v = Vec::with_capacity(g.patch_len());
+        for c in 0..g.in_channels {
+            for i in 0..g.kernel_h {
+                for j in 0..g.kernel_w {
+                    v.push(c * self.hp * self.wp + i * self.wp + j);
+                }
+            }
+        }
+        v
+    }
+
+    /// Start of row (`o`, `i`, `j`) of the implicit matrix of the input gradient.
+    fn dy_offsets(&self, g: &ConvGeometry) -> Vec<usize> {
+        let mut v = Vec::with_capacity(g.out_channels * g.kernel_h * g.kernel_w);
+        for o in 0..g.out_channels {
+            for i in 0..g.kernel_h {
+                for j in 0..g.kernel_w {
+                    v.push(o * self.hd * self.wd + i * self.wd + j);
+                }
+            }
+        }
+        v
+    }
+}
+
+/// Buffers of the direct path, reused from step to step.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct DirectScratch {
+    /// The batch's padded input, N x `x_stride`; the backward pass reads it again.
+    padded_input: Vec<f32>,
+    /// Filters packed for the forward kernel: `o4/4` blocks of K x 4.
+    packed_weight: Vec<f32>,
+    x_offsets: Vec<usize>,
+    /// dy on the OH x Wp grid, zero in the extra columns: N x o4 x q8.
+    grad_output_wide: Vec<f32>,
+    /// dy padded for the input gradient: N x `dy_stride`.
+    padded_grad_output: Vec<f32>,
+    /// Rotated, transposed filters for the input gradient: `c4/4` blocks of (O·KH·KW) x 4.
+    packed_weight_rotated: Vec<f32>,
+    dy_offsets: Vec<usize>,
+    /// Partial weight gradients, one o4 x K block per batch chunk.
+    grad_weight_parts: Vec<f32>,
+    /// Per-image bias-gradient sums, N x O, in f64.
+    grad_bias_parts: Vec<f64>,
+}
+
+fn resize<T: Clone + Default>(buf: &mut Vec<T>, len: usize) {
+    if buf.len() != len {
+        buf.resize(len, T::default());
+    }
+}
+
+/// Copies one image (C x H x W) into its zero-padded block (C x Hp x Wp + slack).
+fn pad_image(g: &ConvGeometry, grid: &Grid, image: &[f32], dst: &mut [f32]) {
+    let (ph, pw) = (g.pad_h, g.pad_w);
+    dst.fill(0.0);
+    for (c, plane) in image.chunks_exact(g.in_h * g.in_w).enumerate() {
+        let padded = &mut dst[c * grid.hp * grid.wp..(c + 1) * grid.hp * grid.wp];
+        for (y, row) in plane.chunks_exact(g.in_w).enumerate() {
+            let start = (y + ph) * grid.wp + pw;
+            padded[start..start + g.in_w].copy_from_slice(row);
+        }
+    }
+}
+
+/// Forward pass: `output[n][o] = bias[o] + Σ W[o] ⋆ input[n]`, shapes as in
+/// [`crate::conv::conv2d_forward`]. Leaves the padded input in `s` for [`backward`].
+///
+/// # Panics
+/// If `!available(g)`, or on a slice of the wrong length.
+pub(crate) fn forward(
+    g: &ConvGeometry,
+    batch: usize,
+    input: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    output: &mut [f32],
+    s: &mut DirectScratch,
+) {
+    assert!(
+        available(g),
+        "direct convolution is not available for {g:?}"
+    );
+    let grid = Grid::new(g);
+    pad_input(g, batch, input, s);
+    let k = g.patch_len();
+    pack_rows(
+        g.out_channels,
+        k,
+        grid.o4,
+        |o, kk| weight[o * k + kk],
+        &mut s.packed_weight,
+    );
+    s.x_offsets = grid.x_offsets(g);
+    let (packed, offsets) = (&s.packed_weight, &s.x_offsets);
+    let (oh, ow, l) = (g.out_h(), g.out_w(), g.out_plane());
+    s.padded_input
+        .par_chunks(grid.x_stride)
+        .zip(output.par_chunks_mut(g.out_size()))
+        .for_each(|(xp, y)| {
+            with_tile(MR * grid.q8, |tile| {
+                for (block, a) in packed.chunks_exact(MR * k).enumerate() {
+                    shifted_gemm(a, xp, offsets, grid.q8, tile);
+                    for r in 0..MR.min(g.out_channels - block * MR) {
+                        let o = block * MR + r;
+                        let plane = &mut y[o * l..(o + 1) * l];
+                        let wide = &tile[r * grid.q8..];
+                        for oy in 0..oh {
+                            let src = &wide[oy * grid.wp..oy * grid.wp + ow];
+                            for (d, &v) in plane[oy * ow..(oy + 1) * ow].iter_mut().zip(src) {
+                                *d = v + bias[o];
+                            }
+                        }
+                    }
+                }
+            });
+        });
+}
+
+/// Pads every image of the batch into `s.padded_input`, in parallel: what
+/// [`backward`] needs of the input, without running the forward pass.
+pub(crate) fn pad_input(g: &ConvGeometry, batch: usize, input: &[f32], s: &mut DirectScratch) {
+    let grid = &Grid::new(g);
+    assert_eq!(
+        input.len(),
+        batch * g.in_size(),
+        "direct conv: input length"
+    );
+    resize(&mut s.padded_input, batch * grid.x_stride);
+    s.padded_input
+        .par_chunks_mut(grid.x_stride)
+        .zip(input.par_chunks(g.in_size()))
+        .for_each(|(dst, image)| pad_image(g, grid, image, dst));
+}
+
+/// Packs an R x K matrix, given by `at(r, k)`, for the micro-kernel: blocks
+/// of MR rows, each stored k-major (`[k][r]`), rows past R zero.
+fn pack_rows(
+    rows: usize,
+    k: usize,
+    rows4: usize,
+    at: impl Fn(usize, usize) -> f32,
+    dst: &mut Vec<f32>,
+) {
+    resize(dst, rows4 * k);
+    for (block, packed) in dst.chunks_exact_mut(MR * k).enumerate() {
+        for kk in 0..k {
+            for r in 0..MR {
+                let row = block * MR + r;
+                packed[kk * MR + r] = if row < rows { at(row, kk) } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// Backward pass for the input of the last [`forward`] that used `s`:
+/// overwrites `grad_weight` and `grad_bias`, and `grad_input` when given.
+pub(crate) fn backward(
+    g: &ConvGeometry,
+    batch: usize,
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: Option<&mut [f32]>,
+    grad_weight: &mut [f32],
+    grad_bias: &mut [f32],
+    s: &mut DirectScratch,
+) {
+    assert!(
+        available(g),
+        "direct convolution is not available for {g:?}"
+    );
+    let grid = Grid::new(g);
+    let (o, k, l) = (g.out_channels, g.patch_len(), g.out_plane());
+    let ow = g.out_w();
+    assert_eq!(
+        s.padded_input.len(),
+        batch * grid.x_stride,
+        "direct conv: no forward pass"
+    );
+    assert_eq!(
+        grad_output.len(),
+        batch * g.out_size(),
+        "direct conv: grad_output length"
+    );
+    assert_eq!(
+        grad_weight.len(),
+        g.weight_len(),
+        "direct conv: grad_weight length"
+    );
+    assert_eq!(grad_bias.len(), o, "direct conv: grad_bias length");
+    if batch == 0 {
+        grad_weight.fill(0.0);
+        grad_bias.fill(0.0);
+        return;
+    }
+    let want_dx = grad_input.is_some();
+
+    // dy on the wide OH x Wp grid (for dW), padded dy (for dx), and each
+    // image's per-channel sums (for db), one image per task.
+    resize(&mut s.grad_output_wide, batch * grid.o4 * grid.q8);
+    resize(&mut s.grad_bias_parts, batch * o);
+    resize(
+        &mut s.padded_grad_output,
+        if want_dx { batch * grid.dy_stride } else { 0 },
+    );
+    let (qd, kh1, kw1) = (grid.wd, g.kernel_h - 1 - g.pad_h, g.kernel_w - 1 - g.pad_w);
+    s.grad_output_wide
+        .par_chunks_mut(grid.o4 * grid.q8)
+        .zip(s.grad_bias_parts.par_chunks_mut(o))
+        .zip(grad_output.par_chunks(g.out_size()))
+        .for_each(|((wide, db), dy)| {
+            wide.fill(0.0);
+            for (ch, plane) in dy.chunks_exact(l).enumerate() {
+                for (oy, row) in plane.chunks_exact(ow).enumerate() {
+                    let start = ch * grid.q8 + oy * grid.wp;
+                    wide[start..start + ow].copy_from_slice(row);
+                }
+                db[ch] = crate::conv::sum_f64(plane);
+            }
+        });
+    if want_dx {
+        s.padded_grad_output
+            .par_chunks_mut(grid.dy_stride)
+            .zip(grad_output.par_chunks(g.out_size()))
+            .for_each(|(dst, dy)| {
+                dst.fill(0.0);
+                for (ch, plane) in dy.chunks_exact(l).enumerate() {
+                    let padded = &mut dst[ch * grid.hd * qd..(ch + 1) * grid.hd * qd];
+                    for (oy, row) in plane.chunks_exact(ow).enumerate() {
+                        let start = (oy + kh1) * qd + kw1;
+                        padded[start..start + ow].copy_from_slice(row);
+                    }
+                }
+            });
+    }
+    for (ch, db) in grad_bias.iter_mut().enumerate() {
+        *db = s.grad_bias_parts.iter().skip(ch).step_by(o).sum::<f64>() as f32;
+    }
+
+    let per_chunk = batch.div_ceil(GRAD_WEIGHT_CHUNKS);
+    let chunks = batch.div_ceil(per_chunk);
+    resize(&mut s.grad_weight_parts, chunks * grid.o4 * k);
+    s.x_offsets = grid.x_offsets(g);
+    let (x_offsets, padded_input, dy_wide) = (&s.x_offsets, &s.padded_input, &s.grad_output_wide);
+    let parts = &mut s.grad_weight_parts;
+    let mut weight_grad = || {
+        parts
+            .par_chunks_mut(grid.o4 * k)
+            .enumerate()
+            .for_each(|(c, part)| {
+                let images = c * per_chunk..((c + 1) * per_chunk).min(batch);
+                let xs = &padded_input[images.start * grid.x_stride..images.end * grid.x_stride];
+                let dys =
+                    &dy_wide[images.start * grid.o4 * grid.q8..images.end * grid.o4 * grid.q8];
+                shifted_dot(xs, grid.x_stride, dys, grid.o4, grid.q8, x_offsets, part);
+            });
+    };
+
+    if let Some(grad_input) = grad_input {
+        assert_eq!(
+            grad_input.len(),
+            batch * g.in_size(),
+            "direct conv: grad_input length"
+        );
+        let (kh, kw, ks) = (g.kernel_h, g.kernel_w, g.kernel_h * g.kernel_w);
+        // W'[c][(o, i, j)] = W[o][c][KH−1−i][KW−1−j].
+        pack_rows(
+            g.in_channels,
+            o * ks,
+            grid.c4,
+            |c, r| {
+                let (oo, i, j) = (r / ks, r / kw % kh, r % kw);
+                weight[oo * k + c * ks + (kh - 1 - i) * kw + (kw - 1 - j)]
+            },
+            &mut s.packed_weight_rotated,
+        );
+        s.dy_offsets = grid.dy_offsets(g);
+        let (packed, offsets, dy_padded) = (
+            &s.packed_weight_rotated,
+            &s.dy_offsets,
+            &s.padded_grad_output,
+        );
+        let plane = g.in_h * g.in_w;
+        let input_grad = || {
+            grad_input
+                .par_chunks_mut(g.in_size())
+                .zip(dy_padded.par_chunks(grid.dy_stride))
+                .for_each(|(dx, dyp)| {
+                    with_tile(MR * grid.p8, |tile| {
+                        for (block, a) in packed.chunks_exact(MR * o * ks).enumerate() {
+                            shifted_gemm(a, dyp, offsets, grid.p8, tile);
+                            for r in 0..MR.min(g.in_channels - block * MR) {
+                                let c = block * MR + r;
+                                let wide = &tile[r * grid.p8..];
+                                for y in 0..g.in_h {
+                                    dx[c * plane + y * g.in_w..c * plane + (y + 1) * g.in_w]
+                                        .copy_from_slice(&wide[y * qd..y * qd + g.in_w]);
+                                }
+                            }
+                        }
+                    });
+                });
+        };
+        rayon::join(weight_grad, input_grad);
+    } else {
+        weight_grad();
+    }
+
+    let mut parts = s.grad_weight_parts.chunks_exact(grid.o4 * k);
+    let first = parts.next().expect("at least one chunk");
+    grad_weight.copy_from_slice(&first[..o * k]);
+    for part in parts {
+        for (dw, &p) in grad_weight.iter_mut().zip(part) {
+            *dw += p;
+        }
+    }
+}
+
+thread_local! {
+    /// One output tile per worker thread, so the kernels allocate nothing per step.
+    static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn with_tile(len: usize, f: impl FnOnce(&mut [f32])) {
+    TILE.with(|t| {
+        let mut t = t.borrow_mut();
+        if t.len() < len {
+            t.resize(len, 0.0);
+        }
+        f(&mut t[..len]);
+    });
+}
+
+/// `out[r][q] = Σ_k a[k·MR + r] · src[offsets[k] + q]` for r < MR, q < q8
+/// (`out` is MR rows of q8). `src` must hold every such read.
+fn shifted_gemm(a: &[f32], src: &[f32], offsets: &[usize], q8: usize, out: &mut [f32]) {
+    assert!(q8.is_multiple_of(LANES), "shifted_gemm: q8");
+    assert!(a.len() >= offsets.len() * MR, "shifted_gemm: packed rows");
+    assert!(out.len() >= MR * q8, "shifted_gemm: output tile");
+    let last = offsets.iter().max().map_or(0, |m| m + q8);
+    assert!(last <= src.len(), "shifted_gemm: reads past the source");
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert!(cpu_has_avx2_fma(), "shifted_gemm needs AVX2 and FMA");
+        // SAFETY: the CPU has AVX2 and FMA (checked above); every read is
+        // inside `a` and `src` and every write inside `out` (asserted above).
+        unsafe { avx2::shifted_gemm(a.as_ptr(), src.as_ptr(), offsets, q8, out.as_mut_ptr()) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("direct convolution is only available on x86-64")
+}
+
+/// Adds `Σ_n Σ_q dy[n][r][q] · xs[n][offsets[k] + q]` into `part[r][k]`
+/// (overwriting it) for r < rows4, k < K: the weight gradient of a run of
+/// images. `xs` holds the images' padded inputs (stride `x_stride`) and `dys`
+/// their wide output gradients (rows4 x q8 each).
+fn shifted_dot(
+    xs: &[f32],
+    x_stride: usize,
+    dys: &[f32],
+    rows4: usize,
+    q8: usize,
+    offsets: &[usize],
+    part: &mut [f32],
+) {
+    let images = xs.len() / x_stride;
+    assert_eq!(xs.len(), images * x_stride, "shifted_dot: inputs");
+    assert_eq!(dys.len(), images * rows4 * q8, "shifted_dot: gradients");
+    assert_eq!(part.len(), rows4 * offsets.len(), "shifted_dot: output");
+    assert!(
+        q8.is_multiple_of(LANES) && rows4.is_multiple_of(MR),
+        "shifted_dot: sizes"
+    );
+    let last = offsets.iter().max().map_or(0, |m| m + q8);
+    assert!(last <= x_stride, "shifted_dot: reads past an image");
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert!(cpu_has_avx2_fma(), "shifted_dot needs AVX2 and FMA");
+        // SAFETY: AVX2 and FMA are present; reads stay inside each image's
+        // block of `xs` and `dys`, writes inside `part` (asserted above).
+        unsafe {
+            avx2::shifted_dot(
+                xs.as_ptr(),
+                x_stride,
+                dys.as_ptr(),
+                images,
+                rows4,
+                q8,
+                offsets,
+                part.as_mut_ptr(),
+            )
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("direct convolution is only available on x86-64")
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! The two micro-kernels. Each keeps a 4 x (8·V) block of sums in 12 or
+    //! fewer registers and walks the inner dimension once, in order.
+    use super::{LANES, MR};
+    use std::arch::x86_64::*;
+
+    /// See [`super::shifted_gemm`].
+    ///
+    /// # Safety
+    /// AVX2 and FMA present; `a` readable for `offsets.len()·MR` floats;
+    /// `src` readable at `offsets[k] + q` for q < q8; `out` writable for MR·q8.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn shifted_gemm(
+        a: *const f32,
+        src: *const f32,
+        offsets: &[usize],
+        q8: usize,
+        out: *mut f32,
+    ) {
+        let mut q = 0;
+        while q + 2 * LANES <= q8 {
+            gemm_block::<2>(a, src, offsets, q, q8, out);
+            q += 2 * LANES;
+        }
+        while q < q8 {
+            gemm_block::<1>(a, src, offsets, q, q8, out);
+            q += LANES;
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn gemm_block<const V: usize>(
+        a: *const f32,
+        src: *const f32,
+        offsets: &[usize],
+        q: usize,
+        ld: usize,
+        out: *mut f32,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); V]; MR];
+        for (k, &off) in offsets.iter().enumerate() {
+            let s = src.add(off + q);
+            let mut b = [_mm256_setzero_ps(); V];
+            for (v, bv) in b.iter_mut().enumerate() {
+                *bv = _mm256_loadu_ps(s.add(v * LANES));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let ar = _mm256_broadcast_ss(&*a.add(k * MR + r));
+                for (v, acc) in row.iter_mut().enumerate() {
+                    *acc = _mm256_fmadd_ps(ar, b[v], *acc);
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (v, acc) in row.iter().enumerate() {
+                _mm256_storeu_ps(out.add(r * ld + q + v * LANES), *acc);
+            }
+        }
+    }
+
+    /// See [`super::shifted_dot`].
+    ///
+    /// # Safety
+    /// As asserted by the caller: AVX2 and FMA present, `xs` readable for
+    /// `images·x_stride`, every `offsets[k] + q8 ≤ x_stride`, `dys` readable
+    /// for `images·rows4·q8`, `part` writable for `rows4·offsets.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn shifted_dot(
+        xs: *const f32,
+        x_stride: usize,
+        dys: *const f32,
+        images: usize,
+        rows4: usize,
+        q8: usize,
+        offsets: &[usize],
+        part: *mut f32,
+    ) {
+        let k = offsets.len();
+        for block in 0..rows4 / MR {
+            let mut kk = 0;
+            while kk + 2 <= k {
+                dot_block::<2>(
+                    xs,
+                    x_stride,
+                    dys,
+                    images,
+                    rows4,
+                    q8,
+                    block,
+                    &offsets[kk..kk + 2],
+                    part.add(block * MR * k + kk),
+                    k,
+                );
+                kk += 2;
+            }
+            while kk < k {
+                dot_block::<1>(
+                    xs,
+                    x_stride,
+                    dys,
+                    images,
+                    rows4,
+                    q8,
+                    block,
+                    &offsets[kk..kk + 1],
+                    part.add(block * MR * k + kk),
+                    k,
+                );
+                kk += 1;
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_block<const V: usize>(
+        xs: *const f32,
+        x_stride: usize,
+        dys: *const f32,
+        images: usize,
+        rows4: usize,
+        q8: usize,
+        block: usize,
+        offsets: &[usize],
+        out: *mut f32,
+        ld: usize,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); V]; MR];
+        for n in 0..images {
+            let x = xs.add(n * x_stride);
+            let dy = dys.add((n * rows4 + block * MR) * q8);
+            let mut q = 0;
+            while q < q8 {
+                let mut b = [_mm256_setzero_ps(); V];
+                for (v, bv) in b.iter_mut().enumerate() {
+                    *bv = _mm256_loadu_ps(x.add(offsets[v] + q));
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let d = _mm256_loadu_ps(dy.add(r * q8 + q));
+                    for (v, acc) in row.iter_mut().enumerate() {
+                        *acc = _mm256_fmadd_ps(d, b[v], *acc);
+                    }
+                }
+                q += LANES;
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (v, acc) in row.iter().enumerate() {
+                *out.add(r * ld + v) = horizontal_sum(*acc);
+            }
+        }
+    }
+
+    /// Lanes summed as ((0+4)+(2+6)) + ((1+5)+(3+7)): a fixed order.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn horizontal_sum(v: __m256) -> f32 {
+        let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+        let single = _mm_add_ss(pair, _mm_shuffle_ps::<0b01>(pair, pair));
+        _mm_cvtss_f32(single)
+    }
+}
