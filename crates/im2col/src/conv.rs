@@ -55,6 +55,22 @@ impl ConvAlgorithm {
     }
 }
 
+/// What the forward pass applies to `W·x + b` before storing it.
+///
+/// A ReLU applied here, and its mask applied to the output gradient at the
+/// start of the backward pass, spares a separate ReLU layer two passes over
+/// the feature maps. The results are the bits of a convolution followed by a
+/// ReLU layer: `max(v, 0)` in the same place, and the mask `y > 0`, which is
+/// the same whether `y` is taken before or after the ReLU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Activation {
+    /// Store `W·x + b` as it is.
+    #[default]
+    Identity,
+    /// Store `max(W·x + b, 0)`.
+    Relu,
+}
+
 /// Whether the direct (implicit GEMM) convolution runs geometry `g` on this
 /// machine: x86-64 with AVX2 and FMA, stride 1, padding smaller than the kernel.
 pub fn direct_available(g: &ConvGeometry) -> bool {
@@ -180,7 +196,10 @@ fn im2col_row(g: &ConvGeometry, image: &[f32], c: usize, i: usize, j: usize, dst
             let lo = g.pad_w.saturating_sub(j).min(ow);
             let hi = (g.in_w + g.pad_w).saturating_sub(j).min(ow).max(lo);
             out_row[..lo].fill(0.0);
-            out_row[lo..hi].copy_from_slice(&src[lo + j - g.pad_w..hi + j - g.pad_w]);
+            if lo < hi {
+                // (When the row lies wholly in the padding, lo + j − PW can be negative.)
+                out_row[lo..hi].copy_from_slice(&src[lo + j - g.pad_w..hi + j - g.pad_w]);
+            }
             out_row[hi..].fill(0.0);
         } else {
             for (ox, v) in out_row.iter_mut().enumerate() {
@@ -242,11 +261,13 @@ pub fn col2im(g: &ConvGeometry, cols: &[f32], image: &mut [f32]) {
             if g.stride_w == 1 {
                 let lo = g.pad_w.saturating_sub(j).min(ow);
                 let hi = (g.in_w + g.pad_w).saturating_sub(j).min(ow).max(lo);
-                for (d, s) in dst[lo + j - g.pad_w..hi + j - g.pad_w]
-                    .iter_mut()
-                    .zip(&src[lo..hi])
-                {
-                    *d += s;
+                if lo < hi {
+                    for (d, s) in dst[lo + j - g.pad_w..hi + j - g.pad_w]
+                        .iter_mut()
+                        .zip(&src[lo..hi])
+                    {
+                        *d += s;
+                    }
                 }
             } else {
                 for (ox, s) in src.iter().enumerate() {
@@ -298,6 +319,29 @@ pub fn conv2d_forward(
     output: &mut [f32],
     scratch: &mut ConvScratch,
 ) {
+    conv2d_forward_with(
+        g,
+        batch,
+        input,
+        weight,
+        bias,
+        Activation::Identity,
+        output,
+        scratch,
+    );
+}
+
+/// [`conv2d_forward`] followed by `activation`, in the same pass.
+pub fn conv2d_forward_with(
+    g: &ConvGeometry,
+    batch: usize,
+    input: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    activation: Activation,
+    output: &mut [f32],
+    scratch: &mut ConvScratch,
+) {
     assert_eq!(
         input.len(),
         batch * g.in_size(),
@@ -320,7 +364,16 @@ pub fn conv2d_forward(
         return;
     }
     if algorithm == ConvAlgorithm::Direct {
-        direct::forward(g, batch, input, weight, bias, output, &mut scratch.direct);
+        direct::forward(
+            g,
+            batch,
+            input,
+            weight,
+            bias,
+            activation,
+            output,
+            &mut scratch.direct,
+        );
         return;
     }
     im2col_batch(g, batch, input, &mut scratch.cols);
@@ -350,6 +403,11 @@ pub fn conv2d_forward(
                 out,
                 MatLayout::row_major(o, l),
             );
+            if activation == Activation::Relu {
+                for v in out.iter_mut() {
+                    *v = v.max(0.0);
+                }
+            }
         });
 }
 
@@ -380,12 +438,14 @@ pub fn conv2d_backward(
         "conv2d_backward: input length"
     );
     scratch.forward_cols = None;
+    let mask = None;
     if scratch.algorithm.resolve(g) == ConvAlgorithm::Direct {
         direct::pad_input(g, batch, input, &mut scratch.direct);
         direct::backward(
             g,
             batch,
             weight,
+            mask,
             grad_output,
             grad_input,
             grad_weight,
@@ -401,6 +461,7 @@ pub fn conv2d_backward(
         g,
         batch,
         weight,
+        mask,
         grad_output,
         grad_input,
         grad_weight,
@@ -426,6 +487,33 @@ pub fn conv2d_backward_after_forward(
     grad_bias: &mut [f32],
     scratch: &mut ConvScratch,
 ) {
+    conv2d_backward_after_forward_with(
+        g,
+        batch,
+        weight,
+        None,
+        grad_output,
+        grad_input,
+        grad_weight,
+        grad_bias,
+        scratch,
+    );
+}
+
+/// [`conv2d_backward_after_forward`] for a forward pass run with
+/// [`Activation::Relu`]: `relu_output` is that pass's output, and the
+/// gradient flows only where it is positive. `None` for [`Activation::Identity`].
+pub fn conv2d_backward_after_forward_with(
+    g: &ConvGeometry,
+    batch: usize,
+    weight: &[f32],
+    relu_output: Option<&[f32]>,
+    grad_output: &[f32],
+    grad_input: Option<&mut [f32]>,
+    grad_weight: &mut [f32],
+    grad_bias: &mut [f32],
+    scratch: &mut ConvScratch,
+) {
     let Some((fg, fbatch, algorithm)) = scratch.forward_cols else {
         panic!(
             "conv2d_backward_after_forward: the scratch does not hold this forward pass's columns"
@@ -435,11 +523,20 @@ pub fn conv2d_backward_after_forward(
         (fg, fbatch) == (*g, batch),
         "conv2d_backward_after_forward: the scratch does not hold this forward pass's columns"
     );
+    if let Some(y) = relu_output {
+        assert_eq!(
+            y.len(),
+            grad_output.len(),
+            "conv2d_backward: relu_output length"
+        );
+    }
+    let mask = relu_output;
     if algorithm == ConvAlgorithm::Direct {
         direct::backward(
             g,
             batch,
             weight,
+            mask,
             grad_output,
             grad_input,
             grad_weight,
@@ -452,6 +549,7 @@ pub fn conv2d_backward_after_forward(
         g,
         batch,
         weight,
+        mask,
         grad_output,
         grad_input,
         grad_weight,
@@ -465,6 +563,7 @@ fn backward_from_cols(
     g: &ConvGeometry,
     batch: usize,
     weight: &[f32],
+    mask: Option<&[f32]>,
     grad_output: &[f32],
     grad_input: Option<&mut [f32]>,
     grad_weight: &mut [f32],
@@ -498,7 +597,8 @@ fn backward_from_cols(
         return;
     }
 
-    // dy regrouped channel-major, O x (N·L), and db as its row sums (f64, in order).
+    // dy regrouped channel-major, O x (N·L), masked by the fused ReLU if any,
+    // and db as its row sums (f64, image by image in order).
     resize(&mut scratch.grad_output_by_channel, o * batch * l);
     scratch
         .grad_output_by_channel
@@ -509,8 +609,16 @@ fn backward_from_cols(
             let mut sum = 0f64;
             for (n, dst) in row.chunks_exact_mut(l).enumerate() {
                 let src = &grad_output[n * o * l + ch * l..][..l];
-                dst.copy_from_slice(src);
-                sum += sum_f64(src);
+                match mask {
+                    Some(y) => {
+                        let y = &y[n * o * l + ch * l..][..l];
+                        for ((d, &s), &y) in dst.iter_mut().zip(src).zip(y) {
+                            *d = if y > 0.0 { s } else { 0.0 };
+                        }
+                    }
+                    None => dst.copy_from_slice(src),
+                }
+                sum += sum_f64(dst);
             }
             *db = sum as f32;
         });
@@ -557,7 +665,8 @@ fn backward_from_cols(
         }
     }
 
-    // dx[n] = col2im(Wᵀ · dy[n]), image by image.
+    // dx[n] = col2im(Wᵀ · dy[n]), image by image; dy[n] is the column block
+    // [n·L, (n+1)·L) of the regrouped (and masked) gradient.
     if let Some(grad_input) = grad_input {
         assert_eq!(
             grad_input.len(),
@@ -565,17 +674,23 @@ fn backward_from_cols(
             "conv2d_backward: grad_input length"
         );
         resize(&mut scratch.grad_cols, batch * k * l);
+        let dy_by_channel = &scratch.grad_output_by_channel;
         grad_input
             .par_chunks_mut(g.in_size())
             .zip(scratch.grad_cols.par_chunks_mut(k * l))
-            .zip(grad_output.par_chunks(o * l))
-            .for_each(|((gx, gcols), gy)| {
+            .enumerate()
+            .for_each(|(n, (gx, gcols))| {
                 sgemm(
                     1.0,
                     weight,
                     MatLayout::row_major(o, k).t(),
-                    gy,
-                    MatLayout::row_major(o, l),
+                    &dy_by_channel[n * l..],
+                    MatLayout {
+                        rows: o,
+                        cols: l,
+                        row_stride: batch * l,
+                        col_stride: 1,
+                    },
                     0.0,
                     gcols,
                     MatLayout::row_major(k, l),

@@ -34,6 +34,7 @@
 
 use rayon::prelude::*;
 
+use crate::conv::Activation;
 use crate::ConvGeometry;
 
 /// Output rows (channels) per micro-kernel call.
@@ -189,6 +190,7 @@ pub(crate) fn forward(
     input: &[f32],
     weight: &[f32],
     bias: &[f32],
+    activation: Activation,
     output: &mut [f32],
     s: &mut DirectScratch,
 ) {
@@ -222,8 +224,12 @@ pub(crate) fn forward(
                         let wide = &tile[r * grid.q8..];
                         for oy in 0..oh {
                             let src = &wide[oy * grid.wp..oy * grid.wp + ow];
-                            for (d, &v) in plane[oy * ow..(oy + 1) * ow].iter_mut().zip(src) {
-                                *d = v + bias[o];
+                            let dst = plane[oy * ow..(oy + 1) * ow].iter_mut().zip(src);
+                            match activation {
+                                Activation::Identity => dst.for_each(|(d, &v)| *d = v + bias[o]),
+                                Activation::Relu => {
+                                    dst.for_each(|(d, &v)| *d = (v + bias[o]).max(0.0))
+                                }
                             }
                         }
                     }
@@ -270,10 +276,12 @@ fn pack_rows(
 
 /// Backward pass for the input of the last [`forward`] that used `s`:
 /// overwrites `grad_weight` and `grad_bias`, and `grad_input` when given.
+/// With `mask` (a fused ReLU's output), dy counts only where the mask is positive.
 pub(crate) fn backward(
     g: &ConvGeometry,
     batch: usize,
     weight: &[f32],
+    mask: Option<&[f32]>,
     grad_output: &[f32],
     grad_input: Option<&mut [f32]>,
     grad_weight: &mut [f32],
@@ -319,34 +327,56 @@ pub(crate) fn backward(
         if want_dx { batch * grid.dy_stride } else { 0 },
     );
     let (qd, kh1, kw1) = (grid.wd, g.kernel_h - 1 - g.pad_h, g.kernel_w - 1 - g.pad_w);
-    s.grad_output_wide
-        .par_chunks_mut(grid.o4 * grid.q8)
-        .zip(s.grad_bias_parts.par_chunks_mut(o))
-        .zip(grad_output.par_chunks(g.out_size()))
-        .for_each(|((wide, db), dy)| {
-            wide.fill(0.0);
-            for (ch, plane) in dy.chunks_exact(l).enumerate() {
-                for (oy, row) in plane.chunks_exact(ow).enumerate() {
-                    let start = ch * grid.q8 + oy * grid.wp;
-                    wide[start..start + ow].copy_from_slice(row);
-                }
-                db[ch] = crate::conv::sum_f64(plane);
-            }
-        });
-    if want_dx {
-        s.padded_grad_output
-            .par_chunks_mut(grid.dy_stride)
-            .zip(grad_output.par_chunks(g.out_size()))
-            .for_each(|(dst, dy)| {
-                dst.fill(0.0);
-                for (ch, plane) in dy.chunks_exact(l).enumerate() {
-                    let padded = &mut dst[ch * grid.hd * qd..(ch + 1) * grid.hd * qd];
-                    for (oy, row) in plane.chunks_exact(ow).enumerate() {
-                        let start = (oy + kh1) * qd + kw1;
-                        padded[start..start + ow].copy_from_slice(row);
+    // Image n's dy, masked, onto the wide grid; db sums over that grid (its
+    // extra entries are 0), so a fused and an unfused ReLU give the same bits.
+    let widen = |n: usize, wide: &mut [f32], db: &mut [f64]| {
+        wide.fill(0.0);
+        let dy = &grad_output[n * g.out_size()..(n + 1) * g.out_size()];
+        for (ch, plane) in dy.chunks_exact(l).enumerate() {
+            for (oy, row) in plane.chunks_exact(ow).enumerate() {
+                let start = ch * grid.q8 + oy * grid.wp;
+                let dst = &mut wide[start..start + ow];
+                match mask {
+                    Some(y) => {
+                        let y = &y[n * g.out_size() + ch * l + oy * ow..][..ow];
+                        for ((d, &v), &y) in dst.iter_mut().zip(row).zip(y) {
+                            *d = if y > 0.0 { v } else { 0.0 };
+                        }
                     }
+                    None => dst.copy_from_slice(row),
                 }
+            }
+            db[ch] = crate::conv::sum_f64(&wide[ch * grid.q8..(ch + 1) * grid.q8]);
+        }
+    };
+    // The same rows, moved into the padded planes of the input gradient.
+    let pad = |wide: &[f32], dst: &mut [f32]| {
+        dst.fill(0.0);
+        for ch in 0..o {
+            let padded = &mut dst[ch * grid.hd * qd..(ch + 1) * grid.hd * qd];
+            for oy in 0..g.out_h() {
+                let start = (oy + kh1) * qd + kw1;
+                let src = ch * grid.q8 + oy * grid.wp;
+                padded[start..start + ow].copy_from_slice(&wide[src..src + ow]);
+            }
+        }
+    };
+    let wide_chunks = s.grad_output_wide.par_chunks_mut(grid.o4 * grid.q8);
+    let db_chunks = s.grad_bias_parts.par_chunks_mut(o);
+    if want_dx {
+        wide_chunks
+            .zip(db_chunks)
+            .zip(s.padded_grad_output.par_chunks_mut(grid.dy_stride))
+            .enumerate()
+            .for_each(|(n, ((wide, db), padded))| {
+                widen(n, wide, db);
+                pad(wide, padded);
             });
+    } else {
+        wide_chunks
+            .zip(db_chunks)
+            .enumerate()
+            .for_each(|(n, (wide, db))| widen(n, wide, db));
     }
     for (ch, db) in grad_bias.iter_mut().enumerate() {
         *db = s.grad_bias_parts.iter().skip(ch).step_by(o).sum::<f64>() as f32;

@@ -46,7 +46,8 @@ pub mod pool;
 pub mod reference;
 
 pub use conv::{
-    col2im, conv2d_backward, conv2d_forward, direct_available, im2col, ConvAlgorithm, ConvScratch,
+    col2im, conv2d_backward, conv2d_forward, direct_available, im2col, Activation, ConvAlgorithm,
+    ConvScratch,
 };
 pub use gemm::{sgemm, MatLayout};
 pub use geometry::{ConvGeometry, GeometryError, PoolGeometry};

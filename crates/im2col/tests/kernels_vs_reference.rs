@@ -1,6 +1,8 @@
 //! The fast kernels against the nested-loop reference, over random shapes.
 
-use im2col::{conv, pool, reference, ConvAlgorithm, ConvGeometry, ConvScratch, PoolGeometry};
+use im2col::{
+    conv, pool, reference, Activation, ConvAlgorithm, ConvGeometry, ConvScratch, PoolGeometry,
+};
 use proptest::prelude::*;
 use tensor::Rng;
 
@@ -170,6 +172,67 @@ fn check_conv(
     Ok(())
 }
 
+/// A fused ReLU gives the bits of the plain convolution followed by
+/// `max(y, 0)`, and its backward pass the bits of the plain backward pass
+/// given the masked gradient.
+fn check_fused_relu(
+    algorithm: ConvAlgorithm,
+    batch: usize,
+    g: &ConvGeometry,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let mut rng = Rng::seed_from_u64(seed);
+    let x = random(&mut rng, batch * g.in_size());
+    let w = random(&mut rng, g.weight_len());
+    let b = random(&mut rng, g.out_channels);
+    let dy = random(&mut rng, batch * g.out_size());
+    let grads = |relu_output: Option<&[f32]>, dy: &[f32], s: &mut ConvScratch| {
+        let (mut dx, mut dw, mut db) = (
+            vec![f32::NAN; x.len()],
+            vec![f32::NAN; w.len()],
+            vec![f32::NAN; b.len()],
+        );
+        conv::conv2d_backward_after_forward_with(
+            g,
+            batch,
+            &w,
+            relu_output,
+            dy,
+            Some(&mut dx),
+            &mut dw,
+            &mut db,
+            s,
+        );
+        [dx, dw, db].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>())
+    };
+
+    let mut plain = ConvScratch::with_algorithm(algorithm);
+    let mut y = vec![f32::NAN; dy.len()];
+    conv::conv2d_forward(g, batch, &x, &w, &b, &mut y, &mut plain);
+    let relu: Vec<f32> = y.iter().map(|v| v.max(0.0)).collect();
+    let masked: Vec<f32> = dy
+        .iter()
+        .zip(&y)
+        .map(|(&d, &y)| if y > 0.0 { d } else { 0.0 })
+        .collect();
+    let expected = grads(None, &masked, &mut plain);
+
+    let mut fused = ConvScratch::with_algorithm(algorithm);
+    let mut yf = vec![f32::NAN; dy.len()];
+    conv::conv2d_forward_with(g, batch, &x, &w, &b, Activation::Relu, &mut yf, &mut fused);
+    prop_assert!(
+        yf.iter()
+            .zip(&relu)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "fused forward differs"
+    );
+    prop_assert!(
+        grads(Some(&yf), &dy, &mut fused) == expected,
+        "fused backward differs"
+    );
+    Ok(())
+}
+
 fn pool_case() -> impl Strategy<Value = (usize, PoolGeometry, u64)> {
     (
         1usize..4,
@@ -205,6 +268,17 @@ proptest! {
     fn stride_one_conv_matches_reference_with_both_algorithms((batch, g, seed) in stride1_case()) {
         check_conv(ConvAlgorithm::Im2col, batch, &g, seed)?;
         check_conv(ConvAlgorithm::Direct, batch, &g, seed)?;
+    }
+
+    #[test]
+    fn fused_relu_is_conv_then_relu((batch, g, seed) in stride1_case()) {
+        check_fused_relu(ConvAlgorithm::Im2col, batch, &g, seed)?;
+        check_fused_relu(ConvAlgorithm::Direct, batch, &g, seed)?;
+    }
+
+    #[test]
+    fn fused_relu_is_conv_then_relu_at_any_stride((batch, g, seed) in conv_case()) {
+        check_fused_relu(ConvAlgorithm::Auto, batch, &g, seed)?;
     }
 
     #[test]
