@@ -35,7 +35,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use layers::{Layer, Network, Param};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+/// Parameter updates are split in blocks this long across rayon's threads:
+/// fc1's 200k weights make 13 tasks, a bias one.
+const BLOCK: usize = 1 << 14;
 
 /// Anything whose parameters can be visited: a [`Network`] or a single [`Layer`].
 pub trait Params {
@@ -264,6 +269,15 @@ impl Optimizer {
         model.for_each_param(&mut |p| {
             let w = p.value.as_slice_mut().expect("parameters are contiguous");
             let g = p.grad.as_slice().expect("gradients are contiguous");
+            let buffers = match config {
+                OptimizerConfig::Sgd { .. } => 1,
+                OptimizerConfig::Adam { .. } => 2,
+            };
+            // Look up before inserting: `entry` would clone the name every step.
+            if !slots.contains_key(&p.name) {
+                slots.insert(p.name.clone(), vec![vec![0.0; w.len()]; buffers]);
+            }
+            let bufs = slots.get_mut(&p.name).expect("inserted above");
             match config {
                 OptimizerConfig::Sgd {
                     momentum,
@@ -271,14 +285,17 @@ impl Optimizer {
                     nesterov,
                     ..
                 } => {
-                    let d = &mut slots
-                        .entry(p.name.clone())
-                        .or_insert_with(|| vec![vec![0.0; w.len()]])[0];
-                    for ((w, &g), d) in w.iter_mut().zip(g).zip(d.iter_mut()) {
-                        let grad = g + weight_decay * *w;
-                        *d = momentum * *d + grad;
-                        *w -= lr * if nesterov { grad + momentum * *d } else { *d };
-                    }
+                    // Elementwise, so splitting it across threads changes no bits.
+                    w.par_chunks_mut(BLOCK)
+                        .zip(g.par_chunks(BLOCK))
+                        .zip(bufs[0].par_chunks_mut(BLOCK))
+                        .for_each(|((w, g), d)| {
+                            for ((w, &g), d) in w.iter_mut().zip(g).zip(d.iter_mut()) {
+                                let grad = g + weight_decay * *w;
+                                *d = momentum * *d + grad;
+                                *w -= lr * if nesterov { grad + momentum * *d } else { *d };
+                            }
+                        });
                 }
                 OptimizerConfig::Adam {
                     beta1,
@@ -287,23 +304,23 @@ impl Optimizer {
                     weight_decay,
                     ..
                 } => {
-                    let bufs = slots
-                        .entry(p.name.clone())
-                        .or_insert_with(|| vec![vec![0.0; w.len()]; 2]);
                     let (m, v) = bufs.split_at_mut(1);
                     let c1 = 1.0 - beta1.powi(t as i32);
                     let c2 = 1.0 - beta2.powi(t as i32);
-                    for (((w, &g), m), v) in w
-                        .iter_mut()
-                        .zip(g)
-                        .zip(m[0].iter_mut())
-                        .zip(v[0].iter_mut())
-                    {
-                        let grad = g + weight_decay * *w;
-                        *m = beta1 * *m + (1.0 - beta1) * grad;
-                        *v = beta2 * *v + (1.0 - beta2) * grad * grad;
-                        *w -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
-                    }
+                    w.par_chunks_mut(BLOCK)
+                        .zip(g.par_chunks(BLOCK))
+                        .zip(m[0].par_chunks_mut(BLOCK))
+                        .zip(v[0].par_chunks_mut(BLOCK))
+                        .for_each(|(((w, g), m), v)| {
+                            for (((w, &g), m), v) in
+                                w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
+                            {
+                                let grad = g + weight_decay * *w;
+                                *m = beta1 * *m + (1.0 - beta1) * grad;
+                                *v = beta2 * *v + (1.0 - beta2) * grad * grad;
+                                *w -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+                            }
+                        });
                 }
             }
         });
