@@ -1,7 +1,7 @@
 //! 2-D convolution: the layer around the kernels of the `im2col` crate,
 //! where the maths is written out.
 
-use im2col::{conv, ConvGeometry, ConvScratch};
+use im2col::{conv, Activation, ConvGeometry, ConvScratch};
 use serde::{Deserialize, Serialize};
 use tensor::{Init, Rng, Tensor};
 
@@ -86,6 +86,7 @@ impl Conv2dConfig {
             grad_input: Tensor::zeros(vec![0]),
             scratch: ConvScratch::default(),
             input_grad_needed: true,
+            relu_fused: false,
             have_forward: false,
         }
     }
@@ -106,10 +107,20 @@ pub struct Conv2d {
     grad_input: Tensor,
     scratch: ConvScratch,
     input_grad_needed: bool,
+    /// Whether the ReLU after this layer is applied here (see [`Layer::fuse_relu`]).
+    relu_fused: bool,
     have_forward: bool,
 }
 
 impl Conv2d {
+    fn activation(&self) -> Activation {
+        if self.relu_fused {
+            Activation::Relu
+        } else {
+            Activation::Identity
+        }
+    }
+
     /// The layer's config.
     pub fn config(&self) -> &Conv2dConfig {
         &self.config
@@ -170,12 +181,13 @@ impl Layer for Conv2d {
         self.input_shape.clear();
         self.input_shape.extend_from_slice(input.shape());
         ensure_shape(&mut self.output, &[n, g.out_channels, g.out_h(), g.out_w()]);
-        conv::conv2d_forward(
+        conv::conv2d_forward_with(
             &g,
             n,
             data(input),
             data(&self.weight.value),
             data(&self.bias.value),
+            self.activation(),
             data_mut(&mut self.output),
             &mut self.scratch,
         );
@@ -218,11 +230,15 @@ impl Layer for Conv2d {
             self.grad_input.fill(0.0);
             None
         };
-        // The scratch still holds the forward pass's im2col matrix.
-        conv::conv2d_backward_after_forward(
+        // The scratch still holds what the forward pass left for this pass
+        // (its im2col matrix, or its padded input). A fused ReLU's mask is
+        // the output itself.
+        let relu_output = self.relu_fused.then(|| data(&self.output));
+        conv::conv2d_backward_after_forward_with(
             &g,
             n,
             data(&self.weight.value),
+            relu_output,
             data(grad_output),
             grad_input,
             data_mut(&mut self.weight.grad),
@@ -244,6 +260,13 @@ impl Layer for Conv2d {
 
     fn set_input_grad_needed(&mut self, needed: bool) {
         self.input_grad_needed = needed;
+    }
+
+    fn fuse_relu(&mut self, fuse: bool) -> bool {
+        // A forward pass already run stays valid for backward: its mask
+        // y > 0 is the same with the ReLU applied or not.
+        self.relu_fused = fuse;
+        true
     }
 
     fn forward_flops(&self, input: &[usize]) -> u64 {

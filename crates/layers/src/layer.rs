@@ -57,6 +57,14 @@ pub trait Layer: Send + Sync {
     /// a network is told `false`, which spares a convolution's costliest product.
     fn set_input_grad_needed(&mut self, _needed: bool) {}
 
+    /// Asks the layer to apply a ReLU to its own output in the same pass, and
+    /// the ReLU's mask to its output gradient, so that a [`Network`](crate::Network)
+    /// can skip the ReLU layer that follows it. Returns whether the layer now
+    /// does so; layers that cannot fuse say `false` (the default).
+    fn fuse_relu(&mut self, _fuse: bool) -> bool {
+        false
+    }
+
     /// FLOPs of one example's forward pass for this input shape (multiply-add = 2).
     fn forward_flops(&self, _input: &[usize]) -> u64 {
         0

@@ -13,6 +13,12 @@ pub struct Network {
     layers: Vec<Box<dyn Layer>>,
     /// Each layer's output shape for one example.
     shapes: Vec<Vec<usize>>,
+    /// `skipped[i]`: layer i is a ReLU that layer i − 1 applies itself
+    /// ([`Layer::fuse_relu`]), so the passes skip it.
+    skipped: Vec<bool>,
+    /// A layer that [`Network::forward_to`] ran without its fused ReLU, to be
+    /// fused again before the next pass.
+    unfused: Option<usize>,
 }
 
 impl Network {
@@ -21,11 +27,38 @@ impl Network {
         layers: Vec<Box<dyn Layer>>,
         shapes: Vec<Vec<usize>>,
     ) -> Self {
-        Network {
+        let mut network = Network {
+            skipped: vec![false; layers.len()],
+            unfused: None,
             config,
             layers,
             shapes,
+        };
+        network.set_fusion(true);
+        network
+    }
+
+    /// Turns the fusion of ReLU layers into the layer before them on or off
+    /// (on by default). Results are the same bits either way; fusion saves
+    /// the ReLU's two passes over the feature maps. Each ReLU layer still
+    /// exists, keeps its name and output shape, and [`Network::forward_to`]
+    /// can stop before or after it.
+    pub fn set_fusion(&mut self, on: bool) {
+        self.unfused = None;
+        for i in 1..self.layers.len() {
+            let fusable = self.layers[i].kind() == "relu";
+            self.skipped[i] = fusable && self.layers[i - 1].fuse_relu(on && fusable) && on;
         }
+    }
+
+    /// The names of the ReLU layers that the layer before them applies.
+    pub fn fused_layers(&self) -> Vec<&str> {
+        self.layers
+            .iter()
+            .zip(&self.skipped)
+            .filter(|(_, &s)| s)
+            .map(|(l, _)| l.name())
+            .collect()
     }
 
     /// The config this network was built from.
@@ -80,19 +113,38 @@ impl Network {
         last: usize,
     ) -> Result<&'a Tensor, LayerError> {
         self.check_input(input)?;
+        // Stopping right before a fused ReLU: its layer must store the output
+        // without the ReLU this time. (A later backward pass still works: the
+        // mask y > 0 is the same before and after a ReLU.)
+        self.restore_fusion();
+        if self.skipped.get(last + 1) == Some(&true) {
+            self.layers[last].fuse_relu(false);
+            self.unfused = Some(last);
+        }
         let mut x = input;
-        for layer in self.layers.iter_mut().take(last + 1) {
-            x = layer.forward(x)?;
+        for (layer, &skip) in self.layers.iter_mut().zip(&self.skipped).take(last + 1) {
+            if !skip {
+                x = layer.forward(x)?;
+            }
         }
         Ok(x)
+    }
+
+    fn restore_fusion(&mut self) {
+        if let Some(i) = self.unfused.take() {
+            self.layers[i].fuse_relu(true);
+        }
     }
 
     /// Back-propagates d(loss)/d(output) of the last forward batch through
     /// every layer, leaving each parameter's gradient in `Param::grad`.
     pub fn backward(&mut self, grad_output: &Tensor) -> Result<(), LayerError> {
+        self.restore_fusion();
         let mut g = grad_output;
-        for layer in self.layers.iter_mut().rev() {
-            g = layer.backward(g)?;
+        for (layer, &skip) in self.layers.iter_mut().zip(&self.skipped).rev() {
+            if !skip {
+                g = layer.backward(g)?;
+            }
         }
         Ok(())
     }
@@ -113,8 +165,17 @@ impl Network {
             "forward_timed: one slot per layer"
         );
         self.check_input(input)?;
+        self.restore_fusion();
         let mut x = input;
-        for (layer, t) in self.layers.iter_mut().zip(times.iter_mut()) {
+        for ((layer, t), &skip) in self
+            .layers
+            .iter_mut()
+            .zip(times.iter_mut())
+            .zip(&self.skipped)
+        {
+            if skip {
+                continue;
+            }
             let start = Instant::now();
             x = layer.forward(x)?;
             *t += start.elapsed();
@@ -136,8 +197,18 @@ impl Network {
             times.len() >= self.layers.len(),
             "backward_timed: one slot per layer"
         );
+        self.restore_fusion();
         let mut g = grad_output;
-        for (layer, t) in self.layers.iter_mut().zip(times.iter_mut()).rev() {
+        for ((layer, t), &skip) in self
+            .layers
+            .iter_mut()
+            .zip(times.iter_mut())
+            .zip(&self.skipped)
+            .rev()
+        {
+            if skip {
+                continue;
+            }
             let start = Instant::now();
             g = layer.backward(g)?;
             *t += start.elapsed();

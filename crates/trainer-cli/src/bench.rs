@@ -61,6 +61,9 @@ pub struct LayerTiming {
     pub backward: Duration,
     /// Forward FLOPs per image.
     pub forward_flops: u64,
+    /// Whether the layer before applies this one (a fused ReLU), so that its
+    /// time is inside that layer's.
+    pub fused: bool,
 }
 
 /// The figures of a bench run.
@@ -224,6 +227,11 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     }
     let n = opts.steps as u32;
     let flops = net.layer_forward_flops();
+    let fused = net
+        .fused_layers()
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>();
     let layers = net
         .layers()
         .iter()
@@ -234,6 +242,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             forward: fwd[i] / n,
             backward: bwd[i] / n,
             forward_flops: flops[i],
+            fused: fused.iter().any(|f| f == l.name()),
         })
         .collect();
     let step_mean = steps.iter().sum::<Duration>() / n;
@@ -338,6 +347,14 @@ impl BenchReport {
             } else {
                 String::new()
             };
+            if l.fused {
+                let _ = writeln!(
+                    s,
+                    "{:<10} {:<11} {:>21}",
+                    l.name, l.kind, "(fused, in the layer above)"
+                );
+                continue;
+            }
             let _ = writeln!(
                 s,
                 "{:<10} {:<11} {:>10.3} {:>10.3} {:>10.3} {:>9}",
