@@ -158,6 +158,24 @@ pub(crate) struct DirectScratch {
     grad_weight_parts: Vec<f32>,
     /// Per-image bias-gradient sums, N x O, in f64.
     grad_bias_parts: Vec<f64>,
+    /// The geometry `padded_input`, `grad_output_wide` and
+    /// `padded_grad_output` are laid out for. Their padding, extra columns
+    /// and slack are zeroed once, when the layout changes, and never written
+    /// after that: each pass writes only the interior.
+    layout: Option<ConvGeometry>,
+}
+
+impl DirectScratch {
+    /// Clears the padded buffers if they were laid out for another geometry,
+    /// so that `resize` refills them with zeros.
+    fn use_layout(&mut self, g: &ConvGeometry) {
+        if self.layout != Some(*g) {
+            self.padded_input.clear();
+            self.grad_output_wide.clear();
+            self.padded_grad_output.clear();
+            self.layout = Some(*g);
+        }
+    }
 }
 
 fn resize<T: Clone + Default>(buf: &mut Vec<T>, len: usize) {
@@ -166,10 +184,10 @@ fn resize<T: Clone + Default>(buf: &mut Vec<T>, len: usize) {
     }
 }
 
-/// Copies one image (C x H x W) into its zero-padded block (C x Hp x Wp + slack).
+/// Copies one image (C x H x W) into the interior of its padded block
+/// (C x Hp x Wp + slack), whose padding is already zero.
 fn pad_image(g: &ConvGeometry, grid: &Grid, image: &[f32], dst: &mut [f32]) {
     let (ph, pw) = (g.pad_h, g.pad_w);
-    dst.fill(0.0);
     for (c, plane) in image.chunks_exact(g.in_h * g.in_w).enumerate() {
         let padded = &mut dst[c * grid.hp * grid.wp..(c + 1) * grid.hp * grid.wp];
         for (y, row) in plane.chunks_exact(g.in_w).enumerate() {
@@ -247,6 +265,7 @@ pub(crate) fn pad_input(g: &ConvGeometry, batch: usize, input: &[f32], s: &mut D
         batch * g.in_size(),
         "direct conv: input length"
     );
+    s.use_layout(g);
     resize(&mut s.padded_input, batch * grid.x_stride);
     s.padded_input
         .par_chunks_mut(grid.x_stride)
@@ -319,7 +338,9 @@ pub(crate) fn backward(
     let want_dx = grad_input.is_some();
 
     // dy on the wide OH x Wp grid (for dW), padded dy (for dx), and each
-    // image's per-channel sums (for db), one image per task.
+    // image's per-channel sums (for db), one image per task. Only interiors
+    // are written; the zeros around them stay from `use_layout`.
+    s.use_layout(g);
     resize(&mut s.grad_output_wide, batch * grid.o4 * grid.q8);
     resize(&mut s.grad_bias_parts, batch * o);
     resize(
@@ -330,20 +351,17 @@ pub(crate) fn backward(
     // Image n's dy, masked, onto the wide grid; db sums over that grid (its
     // extra entries are 0), so a fused and an unfused ReLU give the same bits.
     let widen = |n: usize, wide: &mut [f32], db: &mut [f64]| {
-        wide.fill(0.0);
-        let dy = &grad_output[n * g.out_size()..(n + 1) * g.out_size()];
-        for (ch, plane) in dy.chunks_exact(l).enumerate() {
-            for (oy, row) in plane.chunks_exact(ow).enumerate() {
+        let at = n * g.out_size();
+        let dy = &grad_output[at..at + g.out_size()];
+        let y = mask.map(|y| &y[at..at + g.out_size()]);
+        for ch in 0..o {
+            for oy in 0..g.out_h() {
                 let start = ch * grid.q8 + oy * grid.wp;
+                let from = ch * l + oy * ow;
                 let dst = &mut wide[start..start + ow];
-                match mask {
-                    Some(y) => {
-                        let y = &y[n * g.out_size() + ch * l + oy * ow..][..ow];
-                        for ((d, &v), &y) in dst.iter_mut().zip(row).zip(y) {
-                            *d = if y > 0.0 { v } else { 0.0 };
-                        }
-                    }
-                    None => dst.copy_from_slice(row),
+                match y {
+                    Some(y) => masked_copy(dst, &dy[from..from + ow], &y[from..from + ow]),
+                    None => dst.copy_from_slice(&dy[from..from + ow]),
                 }
             }
             db[ch] = crate::conv::sum_f64(&wide[ch * grid.q8..(ch + 1) * grid.q8]);
@@ -351,7 +369,6 @@ pub(crate) fn backward(
     };
     // The same rows, moved into the padded planes of the input gradient.
     let pad = |wide: &[f32], dst: &mut [f32]| {
-        dst.fill(0.0);
         for ch in 0..o {
             let padded = &mut dst[ch * grid.hd * qd..(ch + 1) * grid.hd * qd];
             for oy in 0..g.out_h() {
@@ -459,6 +476,27 @@ pub(crate) fn backward(
             *dw += p;
         }
     }
+}
+
+/// `dst = src` where `mask > 0`, else 0: the ReLU's backward pass. Compiled
+/// for AVX where the CPU has it (the same selects, so the same bits).
+fn masked_copy(dst: &mut [f32], src: &[f32], mask: &[f32]) {
+    #[inline(always)]
+    fn portable(dst: &mut [f32], src: &[f32], mask: &[f32]) {
+        for ((d, &v), &m) in dst.iter_mut().zip(src).zip(mask) {
+            *d = if m > 0.0 { v } else { 0.0 };
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if cpu_has_avx2_fma() {
+        #[target_feature(enable = "avx2")]
+        fn avx2(dst: &mut [f32], src: &[f32], mask: &[f32]) {
+            portable(dst, src, mask)
+        }
+        // SAFETY: the CPU has AVX2.
+        return unsafe { avx2(dst, src, mask) };
+    }
+    portable(dst, src, mask)
 }
 
 thread_local! {

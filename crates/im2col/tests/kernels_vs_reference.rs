@@ -406,3 +406,48 @@ fn direct_path_runs_the_seed_networks_convolutions_on_avx2_machines() {
         ConvAlgorithm::Im2col
     );
 }
+
+/// One scratch reused across geometries and batch sizes (as a layer's is when
+/// its input size changes) gives what a fresh one gives: the zero padding the
+/// direct path writes once is rebuilt whenever the layout changes.
+#[test]
+fn a_scratch_reused_across_shapes_gives_fresh_results() {
+    let shapes = [
+        (ConvGeometry::square(2, 9, 9, 5, 3, 1, 1).unwrap(), 3),
+        (ConvGeometry::square(2, 9, 9, 5, 3, 1, 1).unwrap(), 1),
+        (ConvGeometry::square(2, 9, 9, 5, 3, 1, 1).unwrap(), 4),
+        (ConvGeometry::square(2, 11, 7, 5, 3, 2, 1).unwrap(), 2),
+        (ConvGeometry::square(3, 6, 6, 4, 5, 2, 1).unwrap(), 2),
+        (ConvGeometry::square(2, 9, 9, 5, 3, 1, 1).unwrap(), 3),
+    ];
+    for algorithm in [ConvAlgorithm::Im2col, ConvAlgorithm::Direct] {
+        let mut reused = ConvScratch::with_algorithm(algorithm);
+        for (i, (g, batch)) in shapes.iter().enumerate() {
+            let mut rng = Rng::seed_from_u64(i as u64);
+            let x = random(&mut rng, batch * g.in_size());
+            let w = random(&mut rng, g.weight_len());
+            let b = random(&mut rng, g.out_channels);
+            let dy = random(&mut rng, batch * g.out_size());
+            let run = |s: &mut ConvScratch| {
+                let mut y = vec![0.0; dy.len()];
+                conv::conv2d_forward_with(g, *batch, &x, &w, &b, Activation::Relu, &mut y, s);
+                let (mut dx, mut dw, mut db) =
+                    (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+                conv::conv2d_backward_after_forward_with(
+                    g,
+                    *batch,
+                    &w,
+                    Some(&y.clone()),
+                    &dy,
+                    Some(&mut dx),
+                    &mut dw,
+                    &mut db,
+                    s,
+                );
+                [y, dx, dw, db]
+            };
+            let fresh = run(&mut ConvScratch::with_algorithm(algorithm));
+            assert_eq!(run(&mut reused), fresh, "{algorithm:?}, shape {i}");
+        }
+    }
+}
