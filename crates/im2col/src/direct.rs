@@ -38,7 +38,7 @@ use crate::conv::Activation;
 use crate::ConvGeometry;
 
 /// Output rows (channels) per micro-kernel call.
-const MR: usize = 4;
+pub(crate) const MR: usize = 4;
 /// f32 lanes of one AVX2 register.
 const LANES: usize = 8;
 /// Images per weight-gradient chunk are `batch.div_ceil(GRAD_WEIGHT_CHUNKS)`;
@@ -56,12 +56,12 @@ pub fn available(g: &ConvGeometry) -> bool {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn cpu_has_avx2_fma() -> bool {
+pub(crate) fn cpu_has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn cpu_has_avx2_fma() -> bool {
+pub(crate) fn cpu_has_avx2_fma() -> bool {
     false
 }
 
@@ -502,9 +502,22 @@ fn masked_copy(dst: &mut [f32], src: &[f32], mask: &[f32]) {
 thread_local! {
     /// One output tile per worker thread, so the kernels allocate nothing per step.
     static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// One packing buffer per worker thread, likewise.
+    static PACK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-fn with_tile(len: usize, f: impl FnOnce(&mut [f32])) {
+/// Runs `f` on this thread's packing buffer, `len` long.
+pub(crate) fn with_pack<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    PACK.with(|t| {
+        let mut t = t.borrow_mut();
+        if t.len() < len {
+            t.resize(len, 0.0);
+        }
+        f(&mut t[..len])
+    })
+}
+
+pub(crate) fn with_tile(len: usize, f: impl FnOnce(&mut [f32])) {
     TILE.with(|t| {
         let mut t = t.borrow_mut();
         if t.len() < len {
@@ -516,7 +529,7 @@ fn with_tile(len: usize, f: impl FnOnce(&mut [f32])) {
 
 /// `out[r][q] = Σ_k a[k·MR + r] · src[offsets[k] + q]` for r < MR, q < q8
 /// (`out` is MR rows of q8). `src` must hold every such read.
-fn shifted_gemm(a: &[f32], src: &[f32], offsets: &[usize], q8: usize, out: &mut [f32]) {
+pub(crate) fn shifted_gemm(a: &[f32], src: &[f32], offsets: &[usize], q8: usize, out: &mut [f32]) {
     assert!(q8.is_multiple_of(LANES), "shifted_gemm: q8");
     assert!(a.len() >= offsets.len() * MR, "shifted_gemm: packed rows");
     assert!(out.len() >= MR * q8, "shifted_gemm: output tile");
@@ -537,7 +550,7 @@ fn shifted_gemm(a: &[f32], src: &[f32], offsets: &[usize], q8: usize, out: &mut 
 /// (overwriting it) for r < rows4, k < K: the weight gradient of a run of
 /// images. `xs` holds the images' padded inputs (stride `x_stride`) and `dys`
 /// their wide output gradients (rows4 x q8 each).
-fn shifted_dot(
+pub(crate) fn shifted_dot(
     xs: &[f32],
     x_stride: usize,
     dys: &[f32],

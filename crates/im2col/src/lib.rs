@@ -39,6 +39,7 @@
 #![deny(missing_docs)]
 
 pub mod conv;
+pub mod dense;
 mod direct;
 mod gemm;
 mod geometry;
@@ -49,6 +50,7 @@ pub use conv::{
     col2im, conv2d_backward, conv2d_forward, direct_available, im2col, Activation, ConvAlgorithm,
     ConvScratch,
 };
+pub use dense::{dense_available, dense_backward, dense_forward, DenseScratch};
 pub use gemm::{sgemm, MatLayout};
 pub use geometry::{ConvGeometry, GeometryError, PoolGeometry};
 pub use pool::{avg_pool_backward, avg_pool_forward, max_pool_backward, max_pool_forward};

@@ -228,3 +228,47 @@ pub fn max_pool_backward(
     }
     gx
 }
+
+/// A fully connected layer, `y[n][o] = b[o] + Σ_i W[o][i] · x[n][i]`, as nested loops.
+pub fn dense_forward(n: usize, i: usize, o: usize, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+    let mut y = vec![0.0; n * o];
+    for r in 0..n {
+        for j in 0..o {
+            let dot: f64 = (0..i)
+                .map(|k| x[r * i + k] as f64 * w[j * i + k] as f64)
+                .sum();
+            y[r * o + j] = (dot + b[j] as f64) as f32;
+        }
+    }
+    y
+}
+
+/// The gradients of [`dense_forward`] given `dy`: (dx, dW), as nested loops.
+pub fn dense_backward(
+    n: usize,
+    i: usize,
+    o: usize,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let mut dx = vec![0.0; n * i];
+    let mut dw = vec![0.0; o * i];
+    for r in 0..n {
+        for k in 0..i {
+            let s: f64 = (0..o)
+                .map(|j| dy[r * o + j] as f64 * w[j * i + k] as f64)
+                .sum();
+            dx[r * i + k] = s as f32;
+        }
+    }
+    for j in 0..o {
+        for k in 0..i {
+            let s: f64 = (0..n)
+                .map(|r| dy[r * o + j] as f64 * x[r * i + k] as f64)
+                .sum();
+            dw[j * i + k] = s as f32;
+        }
+    }
+    (dx, dw)
+}

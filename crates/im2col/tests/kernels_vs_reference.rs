@@ -282,6 +282,35 @@ proptest! {
     }
 
     #[test]
+    fn dense_kernels_match_reference(
+        n in 1usize..13,
+        i8 in 1usize..40,
+        o4 in 1usize..20,
+        with_dx in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let (i, o) = (8 * i8, 4 * o4);
+        prop_assume!(im2col::dense_available(i, o));
+        let mut rng = Rng::seed_from_u64(seed);
+        let x = random(&mut rng, n * i);
+        let w = random(&mut rng, o * i);
+        let b = random(&mut rng, o);
+        let dy = random(&mut rng, n * o);
+        let mut s = im2col::DenseScratch::default();
+        let mut y = vec![f32::NAN; n * o];
+        im2col::dense_forward(n, i, o, &x, &w, &b, &mut y, &mut s);
+        assert_close("y", &y, &reference::dense_forward(n, i, o, &x, &w, &b))?;
+        let (rdx, rdw) = reference::dense_backward(n, i, o, &x, &w, &dy);
+        let mut dw = vec![f32::NAN; o * i];
+        let mut dx = vec![f32::NAN; n * i];
+        im2col::dense_backward(n, i, o, &x, &w, &dy, with_dx.then_some(&mut dx[..]), &mut dw, &mut s);
+        assert_close("dw", &dw, &rdw)?;
+        if with_dx {
+            assert_close("dx", &dx, &rdx)?;
+        }
+    }
+
+    #[test]
     fn input_gradient_is_full_correlation_with_rotated_kernel((batch, mut g, seed) in conv_case()) {
         g.stride_h = 1;
         g.stride_w = 1;

@@ -3,7 +3,7 @@
 //! Backward, for a batch x (N x in) and dy (N x out):
 //! `dW = dyᵀ · x` (out x in), `db = Σₙ dyₙ`, `dx = dy · W` (N x in).
 
-use im2col::{sgemm, MatLayout};
+use im2col::{dense_available, dense_backward, dense_forward, sgemm, DenseScratch, MatLayout};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tensor::{Init, Rng, Tensor};
@@ -71,6 +71,7 @@ impl LinearConfig {
             output: Tensor::zeros(vec![0]),
             grad_input: Tensor::zeros(vec![0]),
             input_grad_needed: true,
+            scratch: DenseScratch::default(),
         }
     }
 }
@@ -87,6 +88,8 @@ pub struct Linear {
     output: Tensor,
     grad_input: Tensor,
     input_grad_needed: bool,
+    /// Buffers of the `im2col::dense` kernels, used where they are available.
+    scratch: DenseScratch,
 }
 
 impl Linear {
@@ -149,6 +152,19 @@ impl Layer for Linear {
             data(&self.bias.value),
             data(&self.input),
         );
+        if dense_available(i, o) {
+            dense_forward(
+                n,
+                i,
+                o,
+                x,
+                w,
+                b,
+                data_mut(&mut self.output),
+                &mut self.scratch,
+            );
+            return Ok(&self.output);
+        }
         data_mut(&mut self.output)
             .par_chunks_mut(ROWS_PER_TASK * o)
             .enumerate()
@@ -200,6 +216,30 @@ impl Layer for Linear {
             data(grad_output),
             data(&self.weight.value),
         );
+        for (j, db) in data_mut(&mut self.bias.grad).iter_mut().enumerate() {
+            *db = (0..n).map(|r| dy[r * o + j] as f64).sum::<f64>() as f32;
+        }
+        ensure_shape(&mut self.grad_input, &[n, i]);
+        if dense_available(i, o) {
+            let dx = if self.input_grad_needed {
+                Some(data_mut(&mut self.grad_input))
+            } else {
+                self.grad_input.fill(0.0);
+                None
+            };
+            dense_backward(
+                n,
+                i,
+                o,
+                x,
+                w,
+                dy,
+                dx,
+                data_mut(&mut self.weight.grad),
+                &mut self.scratch,
+            );
+            return Ok(&self.grad_input);
+        }
         // dW rows (one per output feature) are independent: split them across tasks.
         data_mut(&mut self.weight.grad)
             .par_chunks_mut(ROWS_PER_TASK * i)
@@ -223,10 +263,6 @@ impl Layer for Linear {
                     MatLayout::row_major(rows, i),
                 );
             });
-        for (j, db) in data_mut(&mut self.bias.grad).iter_mut().enumerate() {
-            *db = (0..n).map(|r| dy[r * o + j] as f64).sum::<f64>() as f32;
-        }
-        ensure_shape(&mut self.grad_input, &[n, i]);
         if self.input_grad_needed {
             data_mut(&mut self.grad_input)
                 .par_chunks_mut(ROWS_PER_TASK * i)
@@ -251,14 +287,12 @@ impl Layer for Linear {
         Ok(&self.grad_input)
     }
 
-    fn visit_params(&self, f: &mut dyn FnMut(&Param)) {
-        f(&self.weight);
-        f(&self.bias);
+    fn params(&self) -> Vec<&Param> {
+        vec![&self.weight, &self.bias]
     }
 
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
-        f(&mut self.weight);
-        f(&mut self.bias);
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        vec![&mut self.weight, &mut self.bias]
     }
 
     fn set_input_grad_needed(&mut self, needed: bool) {

@@ -57,6 +57,18 @@ proptest! {
         assert_layer(&mut layer, &x, seed)?;
     }
 
+    /// Widths that take the `im2col::dense` kernels on AVX2 machines (in a
+    /// multiple of 8, out of 4).
+    #[test]
+    fn linear_dense_path(batch in 1usize..6, i8 in 1usize..4, o4 in 1usize..4, seed in any::<u64>()) {
+        let (i, o) = (8 * i8, 4 * o4);
+        let mut rng = Rng::seed_from_u64(seed);
+        let cfg = LinearConfig { init: Init::Uniform { limit: 1.0 }, bias_init: Init::Uniform { limit: 1.0 }, ..LinearConfig::new(i, o) };
+        let mut layer = cfg.init("fc1", &mut rng);
+        let x = input(&[batch, i], &mut rng);
+        assert_layer(&mut layer, &x, seed)?;
+    }
+
     #[test]
     fn pooling(batch in 1usize..3, c in 1usize..3, k in 1usize..4, stride in 1usize..3, pad in 0usize..2,
                h in 2usize..8, w in 2usize..8, max in any::<bool>(), seed in any::<u64>()) {
