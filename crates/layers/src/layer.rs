@@ -47,11 +47,25 @@ pub trait Layer: Send + Sync {
     /// parameters' gradients and returns d(loss)/d(input).
     fn backward(&mut self, grad_output: &Tensor) -> Result<&Tensor, LayerError>;
 
-    /// Calls `f` on each parameter, in a fixed order.
-    fn visit_params(&self, _f: &mut dyn FnMut(&Param)) {}
+    /// The layer's parameters, in a fixed order (none by default).
+    fn params(&self) -> Vec<&Param> {
+        Vec::new()
+    }
+
+    /// The same parameters, mutably, in the same order.
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        Vec::new()
+    }
+
+    /// Calls `f` on each parameter, in the order of [`Layer::params`].
+    fn visit_params(&self, f: &mut dyn FnMut(&Param)) {
+        self.params().into_iter().for_each(f);
+    }
 
     /// Calls `f` on each parameter, mutably, in the same order.
-    fn visit_params_mut(&mut self, _f: &mut dyn FnMut(&mut Param)) {}
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
+        self.params_mut().into_iter().for_each(f);
+    }
 
     /// Whether `backward` must produce the input gradient. The first layer of
     /// a network is told `false`, which spares a convolution's costliest product.

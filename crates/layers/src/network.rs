@@ -216,6 +216,20 @@ impl Network {
         Ok(())
     }
 
+    /// Every parameter, layer by layer, in a fixed order (that of
+    /// [`Network::visit_params`]).
+    pub fn params(&self) -> Vec<&Param> {
+        self.layers.iter().flat_map(|l| l.params()).collect()
+    }
+
+    /// Every parameter, mutably, in the same order.
+    pub fn params_mut(&mut self) -> Vec<&mut Param> {
+        self.layers
+            .iter_mut()
+            .flat_map(|l| l.params_mut())
+            .collect()
+    }
+
     /// Calls `f` on every parameter, layer by layer, in a fixed order.
     pub fn visit_params(&self, f: &mut dyn FnMut(&Param)) {
         for layer in &self.layers {
