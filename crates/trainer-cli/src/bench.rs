@@ -1,11 +1,19 @@
 //! `cnn bench`: time training steps and evaluation, layer by layer.
 //!
-//! A run builds the config's network, takes `warmup` untimed training steps
-//! (so that every buffer has its final size and the thread pool is awake),
-//! then `steps` timed ones, each exactly what `cnn train` does to a batch:
-//! fill the batch, forward, loss and its gradient, backward, optimizer step.
-//! Each layer's forward and backward pass is timed on its own
-//! ([`Network::forward_timed`], [`Network::backward_timed`]). Then it times
+//! A run builds the config's network and times two things, each after
+//! `warmup` untimed steps (so that every buffer has its final size and the
+//! thread pool is awake), over `steps` steps:
+//!
+//! 1. The layers: the whole batch through one network, each layer's forward
+//!    and backward pass timed on its own ([`Network::forward_timed`],
+//!    [`Network::backward_timed`], kernels parallel inside), with the batch
+//!    fill, the loss and the optimizer step timed apart.
+//! 2. The training step, exactly what `cnn train` does to a batch: fill it,
+//!    run its micro-batches in parallel on copies of the network
+//!    ([`crate::step::DataParallel`]), optimizer step.
+//!    Its median gives images per second and the projected epoch.
+//!
+//! Then it times
 //! the evaluation of `eval_images` images (the test set's 10,000 by default),
 //! forward only, in batches of the same size, as `cnn train` evaluates.
 //!
@@ -30,6 +38,7 @@ use tensor::{Rng, Tensor};
 
 use crate::config::TrainConfig;
 use crate::data::{Batch, DataSets};
+use crate::step::DataParallel;
 
 /// What `cnn bench` was asked to do.
 #[derive(Clone, Debug)]
@@ -87,7 +96,9 @@ pub struct BenchReport {
     pub loss: Duration,
     /// Mean time per step of the optimizer.
     pub optimizer: Duration,
-    /// Median wall-clock time of a whole step.
+    /// Images per micro-batch of the training step.
+    pub micro_batch: usize,
+    /// Median wall-clock time of a whole training step.
     pub step_median: Duration,
     /// Fastest step.
     pub step_min: Duration,
@@ -222,7 +233,27 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             t_data += t0 - start;
             t_loss += t2 - t1;
             t_opt += end - t3;
-            steps.push(end - start);
+        }
+    }
+
+    // The training step itself, as `cnn train` runs it: micro-batches in
+    // parallel on copies of the network (crate::step), from the same weights.
+    let mut parallel = DataParallel::new(config.training.micro_batch);
+    let mut net_dp = config.build_network()?;
+    let mut optimizer_dp = Optimizer::new(config.optimizer.clone());
+    for s in 0..opts.warmup + opts.steps {
+        let idx = batches[s % batches.len()];
+        let start = Instant::now();
+        buf.fill(&train, idx, norm);
+        let result = parallel
+            .step(&mut net_dp, &loss_fn, &buf.images, &buf.labels)
+            .map_err(|e| anyhow!("{e}"))?;
+        optimizer_dp.step(&mut net_dp, lr);
+        if !result.loss.is_finite() {
+            bail!("step {}: the loss became {}", s + 1, result.loss);
+        }
+        if s >= opts.warmup {
+            steps.push(start.elapsed());
         }
     }
     let n = opts.steps as u32;
@@ -245,6 +276,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             fused: fused.iter().any(|f| f == l.name()),
         })
         .collect();
+    drop(parallel);
     let step_mean = steps.iter().sum::<Duration>() / n;
     steps.sort();
     let step_median = steps[steps.len() / 2];
@@ -264,6 +296,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         data: t_data / n,
         loss: t_loss / n,
         optimizer: t_opt / n,
+        micro_batch: config.training.micro_batch,
         step_median,
         step_min,
         step_mean,
@@ -332,7 +365,7 @@ impl BenchReport {
         );
         let _ = writeln!(
             s,
-            "\n{:<10} {:<11} {:>10} {:>10} {:>10} {:>9}",
+            "\nper layer, the whole batch through one network:\n{:<10} {:<11} {:>10} {:>10} {:>10} {:>9}",
             "layer", "kind", "fwd ms", "bwd ms", "MFLOP/img", "fwd GF/s"
         );
         let (mut f, mut b) = (Duration::ZERO, Duration::ZERO);
@@ -383,7 +416,8 @@ impl BenchReport {
         );
         let _ = writeln!(
             s,
-            "\nstep: median {:.3} ms (min {:.3}, mean {:.3})",
+            "\ntraining step (micro-batches of {} in parallel, as in cnn train): median {:.3} ms (min {:.3}, mean {:.3})",
+            self.micro_batch,
             ms(self.step_median),
             ms(self.step_min),
             ms(self.step_mean)

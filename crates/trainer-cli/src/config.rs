@@ -22,6 +22,19 @@ pub struct TrainingConfig {
     /// How pixel bytes become network inputs.
     #[serde(default)]
     pub input_scaling: InputScaling,
+    /// Images per micro-batch. Each batch is cut into micro-batches of this
+    /// many images, which run forward and backward in parallel on copies of
+    /// the network; their gradients are added in order (see `trainer::step`).
+    /// The cut depends on nothing else, so neither do the results; a
+    /// different value changes the rounding of the gradient sums.
+    #[serde(default = "default_micro_batch")]
+    pub micro_batch: usize,
+}
+
+/// 25 images: four micro-batches of the seed's batch of 100, enough to keep
+/// two to four threads busy, and each large enough for efficient kernels.
+pub fn default_micro_batch() -> usize {
+    25
 }
 
 /// How a pixel byte `v` becomes an input value.
@@ -103,11 +116,12 @@ impl TrainConfig {
     /// Checks the settings and that the network's shapes chain.
     pub fn check(&self) -> Result<()> {
         let t = &self.training;
-        if t.batch == 0 || t.epochs == 0 {
+        if t.batch == 0 || t.epochs == 0 || t.micro_batch == 0 {
             return Err(anyhow!(
-                "training: batch and epochs must be at least 1 (batch {}, epochs {})",
+                "training: batch, epochs and micro_batch must be at least 1 (batch {}, epochs {}, micro_batch {})",
                 t.batch,
-                t.epochs
+                t.epochs,
+                t.micro_batch
             ));
         }
         if !(self.optimizer.lr() > 0.0 && self.optimizer.lr().is_finite()) {

@@ -28,6 +28,7 @@ pub mod predict;
 pub mod report;
 pub mod results_md;
 pub mod safetensors_io;
+pub mod step;
 pub mod train;
 pub mod visualize;
 

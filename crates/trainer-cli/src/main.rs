@@ -274,12 +274,19 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(t) = cli.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(t.max(1))
-            .build_global()
-            .context("setting up the thread pool")?;
+        pool = pool.num_threads(t.max(1));
     }
+    let pool = pool.build().context("setting up the thread pool")?;
+    // The command runs on one of the pool's own threads: a parallel loop is
+    // then shared with the threads already running, instead of being handed
+    // to the pool by a thread that sleeps until it is done (one more sleep
+    // and wake-up per loop, which costs dearly on a busy machine).
+    pool.install(|| run_command(cli))
+}
+
+fn run_command(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train {
             config,

@@ -2,10 +2,13 @@
 //!
 //! One step, for the batch `idx` of this epoch's order:
 //! 1. [`Batch::fill`] turns the u8 pixels into an N x 1 x 28 x 28 tensor;
-//! 2. [`Network::forward`] runs the layers in order and gives the logits;
-//! 3. [`layers::Loss::forward_backward`] gives the mean loss and d(loss)/d(logits);
-//! 4. [`Network::backward`] runs the layers in reverse, leaving each parameter's gradient;
-//! 5. [`Optimizer::step`] updates every parameter: `d = μd + (g + λW); W -= ηd`.
+//! 2. [`DataParallel::step`] cuts it into micro-batches and, for each, on its
+//!    own copy of the network and in parallel:
+//!    [`Network::forward`] runs the layers in order and gives the logits,
+//!    [`layers::Loss::forward_backward`] gives the mean loss and d(loss)/d(logits),
+//!    [`Network::backward`] runs the layers in reverse, leaving each parameter's
+//!    gradient; the micro-batches' gradients are then added, in order, into `net`;
+//! 3. [`Optimizer::step`] updates every parameter: `d = μd + (g + λW); W -= ηd`.
 //!
 //! The order of epoch `e` is [`mnist_io::epoch_order`]`(n, seed, e)`, a pure
 //! function, and the initial weights come from the config's seed, so a run is
@@ -19,14 +22,14 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use layers::{one_hot_into, Network};
+use layers::Network;
 use optim::Optimizer;
-use tensor::Tensor;
 
 use crate::checkpoint::{write_atomic, Checkpoint, EpochRecord, PartialEpoch};
 use crate::config::TrainConfig;
 use crate::data::{Batch, DataSets};
-use crate::eval::{count_correct, evaluate};
+use crate::eval::evaluate;
+use crate::step::{DataParallel, StepResult};
 
 /// The header of `metrics.csv`. Accuracies are percentages.
 pub const METRICS_HEADER: &str =
@@ -259,8 +262,7 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
     );
 
     let mut batch = Batch::default();
-    let mut target = Tensor::zeros(vec![0]);
-    let mut grad = Tensor::zeros(vec![0]);
+    let mut parallel = DataParallel::new(t.micro_batch);
     let mut train_seconds_total = 0.0;
     let batches_per_epoch = train_set.len().div_ceil(t.batch) as u64;
     let save = |config: &TrainConfig,
@@ -306,16 +308,12 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
         let started = Instant::now();
         for (b, idx) in mnist_io::batches(&order, t.batch).skip(partial.batches as usize) {
             batch.fill(train_set, idx, norm);
-            let logits = net.forward(&batch.images).map_err(|e| anyhow!("{e}"))?;
-            one_hot_into(&batch.labels, classes, &mut target);
-            let loss = loss_fn
-                .forward_backward(logits, &target, &mut grad)
+            let StepResult { loss, correct } = parallel
+                .step(&mut net, &loss_fn, &batch.images, &batch.labels)
                 .map_err(|e| anyhow!("{e}"))?;
-            let correct = count_correct(logits, &batch.labels);
             if !loss.is_finite() {
                 bail!("epoch {} batch {}: the loss became {loss}; stopping. The last good checkpoint, {}, is intact", epoch + 1, b + 1, run.last().display());
             }
-            net.backward(&grad).map_err(|e| anyhow!("{e}"))?;
             optimizer.step(&mut net, lr);
             if let Some(name) = all_finite(&net) {
                 bail!("epoch {} batch {}: parameter `{name}` became NaN or infinite; stopping. The last good checkpoint, {}, is intact", epoch + 1, b + 1, run.last().display());
