@@ -11,7 +11,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use im2col::{conv, pool, reference, ConvGeometry, ConvScratch, PoolGeometry};
+use im2col::{conv, pool, reference, ConvAlgorithm, ConvGeometry, ConvScratch, PoolGeometry};
 
 const BATCH: usize = 100;
 
@@ -94,59 +94,87 @@ fn main() {
         let dy = values(BATCH * g.out_size(), 4);
         let mut y = vec![0.0; dy.len()];
         let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
-        let mut s = ConvScratch::default();
         let f = (g.forward_flops() * BATCH as u64) as f64;
-        bench.run(&format!("{name} forward"), f, 200, || {
-            conv::conv2d_forward(&g, BATCH, &x, &w, &b, &mut y, &mut s);
-            black_box(&y);
-        });
-        bench.run(&format!("{name} backward (dW, db)"), f, 200, || {
-            conv::conv2d_backward(&g, BATCH, &x, &w, &dy, None, &mut dw, &mut db, &mut s);
-            black_box(&dw);
-        });
-        bench.run(
-            &format!("{name} backward (dx, dW, db)"),
-            2.0 * f,
-            200,
-            || {
-                conv::conv2d_backward(
-                    &g,
-                    BATCH,
-                    &x,
-                    &w,
-                    &dy,
-                    Some(&mut dx),
-                    &mut dw,
-                    &mut db,
-                    &mut s,
-                );
-                black_box(&dx);
-            },
-        );
-        bench.run(
-            &format!("{name} forward + backward after forward"),
-            3.0 * f,
-            200,
-            || {
+        for algorithm in [ConvAlgorithm::Im2col, ConvAlgorithm::Direct] {
+            if algorithm.resolve(&g) != algorithm {
+                continue; // Direct needs AVX2 and FMA
+            }
+            let name = format!("{name} {algorithm:?}");
+            let mut s = ConvScratch::with_algorithm(algorithm);
+            bench.run(&format!("{name} forward"), f, 200, || {
                 conv::conv2d_forward(&g, BATCH, &x, &w, &b, &mut y, &mut s);
-                conv::conv2d_backward_after_forward(
-                    &g,
-                    BATCH,
-                    &w,
-                    &dy,
-                    Some(&mut dx),
-                    &mut dw,
-                    &mut db,
-                    &mut s,
-                );
-                black_box(&dx);
-            },
-        );
+                black_box(&y);
+            });
+            bench.run(&format!("{name} backward (dW, db)"), f, 200, || {
+                conv::conv2d_backward(&g, BATCH, &x, &w, &dy, None, &mut dw, &mut db, &mut s);
+                black_box(&dw);
+            });
+            bench.run(
+                &format!("{name} backward (dx, dW, db)"),
+                2.0 * f,
+                200,
+                || {
+                    conv::conv2d_backward(
+                        &g,
+                        BATCH,
+                        &x,
+                        &w,
+                        &dy,
+                        Some(&mut dx),
+                        &mut dw,
+                        &mut db,
+                        &mut s,
+                    );
+                    black_box(&dx);
+                },
+            );
+            bench.run(
+                &format!("{name} forward + backward after forward"),
+                3.0 * f,
+                200,
+                || {
+                    conv::conv2d_forward(&g, BATCH, &x, &w, &b, &mut y, &mut s);
+                    conv::conv2d_backward_after_forward(
+                        &g,
+                        BATCH,
+                        &w,
+                        &dy,
+                        Some(&mut dx),
+                        &mut dw,
+                        &mut db,
+                        &mut s,
+                    );
+                    black_box(&dx);
+                },
+            );
+        }
         bench.run(&format!("{name} reference forward"), f, 5, || {
             black_box(reference::conv2d_forward(&g, BATCH, &x, &w, &b));
         });
         bench.run(&format!("{name} reference backward"), 2.0 * f, 5, || {
             black_box(reference::conv2d_backward(&g, BATCH, &x, &w, &dy));
+        });
+    }
+    // fc1: 784 -> 256, batch 100.
+    let (n, i, o) = (BATCH, 784, 256);
+    if im2col::dense_available(i, o) {
+        let x = values(n * i, 5);
+        let w = values(o * i, 6);
+        let b = values(o, 7);
+        let dy = values(n * o, 8);
+        let (mut y, mut dx, mut dw) = (vec![0.0; n * o], vec![0.0; n * i], vec![0.0; o * i]);
+        let mut s = im2col::DenseScratch::default();
+        let f = 2.0 * (n * i * o) as f64;
+        bench.run("fc1 784->256 dense forward", f, 200, || {
+            im2col::dense_forward(n, i, o, &x, &w, &b, &mut y, &mut s);
+            black_box(&y);
+        });
+        bench.run("fc1 784->256 dense backward (dx, dW)", 2.0 * f, 200, || {
+            im2col::dense_backward(n, i, o, &x, &w, &dy, Some(&mut dx), &mut dw, &mut s);
+            black_box(&dw);
+        });
+        bench.run("fc1 784->256 reference forward", f, 5, || {
+            black_box(reference::dense_forward(n, i, o, &x, &w, &b));
         });
     }
     let pools = [
