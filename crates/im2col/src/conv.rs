@@ -437,37 +437,27 @@ pub fn conv2d_backward(
         batch * g.in_size(),
         "conv2d_backward: input length"
     );
-    scratch.forward_cols = None;
-    let mask = None;
-    if scratch.algorithm.resolve(g) == ConvAlgorithm::Direct {
+    // Prepare what a forward pass would have left, then take that path.
+    let algorithm = scratch.algorithm.resolve(g);
+    if algorithm == ConvAlgorithm::Direct {
         direct::pad_input(g, batch, input, &mut scratch.direct);
-        direct::backward(
-            g,
-            batch,
-            weight,
-            mask,
-            grad_output,
-            grad_input,
-            grad_weight,
-            grad_bias,
-            &mut scratch.direct,
-        );
-        return;
-    }
-    if batch > 0 {
+    } else if batch > 0 {
         im2col_batch(g, batch, input, &mut scratch.cols);
     }
-    backward_from_cols(
+    scratch.forward_cols = Some((*g, batch, algorithm));
+    conv2d_backward_after_forward_with(
         g,
         batch,
         weight,
-        mask,
+        None,
         grad_output,
         grad_input,
         grad_weight,
         grad_bias,
         scratch,
     );
+    // The scratch holds no forward pass's output to go with these columns.
+    scratch.forward_cols = None;
 }
 
 /// [`conv2d_backward`] for the input of the last [`conv2d_forward`] that used
@@ -530,13 +520,12 @@ pub fn conv2d_backward_after_forward_with(
             "conv2d_backward: relu_output length"
         );
     }
-    let mask = relu_output;
     if algorithm == ConvAlgorithm::Direct {
         direct::backward(
             g,
             batch,
             weight,
-            mask,
+            relu_output,
             grad_output,
             grad_input,
             grad_weight,
@@ -549,7 +538,7 @@ pub fn conv2d_backward_after_forward_with(
         g,
         batch,
         weight,
-        mask,
+        relu_output,
         grad_output,
         grad_input,
         grad_weight,
