@@ -530,6 +530,31 @@ pub(crate) fn with_tile(len: usize, f: impl FnOnce(&mut [f32])) {
 /// `out[r][q] = Σ_k a[k·MR + r] · src[offsets[k] + q]` for r < MR, q < q8
 /// (`out` is MR rows of q8). `src` must hold every such read.
 pub(crate) fn shifted_gemm(a: &[f32], src: &[f32], offsets: &[usize], q8: usize, out: &mut [f32]) {
+    shifted_gemm_on(cpu_has_avx512(), a, src, offsets, q8, out)
+}
+
+/// Whether the CPU has AVX-512F, for the 16-lane blocks of `shifted_gemm`.
+#[cfg(target_arch = "x86_64")]
+fn cpu_has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn cpu_has_avx512() -> bool {
+    false
+}
+
+/// [`shifted_gemm`], with 16-lane AVX-512 blocks or without. Each output is
+/// the same chain of fused multiply-adds in the same order either way, so
+/// the two give the same bits (a test holds them to it).
+fn shifted_gemm_on(
+    avx512: bool,
+    a: &[f32],
+    src: &[f32],
+    offsets: &[usize],
+    q8: usize,
+    out: &mut [f32],
+) {
     assert!(q8.is_multiple_of(LANES), "shifted_gemm: q8");
     assert!(a.len() >= offsets.len() * MR, "shifted_gemm: packed rows");
     assert!(out.len() >= MR * q8, "shifted_gemm: output tile");
@@ -538,9 +563,16 @@ pub(crate) fn shifted_gemm(a: &[f32], src: &[f32], offsets: &[usize], q8: usize,
     #[cfg(target_arch = "x86_64")]
     {
         assert!(cpu_has_avx2_fma(), "shifted_gemm needs AVX2 and FMA");
-        // SAFETY: the CPU has AVX2 and FMA (checked above); every read is
-        // inside `a` and `src` and every write inside `out` (asserted above).
-        unsafe { avx2::shifted_gemm(a.as_ptr(), src.as_ptr(), offsets, q8, out.as_mut_ptr()) }
+        let (a, src, out) = (a.as_ptr(), src.as_ptr(), out.as_mut_ptr());
+        if avx512 {
+            assert!(cpu_has_avx512(), "the 16-lane blocks need AVX-512F");
+            // SAFETY: as below, and the CPU has AVX-512F.
+            unsafe { avx2::shifted_gemm_avx512(a, src, offsets, q8, out) }
+        } else {
+            // SAFETY: the CPU has AVX2 and FMA (checked above); every read is
+            // inside `a` and `src` and every write inside `out` (asserted above).
+            unsafe { avx2::shifted_gemm(a, src, offsets, q8, out) }
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("direct convolution is only available on x86-64")
@@ -619,6 +651,66 @@ mod avx2 {
         while q < q8 {
             gemm_block::<1>(a, src, offsets, q, q8, out);
             q += LANES;
+        }
+    }
+
+    /// [`shifted_gemm`] with 64- and 16-pixel blocks in AVX-512 registers
+    /// first, and the AVX2 8-pixel block for what is left.
+    ///
+    /// # Safety
+    /// As [`shifted_gemm`], and the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn shifted_gemm_avx512(
+        a: *const f32,
+        src: *const f32,
+        offsets: &[usize],
+        q8: usize,
+        out: *mut f32,
+    ) {
+        const W: usize = 16;
+        let mut q = 0;
+        while q + 4 * W <= q8 {
+            gemm_block_512::<4>(a, src, offsets, q, q8, out);
+            q += 4 * W;
+        }
+        while q + W <= q8 {
+            gemm_block_512::<1>(a, src, offsets, q, q8, out);
+            q += W;
+        }
+        while q < q8 {
+            gemm_block::<1>(a, src, offsets, q, q8, out);
+            q += LANES;
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn gemm_block_512<const V: usize>(
+        a: *const f32,
+        src: *const f32,
+        offsets: &[usize],
+        q: usize,
+        ld: usize,
+        out: *mut f32,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); V]; MR];
+        for (k, &off) in offsets.iter().enumerate() {
+            let s = src.add(off + q);
+            let mut b = [_mm512_setzero_ps(); V];
+            for (v, bv) in b.iter_mut().enumerate() {
+                *bv = _mm512_loadu_ps(s.add(v * 16));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let ar = _mm512_set1_ps(*a.add(k * MR + r));
+                for (v, acc) in row.iter_mut().enumerate() {
+                    *acc = _mm512_fmadd_ps(ar, b[v], *acc);
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (v, acc) in row.iter().enumerate() {
+                _mm512_storeu_ps(out.add(r * ld + q + v * 16), *acc);
+            }
         }
     }
 
@@ -754,5 +846,34 @@ mod avx2 {
         let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
         let single = _mm_add_ss(pair, _mm_shuffle_ps::<0b01>(pair, pair));
         _mm_cvtss_f32(single)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AVX-512 blocks give the bits of the AVX2 ones, for widths that
+    /// use every kind of block (64, 16 and 8 pixels). On a CPU without
+    /// AVX-512 there is nothing to compare.
+    #[test]
+    fn avx512_blocks_give_the_avx2_bits() {
+        if !(cpu_has_avx2_fma() && cpu_has_avx512()) {
+            return;
+        }
+        let value = |i: usize| ((i * 7919 % 2003) as f32 - 1001.0) / 1001.0;
+        for q8 in [8, 16, 24, 64, 72, 88, 224, 840] {
+            for k in [1, 9, 72] {
+                let a: Vec<f32> = (0..k * MR).map(value).collect();
+                let offsets: Vec<usize> = (0..k).map(|j| j * 3).collect();
+                let src: Vec<f32> = (0..3 * k + q8).map(|i| value(i + 5)).collect();
+                let run = |avx512| {
+                    let mut out = vec![f32::NAN; MR * q8];
+                    shifted_gemm_on(avx512, &a, &src, &offsets, q8, &mut out);
+                    out.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+                };
+                assert_eq!(run(true), run(false), "q8 {q8}, k {k}");
+            }
+        }
     }
 }
