@@ -591,6 +591,31 @@ pub(crate) fn shifted_dot(
     offsets: &[usize],
     part: &mut [f32],
 ) {
+    shifted_dot_on(
+        cpu_has_avx512(),
+        xs,
+        x_stride,
+        dys,
+        rows4,
+        q8,
+        offsets,
+        part,
+    )
+}
+
+/// [`shifted_dot`] with or without AVX-512. The AVX-512 block keeps two
+/// taps' 8-lane sums in the two halves of each register, each half summed
+/// exactly as the AVX2 block sums it, so both give the same bits.
+fn shifted_dot_on(
+    avx512: bool,
+    xs: &[f32],
+    x_stride: usize,
+    dys: &[f32],
+    rows4: usize,
+    q8: usize,
+    offsets: &[usize],
+    part: &mut [f32],
+) {
     let images = xs.len() / x_stride;
     assert_eq!(xs.len(), images * x_stride, "shifted_dot: inputs");
     assert_eq!(dys.len(), images * rows4 * q8, "shifted_dot: gradients");
@@ -608,6 +633,7 @@ pub(crate) fn shifted_dot(
         // block of `xs` and `dys`, writes inside `part` (asserted above).
         unsafe {
             avx2::shifted_dot(
+                avx512 && cpu_has_avx512(),
                 xs.as_ptr(),
                 x_stride,
                 dys.as_ptr(),
@@ -753,6 +779,7 @@ mod avx2 {
     /// for `images·rows4·q8`, `part` writable for `rows4·offsets.len()`.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn shifted_dot(
+        avx512: bool,
         xs: *const f32,
         x_stride: usize,
         dys: *const f32,
@@ -765,6 +792,23 @@ mod avx2 {
         let k = offsets.len();
         for block in 0..rows4 / MR {
             let mut kk = 0;
+            if avx512 {
+                while kk + 8 <= k {
+                    dot_block_512(
+                        xs,
+                        x_stride,
+                        dys,
+                        images,
+                        rows4,
+                        q8,
+                        block,
+                        &offsets[kk..kk + 8],
+                        part.add(block * MR * k + kk),
+                        k,
+                    );
+                    kk += 8;
+                }
+            }
             while kk + 2 <= k {
                 dot_block::<2>(
                     xs,
@@ -838,6 +882,65 @@ mod avx2 {
         }
     }
 
+    /// [`dot_block`] for 8 taps at once: register `p` of row `r` holds the
+    /// 8-lane sums of taps 2p (low half) and 2p + 1 (high half), each half
+    /// updated by the same fused multiply-adds in the same order as the AVX2
+    /// block's register for that tap, and summed by the same
+    /// [`horizontal_sum`].
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn dot_block_512(
+        xs: *const f32,
+        x_stride: usize,
+        dys: *const f32,
+        images: usize,
+        rows4: usize,
+        q8: usize,
+        block: usize,
+        offsets: &[usize],
+        out: *mut f32,
+        ld: usize,
+    ) {
+        const P: usize = 4;
+        let pair = |lo: __m256, hi: __m256| {
+            _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+                _mm512_castps_pd(_mm512_castps256_ps512(lo)),
+                _mm256_castps_pd(hi),
+            ))
+        };
+        let mut acc = [[_mm512_setzero_ps(); P]; MR];
+        for n in 0..images {
+            let x = xs.add(n * x_stride);
+            let dy = dys.add((n * rows4 + block * MR) * q8);
+            let mut q = 0;
+            while q < q8 {
+                let mut b = [_mm512_setzero_ps(); P];
+                for (p, bp) in b.iter_mut().enumerate() {
+                    *bp = pair(
+                        _mm256_loadu_ps(x.add(offsets[2 * p] + q)),
+                        _mm256_loadu_ps(x.add(offsets[2 * p + 1] + q)),
+                    );
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let d8 = _mm256_loadu_ps(dy.add(r * q8 + q));
+                    let d = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(d8)));
+                    for (p, acc) in row.iter_mut().enumerate() {
+                        *acc = _mm512_fmadd_ps(d, b[p], *acc);
+                    }
+                }
+                q += LANES;
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (p, acc) in row.iter().enumerate() {
+                let lo = _mm512_castps512_ps256(*acc);
+                let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(*acc)));
+                *out.add(r * ld + 2 * p) = horizontal_sum(lo);
+                *out.add(r * ld + 2 * p + 1) = horizontal_sum(hi);
+            }
+        }
+    }
+
     /// Lanes summed as ((0+4)+(2+6)) + ((1+5)+(3+7)): a fixed order.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
@@ -874,6 +977,33 @@ mod tests {
                 };
                 assert_eq!(run(true), run(false), "q8 {q8}, k {k}");
             }
+        }
+    }
+
+    /// The same for the dot-product kernel, over several images and tap
+    /// counts that leave 0 to 7 taps for the AVX2 blocks.
+    #[test]
+    fn avx512_dot_blocks_give_the_avx2_bits() {
+        if !(cpu_has_avx2_fma() && cpu_has_avx512()) {
+            return;
+        }
+        let value = |i: usize| ((i * 7919 % 2003) as f32 - 1001.0) / 1001.0;
+        for (q8, k, images, rows4) in [
+            (8, 8, 1, 4),
+            (24, 9, 3, 8),
+            (224, 72, 5, 16),
+            (16, 15, 2, 4),
+        ] {
+            let offsets: Vec<usize> = (0..k).map(|j| j * 3).collect();
+            let x_stride = 3 * k + q8;
+            let xs: Vec<f32> = (0..images * x_stride).map(|i| value(i + 3)).collect();
+            let dys: Vec<f32> = (0..images * rows4 * q8).map(|i| value(i + 11)).collect();
+            let run = |avx512| {
+                let mut part = vec![f32::NAN; rows4 * k];
+                shifted_dot_on(avx512, &xs, x_stride, &dys, rows4, q8, &offsets, &mut part);
+                part.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+            };
+            assert_eq!(run(true), run(false), "q8 {q8}, k {k}");
         }
     }
 }
