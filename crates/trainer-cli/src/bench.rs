@@ -276,7 +276,6 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             fused: fused.iter().any(|f| f == l.name()),
         })
         .collect();
-    drop(parallel);
     let step_mean = steps.iter().sum::<Duration>() / n;
     steps.sort();
     let step_median = steps[steps.len() / 2];

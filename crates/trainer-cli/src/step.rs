@@ -65,11 +65,6 @@ impl DataParallel {
         }
     }
 
-    /// Images per micro-batch.
-    pub fn micro_batch(&self) -> usize {
-        self.micro_batch
-    }
-
     fn ensure_replicas(&mut self, master: &Network, count: usize) -> Result<(), LayerError> {
         // (Replicas take the master's weights at the start of every step.)
         if self.replicas.len() >= count {
