@@ -13,8 +13,9 @@
 //! processes, a worker is often descheduled while it holds a piece of a loop,
 //! and the join waits a whole time slice for it: the epoch took 4-5x its
 //! quiet time beside two busy loops. Here the threads meet twice per step
-//! (the replicas' join and the optimizer's update of fc1's weights), and a thread that runs out of micro-batches steals pieces of the kernels
-//! of the others (they are still parallel loops inside).
+//! (the replicas' join and the optimizer's update of fc1's weights), and a
+//! thread that runs out of micro-batches steals pieces of the kernels of the
+//! others (they are still parallel loops inside).
 //!
 //! The cut depends only on the batch and micro-batch sizes, and each
 //! micro-batch's gradient is computed by the same kernels in the same order
@@ -27,7 +28,8 @@ use layers::{one_hot_into, LayerError, Loss, Network};
 
 use crate::eval::count_correct;
 
-/// Gradient sums and weight copies run in blocks this long.
+/// The gradient sum walks each parameter in blocks this long, adding every
+/// replica's block before moving on, so that the blocks stay in cache.
 const BLOCK: usize = 1 << 14;
 
 /// A batch's mean loss and the number of its examples classified correctly.
