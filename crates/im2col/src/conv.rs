@@ -513,6 +513,33 @@ pub fn conv2d_backward_after_forward_with(
         (fg, fbatch) == (*g, batch),
         "conv2d_backward_after_forward: the scratch does not hold this forward pass's columns"
     );
+    assert_eq!(
+        weight.len(),
+        g.weight_len(),
+        "conv2d_backward: weight length"
+    );
+    assert_eq!(
+        grad_output.len(),
+        batch * g.out_size(),
+        "conv2d_backward: grad_output length"
+    );
+    assert_eq!(
+        grad_weight.len(),
+        g.weight_len(),
+        "conv2d_backward: grad_weight length"
+    );
+    assert_eq!(
+        grad_bias.len(),
+        g.out_channels,
+        "conv2d_backward: grad_bias length"
+    );
+    if let Some(dx) = &grad_input {
+        assert_eq!(
+            dx.len(),
+            batch * g.in_size(),
+            "conv2d_backward: grad_input length"
+        );
+    }
     if let Some(y) = relu_output {
         assert_eq!(
             y.len(),
@@ -547,7 +574,8 @@ pub fn conv2d_backward_after_forward_with(
     );
 }
 
-/// The backward pass, given the batch's im2col matrix in `scratch.cols`.
+/// The backward pass, given the batch's im2col matrix in `scratch.cols`
+/// (slice lengths checked by the caller).
 fn backward_from_cols(
     g: &ConvGeometry,
     batch: usize,
@@ -559,26 +587,6 @@ fn backward_from_cols(
     grad_bias: &mut [f32],
     scratch: &mut ConvScratch,
 ) {
-    assert_eq!(
-        weight.len(),
-        g.weight_len(),
-        "conv2d_backward: weight length"
-    );
-    assert_eq!(
-        grad_output.len(),
-        batch * g.out_size(),
-        "conv2d_backward: grad_output length"
-    );
-    assert_eq!(
-        grad_weight.len(),
-        g.weight_len(),
-        "conv2d_backward: grad_weight length"
-    );
-    assert_eq!(
-        grad_bias.len(),
-        g.out_channels,
-        "conv2d_backward: grad_bias length"
-    );
     let (l, k, o) = (g.out_plane(), g.patch_len(), g.out_channels);
     if batch == 0 {
         grad_weight.fill(0.0);
@@ -657,11 +665,6 @@ fn backward_from_cols(
     // dx[n] = col2im(Wᵀ · dy[n]), image by image; dy[n] is the column block
     // [n·L, (n+1)·L) of the regrouped (and masked) gradient.
     if let Some(grad_input) = grad_input {
-        assert_eq!(
-            grad_input.len(),
-            batch * g.in_size(),
-            "conv2d_backward: grad_input length"
-        );
         resize(&mut scratch.grad_cols, batch * k * l);
         let dy_by_channel = &scratch.grad_output_by_channel;
         grad_input

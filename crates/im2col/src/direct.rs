@@ -159,20 +159,25 @@ pub(crate) struct DirectScratch {
     /// Per-image bias-gradient sums, N x O, in f64.
     grad_bias_parts: Vec<f64>,
     /// The geometry `padded_input`, `grad_output_wide` and
-    /// `padded_grad_output` are laid out for. Their padding, extra columns
-    /// and slack are zeroed once, when the layout changes, and never written
+    /// `padded_grad_output` are laid out for, and `x_offsets` and
+    /// `dy_offsets` computed for. The buffers' padding, extra columns and
+    /// slack are zeroed once, when the layout changes, and never written
     /// after that: each pass writes only the interior.
     layout: Option<ConvGeometry>,
 }
 
 impl DirectScratch {
     /// Clears the padded buffers if they were laid out for another geometry,
-    /// so that `resize` refills them with zeros.
+    /// so that `resize` refills them with zeros, and recomputes the row
+    /// offsets (which depend on the geometry alone).
     fn use_layout(&mut self, g: &ConvGeometry) {
         if self.layout != Some(*g) {
             self.padded_input.clear();
             self.grad_output_wide.clear();
             self.padded_grad_output.clear();
+            let grid = Grid::new(g);
+            self.x_offsets = grid.x_offsets(g);
+            self.dy_offsets = grid.dy_offsets(g);
             self.layout = Some(*g);
         }
     }
@@ -226,7 +231,6 @@ pub(crate) fn forward(
         |o, kk| weight[o * k + kk],
         &mut s.packed_weight,
     );
-    s.x_offsets = grid.x_offsets(g);
     let (packed, offsets) = (&s.packed_weight, &s.x_offsets);
     let (oh, ow, l) = (g.out_h(), g.out_w(), g.out_plane());
     s.padded_input
@@ -295,6 +299,8 @@ fn pack_rows(
 
 /// Backward pass for the input of the last [`forward`] that used `s`:
 /// overwrites `grad_weight` and `grad_bias`, and `grad_input` when given.
+/// Slice lengths are checked by the caller,
+/// [`crate::conv::conv2d_backward_after_forward_with`].
 /// With `mask` (a fused ReLU's output), dy counts only where the mask is positive.
 pub(crate) fn backward(
     g: &ConvGeometry,
@@ -319,17 +325,6 @@ pub(crate) fn backward(
         batch * grid.x_stride,
         "direct conv: no forward pass"
     );
-    assert_eq!(
-        grad_output.len(),
-        batch * g.out_size(),
-        "direct conv: grad_output length"
-    );
-    assert_eq!(
-        grad_weight.len(),
-        g.weight_len(),
-        "direct conv: grad_weight length"
-    );
-    assert_eq!(grad_bias.len(), o, "direct conv: grad_bias length");
     if batch == 0 {
         grad_weight.fill(0.0);
         grad_bias.fill(0.0);
@@ -402,7 +397,6 @@ pub(crate) fn backward(
     let per_chunk = batch.div_ceil(GRAD_WEIGHT_CHUNKS);
     let chunks = batch.div_ceil(per_chunk);
     resize(&mut s.grad_weight_parts, chunks * grid.o4 * k);
-    s.x_offsets = grid.x_offsets(g);
     let (x_offsets, padded_input, dy_wide) = (&s.x_offsets, &s.padded_input, &s.grad_output_wide);
     let parts = &mut s.grad_weight_parts;
     let mut weight_grad = || {
@@ -419,11 +413,6 @@ pub(crate) fn backward(
     };
 
     if let Some(grad_input) = grad_input {
-        assert_eq!(
-            grad_input.len(),
-            batch * g.in_size(),
-            "direct conv: grad_input length"
-        );
         let (kh, kw, ks) = (g.kernel_h, g.kernel_w, g.kernel_h * g.kernel_w);
         // W'[c][(o, i, j)] = W[o][c][KH−1−i][KW−1−j].
         pack_rows(
@@ -436,7 +425,6 @@ pub(crate) fn backward(
             },
             &mut s.packed_weight_rotated,
         );
-        s.dy_offsets = grid.dy_offsets(g);
         let (packed, offsets, dy_padded) = (
             &s.packed_weight_rotated,
             &s.dy_offsets,
