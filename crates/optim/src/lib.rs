@@ -7,11 +7,17 @@
 //!   `W ← W − η·(g + λ·W + μ·d)`.
 //! * Adam (Kingma & Ba), with L2 weight decay added to the gradient.
 //!
-//! An optimizer sees parameters only through [`Params`], a visitor over
+//! An optimizer sees parameters only through [`Params`], a list of
 //! [`layers::Param`] (value, gradient, name): it knows no layer type. Its
 //! state (momentum buffers, Adam moments, step count) is keyed by parameter
 //! name and serialisable, so a checkpoint can carry it and a resumed run
 //! continues exactly.
+//!
+//! A step updates every parameter in blocks of [`BLOCK`] elements, all
+//! blocks of all parameters in one parallel loop, and reports a parameter
+//! that became NaN or infinite. [`Optimizer::step_with`] lets the caller
+//! write each block's gradient just before its update (a data-parallel step
+//! sums its replicas' gradients there).
 //!
 //! ```
 //! use layers::{LinearConfig, Layer};
@@ -40,23 +46,23 @@ use serde::{Deserialize, Serialize};
 
 /// Parameter updates are split in blocks this long across rayon's threads:
 /// fc1's 200k weights make 13 tasks, a bias one.
-const BLOCK: usize = 1 << 14;
+pub const BLOCK: usize = 1 << 14;
 
-/// Anything whose parameters can be visited: a [`Network`] or a single [`Layer`].
+/// Anything whose parameters can be listed: a [`Network`] or a single [`Layer`].
 pub trait Params {
-    /// Calls `f` on every parameter, mutably, in a fixed order.
-    fn for_each_param(&mut self, f: &mut dyn FnMut(&mut Param));
+    /// Every parameter, mutably, in a fixed order.
+    fn params_mut(&mut self) -> Vec<&mut Param>;
 }
 
 impl Params for Network {
-    fn for_each_param(&mut self, f: &mut dyn FnMut(&mut Param)) {
-        self.visit_params_mut(f)
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        Network::params_mut(self)
     }
 }
 
 impl Params for dyn Layer {
-    fn for_each_param(&mut self, f: &mut dyn FnMut(&mut Param)) {
-        self.visit_params_mut(f)
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        Layer::params_mut(self)
     }
 }
 
@@ -228,7 +234,7 @@ impl Optimizer {
         };
         let mut problem = None;
         let mut names = 0;
-        model.for_each_param(&mut |p| {
+        for p in model.params_mut() {
             names += 1;
             if let Some(bufs) = state.slots.get(&p.name) {
                 if bufs.len() != slots || bufs.iter().any(|b| b.len() != p.value.len()) {
@@ -243,7 +249,7 @@ impl Optimizer {
             } else if state.steps > 0 {
                 problem.get_or_insert(format!("optimizer state has no buffer for `{}`", p.name));
             }
-        });
+        }
         if problem.is_none() && state.slots.len() > names {
             problem = Some(format!(
                 "optimizer state has {} buffers for {names} parameters",
@@ -260,70 +266,149 @@ impl Optimizer {
     }
 
     /// One update of every parameter from its gradient, at learning rate `lr`
-    /// (the schedule's value for this epoch).
-    pub fn step<P: Params + ?Sized>(&mut self, model: &mut P, lr: f32) {
+    /// (the schedule's value for this epoch). Returns the name of the first
+    /// parameter that holds a NaN or an infinity after the update, if any.
+    pub fn step<P: Params + ?Sized>(&mut self, model: &mut P, lr: f32) -> Option<String> {
+        self.step_with(model, lr, |_, _, _| {})
+    }
+
+    /// [`Optimizer::step`], where `gradient(j, at, grad)` first writes the
+    /// gradient of parameter `j` (in [`Params::params_mut`] order) from
+    /// element `at` on into `grad`, that parameter's own gradient, one block
+    /// of at most [`BLOCK`] elements at a time. A caller that sums gradients
+    /// from several places (the replicas of a data-parallel step) thus sums
+    /// and updates each block in one pass over memory, while it is in cache,
+    /// and in parallel. The update is elementwise, so how the blocks are
+    /// spread over threads changes no bits.
+    pub fn step_with<P, G>(&mut self, model: &mut P, lr: f32, gradient: G) -> Option<String>
+    where
+        P: Params + ?Sized,
+        G: Fn(usize, usize, &mut [f32]) + Sync,
+    {
         self.state.steps += 1;
         let t = self.state.steps;
         let config = self.config.clone();
-        let slots = &mut self.state.slots;
-        model.for_each_param(&mut |p| {
-            let w = p.value.as_slice_mut().expect("parameters are contiguous");
-            let g = p.grad.as_slice().expect("gradients are contiguous");
-            let buffers = match config {
-                OptimizerConfig::Sgd { .. } => 1,
-                OptimizerConfig::Adam { .. } => 2,
-            };
+        let buffers = match config {
+            OptimizerConfig::Sgd { .. } => 1,
+            OptimizerConfig::Adam { .. } => 2,
+        };
+        let mut params = model.params_mut();
+        for p in &params {
             // Look up before inserting: `entry` would clone the name every step.
-            if !slots.contains_key(&p.name) {
-                slots.insert(p.name.clone(), vec![vec![0.0; w.len()]; buffers]);
+            if !self.state.slots.contains_key(&p.name) {
+                self.state
+                    .slots
+                    .insert(p.name.clone(), vec![vec![0.0; p.value.len()]; buffers]);
             }
-            let bufs = slots.get_mut(&p.name).expect("inserted above");
-            match config {
-                OptimizerConfig::Sgd {
-                    momentum,
-                    weight_decay,
-                    nesterov,
-                    ..
-                } => {
-                    // Elementwise, so splitting it across threads changes no bits.
-                    w.par_chunks_mut(BLOCK)
-                        .zip(g.par_chunks(BLOCK))
-                        .zip(bufs[0].par_chunks_mut(BLOCK))
-                        .for_each(|((w, g), d)| {
-                            for ((w, &g), d) in w.iter_mut().zip(g).zip(d.iter_mut()) {
-                                let grad = g + weight_decay * *w;
-                                *d = momentum * *d + grad;
-                                *w -= lr * if nesterov { grad + momentum * *d } else { *d };
-                            }
-                        });
-                }
-                OptimizerConfig::Adam {
-                    beta1,
-                    beta2,
-                    eps,
-                    weight_decay,
-                    ..
-                } => {
-                    let (m, v) = bufs.split_at_mut(1);
-                    let c1 = 1.0 - beta1.powi(t as i32);
-                    let c2 = 1.0 - beta2.powi(t as i32);
-                    w.par_chunks_mut(BLOCK)
-                        .zip(g.par_chunks(BLOCK))
-                        .zip(m[0].par_chunks_mut(BLOCK))
-                        .zip(v[0].par_chunks_mut(BLOCK))
-                        .for_each(|(((w, g), m), v)| {
-                            for (((w, &g), m), v) in
-                                w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
-                            {
-                                let grad = g + weight_decay * *w;
-                                *m = beta1 * *m + (1.0 - beta1) * grad;
-                                *v = beta2 * *v + (1.0 - beta2) * grad * grad;
-                                *w -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
-                            }
-                        });
-                }
+        }
+        // Each parameter's buffers, in parameter order.
+        let mut by_name: Vec<(&String, Option<&mut Vec<Vec<f32>>>)> = self
+            .state
+            .slots
+            .iter_mut()
+            .map(|(name, bufs)| (name, Some(bufs)))
+            .collect();
+        let mut tasks = Vec::new();
+        for (j, p) in params.iter_mut().enumerate() {
+            let i = by_name
+                .binary_search_by(|(name, _)| name.as_str().cmp(&p.name))
+                .expect("inserted above");
+            let bufs = by_name[i].1.take().expect("parameter names are unique");
+            let (first, second) = bufs.split_at_mut(1);
+            let w = p.value.as_slice_mut().expect("parameters are contiguous");
+            let g = p.grad.as_slice_mut().expect("gradients are contiguous");
+            let mut second = second.first_mut().map(|b| b.chunks_mut(BLOCK));
+            for (c, ((w, g), a)) in w
+                .chunks_mut(BLOCK)
+                .zip(g.chunks_mut(BLOCK))
+                .zip(first[0].chunks_mut(BLOCK))
+                .enumerate()
+            {
+                let b = second.as_mut().map(|s| s.next().expect("same length"));
+                tasks.push(Block {
+                    param: j,
+                    at: c * BLOCK,
+                    w,
+                    g,
+                    a,
+                    b,
+                });
             }
-        });
+        }
+        let first_bad = tasks
+            .into_par_iter()
+            .with_max_len(1)
+            .filter_map(
+                |Block {
+                     param,
+                     at,
+                     w,
+                     g,
+                     a,
+                     b,
+                 }| {
+                    gradient(param, at, g);
+                    update(&config, t, lr, w, g, a, b);
+                    w.iter().any(|v| !v.is_finite()).then_some(param)
+                },
+            )
+            .min();
+        first_bad.map(|j| params[j].name.clone())
+    }
+}
+
+/// One block of one parameter: its weights, gradient and optimizer buffers.
+struct Block<'a> {
+    param: usize,
+    at: usize,
+    w: &'a mut [f32],
+    g: &'a mut [f32],
+    /// SGD's momentum `d`, or Adam's first moment.
+    a: &'a mut [f32],
+    /// Adam's second moment.
+    b: Option<&'a mut [f32]>,
+}
+
+/// The update of one block, elementwise; `t` is the step count (for Adam).
+fn update(
+    config: &OptimizerConfig,
+    t: u64,
+    lr: f32,
+    w: &mut [f32],
+    g: &[f32],
+    a: &mut [f32],
+    b: Option<&mut [f32]>,
+) {
+    match *config {
+        OptimizerConfig::Sgd {
+            momentum,
+            weight_decay,
+            nesterov,
+            ..
+        } => {
+            for ((w, &g), d) in w.iter_mut().zip(g).zip(a.iter_mut()) {
+                let grad = g + weight_decay * *w;
+                *d = momentum * *d + grad;
+                *w -= lr * if nesterov { grad + momentum * *d } else { *d };
+            }
+        }
+        OptimizerConfig::Adam {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            ..
+        } => {
+            let v = b.expect("Adam keeps two buffers");
+            let c1 = 1.0 - beta1.powi(t as i32);
+            let c2 = 1.0 - beta2.powi(t as i32);
+            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(a.iter_mut()).zip(v.iter_mut()) {
+                let grad = g + weight_decay * *w;
+                *m = beta1 * *m + (1.0 - beta1) * grad;
+                *v = beta2 * *v + (1.0 - beta2) * grad * grad;
+                *w -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+            }
+        }
     }
 }
 

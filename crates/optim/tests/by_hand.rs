@@ -8,8 +8,8 @@ use tensor::Tensor;
 struct Scalar(Param);
 
 impl Params for Scalar {
-    fn for_each_param(&mut self, f: &mut dyn FnMut(&mut Param)) {
-        f(&mut self.0)
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        vec![&mut self.0]
     }
 }
 

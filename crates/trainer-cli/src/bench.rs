@@ -37,7 +37,7 @@ use optim::Optimizer;
 use tensor::{Rng, Tensor};
 
 use crate::config::TrainConfig;
-use crate::data::{Batch, DataSets};
+use crate::data::{Batch, DataSets, DatasetBatch};
 use crate::step::DataParallel;
 
 /// What `cnn bench` was asked to do.
@@ -244,13 +244,19 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     for s in 0..opts.warmup + opts.steps {
         let idx = batches[s % batches.len()];
         let start = Instant::now();
-        buf.fill(&train, idx, norm);
+        let batch = DatasetBatch {
+            data: &train,
+            indices: idx,
+            norm,
+        };
         let result = parallel
-            .step(&mut net_dp, &loss_fn, &buf.images, &buf.labels)
+            .forward_backward(&net_dp, &loss_fn, &batch)
             .map_err(|e| anyhow!("{e}"))?;
-        optimizer_dp.step(&mut net_dp, lr);
         if !result.loss.is_finite() {
             bail!("step {}: the loss became {}", s + 1, result.loss);
+        }
+        if let Some(name) = parallel.update(&mut net_dp, &mut optimizer_dp, lr) {
+            bail!("step {}: parameter `{name}` became NaN or infinite", s + 1);
         }
         if s >= opts.warmup {
             steps.push(start.elapsed());

@@ -2,9 +2,13 @@
 
 use std::path::Path;
 
+use std::ops::Range;
+
 use anyhow::{Context, Result};
 use mnist_io::{Dataset, Split};
 use tensor::Tensor;
+
+use crate::step::BatchSource;
 
 /// A training and a test set from one folder.
 pub struct DataSets {
@@ -69,5 +73,58 @@ impl Batch {
             self.images.as_slice_mut().expect("contiguous"),
             &mut self.labels,
         );
+    }
+}
+
+/// The examples at `indices` of a data set, kept as its u8 pixels until a
+/// micro-batch asks for its share (see [`crate::step`]).
+pub struct DatasetBatch<'a> {
+    /// The data set.
+    pub data: &'a Dataset,
+    /// The batch's examples, by index in `data`.
+    pub indices: &'a [usize],
+    /// `(mean, std)` to normalise pixels with, after scaling them to [0, 1].
+    pub norm: Option<(f32, f32)>,
+}
+
+impl BatchSource for DatasetBatch<'_> {
+    fn len(&self) -> usize {
+        self.indices.len()
+    }
+    fn example_shape(&self) -> Vec<usize> {
+        vec![1, self.data.rows(), self.data.cols()]
+    }
+    fn fill(&self, range: Range<usize>, images: &mut [f32], labels: &mut [usize]) {
+        self.data
+            .fill_batch(&self.indices[range], self.norm, images, labels);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Any range of the batch fills the same floats and labels as the
+    /// whole batch does at those places.
+    #[test]
+    fn a_range_fills_its_part_of_the_whole_batch() {
+        let pixels = (0..20 * 30).map(|i| (i * 7 % 256) as u8).collect();
+        let labels = (0..20).map(|i| (i % 10) as u8).collect();
+        let ds = Dataset::from_parts(pixels, labels, 6, 5).unwrap();
+        let indices = [4, 17, 0, 9, 9, 12, 3];
+        let norm = Some((0.13, 0.31));
+        let mut whole = Batch::default();
+        whole.fill(&ds, &indices, norm);
+        let batch = DatasetBatch {
+            data: &ds,
+            indices: &indices,
+            norm,
+        };
+        assert_eq!(batch.len(), 7);
+        assert_eq!(batch.example_shape(), vec![1, 6, 5]);
+        let (mut images, mut labels) = (vec![0.0; 3 * 30], vec![0; 3]);
+        batch.fill(2..5, &mut images, &mut labels);
+        assert_eq!(images, whole.images.as_slice().unwrap()[2 * 30..5 * 30]);
+        assert_eq!(labels, whole.labels[2..5]);
     }
 }

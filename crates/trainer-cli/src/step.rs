@@ -1,26 +1,32 @@
 //! One training step, data-parallel over fixed micro-batches.
 //!
 //! The batch is cut into micro-batches of `micro_batch` images (the last may
-//! be shorter). Each runs forward, loss and backward on its own replica of
-//! the network, the replicas in parallel; then each parameter's gradient is
-//! the sum, in micro-batch order, of the replicas' gradients weighted by
-//! their share of the batch, written into the master network, which the
-//! optimizer then updates. Each replica copies the master's weights at the
-//! start of its task.
+//! be shorter). [`DataParallel::forward_backward`] runs each on its own
+//! replica of the network, the replicas in parallel: the replica copies the
+//! master's weights, fills its input from the data set (the u8 pixels are
+//! converted there, by the thread that uses them), and runs forward, loss and
+//! backward. [`DataParallel::update`] then walks every parameter in blocks,
+//! in parallel: for each block it sums the replicas' gradients in micro-batch
+//! order, weighted by their share of the batch, into the master's gradient,
+//! and the optimizer updates that block at once, while it is in cache.
 //!
 //! Why not one network with parallel kernels only: a step then has about 30
 //! parallel loops, each ending in a join. On a machine shared with other busy
 //! processes, a worker is often descheduled while it holds a piece of a loop,
 //! and the join waits a whole time slice for it: the epoch took 4-5x its
 //! quiet time beside two busy loops. Here the threads meet twice per step
-//! (the replicas' join and the optimizer's update of fc1's weights), and a
-//! thread that runs out of micro-batches steals pieces of the kernels of the
-//! others (they are still parallel loops inside).
+//! (after the replicas, and after the update), and a thread that runs out of
+//! micro-batches steals pieces of the kernels of the others (they are still
+//! parallel loops inside). Nothing else runs on one thread alone: a serial
+//! batch fill, gradient sum and finiteness scan cost 11% of a 2-thread step.
 //!
 //! The cut depends only on the batch and micro-batch sizes, and each
 //! micro-batch's gradient is computed by the same kernels in the same order
 //! wherever it runs, so the results are bit-identical on any number of threads.
 
+use std::ops::Range;
+
+use optim::Optimizer;
 use rayon::prelude::*;
 use tensor::{Rng, Tensor};
 
@@ -28,9 +34,44 @@ use layers::{one_hot_into, LayerError, Loss, Network};
 
 use crate::eval::count_correct;
 
-/// The gradient sum walks each parameter in blocks this long, adding every
-/// replica's block before moving on, so that the blocks stay in cache.
-const BLOCK: usize = 1 << 14;
+/// A batch that can fill any range of its examples: each micro-batch fills
+/// its own input, on the thread that runs it.
+pub trait BatchSource: Sync {
+    /// Examples in the batch.
+    fn len(&self) -> usize;
+    /// Whether the batch has no examples.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The shape of one example (channels x rows x cols).
+    fn example_shape(&self) -> Vec<usize>;
+    /// Writes the examples `range` into `images` (one after another, each as
+    /// [`BatchSource::example_shape`] says) and their labels into `labels`.
+    fn fill(&self, range: Range<usize>, images: &mut [f32], labels: &mut [usize]);
+}
+
+/// A batch already in memory as an N x ... tensor and N labels.
+pub struct TensorBatch<'a> {
+    /// The examples.
+    pub images: &'a Tensor,
+    /// Their labels.
+    pub labels: &'a [usize],
+}
+
+impl BatchSource for TensorBatch<'_> {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+    fn example_shape(&self) -> Vec<usize> {
+        self.images.shape()[1..].to_vec()
+    }
+    fn fill(&self, range: Range<usize>, images: &mut [f32], labels: &mut [usize]) {
+        let pixels = self.images.as_slice().expect("batches are contiguous");
+        let per = pixels.len() / self.images.shape()[0].max(1);
+        images.copy_from_slice(&pixels[range.start * per..range.end * per]);
+        labels.copy_from_slice(&self.labels[range]);
+    }
+}
 
 /// A batch's mean loss and the number of its examples classified correctly.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -45,16 +86,20 @@ pub struct StepResult {
 struct Replica {
     net: Network,
     input: Tensor,
+    labels: Vec<usize>,
     target: Tensor,
     grad: Tensor,
     loss: f64,
     correct: usize,
 }
 
-/// Replicas of a network, for [`DataParallel::step`].
+/// Replicas of a network, for [`DataParallel::forward_backward`].
 pub struct DataParallel {
     micro_batch: usize,
     replicas: Vec<Replica>,
+    /// The last batch's size: it says which replicas hold gradients, and
+    /// their weights in the sum.
+    batch: usize,
 }
 
 impl DataParallel {
@@ -64,16 +109,14 @@ impl DataParallel {
         DataParallel {
             micro_batch: micro_batch.max(1),
             replicas: Vec::new(),
+            batch: 0,
         }
     }
 
     fn ensure_replicas(&mut self, master: &Network, count: usize) -> Result<(), LayerError> {
         // (Replicas take the master's weights at the start of every step.)
-        if self.replicas.len() >= count {
-            return Ok(());
-        }
         while self.replicas.len() < count {
-            // The draw is overwritten by the master's weights in `step`.
+            // The draw is overwritten by the master's weights in `forward_backward`.
             let net = master
                 .config()
                 .build(&mut Rng::seed_from_u64(0))
@@ -81,6 +124,7 @@ impl DataParallel {
             self.replicas.push(Replica {
                 net,
                 input: Tensor::zeros(vec![0]),
+                labels: Vec::new(),
                 target: Tensor::zeros(vec![0]),
                 grad: Tensor::zeros(vec![0]),
                 loss: 0.0,
@@ -90,31 +134,36 @@ impl DataParallel {
         Ok(())
     }
 
-    /// Forward, loss and backward for the batch `images` (N x ...) with
-    /// `labels`, leaving the gradient of the batch's mean loss in each of
-    /// `master`'s parameters. Each replica first copies `master`'s weights;
-    /// `master`'s own layers do not run.
-    pub fn step(
+    /// Micro-batch `k`'s examples.
+    fn range(&self, k: usize) -> Range<usize> {
+        k * self.micro_batch..((k + 1) * self.micro_batch).min(self.batch)
+    }
+
+    /// Micro-batch `k`'s share of the batch: its weight in the gradient sum.
+    fn share(&self, k: usize) -> f32 {
+        self.range(k).len() as f32 / self.batch as f32
+    }
+
+    /// Forward, loss and backward for `batch` on the replicas, from
+    /// `master`'s weights; `master` itself does not run. The gradients stay
+    /// in the replicas until [`DataParallel::update`] (or
+    /// [`DataParallel::gradients_into`]) sums them.
+    pub fn forward_backward(
         &mut self,
-        master: &mut Network,
+        master: &Network,
         loss_fn: &Loss,
-        images: &Tensor,
-        labels: &[usize],
+        batch: &dyn BatchSource,
     ) -> Result<StepResult, LayerError> {
-        let n = labels.len();
-        if n == 0 || images.shape().first() != Some(&n) {
+        let n = batch.len();
+        if n == 0 {
             return Err(LayerError::new(
                 "input",
                 "network",
-                format!(
-                    "a batch of {} labels for images {}",
-                    n,
-                    tensor::shape_string(images.shape())
-                ),
+                "a batch with at least one example",
             ));
         }
-        let mb = self.micro_batch;
-        let count = n.div_ceil(mb);
+        self.batch = n;
+        let count = n.div_ceil(self.micro_batch);
         self.ensure_replicas(master, count)?;
         let classes = master.outputs();
         let values: Vec<&[f32]> = master
@@ -122,13 +171,13 @@ impl DataParallel {
             .into_iter()
             .map(|p| p.value.as_slice().expect("parameters are contiguous"))
             .collect();
-        let pixels = images.as_slice().expect("batches are contiguous");
-        let per_image = pixels.len() / n;
+        let example = batch.example_shape();
+        let ranges: Vec<Range<usize>> = (0..count).map(|k| self.range(k)).collect();
 
         self.replicas[..count]
             .par_iter_mut()
-            .enumerate()
-            .try_for_each(|(k, r)| -> Result<(), LayerError> {
+            .zip(ranges)
+            .try_for_each(|(r, range)| -> Result<(), LayerError> {
                 // The master's weights, as the optimizer left them.
                 for (p, v) in r.net.params_mut().into_iter().zip(&values) {
                     p.value
@@ -136,32 +185,62 @@ impl DataParallel {
                         .expect("parameters are contiguous")
                         .copy_from_slice(v);
                 }
-                let (lo, hi) = (k * mb, ((k + 1) * mb).min(n));
-                let mut shape = images.shape().to_vec();
-                shape[0] = hi - lo;
+                let mut shape = Vec::with_capacity(example.len() + 1);
+                shape.push(range.len());
+                shape.extend_from_slice(&example);
                 if r.input.shape() != shape {
                     r.input = Tensor::zeros(shape);
                 }
-                r.input
-                    .as_slice_mut()
-                    .expect("contiguous")
-                    .copy_from_slice(&pixels[lo * per_image..hi * per_image]);
+                r.labels.resize(range.len(), 0);
+                batch.fill(
+                    range,
+                    r.input.as_slice_mut().expect("contiguous"),
+                    &mut r.labels,
+                );
                 let logits = r.net.forward(&r.input)?;
-                one_hot_into(&labels[lo..hi], classes, &mut r.target);
+                one_hot_into(&r.labels, classes, &mut r.target);
                 r.loss = loss_fn.forward_backward(logits, &r.target, &mut r.grad)?;
-                r.correct = count_correct(logits, &labels[lo..hi]);
+                r.correct = count_correct(logits, &r.labels);
                 r.net.backward(&r.grad)
             })?;
 
-        // Each micro-batch's gradient is that of its own mean loss; the
-        // batch's mean is their sum weighted by n_k / N, added in order k.
-        // On this thread alone (about 0.1 ms): a parallel loop here would be
-        // one more place for the threads to wait on each other.
         let replicas = &self.replicas[..count];
-        let weights: Vec<f32> = (0..count)
-            .map(|k| (((k + 1) * mb).min(n) - k * mb) as f32 / n as f32)
-            .collect();
-        let grads: Vec<Vec<&[f32]>> = replicas
+        let loss = replicas
+            .iter()
+            .enumerate()
+            .map(|(k, r)| r.loss * self.range(k).len() as f64 / n as f64)
+            .sum();
+        let correct = replicas.iter().map(|r| r.correct).sum();
+        Ok(StepResult { loss, correct })
+    }
+
+    /// Sums the last batch's gradients into `master`'s and lets `optimizer`
+    /// update each block of `master`'s parameters as soon as it is summed,
+    /// at learning rate `lr`. Returns the name of a parameter that became
+    /// NaN or infinite, if any.
+    pub fn update(
+        &self,
+        master: &mut Network,
+        optimizer: &mut Optimizer,
+        lr: f32,
+    ) -> Option<String> {
+        let grads = self.replica_gradients();
+        optimizer.step_with(master, lr, |j, at, dst| self.sum_block(&grads, j, at, dst))
+    }
+
+    /// Sums the last batch's gradients into `master`'s, without an update:
+    /// the gradient of the batch's mean loss.
+    pub fn gradients_into(&self, master: &mut Network) {
+        let grads = self.replica_gradients();
+        for (j, p) in master.params_mut().into_iter().enumerate() {
+            let g = p.grad.as_slice_mut().expect("gradients are contiguous");
+            self.sum_block(&grads, j, 0, g);
+        }
+    }
+
+    /// Each replica's gradients, parameter by parameter.
+    fn replica_gradients(&self) -> Vec<Vec<&[f32]>> {
+        self.replicas[..self.batch.div_ceil(self.micro_batch)]
             .iter()
             .map(|r| {
                 r.net
@@ -170,32 +249,23 @@ impl DataParallel {
                     .map(|p| p.grad.as_slice().expect("gradients are contiguous"))
                     .collect()
             })
-            .collect();
-        for (j, p) in master.params_mut().into_iter().enumerate() {
-            p.grad
-                .as_slice_mut()
-                .expect("gradients are contiguous")
-                .chunks_mut(BLOCK)
-                .enumerate()
-                .for_each(|(c, dst)| {
-                    let at = c * BLOCK;
-                    for (k, (g, &w)) in grads.iter().zip(&weights).enumerate() {
-                        let src = &g[j][at..at + dst.len()];
-                        if k == 0 {
-                            dst.iter_mut().zip(src).for_each(|(d, &s)| *d = w * s);
-                        } else {
-                            dst.iter_mut().zip(src).for_each(|(d, &s)| *d += w * s);
-                        }
-                    }
-                });
+            .collect()
+    }
+
+    /// Writes elements `at..` of parameter `j`'s batch gradient into `dst`.
+    /// Each micro-batch's gradient is that of its own mean loss; the batch's
+    /// mean is their sum weighted by n_k / N, added in order k whatever
+    /// thread does it.
+    fn sum_block(&self, grads: &[Vec<&[f32]>], j: usize, at: usize, dst: &mut [f32]) {
+        for (k, g) in grads.iter().enumerate() {
+            let w = self.share(k);
+            let src = &g[j][at..at + dst.len()];
+            if k == 0 {
+                dst.iter_mut().zip(src).for_each(|(d, &s)| *d = w * s);
+            } else {
+                dst.iter_mut().zip(src).for_each(|(d, &s)| *d += w * s);
+            }
         }
-        let loss = replicas
-            .iter()
-            .enumerate()
-            .map(|(k, r)| r.loss * (((k + 1) * mb).min(n) - k * mb) as f64 / n as f64)
-            .sum();
-        let correct = replicas.iter().map(|r| r.correct).sum();
-        Ok(StepResult { loss, correct })
     }
 }
 
@@ -216,6 +286,21 @@ mod tests {
             Tensor::from_shape_vec(vec![n, 1, 28, 28], x).unwrap(),
             labels,
         )
+    }
+
+    /// A step without an update: the batch's gradient left in `net`.
+    fn dp_step(
+        dp: &mut DataParallel,
+        net: &mut Network,
+        x: &Tensor,
+        labels: &[usize],
+    ) -> StepResult {
+        let batch = TensorBatch { images: x, labels };
+        let r = dp
+            .forward_backward(net, &Loss::SoftmaxCrossEntropy, &batch)
+            .unwrap();
+        dp.gradients_into(net);
+        r
     }
 
     fn grads(net: &Network) -> Vec<Vec<f32>> {
@@ -244,9 +329,7 @@ mod tests {
         let mut a = seed_network();
         let (loss, correct) = plain(&mut a, &x, &labels);
         let mut b = seed_network();
-        let r = DataParallel::new(12)
-            .step(&mut b, &Loss::SoftmaxCrossEntropy, &x, &labels)
-            .unwrap();
+        let r = dp_step(&mut DataParallel::new(12), &mut b, &x, &labels);
         assert_eq!((r.loss.to_bits(), r.correct), (loss.to_bits(), correct));
         assert_eq!(grads(&a), grads(&b));
     }
@@ -267,9 +350,7 @@ mod tests {
                     .unwrap();
                 pool.install(|| {
                     let mut net = seed_network();
-                    let r = DataParallel::new(5)
-                        .step(&mut net, &Loss::SoftmaxCrossEntropy, &x, &labels)
-                        .unwrap();
+                    let r = dp_step(&mut DataParallel::new(5), &mut net, &x, &labels);
                     (r, grads(&net))
                 })
             })
@@ -299,36 +380,108 @@ mod tests {
         let (x, labels) = batch(8);
         let mut dp = DataParallel::new(4);
         let mut net = seed_network();
-        dp.step(&mut net, &Loss::SoftmaxCrossEntropy, &x, &labels)
-            .unwrap();
+        dp_step(&mut dp, &mut net, &x, &labels);
         for p in net.params_mut() {
             p.value.mapv_inplace(|v| v * 0.5);
         }
-        let r = dp
-            .step(&mut net, &Loss::SoftmaxCrossEntropy, &x, &labels)
-            .unwrap();
+        let r = dp_step(&mut dp, &mut net, &x, &labels);
         let mut fresh = seed_network();
         for p in fresh.params_mut() {
             p.value.mapv_inplace(|v| v * 0.5);
         }
-        let r2 = DataParallel::new(4)
-            .step(&mut fresh, &Loss::SoftmaxCrossEntropy, &x, &labels)
-            .unwrap();
+        let r2 = dp_step(&mut DataParallel::new(4), &mut fresh, &x, &labels);
         assert_eq!(r, r2);
         assert_eq!(grads(&net), grads(&fresh));
     }
 
+    /// The fused update gives the bits of summing the gradients first and
+    /// then taking a plain optimizer step, on 1 and 2 threads.
     #[test]
-    fn a_batch_without_images_is_an_error() {
-        let (x, _) = batch(2);
+    fn fused_update_is_sum_then_step() {
+        let (x, labels) = batch(30);
+        let config = TrainConfig::load("seed").unwrap().optimizer;
+        let plain = {
+            let mut net = seed_network();
+            let mut opt = Optimizer::new(config.clone());
+            let mut dp = DataParallel::new(7);
+            for _ in 0..2 {
+                dp_step(&mut dp, &mut net, &x, &labels);
+                assert_eq!(opt.step(&mut net, 0.05), None);
+            }
+            grads(&net)
+                .into_iter()
+                .chain(
+                    net.params()
+                        .iter()
+                        .map(|p| p.value.iter().copied().collect()),
+                )
+                .collect::<Vec<_>>()
+        };
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let fused = pool.install(|| {
+                let mut net = seed_network();
+                let mut opt = Optimizer::new(config.clone());
+                let mut dp = DataParallel::new(7);
+                let batch = TensorBatch {
+                    images: &x,
+                    labels: &labels,
+                };
+                for _ in 0..2 {
+                    dp.forward_backward(&net, &Loss::SoftmaxCrossEntropy, &batch)
+                        .unwrap();
+                    assert_eq!(dp.update(&mut net, &mut opt, 0.05), None);
+                }
+                grads(&net)
+                    .into_iter()
+                    .chain(
+                        net.params()
+                            .iter()
+                            .map(|p| p.value.iter().copied().collect()),
+                    )
+                    .collect::<Vec<_>>()
+            });
+            assert_eq!(fused, plain, "{threads} threads");
+        }
+    }
+
+    /// A weight pushed to infinity by the update is named: the first such
+    /// parameter in the network's order.
+    #[test]
+    fn update_names_a_parameter_that_overflows() {
+        let (x, labels) = batch(4);
+        let mut net = seed_network();
+        let mut dp = DataParallel::new(2);
+        dp.forward_backward(
+            &net,
+            &Loss::SoftmaxCrossEntropy,
+            &TensorBatch {
+                images: &x,
+                labels: &labels,
+            },
+        )
+        .unwrap();
+        let mut opt = Optimizer::new(optim::OptimizerConfig::sgd(1.0, 0.0, 0.0));
+        let bad = dp.update(&mut net, &mut opt, f32::INFINITY);
+        assert_eq!(bad.as_deref(), Some(net.params()[0].name.as_str()));
+    }
+
+    #[test]
+    fn an_empty_batch_is_an_error() {
+        let x = Tensor::zeros(vec![0, 1, 28, 28]);
         let err = DataParallel::new(4)
-            .step(
-                &mut seed_network(),
+            .forward_backward(
+                &seed_network(),
                 &Loss::SoftmaxCrossEntropy,
-                &x,
-                &[1, 2, 3],
+                &TensorBatch {
+                    images: &x,
+                    labels: &[],
+                },
             )
             .unwrap_err();
-        assert!(err.to_string().contains("3 labels"), "{err}");
+        assert!(err.to_string().contains("at least one example"), "{err}");
     }
 }

@@ -1,14 +1,16 @@
 //! The training loop: from IDX bytes to weight updates, epoch after epoch.
 //!
 //! One step, for the batch `idx` of this epoch's order:
-//! 1. [`Batch::fill`] turns the u8 pixels into an N x 1 x 28 x 28 tensor;
-//! 2. [`DataParallel::step`] cuts it into micro-batches and, for each, on its
-//!    own copy of the network and in parallel:
+//! 1. [`DataParallel::forward_backward`] cuts the batch into micro-batches
+//!    and, for each, on its own copy of the network and in parallel:
+//!    [`DatasetBatch`] turns its u8 pixels into an n x 1 x 28 x 28 tensor,
 //!    [`Network::forward`] runs the layers in order and gives the logits,
 //!    [`layers::Loss::forward_backward`] gives the mean loss and d(loss)/d(logits),
 //!    [`Network::backward`] runs the layers in reverse, leaving each parameter's
-//!    gradient; the micro-batches' gradients are then added, in order, into `net`;
-//! 3. [`Optimizer::step`] updates every parameter: `d = μd + (g + λW); W -= ηd`.
+//!    gradient;
+//! 2. [`DataParallel::update`] adds the micro-batches' gradients, in order,
+//!    into `net`, and [`Optimizer::step_with`] updates each parameter block
+//!    as soon as its sum is written: `d = μd + (g + λW); W -= ηd`.
 //!
 //! The order of epoch `e` is [`mnist_io::epoch_order`]`(n, seed, e)`, a pure
 //! function, and the initial weights come from the config's seed, so a run is
@@ -27,7 +29,7 @@ use optim::Optimizer;
 
 use crate::checkpoint::{write_atomic, Checkpoint, EpochRecord, PartialEpoch};
 use crate::config::TrainConfig;
-use crate::data::{Batch, DataSets};
+use crate::data::{DataSets, DatasetBatch};
 use crate::eval::evaluate;
 use crate::step::{DataParallel, StepResult};
 
@@ -138,16 +140,6 @@ fn read_timings(path: &Path, epochs: usize) -> Vec<Option<Timing>> {
         }
     }
     out
-}
-
-fn all_finite(net: &Network) -> Option<String> {
-    let mut bad = None;
-    net.visit_params(&mut |p| {
-        if bad.is_none() && p.value.iter().any(|v| !v.is_finite()) {
-            bad = Some(p.name.clone());
-        }
-    });
-    bad
 }
 
 /// Takes the run directory's lock, or says who holds it.
@@ -261,7 +253,6 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
         rayon::current_num_threads()
     );
 
-    let mut batch = Batch::default();
     let mut parallel = DataParallel::new(t.micro_batch);
     let mut train_seconds_total = 0.0;
     let batches_per_epoch = train_set.len().div_ceil(t.batch) as u64;
@@ -307,15 +298,18 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
         };
         let started = Instant::now();
         for (b, idx) in mnist_io::batches(&order, t.batch).skip(partial.batches as usize) {
-            batch.fill(train_set, idx, norm);
+            let batch = DatasetBatch {
+                data: train_set,
+                indices: idx,
+                norm,
+            };
             let StepResult { loss, correct } = parallel
-                .step(&mut net, &loss_fn, &batch.images, &batch.labels)
+                .forward_backward(&net, &loss_fn, &batch)
                 .map_err(|e| anyhow!("{e}"))?;
             if !loss.is_finite() {
                 bail!("epoch {} batch {}: the loss became {loss}; stopping. The last good checkpoint, {}, is intact", epoch + 1, b + 1, run.last().display());
             }
-            optimizer.step(&mut net, lr);
-            if let Some(name) = all_finite(&net) {
+            if let Some(name) = parallel.update(&mut net, &mut optimizer, lr) {
                 bail!("epoch {} batch {}: parameter `{name}` became NaN or infinite; stopping. The last good checkpoint, {}, is intact", epoch + 1, b + 1, run.last().display());
             }
             partial.batches += 1;

@@ -1,0 +1,160 @@
+//! The blocked, parallel update: every block of every parameter is updated
+//! exactly once, at the right offset, with the same bits on any thread count.
+
+use layers::Param;
+use optim::{Optimizer, OptimizerConfig, Params, BLOCK};
+use proptest::prelude::*;
+use tensor::{Rng, Tensor};
+
+/// Parameters of the given lengths, with random values and gradients.
+struct Model(Vec<Param>);
+
+impl Params for Model {
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        self.0.iter_mut().collect()
+    }
+}
+
+fn model(lengths: &[usize], seed: u64) -> Model {
+    let mut rng = Rng::seed_from_u64(seed);
+    Model(
+        lengths
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let v = (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect();
+                let mut p =
+                    Param::new(format!("p{i}"), Tensor::from_shape_vec(vec![n], v).unwrap());
+                for g in p.grad.iter_mut() {
+                    *g = rng.uniform(-1.0, 1.0) as f32;
+                }
+                p
+            })
+            .collect(),
+    )
+}
+
+fn values(m: &Model) -> Vec<Vec<u32>> {
+    m.0.iter()
+        .map(|p| p.value.iter().map(|v| v.to_bits()).collect())
+        .collect()
+}
+
+/// The update of one element, written out: SGD as the seed defines it.
+fn sgd_by_hand(w: f32, g: f32, d: f32, lr: f32, mu: f32, wd: f32) -> (f32, f32) {
+    let d = mu * d + (g + wd * w);
+    (w - lr * d, d)
+}
+
+fn configs() -> Vec<OptimizerConfig> {
+    vec![
+        OptimizerConfig::sgd(0.1, 0.9, 1e-3),
+        OptimizerConfig::Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 1e-3,
+            nesterov: true,
+        },
+        OptimizerConfig::Adam {
+            lr: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 1e-4,
+        },
+    ]
+}
+
+/// Lengths around the block size, so that parameters end mid-block.
+const LENGTHS: [usize; 4] = [3, BLOCK + 5, 2 * BLOCK, 1];
+
+#[test]
+fn two_sgd_steps_match_the_formula_elementwise() {
+    let (lr, mu, wd) = (0.1, 0.9, 1e-3);
+    let mut m = model(&LENGTHS, 1);
+    let start: Vec<Vec<f32>> =
+        m.0.iter()
+            .map(|p| p.value.iter().copied().collect())
+            .collect();
+    let grads: Vec<Vec<f32>> =
+        m.0.iter()
+            .map(|p| p.grad.iter().copied().collect())
+            .collect();
+    let mut opt = Optimizer::new(OptimizerConfig::sgd(lr, mu, wd));
+    assert_eq!(opt.step(&mut m, lr), None);
+    assert_eq!(opt.step(&mut m, lr), None);
+    for ((p, w0), g) in m.0.iter().zip(&start).zip(&grads) {
+        for ((&got, &w), &g) in p.value.iter().zip(w0).zip(g) {
+            let (w, d) = sgd_by_hand(w, g, 0.0, lr, mu, wd);
+            let (w, _) = sgd_by_hand(w, g, d, lr, mu, wd);
+            assert_eq!(got.to_bits(), w.to_bits(), "{} got {got} want {w}", p.name);
+        }
+    }
+}
+
+#[test]
+fn step_with_writes_each_block_once_at_its_offset() {
+    for config in configs() {
+        // Reference: gradients set beforehand, then a plain step.
+        let mut plain = model(&LENGTHS, 2);
+        let wanted: Vec<Vec<f32>> = plain
+            .0
+            .iter()
+            .map(|p| p.grad.iter().copied().collect())
+            .collect();
+        let mut a = Optimizer::new(config.clone());
+        a.step(&mut plain, 0.05);
+
+        // The same gradients, written block by block by the closure.
+        let mut written = model(&LENGTHS, 2);
+        for p in &mut written.0 {
+            p.grad.fill(f32::NAN);
+        }
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let mut b = Optimizer::new(config.clone());
+        let bad = b.step_with(&mut written, 0.05, |j, at, grad| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            assert!(grad.len() <= BLOCK && at % BLOCK == 0);
+            grad.copy_from_slice(&wanted[j][at..at + grad.len()]);
+        });
+        assert_eq!(bad, None);
+        let blocks: usize = LENGTHS.iter().map(|n| n.div_ceil(BLOCK)).sum();
+        assert_eq!(calls.into_inner(), blocks);
+        assert_eq!(values(&plain), values(&written), "{config:?}");
+        assert_eq!(a.state(), b.state());
+    }
+}
+
+#[test]
+fn a_parameter_that_becomes_nan_is_named() {
+    let mut m = model(&LENGTHS, 3);
+    m.0[2].grad[BLOCK + 7] = f32::INFINITY;
+    m.0[3].grad[0] = f32::NAN;
+    let mut opt = Optimizer::new(OptimizerConfig::sgd(0.1, 0.0, 0.0));
+    assert_eq!(opt.step(&mut m, 0.1).as_deref(), Some("p2"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Threads share the blocks out however they like; the bits do not change.
+    #[test]
+    fn same_bits_on_one_and_three_threads(
+        lengths in prop::collection::vec(1usize..3 * BLOCK, 1..5),
+        seed in 0u64..1000,
+        which in 0usize..3,
+    ) {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut m = model(&lengths, seed);
+                let mut opt = Optimizer::new(configs()[which].clone());
+                for _ in 0..3 {
+                    opt.step(&mut m, 0.1);
+                }
+                (values(&m), opt.state().clone())
+            })
+        };
+        prop_assert_eq!(run(1), run(3));
+    }
+}
