@@ -39,6 +39,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use layers::{Layer, Network, Param};
 use rayon::prelude::*;
@@ -47,6 +49,11 @@ use serde::{Deserialize, Serialize};
 /// Parameter updates are split in blocks this long across rayon's threads:
 /// fc1's 200k weights make 13 tasks, a bias one.
 pub const BLOCK: usize = 1 << 14;
+
+/// A parallel for-loop supplied by the caller of [`Optimizer::step_on`]:
+/// `for_each(n, task)` runs `task(i)` once for every `i` in `0..n`, in any
+/// order and on any threads, and returns when all have returned.
+pub type ForEach<'a> = &'a dyn Fn(usize, &(dyn Fn(usize) + Sync));
 
 /// Anything whose parameters can be listed: a [`Network`] or a single [`Layer`].
 pub trait Params {
@@ -285,6 +292,24 @@ impl Optimizer {
         P: Params + ?Sized,
         G: Fn(usize, usize, &mut [f32]) + Sync,
     {
+        self.step_on(model, lr, gradient, &|n, task| {
+            (0..n).into_par_iter().with_max_len(1).for_each(task)
+        })
+    }
+
+    /// [`Optimizer::step_with`] on the caller's threads, through `for_each`
+    /// (see [`ForEach`]).
+    pub fn step_on<P, G>(
+        &mut self,
+        model: &mut P,
+        lr: f32,
+        gradient: G,
+        for_each: ForEach<'_>,
+    ) -> Option<String>
+    where
+        P: Params + ?Sized,
+        G: Fn(usize, usize, &mut [f32]) + Sync,
+    {
         self.state.steps += 1;
         let t = self.state.steps;
         let config = self.config.clone();
@@ -308,7 +333,7 @@ impl Optimizer {
             .iter_mut()
             .map(|(name, bufs)| (name, Some(bufs)))
             .collect();
-        let mut tasks = Vec::new();
+        let mut blocks = Vec::new();
         for (j, p) in params.iter_mut().enumerate() {
             let i = by_name
                 .binary_search_by(|(name, _)| name.as_str().cmp(&p.name))
@@ -325,35 +350,36 @@ impl Optimizer {
                 .enumerate()
             {
                 let b = second.as_mut().map(|s| s.next().expect("same length"));
-                tasks.push(Block {
+                // One task per block; the lock is never contended.
+                blocks.push(Mutex::new(Block {
                     param: j,
                     at: c * BLOCK,
                     w,
                     g,
                     a,
                     b,
-                });
+                }));
             }
         }
-        let first_bad = tasks
-            .into_par_iter()
-            .with_max_len(1)
-            .filter_map(
-                |Block {
-                     param,
-                     at,
-                     w,
-                     g,
-                     a,
-                     b,
-                 }| {
-                    gradient(param, at, g);
-                    update(&config, t, lr, w, g, a, b);
-                    w.iter().any(|v| !v.is_finite()).then_some(param)
-                },
-            )
-            .min();
-        first_bad.map(|j| params[j].name.clone())
+        let first_bad = AtomicUsize::new(usize::MAX);
+        for_each(blocks.len(), &|i| {
+            let mut block = blocks[i].lock().expect("one task per block");
+            let Block {
+                param,
+                at,
+                w,
+                g,
+                a,
+                b,
+            } = &mut *block;
+            gradient(*param, *at, g);
+            update(&config, t, lr, w, g, a, b.as_deref_mut());
+            if w.iter().any(|v| !v.is_finite()) {
+                first_bad.fetch_min(*param, Ordering::Relaxed);
+            }
+        });
+        let first_bad = first_bad.into_inner();
+        (first_bad != usize::MAX).then(|| params[first_bad].name.clone())
     }
 }
 

@@ -158,3 +158,26 @@ proptest! {
         prop_assert_eq!(run(1), run(3));
     }
 }
+
+/// `step_on` with the caller's own executor (here: one thread, blocks in
+/// reverse order) gives the bits of the rayon-driven `step`.
+#[test]
+fn step_on_any_executor_gives_the_same_bits() {
+    for config in configs() {
+        let mut a = model(&LENGTHS, 4);
+        let mut b = model(&LENGTHS, 4);
+        let mut oa = Optimizer::new(config.clone());
+        let mut ob = Optimizer::new(config.clone());
+        let blocks = std::sync::atomic::AtomicUsize::new(0);
+        for _ in 0..2 {
+            oa.step(&mut a, 0.1);
+            ob.step_on(&mut b, 0.1, |_, _, _| {}, &|n, task| {
+                blocks.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                (0..n).rev().for_each(task)
+            });
+        }
+        assert_eq!(values(&a), values(&b), "{config:?}");
+        let per_step: usize = LENGTHS.iter().map(|n| n.div_ceil(BLOCK)).sum();
+        assert_eq!(blocks.into_inner(), 2 * per_step);
+    }
+}

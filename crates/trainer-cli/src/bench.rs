@@ -39,6 +39,7 @@ use tensor::{Rng, Tensor};
 use crate::config::TrainConfig;
 use crate::data::{Batch, DataSets, DatasetBatch};
 use crate::step::DataParallel;
+use crate::team::Team;
 
 /// What `cnn bench` was asked to do.
 #[derive(Clone, Debug)]
@@ -241,27 +242,30 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let mut parallel = DataParallel::new(config.training.micro_batch);
     let mut net_dp = config.build_network()?;
     let mut optimizer_dp = Optimizer::new(config.optimizer.clone());
-    for s in 0..opts.warmup + opts.steps {
-        let idx = batches[s % batches.len()];
-        let start = Instant::now();
-        let batch = DatasetBatch {
-            data: &train,
-            indices: idx,
-            norm,
-        };
-        let result = parallel
-            .forward_backward(&net_dp, &loss_fn, &batch)
-            .map_err(|e| anyhow!("{e}"))?;
-        if !result.loss.is_finite() {
-            bail!("step {}: the loss became {}", s + 1, result.loss);
+    Team::scope(|team| -> Result<()> {
+        for s in 0..opts.warmup + opts.steps {
+            let idx = batches[s % batches.len()];
+            let start = Instant::now();
+            let batch = DatasetBatch {
+                data: &train,
+                indices: idx,
+                norm,
+            };
+            let result = parallel
+                .forward_backward(team, &net_dp, &loss_fn, &batch)
+                .map_err(|e| anyhow!("{e}"))?;
+            if !result.loss.is_finite() {
+                bail!("step {}: the loss became {}", s + 1, result.loss);
+            }
+            if let Some(name) = parallel.update(team, &mut net_dp, &mut optimizer_dp, lr) {
+                bail!("step {}: parameter `{name}` became NaN or infinite", s + 1);
+            }
+            if s >= opts.warmup {
+                steps.push(start.elapsed());
+            }
         }
-        if let Some(name) = parallel.update(&mut net_dp, &mut optimizer_dp, lr) {
-            bail!("step {}: parameter `{name}` became NaN or infinite", s + 1);
-        }
-        if s >= opts.warmup {
-            steps.push(start.elapsed());
-        }
-    }
+        Ok(())
+    })?;
     let n = opts.steps as u32;
     let flops = net.layer_forward_flops();
     let fused = net

@@ -2,37 +2,39 @@
 //!
 //! The batch is cut into micro-batches of `micro_batch` images (the last may
 //! be shorter). [`DataParallel::forward_backward`] runs each on its own
-//! replica of the network, the replicas in parallel: the replica copies the
-//! master's weights, fills its input from the data set (the u8 pixels are
-//! converted there, by the thread that uses them), and runs forward, loss and
-//! backward. [`DataParallel::update`] then walks every parameter in blocks,
-//! in parallel: for each block it sums the replicas' gradients in micro-batch
-//! order, weighted by their share of the batch, into the master's gradient,
-//! and the optimizer updates that block at once, while it is in cache.
+//! replica of the network, shared out over a [`Team`]: the replica copies
+//! the master's weights, fills its input from the data set (the u8 pixels
+//! are converted there, by the thread that uses them), and runs forward,
+//! loss and backward. [`DataParallel::update`] then walks every parameter in
+//! blocks, over the same team: for each block it sums the replicas'
+//! gradients in micro-batch order, weighted by their share of the batch,
+//! into the master's gradient, and the optimizer updates that block at once,
+//! while it is in cache.
 //!
 //! Why not one network with parallel kernels only: a step then has about 30
 //! parallel loops, each ending in a join. On a machine shared with other busy
 //! processes, a worker is often descheduled while it holds a piece of a loop,
 //! and the join waits a whole time slice for it: the epoch took 4-5x its
 //! quiet time beside two busy loops. Here the threads meet twice per step
-//! (after the replicas, and after the update), and a thread that runs out of
-//! micro-batches steals pieces of the kernels of the others (they are still
-//! parallel loops inside). Nothing else runs on one thread alone: a serial
-//! batch fill, gradient sum and finiteness scan cost 11% of a 2-thread step.
+//! (after the replicas, and after the update), and they wait for each other
+//! awake (see [`crate::team`] for why). Nothing runs on one thread alone: a
+//! serial batch fill, gradient sum and finiteness scan cost 11% of a
+//! 2-thread step.
 //!
 //! The cut depends only on the batch and micro-batch sizes, and each
 //! micro-batch's gradient is computed by the same kernels in the same order
 //! wherever it runs, so the results are bit-identical on any number of threads.
 
 use std::ops::Range;
+use std::sync::Mutex;
 
 use optim::Optimizer;
-use rayon::prelude::*;
 use tensor::{Rng, Tensor};
 
 use layers::{one_hot_into, LayerError, Loss, Network};
 
 use crate::eval::count_correct;
+use crate::team::Team;
 
 /// A batch that can fill any range of its examples: each micro-batch fills
 /// its own input, on the thread that runs it.
@@ -150,6 +152,7 @@ impl DataParallel {
     /// [`DataParallel::gradients_into`]) sums them.
     pub fn forward_backward(
         &mut self,
+        team: &Team,
         master: &Network,
         loss_fn: &Loss,
         batch: &dyn BatchSource,
@@ -174,35 +177,47 @@ impl DataParallel {
         let example = batch.example_shape();
         let ranges: Vec<Range<usize>> = (0..count).map(|k| self.range(k)).collect();
 
-        self.replicas[..count]
-            .par_iter_mut()
-            .zip(ranges)
-            .try_for_each(|(r, range)| -> Result<(), LayerError> {
-                // The master's weights, as the optimizer left them.
-                for (p, v) in r.net.params_mut().into_iter().zip(&values) {
-                    p.value
-                        .as_slice_mut()
-                        .expect("parameters are contiguous")
-                        .copy_from_slice(v);
-                }
-                let mut shape = Vec::with_capacity(example.len() + 1);
-                shape.push(range.len());
-                shape.extend_from_slice(&example);
-                if r.input.shape() != shape {
-                    r.input = Tensor::zeros(shape);
-                }
-                r.labels.resize(range.len(), 0);
-                batch.fill(
-                    range,
-                    r.input.as_slice_mut().expect("contiguous"),
-                    &mut r.labels,
-                );
-                let logits = r.net.forward(&r.input)?;
-                one_hot_into(&r.labels, classes, &mut r.target);
-                r.loss = loss_fn.forward_backward(logits, &r.target, &mut r.grad)?;
-                r.correct = count_correct(logits, &r.labels);
-                r.net.backward(&r.grad)
-            })?;
+        let run = |r: &mut Replica, range: Range<usize>| -> Result<(), LayerError> {
+            // The master's weights, as the optimizer left them.
+            for (p, v) in r.net.params_mut().into_iter().zip(&values) {
+                p.value
+                    .as_slice_mut()
+                    .expect("parameters are contiguous")
+                    .copy_from_slice(v);
+            }
+            let mut shape = Vec::with_capacity(example.len() + 1);
+            shape.push(range.len());
+            shape.extend_from_slice(&example);
+            if r.input.shape() != shape {
+                r.input = Tensor::zeros(shape);
+            }
+            r.labels.resize(range.len(), 0);
+            batch.fill(
+                range,
+                r.input.as_slice_mut().expect("contiguous"),
+                &mut r.labels,
+            );
+            let logits = r.net.forward(&r.input)?;
+            one_hot_into(&r.labels, classes, &mut r.target);
+            r.loss = loss_fn.forward_backward(logits, &r.target, &mut r.grad)?;
+            r.correct = count_correct(logits, &r.labels);
+            r.net.backward(&r.grad)
+        };
+        // One task per replica; the locks are never contended.
+        let slots: Vec<Mutex<(&mut Replica, Result<(), LayerError>)>> = self.replicas[..count]
+            .iter_mut()
+            .map(|r| Mutex::new((r, Ok(()))))
+            .collect();
+        team.for_each(count, &|k| {
+            let mut slot = slots[k].lock().expect("one task per replica");
+            let (r, result) = &mut *slot;
+            *result = run(r, ranges[k].clone());
+        });
+        for slot in slots {
+            slot.into_inner()
+                .expect("a task that panicked re-raised its panic")
+                .1?;
+        }
 
         let replicas = &self.replicas[..count];
         let loss = replicas
@@ -217,15 +232,21 @@ impl DataParallel {
     /// Sums the last batch's gradients into `master`'s and lets `optimizer`
     /// update each block of `master`'s parameters as soon as it is summed,
     /// at learning rate `lr`. Returns the name of a parameter that became
-    /// NaN or infinite, if any.
+    /// NaN or infinite, if any. The blocks are shared out over `team`.
     pub fn update(
         &self,
+        team: &Team,
         master: &mut Network,
         optimizer: &mut Optimizer,
         lr: f32,
     ) -> Option<String> {
         let grads = self.replica_gradients();
-        optimizer.step_with(master, lr, |j, at, dst| self.sum_block(&grads, j, at, dst))
+        optimizer.step_on(
+            master,
+            lr,
+            |j, at, dst| self.sum_block(&grads, j, at, dst),
+            &|n, task| team.for_each(n, task),
+        )
     }
 
     /// Sums the last batch's gradients into `master`'s, without an update:
@@ -296,9 +317,10 @@ mod tests {
         labels: &[usize],
     ) -> StepResult {
         let batch = TensorBatch { images: x, labels };
-        let r = dp
-            .forward_backward(net, &Loss::SoftmaxCrossEntropy, &batch)
-            .unwrap();
+        let r = Team::scope(|team| {
+            dp.forward_backward(team, net, &Loss::SoftmaxCrossEntropy, &batch)
+                .unwrap()
+        });
         dp.gradients_into(net);
         r
     }
@@ -430,11 +452,13 @@ mod tests {
                     images: &x,
                     labels: &labels,
                 };
-                for _ in 0..2 {
-                    dp.forward_backward(&net, &Loss::SoftmaxCrossEntropy, &batch)
-                        .unwrap();
-                    assert_eq!(dp.update(&mut net, &mut opt, 0.05), None);
-                }
+                Team::scope(|team| {
+                    for _ in 0..2 {
+                        dp.forward_backward(team, &net, &Loss::SoftmaxCrossEntropy, &batch)
+                            .unwrap();
+                        assert_eq!(dp.update(team, &mut net, &mut opt, 0.05), None);
+                    }
+                });
                 grads(&net)
                     .into_iter()
                     .chain(
@@ -455,33 +479,31 @@ mod tests {
         let (x, labels) = batch(4);
         let mut net = seed_network();
         let mut dp = DataParallel::new(2);
-        dp.forward_backward(
-            &net,
-            &Loss::SoftmaxCrossEntropy,
-            &TensorBatch {
+        let mut opt = Optimizer::new(optim::OptimizerConfig::sgd(1.0, 0.0, 0.0));
+        let bad = Team::scope(|team| {
+            let batch = TensorBatch {
                 images: &x,
                 labels: &labels,
-            },
-        )
-        .unwrap();
-        let mut opt = Optimizer::new(optim::OptimizerConfig::sgd(1.0, 0.0, 0.0));
-        let bad = dp.update(&mut net, &mut opt, f32::INFINITY);
+            };
+            dp.forward_backward(team, &net, &Loss::SoftmaxCrossEntropy, &batch)
+                .unwrap();
+            dp.update(team, &mut net, &mut opt, f32::INFINITY)
+        });
         assert_eq!(bad.as_deref(), Some(net.params()[0].name.as_str()));
     }
 
     #[test]
     fn an_empty_batch_is_an_error() {
         let x = Tensor::zeros(vec![0, 1, 28, 28]);
-        let err = DataParallel::new(4)
-            .forward_backward(
-                &seed_network(),
-                &Loss::SoftmaxCrossEntropy,
-                &TensorBatch {
-                    images: &x,
-                    labels: &[],
-                },
-            )
-            .unwrap_err();
+        let batch = TensorBatch {
+            images: &x,
+            labels: &[],
+        };
+        let err = Team::scope(|team| {
+            DataParallel::new(4)
+                .forward_backward(team, &seed_network(), &Loss::SoftmaxCrossEntropy, &batch)
+                .unwrap_err()
+        });
         assert!(err.to_string().contains("at least one example"), "{err}");
     }
 }

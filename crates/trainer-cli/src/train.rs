@@ -32,6 +32,7 @@ use crate::config::TrainConfig;
 use crate::data::{DataSets, DatasetBatch};
 use crate::eval::evaluate;
 use crate::step::{DataParallel, StepResult};
+use crate::team::Team;
 
 /// The header of `metrics.csv`. Accuracies are percentages.
 pub const METRICS_HEADER: &str =
@@ -297,47 +298,52 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
             None
         };
         let started = Instant::now();
-        for (b, idx) in mnist_io::batches(&order, t.batch).skip(partial.batches as usize) {
-            let batch = DatasetBatch {
-                data: train_set,
-                indices: idx,
-                norm,
-            };
-            let StepResult { loss, correct } = parallel
-                .forward_backward(&net, &loss_fn, &batch)
-                .map_err(|e| anyhow!("{e}"))?;
-            if !loss.is_finite() {
-                bail!("epoch {} batch {}: the loss became {loss}; stopping. The last good checkpoint, {}, is intact", epoch + 1, b + 1, run.last().display());
-            }
-            if let Some(name) = parallel.update(&mut net, &mut optimizer, lr) {
-                bail!("epoch {} batch {}: parameter `{name}` became NaN or infinite; stopping. The last good checkpoint, {}, is intact", epoch + 1, b + 1, run.last().display());
-            }
-            partial.batches += 1;
-            partial.loss_sum += loss * idx.len() as f64;
-            partial.correct += correct as u64;
-            partial.seen += idx.len() as u64;
-            if let Some(bar) = &bar {
-                bar.set_position(partial.batches);
-                bar.set_message(format!(
-                    "loss {:.4}, acc {:.2}%",
-                    partial.loss_sum / partial.seen as f64,
-                    100.0 * partial.correct as f64 / partial.seen as f64
-                ));
-            }
-            if let Some(k) = opts.checkpoint_every {
-                if k > 0 && partial.batches % k == 0 && partial.batches < batches_per_epoch {
-                    save(
-                        &config,
-                        &net,
-                        &optimizer,
-                        epochs_done,
-                        partial.clone(),
-                        &history,
-                        &run.last(),
-                    )?;
+        // The epoch's steps run on a team whose threads stay awake between
+        // steps (crate::team); evaluation, below, on rayon's pool.
+        Team::scope(|team| -> Result<()> {
+            for (b, idx) in mnist_io::batches(&order, t.batch).skip(partial.batches as usize) {
+                let batch = DatasetBatch {
+                    data: train_set,
+                    indices: idx,
+                    norm,
+                };
+                let StepResult { loss, correct } = parallel
+                    .forward_backward(team, &net, &loss_fn, &batch)
+                    .map_err(|e| anyhow!("{e}"))?;
+                if !loss.is_finite() {
+                    bail!("epoch {} batch {}: the loss became {loss}; stopping. The last good checkpoint, {}, is intact", epoch + 1, b + 1, run.last().display());
+                }
+                if let Some(name) = parallel.update(team, &mut net, &mut optimizer, lr) {
+                    bail!("epoch {} batch {}: parameter `{name}` became NaN or infinite; stopping. The last good checkpoint, {}, is intact", epoch + 1, b + 1, run.last().display());
+                }
+                partial.batches += 1;
+                partial.loss_sum += loss * idx.len() as f64;
+                partial.correct += correct as u64;
+                partial.seen += idx.len() as u64;
+                if let Some(bar) = &bar {
+                    bar.set_position(partial.batches);
+                    bar.set_message(format!(
+                        "loss {:.4}, acc {:.2}%",
+                        partial.loss_sum / partial.seen as f64,
+                        100.0 * partial.correct as f64 / partial.seen as f64
+                    ));
+                }
+                if let Some(k) = opts.checkpoint_every {
+                    if k > 0 && partial.batches % k == 0 && partial.batches < batches_per_epoch {
+                        save(
+                            &config,
+                            &net,
+                            &optimizer,
+                            epochs_done,
+                            partial.clone(),
+                            &history,
+                            &run.last(),
+                        )?;
+                    }
                 }
             }
-        }
+            Ok(())
+        })?;
         let train_seconds = started.elapsed().as_secs_f64();
         train_seconds_total += train_seconds;
         if let Some(bar) = bar {

@@ -1,0 +1,271 @@
+//! A team of threads that stay awake between the phases of training steps.
+//!
+//! Why: a step has two joins (after the replicas, after the update), and
+//! between steps the main thread does a little serial work. In rayon's pool
+//! a worker that finds no work yields, then sleeps. On a machine shared with
+//! other busy processes, each yield and each sleep hands the CPU to one of
+//! them, and the woken worker waits for its turn: beside two busy loops our
+//! two workers got about a third of the machine, not half, and an epoch took
+//! 3.5-4x its quiet time. A team member instead spins (`spin_loop`, no
+//! system call) until the next phase, and sleeps only after [`SPIN`] with
+//! nothing to do. It keeps its share of the CPU, and a quiet machine loses
+//! nothing: the spinning core would be idle.
+//!
+//! [`Team::scope`] runs the leader's closure on the calling thread and one
+//! follower on each other thread of the current rayon pool, for as long as
+//! the closure runs. [`Team::for_each`] hands out tasks `0..n` to whoever is
+//! free, the leader included, and returns when all are done. Inside a task,
+//! rayon's parallel loops run on the task's own thread: every other thread
+//! is busy in the team.
+
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a thread spins, waiting, before it sleeps.
+pub const SPIN: Duration = Duration::from_millis(2);
+
+type Task<'a> = &'a (dyn Fn(usize) + Sync);
+
+/// The threads of a [`Team::scope`].
+pub struct Team {
+    followers: usize,
+    /// Bumped by the leader to publish a phase.
+    generation: AtomicU64,
+    /// The phase's task, valid while the phase runs.
+    task: Mutex<Option<Task<'static>>>,
+    tasks: AtomicUsize,
+    next: AtomicUsize,
+    done: AtomicUsize,
+    /// Followers that have left the current phase.
+    left: AtomicUsize,
+    stop: AtomicBool,
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+    sleepers: AtomicUsize,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl Team {
+    /// Runs `leader` on this thread, with the other threads of the current
+    /// rayon pool waiting in the team until it returns.
+    pub fn scope<R: Send>(leader: impl FnOnce(&Team) -> R + Send) -> R {
+        let team = Team {
+            followers: rayon::current_num_threads().saturating_sub(1),
+            generation: AtomicU64::new(0),
+            task: Mutex::new(None),
+            tasks: AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            left: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            panic: Mutex::new(None),
+            sleepers: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+        };
+        if team.followers == 0 {
+            return leader(&team);
+        }
+        let started = AtomicUsize::new(0);
+        rayon::scope(|s| {
+            for _ in 0..team.followers {
+                s.spawn(|_| {
+                    started.fetch_add(1, SeqCst);
+                    team.follow();
+                });
+            }
+            // Until every follower has started, this thread must not enter
+            // rayon (a nested join could run a follower here, which would
+            // wait for a phase that this thread never publishes).
+            while started.load(SeqCst) < team.followers {
+                std::hint::spin_loop();
+            }
+            let result = catch_unwind(AssertUnwindSafe(|| leader(&team)));
+            team.stop.store(true, SeqCst);
+            team.notify();
+            match result {
+                Ok(r) => r,
+                Err(p) => resume_unwind(p),
+            }
+        })
+    }
+
+    /// Threads in the team, the leader included.
+    pub fn threads(&self) -> usize {
+        self.followers + 1
+    }
+
+    /// Runs `task(i)` for every `i` in `0..n`, each once, on any of the
+    /// team's threads, and returns when all have returned. Only the leader
+    /// (the thread that called [`Team::scope`]) may call it.
+    pub fn for_each(&self, n: usize, task: &(dyn Fn(usize) + Sync)) {
+        if self.followers == 0 || n <= 1 {
+            (0..n).for_each(task);
+            return;
+        }
+        // SAFETY: the followers use the task only between the generation
+        // bump below and their `left` count, and this function returns only
+        // after every follower has left the phase; the borrow outlives that.
+        let task: Task<'static> = unsafe { std::mem::transmute::<Task<'_>, Task<'static>>(task) };
+        *self.task.lock().expect("no panic holds this lock") = Some(task);
+        self.tasks.store(n, SeqCst);
+        self.next.store(0, SeqCst);
+        self.done.store(0, SeqCst);
+        self.left.store(0, SeqCst);
+        self.generation.fetch_add(1, SeqCst);
+        self.notify();
+        self.work(task, n);
+        wait_until(
+            || self.left.load(Acquire) == self.followers,
+            &self.sleepers,
+            &self.lock,
+            &self.wake,
+        );
+        *self.task.lock().expect("no panic holds this lock") = None;
+        if let Some(p) = self.panic.lock().expect("no panic holds this lock").take() {
+            resume_unwind(p);
+        }
+    }
+
+    /// Claims and runs tasks until none is left.
+    fn work(&self, task: Task<'_>, n: usize) {
+        loop {
+            let i = self.next.fetch_add(1, AcqRel);
+            if i >= n {
+                return;
+            }
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| task(i))) {
+                self.panic
+                    .lock()
+                    .expect("no panic holds this lock")
+                    .get_or_insert(p);
+            }
+            self.done.fetch_add(1, AcqRel);
+        }
+    }
+
+    /// A follower's life: wait for a phase, work, leave it; until stopped.
+    fn follow(&self) {
+        let mut seen = 0;
+        loop {
+            wait_until(
+                || self.generation.load(Acquire) != seen || self.stop.load(Acquire),
+                &self.sleepers,
+                &self.lock,
+                &self.wake,
+            );
+            if self.stop.load(Acquire) {
+                return;
+            }
+            seen = self.generation.load(Acquire);
+            let task = self
+                .task
+                .lock()
+                .expect("no panic holds this lock")
+                .expect("published");
+            self.work(task, self.tasks.load(Acquire));
+            self.left.fetch_add(1, AcqRel);
+            self.notify();
+        }
+    }
+
+    /// Wakes any thread of the team that sleeps.
+    fn notify(&self) {
+        if self.sleepers.load(SeqCst) > 0 {
+            let _guard = self.lock.lock().expect("no panic holds this lock");
+            self.wake.notify_all();
+        }
+    }
+}
+
+/// Spins until `ready`, then sleeps on `wake` until `ready`.
+fn wait_until(ready: impl Fn() -> bool, sleepers: &AtomicUsize, lock: &Mutex<()>, wake: &Condvar) {
+    let start = Instant::now();
+    let mut spins = 0u32;
+    while !ready() {
+        std::hint::spin_loop();
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(256) && start.elapsed() > SPIN {
+            let mut guard = lock.lock().expect("no panic holds this lock");
+            sleepers.fetch_add(1, SeqCst);
+            while !ready() {
+                guard = wake.wait(guard).expect("no panic holds this lock");
+            }
+            sleepers.fetch_sub(1, SeqCst);
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
+
+    /// Every task runs exactly once per phase, over many phases, with
+    /// sleeps long enough for the followers to fall asleep in between.
+    #[test]
+    fn each_task_runs_once_per_phase() {
+        for threads in [1, 2, 3] {
+            pool(threads).install(|| {
+                Team::scope(|team| {
+                    assert_eq!(team.threads(), threads);
+                    for phase in 0..200 {
+                        let n = phase % 7;
+                        let counts: Vec<AtomicUsize> =
+                            (0..n).map(|_| AtomicUsize::new(0)).collect();
+                        team.for_each(n, &|i| {
+                            counts[i].fetch_add(1, SeqCst);
+                        });
+                        assert!(counts.iter().all(|c| c.load(SeqCst) == 1), "phase {phase}");
+                        if phase % 50 == 0 {
+                            std::thread::sleep(SPIN * 2);
+                        }
+                    }
+                })
+            });
+        }
+    }
+
+    /// The followers run tasks too (when the leader is busy with one).
+    #[test]
+    fn followers_take_tasks() {
+        pool(2).install(|| {
+            Team::scope(|team| {
+                let leader = std::thread::current().id();
+                let others = AtomicUsize::new(0);
+                team.for_each(2, &|_| {
+                    if std::thread::current().id() != leader {
+                        others.fetch_add(1, SeqCst);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                });
+                assert_eq!(others.load(SeqCst), 1);
+            })
+        });
+    }
+
+    /// A task's panic reaches the leader, and the team still stops.
+    #[test]
+    fn a_panic_in_a_task_reaches_the_leader() {
+        let result = catch_unwind(|| {
+            pool(2).install(|| {
+                Team::scope(|team| {
+                    team.for_each(8, &|i| {
+                        assert_ne!(i, 5, "task five");
+                    });
+                })
+            })
+        });
+        assert!(result.is_err());
+    }
+}
