@@ -25,14 +25,15 @@
 //! take such pieces was tried, and doubled the epoch beside two busy loops
 //! (the task's owner then waits, in rayon, for a thief that is descheduled).
 //!
-//! [`Team::scope`] runs the leader's closure on the calling thread and one
-//! follower on each other thread of the current rayon pool, for as long as
-//! the closure runs. [`Team::for_each`] hands out tasks `0..n` to whoever is
+//! [`Team::scope`] runs the leader's closure on the calling thread; each
+//! other thread of the current rayon pool joins as a follower when it is
+//! free, for as long as the closure runs. [`Team::for_each`] hands out tasks `0..n` to whoever is
 //! free, the leader included, and returns when all are done. Inside a task,
 //! rayon's parallel loops run on the task's own thread: every other thread
 //! is busy in the team.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Condvar, Mutex};
@@ -53,9 +54,20 @@ pub const SPIN: Duration = Duration::from_millis(2);
 
 type Task<'a> = &'a (dyn Fn(usize) + Sync);
 
+thread_local! {
+    /// Whether this thread is in a team (as its leader or a follower).
+    static IN_TEAM: Cell<bool> = const { Cell::new(false) };
+}
+
 /// The threads of a [`Team::scope`].
 pub struct Team {
-    followers: usize,
+    /// The pool's other threads: followers that may join.
+    capacity: usize,
+    /// Followers that have joined. Joining and publishing a phase both take
+    /// this lock, so each phase knows exactly which followers take part.
+    joined: Mutex<usize>,
+    /// The CPUs to pin the leader (first) and each joining follower to.
+    pin: Option<Vec<usize>>,
     /// Bumped by the leader to publish a phase.
     generation: AtomicU64,
     /// The phase's task, valid while the phase runs.
@@ -74,10 +86,24 @@ pub struct Team {
 
 impl Team {
     /// Runs `leader` on this thread, with the other threads of the current
-    /// rayon pool waiting in the team until it returns.
+    /// rayon pool joining the team as they become free, and waiting in it
+    /// until `leader` returns.
+    ///
+    /// A follower that has not joined yet is not waited for: tasks are
+    /// claimed by whoever is in the team, so the results are the same with
+    /// any number of followers, and a pool whose threads are all busy
+    /// elsewhere (another team in the same pool, say) gives a team of one.
     pub fn scope<R: Send>(leader: impl FnOnce(&Team) -> R + Send) -> R {
+        let capacity = rayon::current_num_threads().saturating_sub(1);
+        // Pinned only when the team fills every CPU the process may use:
+        // then two such processes also share each CPU evenly, whereas a
+        // smaller team pinned to the first CPUs would leave others idle.
+        let cpus = affinity::allowed();
+        let pin = (PIN.load(Relaxed) && capacity > 0 && cpus.len() == capacity + 1).then_some(cpus);
         let team = Team {
-            followers: rayon::current_num_threads().saturating_sub(1),
+            capacity,
+            joined: Mutex::new(0),
+            pin,
             generation: AtomicU64::new(0),
             task: Mutex::new(None),
             tasks: AtomicUsize::new(0),
@@ -90,68 +116,74 @@ impl Team {
             lock: Mutex::new(()),
             wake: Condvar::new(),
         };
-        if team.followers == 0 {
-            return leader(&team);
-        }
-        let started = AtomicUsize::new(0);
-        // Pinned only when the team fills every CPU the process may use:
-        // then two such processes also share each CPU evenly, whereas a
-        // smaller team pinned to the first CPUs would leave others idle.
-        let cpus = affinity::allowed();
-        let pin = PIN.load(Relaxed) && cpus.len() == team.threads();
-        rayon::scope(|s| {
-            for _ in 0..team.followers {
-                let (cpus, started, team) = (&cpus, &started, &team);
-                s.spawn(move |_| {
-                    let me = started.fetch_add(1, SeqCst) + 1;
-                    let _pinned = pin.then(|| affinity::Pinned::to(cpus[me], cpus));
-                    team.follow();
-                });
-            }
-            let _pinned = pin.then(|| affinity::Pinned::to(cpus[0], &cpus));
-            // Until every follower has started, this thread must not enter
-            // rayon (a nested join could run a follower here, which would
-            // wait for a phase that this thread never publishes).
-            while started.load(SeqCst) < team.followers {
-                std::hint::spin_loop();
-            }
-            let result = catch_unwind(AssertUnwindSafe(|| leader(&team)));
+        let lead = || {
+            let was = IN_TEAM.replace(true);
+            let result = {
+                let _pinned = team
+                    .pin
+                    .as_ref()
+                    .map(|cpus| affinity::Pinned::to(cpus[0], cpus));
+                catch_unwind(AssertUnwindSafe(|| leader(&team)))
+            };
+            IN_TEAM.set(was);
             team.stop.store(true, SeqCst);
             team.notify();
-            match result {
-                Ok(r) => r,
-                Err(p) => resume_unwind(p),
-            }
-        })
+            result
+        };
+        let result = if capacity == 0 {
+            lead()
+        } else {
+            rayon::scope(|s| {
+                for _ in 0..capacity {
+                    s.spawn(|_| team.follow());
+                }
+                lead()
+            })
+        };
+        match result {
+            Ok(r) => r,
+            Err(p) => resume_unwind(p),
+        }
     }
 
-    /// Threads in the team, the leader included.
+    /// Threads that may take part: the leader and the pool's other threads.
     pub fn threads(&self) -> usize {
-        self.followers + 1
+        self.capacity + 1
     }
 
     /// Runs `task(i)` for every `i` in `0..n`, each once, on any of the
     /// team's threads, and returns when all have returned. Only the leader
     /// (the thread that called [`Team::scope`]) may call it.
     pub fn for_each(&self, n: usize, task: &(dyn Fn(usize) + Sync)) {
-        if self.followers == 0 || n <= 1 {
+        if n <= 1 {
             (0..n).for_each(task);
             return;
         }
         // SAFETY: the followers use the task only between the generation
         // bump below and their `left` count, and this function returns only
-        // after every follower has left the phase; the borrow outlives that.
+        // after every follower of the phase has left it; the borrow
+        // outlives that.
         let task: Task<'static> = unsafe { std::mem::transmute::<Task<'_>, Task<'static>>(task) };
-        *self.task.lock().expect("no panic holds this lock") = Some(task);
-        self.tasks.store(n, SeqCst);
-        self.next.store(0, SeqCst);
-        self.done.store(0, SeqCst);
-        self.left.store(0, SeqCst);
-        self.generation.fetch_add(1, SeqCst);
+        let followers = {
+            let joined = self.joined.lock().expect("no panic holds this lock");
+            if *joined > 0 {
+                *self.task.lock().expect("no panic holds this lock") = Some(task);
+                self.tasks.store(n, SeqCst);
+                self.next.store(0, SeqCst);
+                self.done.store(0, SeqCst);
+                self.left.store(0, SeqCst);
+                self.generation.fetch_add(1, SeqCst);
+            }
+            *joined
+        };
+        if followers == 0 {
+            (0..n).for_each(task);
+            return;
+        }
         self.notify();
         self.work(task, n);
         wait_until(
-            || self.left.load(Acquire) == self.followers,
+            || self.left.load(Acquire) == followers,
             &self.sleepers,
             &self.lock,
             &self.wake,
@@ -179,9 +211,25 @@ impl Team {
         }
     }
 
-    /// A follower's life: wait for a phase, work, leave it; until stopped.
+    /// A follower's life: join, then wait for a phase, work, leave it;
+    /// until stopped. A thread already in a team (the leader, or a follower
+    /// that picked this job up inside one of its tasks' rayon loops) does
+    /// not join: it would wait for phases that its own suspended work must
+    /// publish or finish.
     fn follow(&self) {
-        let mut seen = 0;
+        if IN_TEAM.get() || self.stop.load(Acquire) {
+            return;
+        }
+        IN_TEAM.set(true);
+        let (index, mut seen) = {
+            let mut joined = self.joined.lock().expect("no panic holds this lock");
+            *joined += 1;
+            (*joined, self.generation.load(SeqCst))
+        };
+        let _pinned = self
+            .pin
+            .as_ref()
+            .and_then(|cpus| cpus.get(index).map(|&c| affinity::Pinned::to(c, cpus)));
         loop {
             wait_until(
                 || self.generation.load(Acquire) != seen || self.stop.load(Acquire),
@@ -190,7 +238,7 @@ impl Team {
                 &self.wake,
             );
             if self.stop.load(Acquire) {
-                return;
+                break;
             }
             seen = self.generation.load(Acquire);
             let task = self
@@ -202,6 +250,7 @@ impl Team {
             self.left.fetch_add(1, AcqRel);
             self.notify();
         }
+        IN_TEAM.set(false);
     }
 
     /// Wakes any thread of the team that sleeps.
@@ -296,6 +345,21 @@ mod tests {
             .unwrap()
     }
 
+    /// Blocks until `count` callers are in it at once (true), or gives up
+    /// after ten seconds (false): tasks that meet here ran on distinct
+    /// threads, however slowly a loaded machine schedules them.
+    fn rendezvous(arrived: &AtomicUsize, count: usize) -> bool {
+        arrived.fetch_add(1, SeqCst);
+        let start = Instant::now();
+        while arrived.load(SeqCst) < count {
+            if start.elapsed() > Duration::from_secs(10) {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
+    }
+
     /// Every task runs exactly once per phase, over many phases, with
     /// sleeps long enough for the followers to fall asleep in between.
     #[test]
@@ -321,22 +385,57 @@ mod tests {
         }
     }
 
-    /// The followers run tasks too (when the leader is busy with one).
+    /// The followers run tasks too: two tasks that wait for each other
+    /// both finish, so they ran at the same time, on two threads.
     #[test]
     fn followers_take_tasks() {
         pool(2).install(|| {
             Team::scope(|team| {
-                let leader = std::thread::current().id();
-                let others = AtomicUsize::new(0);
+                // The follower joins when its thread picks the job up;
+                // phases before that run on the leader alone.
+                let start = Instant::now();
+                while *team.joined.lock().unwrap() == 0 {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(10),
+                        "no follower joined"
+                    );
+                    std::thread::yield_now();
+                }
+                let arrived = AtomicUsize::new(0);
+                let met = AtomicUsize::new(0);
                 team.for_each(2, &|_| {
-                    if std::thread::current().id() != leader {
-                        others.fetch_add(1, SeqCst);
+                    if rendezvous(&arrived, 2) {
+                        met.fetch_add(1, SeqCst);
                     }
-                    std::thread::sleep(Duration::from_millis(20));
                 });
-                assert_eq!(others.load(SeqCst), 1);
+                assert_eq!(met.load(SeqCst), 2);
             })
         });
+    }
+
+    /// Two teams at once in a pool of two threads: neither leader waits
+    /// for a follower that the other holds; each runs what it can.
+    #[test]
+    fn two_teams_in_one_small_pool_both_finish() {
+        let pool = pool(2);
+        let sums: Vec<usize> = pool.install(|| {
+            let (a, b) = rayon::join(
+                || Team::scope(|team| count_tasks(team, 1000)),
+                || Team::scope(|team| count_tasks(team, 1000)),
+            );
+            vec![a, b]
+        });
+        assert_eq!(sums, vec![1000 * 7, 1000 * 7]);
+    }
+
+    fn count_tasks(team: &Team, phases: usize) -> usize {
+        let total = AtomicUsize::new(0);
+        for _ in 0..phases {
+            team.for_each(7, &|_| {
+                total.fetch_add(1, SeqCst);
+            });
+        }
+        total.into_inner()
     }
 
     /// A task's panic reaches the leader, and the team still stops.
@@ -361,29 +460,32 @@ mod tests {
     fn threads_are_pinned_apart_while_the_team_runs() {
         let cpus = affinity::allowed();
         assert!(!cpus.is_empty());
-        let threads = cpus.len().min(8);
-        if threads < cpus.len() {
-            return; // a team smaller than the machine is not pinned
+        let threads = cpus.len();
+        if !(2..=8).contains(&threads) {
+            return; // one CPU: nothing to pin apart; many: a test pool too big
         }
         pool(threads).install(|| {
-            let seen = Mutex::new(std::collections::HashMap::new());
+            let seen = Mutex::new(Vec::new());
             Team::scope(|team| {
-                team.for_each(4 * threads, &|_| {
-                    std::thread::sleep(Duration::from_millis(5));
-                    seen.lock()
-                        .unwrap()
-                        .insert(std::thread::current().id(), affinity::allowed());
+                let start = Instant::now();
+                while *team.joined.lock().unwrap() < threads - 1 {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(10),
+                        "followers did not join"
+                    );
+                    std::thread::yield_now();
+                }
+                let arrived = AtomicUsize::new(0);
+                team.for_each(threads, &|_| {
+                    assert!(rendezvous(&arrived, threads), "tasks did not meet");
+                    seen.lock().unwrap().push(affinity::allowed());
                 });
             });
-            let seen = seen.into_inner().unwrap();
-            if threads > 1 {
-                assert!(seen.len() > 1, "{seen:?}");
-                assert!(seen.values().all(|c| c.len() == 1), "{seen:?}");
-                let mut distinct: Vec<_> = seen.values().collect();
-                distinct.sort();
-                distinct.dedup();
-                assert_eq!(distinct.len(), seen.len(), "{seen:?}");
-            }
+            let mut seen = seen.into_inner().unwrap();
+            assert!(seen.iter().all(|c| c.len() == 1), "{seen:?}");
+            seen.sort();
+            seen.dedup();
+            assert_eq!(seen.len(), threads, "{seen:?}");
             assert_eq!(affinity::allowed(), cpus);
         });
     }
