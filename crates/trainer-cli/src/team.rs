@@ -385,6 +385,27 @@ mod tests {
         }
     }
 
+    /// Many short phases on more threads than CPUs, so that threads are
+    /// often descheduled mid-phase: a late thread never runs a task of a
+    /// phase that has moved on, nor one twice.
+    #[test]
+    fn short_phases_with_descheduled_threads() {
+        pool(3).install(|| {
+            Team::scope(|team| {
+                let counts: Vec<AtomicUsize> = (0..5).map(|_| AtomicUsize::new(0)).collect();
+                for phase in 0..20_000 {
+                    let n = 2 + phase % 4;
+                    team.for_each(n, &|i| {
+                        counts[i].fetch_add(1, SeqCst);
+                    });
+                    for (i, c) in counts.iter().enumerate() {
+                        assert_eq!(c.swap(0, SeqCst), usize::from(i < n), "phase {phase}");
+                    }
+                }
+            })
+        });
+    }
+
     /// The followers run tasks too: two tasks that wait for each other
     /// both finish, so they ran at the same time, on two threads.
     #[test]
