@@ -21,16 +21,17 @@
 //! What a team gives up: a thread that finishes its tasks early waits
 //! instead of taking pieces of the rayon loops inside another thread's
 //! task, as rayon's idle workers do. On a quiet machine that costs the last
-//! task's tail, about 4% of a step (0.15 ms of 3.5); letting the waiting thread
-//! take such pieces was tried, and doubled the epoch beside two busy loops
-//! (the task's owner then waits, in rayon, for a thief that is descheduled).
+//! task's tail, about 4% of a step (0.15 ms of 3.5); letting the waiting
+//! thread take such pieces was tried, and doubled the epoch beside two busy
+//! loops (the task's owner then waits, in rayon, for a thief that is
+//! descheduled).
 //!
 //! [`Team::scope`] runs the leader's closure on the calling thread; each
 //! other thread of the current rayon pool joins as a follower when it is
-//! free, for as long as the closure runs. [`Team::for_each`] hands out tasks `0..n` to whoever is
-//! free, the leader included, and returns when all are done. Inside a task,
-//! rayon's parallel loops run on the task's own thread: every other thread
-//! is busy in the team.
+//! free, for as long as the closure runs. [`Team::for_each`] hands out tasks
+//! `0..n` to whoever is free, the leader included, and returns when all are
+//! done. Inside a task, rayon's parallel loops run on the task's own thread:
+//! every other thread is busy in the team.
 
 use std::any::Any;
 use std::cell::Cell;
