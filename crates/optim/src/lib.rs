@@ -15,7 +15,7 @@
 //!
 //! A step updates every parameter in blocks of [`BLOCK`] elements, all
 //! blocks of all parameters in one parallel loop, and reports a parameter
-//! that became NaN or infinite. [`Optimizer::step_with`] lets the caller
+//! that became NaN or infinite. [`Optimizer::step_on`] lets the caller
 //! write each block's gradient just before its update (a data-parallel step
 //! sums its replicas' gradients there).
 //!
@@ -276,7 +276,9 @@ impl Optimizer {
     /// (the schedule's value for this epoch). Returns the name of the first
     /// parameter that holds a NaN or an infinity after the update, if any.
     pub fn step<P: Params + ?Sized>(&mut self, model: &mut P, lr: f32) -> Option<String> {
-        self.step_with(model, lr, |_, _, _| {})
+        self.step_on(model, lr, |_, _, _| {}, &|n, task| {
+            (0..n).into_par_iter().with_max_len(1).for_each(task)
+        })
     }
 
     /// [`Optimizer::step`], where `gradient(j, at, grad)` first writes the
@@ -285,20 +287,9 @@ impl Optimizer {
     /// of at most [`BLOCK`] elements at a time. A caller that sums gradients
     /// from several places (the replicas of a data-parallel step) thus sums
     /// and updates each block in one pass over memory, while it is in cache,
-    /// and in parallel. The update is elementwise, so how the blocks are
-    /// spread over threads changes no bits.
-    pub fn step_with<P, G>(&mut self, model: &mut P, lr: f32, gradient: G) -> Option<String>
-    where
-        P: Params + ?Sized,
-        G: Fn(usize, usize, &mut [f32]) + Sync,
-    {
-        self.step_on(model, lr, gradient, &|n, task| {
-            (0..n).into_par_iter().with_max_len(1).for_each(task)
-        })
-    }
-
-    /// [`Optimizer::step_with`] on the caller's threads, through `for_each`
-    /// (see [`ForEach`]).
+    /// on the caller's threads: `for_each` (see [`ForEach`]) runs one task
+    /// per block. The update is elementwise, so how the blocks are spread
+    /// over threads changes no bits.
     pub fn step_on<P, G>(
         &mut self,
         model: &mut P,

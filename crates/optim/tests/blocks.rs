@@ -4,6 +4,7 @@
 use layers::Param;
 use optim::{Optimizer, OptimizerConfig, Params, BLOCK};
 use proptest::prelude::*;
+use rayon::prelude::*;
 use tensor::{Rng, Tensor};
 
 /// Parameters of the given lengths, with random values and gradients.
@@ -93,7 +94,7 @@ fn two_sgd_steps_match_the_formula_elementwise() {
 }
 
 #[test]
-fn step_with_writes_each_block_once_at_its_offset() {
+fn step_on_writes_each_block_once_at_its_offset() {
     for config in configs() {
         // Reference: gradients set beforehand, then a plain step.
         let mut plain = model(&LENGTHS, 2);
@@ -112,11 +113,16 @@ fn step_with_writes_each_block_once_at_its_offset() {
         }
         let calls = std::sync::atomic::AtomicUsize::new(0);
         let mut b = Optimizer::new(config.clone());
-        let bad = b.step_with(&mut written, 0.05, |j, at, grad| {
-            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            assert!(grad.len() <= BLOCK && at % BLOCK == 0);
-            grad.copy_from_slice(&wanted[j][at..at + grad.len()]);
-        });
+        let bad = b.step_on(
+            &mut written,
+            0.05,
+            |j, at, grad| {
+                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                assert!(grad.len() <= BLOCK && at % BLOCK == 0);
+                grad.copy_from_slice(&wanted[j][at..at + grad.len()]);
+            },
+            &|n, task| (0..n).into_par_iter().for_each(task),
+        );
         assert_eq!(bad, None);
         let blocks: usize = LENGTHS.iter().map(|n| n.div_ceil(BLOCK)).sum();
         assert_eq!(calls.into_inner(), blocks);

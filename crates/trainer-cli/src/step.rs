@@ -332,6 +332,17 @@ mod tests {
             .collect()
     }
 
+    /// Every gradient, then every weight.
+    fn grads_and_values(net: &Network) -> Vec<Vec<f32>> {
+        let mut all = grads(net);
+        all.extend(
+            net.params()
+                .iter()
+                .map(|p| p.value.iter().copied().collect()),
+        );
+        all
+    }
+
     /// The plain path: the whole batch through one network.
     fn plain(net: &mut Network, x: &Tensor, labels: &[usize]) -> (f64, usize) {
         let logits = net.forward(x).unwrap().clone();
@@ -430,14 +441,7 @@ mod tests {
                 dp_step(&mut dp, &mut net, &x, &labels);
                 assert_eq!(opt.step(&mut net, 0.05), None);
             }
-            grads(&net)
-                .into_iter()
-                .chain(
-                    net.params()
-                        .iter()
-                        .map(|p| p.value.iter().copied().collect()),
-                )
-                .collect::<Vec<_>>()
+            grads_and_values(&net)
         };
         for threads in [1, 2] {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -459,14 +463,7 @@ mod tests {
                         assert_eq!(dp.update(team, &mut net, &mut opt, 0.05), None);
                     }
                 });
-                grads(&net)
-                    .into_iter()
-                    .chain(
-                        net.params()
-                            .iter()
-                            .map(|p| p.value.iter().copied().collect()),
-                    )
-                    .collect::<Vec<_>>()
+                grads_and_values(&net)
             });
             assert_eq!(fused, plain, "{threads} threads");
         }

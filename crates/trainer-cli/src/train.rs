@@ -9,7 +9,7 @@
 //!    [`Network::backward`] runs the layers in reverse, leaving each parameter's
 //!    gradient;
 //! 2. [`DataParallel::update`] adds the micro-batches' gradients, in order,
-//!    into `net`, and [`Optimizer::step_with`] updates each parameter block
+//!    into `net`, and [`Optimizer::step_on`] updates each parameter block
 //!    as soon as its sum is written: `d = μd + (g + λW); W -= ηd`.
 //!
 //! The order of epoch `e` is [`mnist_io::epoch_order`]`(n, seed, e)`, a pure
