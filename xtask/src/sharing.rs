@@ -1,0 +1,312 @@
+//! `cargo xtask sharing`: how a training epoch scales over threads, and how
+//! it shares the machine with other busy processes (issue 5's last two
+//! targets: 2 threads at least 1.8x faster than 1; beside two CPU-bound
+//! processes, at most 2.2x the quiet epoch).
+//!
+//! It runs rounds of three one-epoch trainings (`cnn train --epochs 1`): one
+//! thread, all threads, and all threads beside `--busy` processes that spin
+//! (this program itself, `xtask busy-loop`), started just before that run and
+//! killed after it. A small VM's speed wanders by up to half within minutes,
+//! so each ratio is taken within a round, and the summary gives the median
+//! of those ratios, not the ratio of medians.
+//!
+//! On Linux each run also records the VM's steal time (`/proc/stat`): the
+//! share of CPU time the hypervisor gave to other machines. Steal slows a
+//! run without anything on this machine to show for it (it reached 20-40%
+//! in some stretches), so rounds with more than `--max-steal` percent in any
+//! run are left out of the medians, and counted.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// Arguments of `cargo xtask sharing`.
+#[derive(clap::Args)]
+pub struct SharingArgs {
+    /// Rounds of three runs each.
+    #[arg(long, default_value_t = 10)]
+    rounds: usize,
+    /// Threads of the quiet and the loaded runs [default: every CPU].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Busy processes beside the loaded run.
+    #[arg(long, default_value_t = 2)]
+    busy: usize,
+    /// Network config (a built-in name or a TOML file).
+    #[arg(long, default_value = "seed")]
+    config: String,
+    /// MNIST folder.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Train on the first N images only (quicker rounds, noisier ratios).
+    #[arg(long, value_name = "N")]
+    train_subset: Option<usize>,
+    /// Leave out rounds with a run above this steal percentage.
+    #[arg(long, default_value_t = 2.0)]
+    max_steal: f64,
+}
+
+/// One timed run: training seconds, and the VM's steal percentage over it
+/// (None where `/proc/stat` cannot be read).
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    seconds: f64,
+    steal: Option<f64>,
+}
+
+/// Runs the task.
+pub fn run(args: SharingArgs) -> Result<()> {
+    let root = crate::workspace_root();
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--release", "--quiet", "-p", "trainer-cli"])
+        .current_dir(&root)
+        .status()?;
+    if !status.success() {
+        bail!("building cnn failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let cnn = target.join("release/cnn");
+    let data = args.data.clone().unwrap_or_else(|| root.join("data/mnist"));
+    if !data.join("train-images-idx3-ubyte.gz").exists()
+        && !data.join("train-images-idx3-ubyte").exists()
+    {
+        bail!(
+            "no MNIST in {} (cargo xtask fetch-data, or --data DIR)",
+            data.display()
+        );
+    }
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let out = target.join("sharing-run");
+
+    println!(
+        "{} rounds of: 1 thread, {threads} threads, {threads} threads beside {} busy processes (`cnn train --epochs 1`, training seconds)",
+        args.rounds, args.busy
+    );
+    let mut rounds = Vec::new();
+    for r in 1..=args.rounds {
+        let epoch = |t: usize| train_epoch(&cnn, &args, &data, &out, t);
+        let one = epoch(1)?;
+        let all = epoch(threads)?;
+        let loaded = {
+            let _busy = Busy::start(args.busy)?;
+            epoch(threads)?
+        };
+        println!(
+            "round {r:>2}: 1 thread {:.2} s, {threads} threads {:.2} s ({:.2}x), loaded {:.2} s ({:.2}x the quiet run); steal {}",
+            one.seconds,
+            all.seconds,
+            one.seconds / all.seconds,
+            loaded.seconds,
+            loaded.seconds / all.seconds,
+            [one, all, loaded]
+                .iter()
+                .map(|r| r.steal.map_or("?".into(), |s| format!("{s:.0}%")))
+                .collect::<Vec<_>>()
+                .join("/"),
+        );
+        rounds.push([one, all, loaded]);
+    }
+    let _ = std::fs::remove_dir_all(&out);
+
+    let kept: Vec<&[Run; 3]> = rounds
+        .iter()
+        .filter(|runs| {
+            runs.iter()
+                .all(|r| r.steal.unwrap_or(0.0) <= args.max_steal)
+        })
+        .collect();
+    println!(
+        "\n{} of {} rounds had at most {}% steal in every run; medians over those:",
+        kept.len(),
+        rounds.len(),
+        args.max_steal
+    );
+    if kept.is_empty() {
+        bail!("no round to summarise; try again later, or raise --max-steal");
+    }
+    let median_of = |f: &dyn Fn(&[Run; 3]) -> f64| median(kept.iter().map(|r| f(r)).collect());
+    println!(
+        "  epoch: 1 thread {:.2} s, {threads} threads {:.2} s, loaded {:.2} s",
+        median_of(&|r| r[0].seconds),
+        median_of(&|r| r[1].seconds),
+        median_of(&|r| r[2].seconds)
+    );
+    println!(
+        "  {threads} threads vs 1: {:.2}x (target: at least 1.8x)",
+        median_of(&|r| r[0].seconds / r[1].seconds)
+    );
+    println!(
+        "  beside {} busy processes: {:.2}x the quiet epoch (target: at most 2.2x; a fair share is {:.1}x)",
+        args.busy,
+        median_of(&|r| r[2].seconds / r[1].seconds),
+        (threads + args.busy) as f64 / threads as f64
+    );
+    Ok(())
+}
+
+/// One epoch of `cnn train` on `threads` threads, timed by its own
+/// metrics.csv.
+fn train_epoch(
+    cnn: &Path,
+    args: &SharingArgs,
+    data: &Path,
+    out: &Path,
+    threads: usize,
+) -> Result<Run> {
+    let _ = std::fs::remove_dir_all(out);
+    let mut cmd = Command::new(cnn);
+    cmd.args(["--threads", &threads.to_string(), "train"])
+        .args(["--config", &args.config, "--epochs", "1"])
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null());
+    if let Some(n) = args.train_subset {
+        cmd.args(["--train-subset", &n.to_string()]);
+    }
+    let before = read_cpu_times();
+    let result = cmd.output().context("running cnn train")?;
+    let after = read_cpu_times();
+    if !result.status.success() {
+        bail!(
+            "cnn train failed: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+    }
+    let metrics = out.join("metrics.csv");
+    let csv = std::fs::read_to_string(&metrics)
+        .with_context(|| format!("reading {}", metrics.display()))?;
+    let seconds = train_seconds(&csv)
+        .with_context(|| format!("{}: no train_seconds in its last row", metrics.display()))?;
+    let steal = match (before, after) {
+        (Some(a), Some(b)) => steal_percent(a, b),
+        _ => None,
+    };
+    Ok(Run { seconds, steal })
+}
+
+/// The `train_seconds` column of a metrics.csv's last row.
+fn train_seconds(csv: &str) -> Option<f64> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next()?.split(',').collect();
+    let column = header.iter().position(|h| *h == "train_seconds")?;
+    lines.last()?.split(',').nth(column)?.parse().ok()
+}
+
+/// The machine's (steal, total) CPU time in ticks, from `/proc/stat`.
+fn read_cpu_times() -> Option<(u64, u64)> {
+    cpu_times(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// (steal, total) from the text of `/proc/stat`: its `cpu` line's fields are
+/// user nice system idle iowait irq softirq steal [guest guest_nice], and
+/// guest time is already counted in user and nice.
+fn cpu_times(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    (fields.len() == 8).then(|| (fields[7], fields.iter().sum()))
+}
+
+/// Steal as a percentage of all CPU time between two readings.
+fn steal_percent((steal0, total0): (u64, u64), (steal1, total1): (u64, u64)) -> Option<f64> {
+    let total = total1.checked_sub(total0)?;
+    (total > 0).then(|| 100.0 * steal1.saturating_sub(steal0) as f64 / total as f64)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Busy processes, killed when dropped (also on an error in between).
+struct Busy(Vec<Child>);
+
+impl Busy {
+    fn start(count: usize) -> Result<Busy> {
+        let exe = std::env::current_exe().context("finding this program, to start busy loops")?;
+        let mut busy = Busy(Vec::new());
+        for _ in 0..count {
+            busy.0.push(
+                Command::new(&exe)
+                    .arg("busy-loop")
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .context("starting a busy loop")?,
+            );
+        }
+        Ok(busy)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `xtask busy-loop`: spins until killed, as a CPU-bound neighbour.
+pub fn busy_loop() -> ! {
+    let mut x = 0u64;
+    loop {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_train_seconds_from_the_last_row_by_its_header() {
+        let csv = "epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds\n\
+                   1,0.7,77.3,0.15,95.1,2.441,0.13\n\
+                   2,0.1,97.0,0.09,97.2,2.502,0.12\n";
+        assert_eq!(train_seconds(csv), Some(2.502));
+        assert_eq!(train_seconds("epoch,train_loss\n1,0.7\n"), None);
+        assert_eq!(train_seconds(""), None);
+    }
+
+    #[test]
+    fn reads_steal_and_total_from_proc_stat() {
+        let stat = "cpu  100 5 50 800 10 1 2 30 7 0\ncpu0 50 2 25 400 5 0 1 15 0 0\nintr 1 2\n";
+        assert_eq!(
+            cpu_times(stat),
+            Some((30, 100 + 5 + 50 + 800 + 10 + 1 + 2 + 30))
+        );
+        assert_eq!(cpu_times("cpu  1 2 3\n"), None, "too few fields");
+        assert_eq!(cpu_times("intr 1\n"), None);
+        assert_eq!(steal_percent((30, 1000), (80, 1200)), Some(25.0));
+        assert_eq!(
+            steal_percent((30, 1000), (30, 1000)),
+            None,
+            "no time passed"
+        );
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+}
