@@ -17,7 +17,8 @@
 //! blocks of all parameters in one parallel loop, and reports a parameter
 //! that became NaN or infinite. [`Optimizer::step_on`] lets the caller
 //! write each block's gradient just before its update (a data-parallel step
-//! sums its replicas' gradients there).
+//! sums its replicas' gradients there), and [`Optimizer::prepare`] hands the
+//! blocks to the caller, to update each when its gradient is ready.
 //!
 //! ```
 //! use layers::{LinearConfig, Layer};
@@ -301,6 +302,21 @@ impl Optimizer {
         P: Params + ?Sized,
         G: Fn(usize, usize, &mut [f32]) + Sync,
     {
+        let update = self.prepare(model, lr);
+        for_each(update.blocks(), &|i| update.update_block(i, &gradient));
+        update.finish()
+    }
+
+    /// One update of every parameter at learning rate `lr`, cut into blocks
+    /// that the caller updates one by one ([`Update::update_block`]), in any
+    /// order, on any threads, at any time before [`Update::finish`]. Between
+    /// blocks the caller may read the parameters' current values
+    /// ([`Update::read_values`]). Why: a data-parallel step updates the last
+    /// layers, whose gradients back-propagation finishes first, while the
+    /// first layers' gradients are still being computed, and its replicas
+    /// read the weights from here. [`Optimizer::step_on`] is this with
+    /// every block in one parallel loop.
+    pub fn prepare<'a, P: Params + ?Sized>(&'a mut self, model: &'a mut P, lr: f32) -> Update<'a> {
         self.state.steps += 1;
         let t = self.state.steps;
         let config = self.config.clone();
@@ -308,7 +324,7 @@ impl Optimizer {
             OptimizerConfig::Sgd { .. } => 1,
             OptimizerConfig::Adam { .. } => 2,
         };
-        let mut params = model.params_mut();
+        let params = model.params_mut();
         for p in &params {
             // Look up before inserting: `entry` would clone the name every step.
             if !self.state.slots.contains_key(&p.name) {
@@ -324,16 +340,23 @@ impl Optimizer {
             .iter_mut()
             .map(|(name, bufs)| (name, Some(bufs)))
             .collect();
+        let mut names = Vec::with_capacity(params.len());
+        let mut first_block = Vec::with_capacity(params.len() + 1);
         let mut blocks = Vec::new();
-        for (j, p) in params.iter_mut().enumerate() {
+        for (j, p) in params.into_iter().enumerate() {
+            let Param {
+                name, value, grad, ..
+            } = p;
             let i = by_name
-                .binary_search_by(|(name, _)| name.as_str().cmp(&p.name))
+                .binary_search_by(|(n, _)| n.as_str().cmp(name))
                 .expect("inserted above");
             let bufs = by_name[i].1.take().expect("parameter names are unique");
             let (first, second) = bufs.split_at_mut(1);
-            let w = p.value.as_slice_mut().expect("parameters are contiguous");
-            let g = p.grad.as_slice_mut().expect("gradients are contiguous");
+            let w = value.as_slice_mut().expect("parameters are contiguous");
+            let g = grad.as_slice_mut().expect("gradients are contiguous");
             let mut second = second.first_mut().map(|b| b.chunks_mut(BLOCK));
+            names.push(name.as_str());
+            first_block.push(blocks.len());
             for (c, ((w, g), a)) in w
                 .chunks_mut(BLOCK)
                 .zip(g.chunks_mut(BLOCK))
@@ -341,7 +364,6 @@ impl Optimizer {
                 .enumerate()
             {
                 let b = second.as_mut().map(|s| s.next().expect("same length"));
-                // One task per block; the lock is never contended.
                 blocks.push(Mutex::new(Block {
                     param: j,
                     at: c * BLOCK,
@@ -352,25 +374,91 @@ impl Optimizer {
                 }));
             }
         }
-        let first_bad = AtomicUsize::new(usize::MAX);
-        for_each(blocks.len(), &|i| {
-            let mut block = blocks[i].lock().expect("one task per block");
-            let Block {
-                param,
-                at,
-                w,
-                g,
-                a,
-                b,
-            } = &mut *block;
-            gradient(*param, *at, g);
-            update(&config, t, lr, w, g, a, b.as_deref_mut());
-            if w.iter().any(|v| !v.is_finite()) {
-                first_bad.fetch_min(*param, Ordering::Relaxed);
-            }
-        });
-        let first_bad = first_bad.into_inner();
-        (first_bad != usize::MAX).then(|| params[first_bad].name.clone())
+        first_block.push(blocks.len());
+        Update {
+            config,
+            t,
+            lr,
+            names,
+            first_block,
+            blocks,
+            first_bad: AtomicUsize::new(usize::MAX),
+        }
+    }
+}
+
+/// One update of a model's parameters, in blocks: see [`Optimizer::prepare`].
+/// Each block has its own lock, which is never contended when each block is
+/// updated once and values are read only where no update runs.
+pub struct Update<'a> {
+    config: OptimizerConfig,
+    t: u64,
+    lr: f32,
+    /// Each parameter's name, in [`Params::params_mut`] order.
+    names: Vec<&'a str>,
+    /// Parameter `j`'s blocks are `first_block[j]..first_block[j + 1]`.
+    first_block: Vec<usize>,
+    blocks: Vec<Mutex<Block<'a>>>,
+    first_bad: AtomicUsize,
+}
+
+impl Update<'_> {
+    /// How many blocks there are.
+    pub fn blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// The parameter (by its index in [`Params::params_mut`] order) that
+    /// block `i` belongs to. Blocks are numbered parameter by parameter.
+    pub fn param_of(&self, i: usize) -> usize {
+        self.first_block.partition_point(|&b| b <= i) - 1
+    }
+
+    /// Copies parameter `j`'s values, as they are now, into `dst` (as long
+    /// as the parameter).
+    ///
+    /// # Panics
+    /// If `dst`'s length is not the parameter's.
+    pub fn read_values(&self, j: usize, dst: &mut [f32]) {
+        let mut at = 0;
+        for block in &self.blocks[self.first_block[j]..self.first_block[j + 1]] {
+            let block = block.lock().expect("no update panicked");
+            dst[at..at + block.w.len()].copy_from_slice(block.w);
+            at += block.w.len();
+        }
+        assert_eq!(
+            at,
+            dst.len(),
+            "read_values: a slice as long as the parameter"
+        );
+    }
+
+    /// Updates block `i`: `gradient(j, at, grad)` first writes parameter
+    /// `j`'s gradient from element `at` on into `grad` (as in
+    /// [`Optimizer::step_on`]). Each block must be updated once.
+    pub fn update_block(&self, i: usize, gradient: &(dyn Fn(usize, usize, &mut [f32]) + Sync)) {
+        let mut block = self.blocks[i].lock().expect("no update panicked");
+        let Block {
+            param,
+            at,
+            w,
+            g,
+            a,
+            b,
+        } = &mut *block;
+        gradient(*param, *at, g);
+        update(&self.config, self.t, self.lr, w, g, a, b.as_deref_mut());
+        if w.iter().any(|v| !v.is_finite()) {
+            self.first_bad.fetch_min(*param, Ordering::Relaxed);
+        }
+    }
+
+    /// Ends the update: the name of the first parameter (in
+    /// [`Params::params_mut`] order) that holds a NaN or an infinity after
+    /// its update, if any.
+    pub fn finish(self) -> Option<String> {
+        let first_bad = self.first_bad.into_inner();
+        (first_bad != usize::MAX).then(|| self.names[first_bad].to_string())
     }
 }
 

@@ -187,3 +187,64 @@ fn step_on_any_executor_gives_the_same_bits() {
         assert_eq!(blocks.into_inner(), 2 * per_step);
     }
 }
+
+/// A prepared update: blocks belong to their parameters in order, values
+/// read between blocks are those of the blocks updated so far, and blocks
+/// updated in any order, one at a time, give the bits and state of `step`.
+#[test]
+fn a_prepared_update_block_by_block() {
+    for config in configs() {
+        let mut a = model(&LENGTHS, 5);
+        let mut oa = Optimizer::new(config.clone());
+        oa.step(&mut a, 0.1);
+        let after = values(&a);
+
+        let mut b = model(&LENGTHS, 5);
+        let before = values(&b);
+        let mut ob = Optimizer::new(config.clone());
+        let update = ob.prepare(&mut b, 0.1);
+        let owners: Vec<usize> = (0..update.blocks()).map(|i| update.param_of(i)).collect();
+        let expected: Vec<usize> = LENGTHS
+            .iter()
+            .enumerate()
+            .flat_map(|(j, n)| std::iter::repeat_n(j, n.div_ceil(BLOCK)))
+            .collect();
+        assert_eq!(owners, expected);
+
+        let read = |j: usize| {
+            let mut v = vec![0.0f32; LENGTHS[j]];
+            update.read_values(j, &mut v);
+            v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>()
+        };
+        // Parameter 2's two blocks, last first: its values change a block at a time.
+        let (second, first) = (expected.len() - 2, expected.len() - 3);
+        assert_eq!(read(2), before[2]);
+        update.update_block(second, &|_, _, _| {});
+        assert_eq!(read(2)[..BLOCK], before[2][..BLOCK]);
+        assert_eq!(read(2)[BLOCK..], after[2][BLOCK..]);
+        update.update_block(first, &|_, _, _| {});
+        assert_eq!(read(2), after[2]);
+        // The rest, in reverse order.
+        for i in (0..expected.len())
+            .rev()
+            .filter(|&i| i != first && i != second)
+        {
+            update.update_block(i, &|_, _, _| {});
+        }
+        assert_eq!(update.finish(), None);
+        assert_eq!(values(&b), after, "{config:?}");
+        assert_eq!(oa.state(), ob.state());
+    }
+}
+
+#[test]
+fn a_prepared_update_names_a_parameter_that_becomes_nan() {
+    let mut m = model(&LENGTHS, 6);
+    m.0[1].grad[BLOCK + 1] = f32::NAN;
+    let mut opt = Optimizer::new(OptimizerConfig::sgd(0.1, 0.9, 0.0));
+    let update = opt.prepare(&mut m, 0.1);
+    for i in (0..update.blocks()).rev() {
+        update.update_block(i, &|_, _, _| {});
+    }
+    assert_eq!(update.finish().as_deref(), Some("p1"));
+}
