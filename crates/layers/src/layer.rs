@@ -47,6 +47,22 @@ pub trait Layer: Send + Sync {
     /// parameters' gradients and returns d(loss)/d(input).
     fn backward(&mut self, grad_output: &Tensor) -> Result<&Tensor, LayerError>;
 
+    /// [`Layer::backward`], handing the parameters, their gradients now
+    /// final, to `params_done` before it returns the input gradient; the
+    /// callee may take their gradient buffers (a later pass writes whatever
+    /// buffer it finds). Why: a data-parallel step sums and applies the last
+    /// layers' gradients while the layers before them still run backward.
+    /// A layer with parameters must implement it; this default is for
+    /// layers without (it hands over none).
+    fn backward_then(
+        &mut self,
+        grad_output: &Tensor,
+        params_done: &mut dyn FnMut(&mut [&mut Param]),
+    ) -> Result<&Tensor, LayerError> {
+        params_done(&mut []);
+        self.backward(grad_output)
+    }
+
     /// The layer's parameters, in a fixed order (none by default).
     fn params(&self) -> Vec<&Param> {
         Vec::new()

@@ -139,14 +139,41 @@ impl Network {
     /// Back-propagates d(loss)/d(output) of the last forward batch through
     /// every layer, leaving each parameter's gradient in `Param::grad`.
     pub fn backward(&mut self, grad_output: &Tensor) -> Result<(), LayerError> {
+        self.backward_each(grad_output, &mut |_, _| {})
+    }
+
+    /// [`Network::backward`], calling `done(i, params)` as soon as layer
+    /// `i`'s part is over, with that layer's parameters, for every layer
+    /// from the last to the first: their gradients are then final, and
+    /// `done` may take the buffers (see [`Layer::backward_then`]). Why: a
+    /// data-parallel step updates the last layers (most of the parameters)
+    /// while the first layers' gradients are still being computed.
+    pub fn backward_each(
+        &mut self,
+        grad_output: &Tensor,
+        done: &mut dyn FnMut(usize, &mut [&mut Param]),
+    ) -> Result<(), LayerError> {
         self.restore_fusion();
         let mut g = grad_output;
-        for (layer, &skip) in self.layers.iter_mut().zip(&self.skipped).rev() {
-            if !skip {
-                g = layer.backward(g)?;
+        for (i, (layer, &skip)) in self.layers.iter_mut().zip(&self.skipped).enumerate().rev() {
+            if skip {
+                // A fused ReLU, applied by the layer before it: no parameters.
+                done(i, &mut []);
+            } else {
+                g = layer.backward_then(g, &mut |params| done(i, params))?;
             }
         }
         Ok(())
+    }
+
+    /// For each parameter, in [`Network::params`] order, the index of the
+    /// layer it belongs to.
+    pub fn param_layers(&self) -> Vec<usize> {
+        self.layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| std::iter::repeat_n(i, l.params().len()))
+            .collect()
     }
 
     /// [`Network::forward`], adding each layer's wall-clock time to
