@@ -54,6 +54,7 @@ pub fn set_pinning(on: bool) {
 pub const SPIN: Duration = Duration::from_millis(2);
 
 type Task<'a> = &'a (dyn Fn(usize) + Sync);
+type Ready<'a> = &'a (dyn Fn(usize) -> bool + Sync);
 
 thread_local! {
     /// Whether this thread is in a team (as its leader or a follower).
@@ -71,8 +72,8 @@ pub struct Team {
     pin: Option<Vec<usize>>,
     /// Bumped by the leader to publish a phase.
     generation: AtomicU64,
-    /// The phase's task, valid while the phase runs.
-    task: Mutex<Option<Task<'static>>>,
+    /// The phase's task and its readiness test, valid while the phase runs.
+    task: Mutex<Option<(Task<'static>, Ready<'static>)>>,
     tasks: AtomicUsize,
     next: AtomicUsize,
     done: AtomicUsize,
@@ -156,19 +157,37 @@ impl Team {
     /// team's threads, and returns when all have returned. Only the leader
     /// (the thread that called [`Team::scope`]) may call it.
     pub fn for_each(&self, n: usize, task: &(dyn Fn(usize) + Sync)) {
+        self.for_each_when(n, &|_| true, task);
+    }
+
+    /// [`Team::for_each`] for tasks that depend on earlier ones: tasks are
+    /// claimed in order, and task `i` only once `ready(i)` is true. `ready(i)`
+    /// must become true once tasks `0..i` have returned (it may be sooner).
+    /// Why: a thread that waits for a task to become ready holds no claim,
+    /// so if it is descheduled meanwhile, another thread takes the task
+    /// (waiting inside a claimed task made the step slower on a shared
+    /// machine). A data-parallel step's update blocks wait so for the
+    /// micro-batches' backward passes.
+    pub fn for_each_when(
+        &self,
+        n: usize,
+        ready: &(dyn Fn(usize) -> bool + Sync),
+        task: &(dyn Fn(usize) + Sync),
+    ) {
         if n <= 1 {
-            (0..n).for_each(task);
-            return;
+            return in_order(n, ready, task);
         }
-        // SAFETY: the followers use the task only between the generation
-        // bump below and their `left` count, and this function returns only
-        // after every follower of the phase has left it; the borrow
-        // outlives that.
+        // SAFETY: the followers use the task and its test only between the
+        // generation bump below and their `left` count, and this function
+        // returns only after every follower of the phase has left it; the
+        // borrows outlive that.
         let task: Task<'static> = unsafe { std::mem::transmute::<Task<'_>, Task<'static>>(task) };
+        let ready: Ready<'static> =
+            unsafe { std::mem::transmute::<Ready<'_>, Ready<'static>>(ready) };
         let followers = {
             let joined = self.joined.lock().expect("no panic holds this lock");
             if *joined > 0 {
-                *self.task.lock().expect("no panic holds this lock") = Some(task);
+                *self.task.lock().expect("no panic holds this lock") = Some((task, ready));
                 self.tasks.store(n, SeqCst);
                 self.next.store(0, SeqCst);
                 self.done.store(0, SeqCst);
@@ -178,11 +197,10 @@ impl Team {
             *joined
         };
         if followers == 0 {
-            (0..n).for_each(task);
-            return;
+            return in_order(n, ready, task);
         }
         self.notify();
-        self.work(task, n);
+        self.work(task, ready, n);
         wait_until(
             || self.left.load(Acquire) == followers,
             &self.sleepers,
@@ -195,12 +213,24 @@ impl Team {
         }
     }
 
-    /// Claims and runs tasks until none is left.
-    fn work(&self, task: Task<'_>, n: usize) {
+    /// Claims and runs tasks until none is left; waits, holding no claim,
+    /// for the next one to be ready.
+    fn work(&self, task: Task<'_>, ready: Ready<'_>, n: usize) {
         loop {
-            let i = self.next.fetch_add(1, AcqRel);
+            let i = self.next.load(Acquire);
             if i >= n {
                 return;
+            }
+            if !ready(i) {
+                std::hint::spin_loop();
+                continue;
+            }
+            if self
+                .next
+                .compare_exchange_weak(i, i + 1, AcqRel, Acquire)
+                .is_err()
+            {
+                continue;
             }
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| task(i))) {
                 self.panic
@@ -242,12 +272,12 @@ impl Team {
                 break;
             }
             seen = self.generation.load(Acquire);
-            let task = self
+            let (task, ready) = self
                 .task
                 .lock()
                 .expect("no panic holds this lock")
                 .expect("published");
-            self.work(task, self.tasks.load(Acquire));
+            self.work(task, ready, self.tasks.load(Acquire));
             self.left.fetch_add(1, AcqRel);
             self.notify();
         }
@@ -260,6 +290,16 @@ impl Team {
             let _guard = self.lock.lock().expect("no panic holds this lock");
             self.wake.notify_all();
         }
+    }
+}
+
+/// Runs the tasks on this thread, in order, each once it is ready.
+fn in_order(n: usize, ready: Ready<'_>, task: Task<'_>) {
+    for i in 0..n {
+        while !ready(i) {
+            std::hint::spin_loop();
+        }
+        task(i);
     }
 }
 
@@ -394,7 +434,7 @@ mod tests {
         pool(3).install(|| {
             Team::scope(|team| {
                 let counts: Vec<AtomicUsize> = (0..5).map(|_| AtomicUsize::new(0)).collect();
-                for phase in 0..20_000 {
+                for phase in 0..5_000 {
                     let n = 2 + phase % 4;
                     team.for_each(n, &|i| {
                         counts[i].fetch_add(1, SeqCst);
@@ -458,6 +498,28 @@ mod tests {
             });
         }
         total.into_inner()
+    }
+
+    /// Tasks that each wait for the one before them run once each, in
+    /// order, on any number of threads.
+    #[test]
+    fn tasks_are_claimed_in_order_once_ready() {
+        for threads in [1, 2, 3] {
+            pool(threads).install(|| {
+                Team::scope(|team| {
+                    for n in [0, 1, 2, 9] {
+                        let finished: Vec<AtomicBool> =
+                            (0..n).map(|_| AtomicBool::new(false)).collect();
+                        let order = Mutex::new(Vec::new());
+                        team.for_each_when(n, &|i| i == 0 || finished[i - 1].load(SeqCst), &|i| {
+                            order.lock().unwrap().push(i);
+                            assert!(!finished[i].swap(true, SeqCst), "task {i} twice");
+                        });
+                        assert_eq!(order.into_inner().unwrap(), (0..n).collect::<Vec<_>>());
+                    }
+                })
+            });
+        }
     }
 
     /// A task's panic reaches the leader, and the team still stops.
