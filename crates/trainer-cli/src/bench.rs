@@ -251,13 +251,13 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
                 indices: idx,
                 norm,
             };
-            let result = parallel
-                .forward_backward(team, &net_dp, &loss_fn, &batch)
+            let (result, non_finite) = parallel
+                .step(team, &mut net_dp, &loss_fn, &batch, &mut optimizer_dp, lr)
                 .map_err(|e| anyhow!("{e}"))?;
             if !result.loss.is_finite() {
                 bail!("step {}: the loss became {}", s + 1, result.loss);
             }
-            if let Some(name) = parallel.update(team, &mut net_dp, &mut optimizer_dp, lr) {
+            if let Some(name) = non_finite {
                 bail!("step {}: parameter `{name}` became NaN or infinite", s + 1);
             }
             if s >= opts.warmup {

@@ -1,37 +1,42 @@
 //! One training step, data-parallel over fixed micro-batches.
 //!
 //! The batch is cut into micro-batches of `micro_batch` images (the last may
-//! be shorter). [`DataParallel::forward_backward`] runs each on its own
-//! replica of the network, shared out over a [`Team`]: the replica copies
-//! the master's weights, fills its input from the data set (the u8 pixels
-//! are converted there, by the thread that uses them), and runs forward,
-//! loss and backward. [`DataParallel::update`] then walks every parameter in
-//! blocks, over the same team: for each block it sums the replicas'
+//! be shorter). [`DataParallel::step`] runs each on its own replica of the
+//! network, shared out over a [`Team`]: the replica copies the master's
+//! weights, fills its input from the data set (the u8 pixels are converted
+//! there, by the thread that uses them), and runs forward, loss and
+//! backward. In the same phase the team updates the master's parameters, in
+//! blocks, from the last layer's to the first's: a block starts as soon as
+//! every replica's backward pass has left its layer, sums the replicas'
 //! gradients in micro-batch order, weighted by their share of the batch,
-//! into the master's gradient, and the optimizer updates that block at once,
-//! while it is in cache.
+//! into the master's gradient, and the optimizer updates it at once, while
+//! it is in cache. fc1 and fc2 hold 97% of the seed network's parameters and
+//! back-propagation leaves them first, so most of the update runs while the
+//! last micro-batches are still in their convolutions' backward passes.
 //!
 //! Why not one network with parallel kernels only: a step then has about 30
 //! parallel loops, each ending in a join. On a machine shared with other busy
 //! processes, a worker is often descheduled while it holds a piece of a loop,
 //! and the join waits a whole time slice for it: the epoch took 4-5x its
-//! quiet time beside two busy loops. Here the threads meet twice per step
-//! (after the replicas, and after the update), and they wait for each other
-//! awake (see [`crate::team`] for why). Nothing runs on one thread alone: a
-//! serial batch fill, gradient sum and finiteness scan cost 11% of a
-//! 2-thread step.
+//! quiet time beside two busy loops. Here the threads meet once per step,
+//! and they wait for each other awake (see [`crate::team`] for why). Nothing
+//! runs on one thread alone: a serial batch fill, gradient sum and
+//! finiteness scan cost 11% of a 2-thread step.
 //!
 //! The cut depends only on the batch and micro-batch sizes, and each
 //! micro-batch's gradient is computed by the same kernels in the same order
-//! wherever it runs, so the results are bit-identical on any number of threads.
+//! wherever it runs, so the results are bit-identical on any number of
+//! threads, and to [`DataParallel::forward_backward`] (the gradients alone)
+//! followed by a plain optimizer step.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use std::sync::Mutex;
 
 use optim::Optimizer;
 use tensor::{Rng, Tensor};
 
-use layers::{one_hot_into, LayerError, Loss, Network};
+use layers::{one_hot_into, LayerError, Loss, Network, Param};
 
 use crate::eval::count_correct;
 use crate::team::Team;
@@ -95,12 +100,66 @@ struct Replica {
     correct: usize,
 }
 
-/// Replicas of a network, for [`DataParallel::forward_backward`].
+/// What every micro-batch of a step shares.
+struct Job<'a> {
+    batch: &'a dyn BatchSource,
+    /// One example's shape.
+    example: Vec<usize>,
+    classes: usize,
+    loss_fn: &'a Loss,
+}
+
+impl Replica {
+    /// Forward, loss and backward for the examples `range` of the job's
+    /// batch, from the weights that `weights(j, values)` writes for
+    /// parameter `j`; `done` is called as each layer's backward part ends
+    /// (see [`Network::backward_each`]).
+    fn run(
+        &mut self,
+        job: &Job,
+        range: Range<usize>,
+        weights: &dyn Fn(usize, &mut [f32]),
+        done: &mut dyn FnMut(usize, &mut [&mut Param]),
+    ) -> Result<(), LayerError> {
+        for (j, p) in self.net.params_mut().into_iter().enumerate() {
+            weights(
+                j,
+                p.value.as_slice_mut().expect("parameters are contiguous"),
+            );
+        }
+        let mut shape = Vec::with_capacity(job.example.len() + 1);
+        shape.push(range.len());
+        shape.extend_from_slice(&job.example);
+        if self.input.shape() != shape {
+            self.input = Tensor::zeros(shape);
+        }
+        self.labels.resize(range.len(), 0);
+        job.batch.fill(
+            range,
+            self.input.as_slice_mut().expect("contiguous"),
+            &mut self.labels,
+        );
+        let logits = self.net.forward(&self.input)?;
+        one_hot_into(&self.labels, job.classes, &mut self.target);
+        self.loss = job
+            .loss_fn
+            .forward_backward(logits, &self.target, &mut self.grad)?;
+        self.correct = count_correct(logits, &self.labels);
+        self.net.backward_each(&self.grad, done)
+    }
+}
+
+/// Replicas of a network, for [`DataParallel::step`].
 pub struct DataParallel {
     micro_batch: usize,
     replicas: Vec<Replica>,
-    /// The last batch's size: it says which replicas hold gradients, and
-    /// their weights in the sum.
+    /// `gradients[k][j]`: micro-batch k's gradient of parameter j. Each is
+    /// swapped with the replica's own gradient buffer as soon as its
+    /// layer's backward part is done (no copy), so that the update of
+    /// [`DataParallel::step`] can read it while the replica runs on.
+    gradients: Vec<Vec<Mutex<Tensor>>>,
+    /// The last batch's size: it says how many micro-batches there were,
+    /// and their weights in the sum.
     batch: usize,
 }
 
@@ -111,6 +170,7 @@ impl DataParallel {
         DataParallel {
             micro_batch: micro_batch.max(1),
             replicas: Vec::new(),
+            gradients: Vec::new(),
             batch: 0,
         }
     }
@@ -141,22 +201,9 @@ impl DataParallel {
         k * self.micro_batch..((k + 1) * self.micro_batch).min(self.batch)
     }
 
-    /// Micro-batch `k`'s share of the batch: its weight in the gradient sum.
-    fn share(&self, k: usize) -> f32 {
-        self.range(k).len() as f32 / self.batch as f32
-    }
-
-    /// Forward, loss and backward for `batch` on the replicas, from
-    /// `master`'s weights; `master` itself does not run. The gradients stay
-    /// in the replicas until [`DataParallel::update`] (or
-    /// [`DataParallel::gradients_into`]) sums them.
-    pub fn forward_backward(
-        &mut self,
-        team: &Team,
-        master: &Network,
-        loss_fn: &Loss,
-        batch: &dyn BatchSource,
-    ) -> Result<StepResult, LayerError> {
+    /// Checks the batch and readies a replica and gradient slots per
+    /// micro-batch; returns how many micro-batches there are.
+    fn begin(&mut self, master: &Network, batch: &dyn BatchSource) -> Result<usize, LayerError> {
         let n = batch.len();
         if n == 0 {
             return Err(LayerError::new(
@@ -168,125 +215,249 @@ impl DataParallel {
         self.batch = n;
         let count = n.div_ceil(self.micro_batch);
         self.ensure_replicas(master, count)?;
-        let classes = master.outputs();
+        while self.gradients.len() < count {
+            let slots = master
+                .params()
+                .iter()
+                .map(|p| Mutex::new(Tensor::zeros(p.value.shape())))
+                .collect();
+            self.gradients.push(slots);
+        }
+        Ok(count)
+    }
+
+    /// The batch's mean loss and correct count, from the replicas.
+    fn result(&self, count: usize) -> StepResult {
+        let replicas = &self.replicas[..count];
+        let loss = replicas
+            .iter()
+            .enumerate()
+            .map(|(k, r)| r.loss * self.range(k).len() as f64 / self.batch as f64)
+            .sum();
+        let correct = replicas.iter().map(|r| r.correct).sum();
+        StepResult { loss, correct }
+    }
+
+    /// Forward, loss and backward for `batch` on the replicas, from
+    /// `master`'s weights; `master` itself does not run. The gradients stay
+    /// here until [`DataParallel::gradients_into`] sums them.
+    pub fn forward_backward(
+        &mut self,
+        team: &Team,
+        master: &Network,
+        loss_fn: &Loss,
+        batch: &dyn BatchSource,
+    ) -> Result<StepResult, LayerError> {
+        let count = self.begin(master, batch)?;
+        let job = Job {
+            batch,
+            example: batch.example_shape(),
+            classes: master.outputs(),
+            loss_fn,
+        };
         let values: Vec<&[f32]> = master
             .params()
             .into_iter()
             .map(|p| p.value.as_slice().expect("parameters are contiguous"))
             .collect();
-        let example = batch.example_shape();
         let ranges: Vec<Range<usize>> = (0..count).map(|k| self.range(k)).collect();
-
-        let run = |r: &mut Replica, range: Range<usize>| -> Result<(), LayerError> {
-            // The master's weights, as the optimizer left them.
-            for (p, v) in r.net.params_mut().into_iter().zip(&values) {
-                p.value
-                    .as_slice_mut()
-                    .expect("parameters are contiguous")
-                    .copy_from_slice(v);
-            }
-            let mut shape = Vec::with_capacity(example.len() + 1);
-            shape.push(range.len());
-            shape.extend_from_slice(&example);
-            if r.input.shape() != shape {
-                r.input = Tensor::zeros(shape);
-            }
-            r.labels.resize(range.len(), 0);
-            batch.fill(
-                range,
-                r.input.as_slice_mut().expect("contiguous"),
-                &mut r.labels,
-            );
-            let logits = r.net.forward(&r.input)?;
-            one_hot_into(&r.labels, classes, &mut r.target);
-            r.loss = loss_fn.forward_backward(logits, &r.target, &mut r.grad)?;
-            r.correct = count_correct(logits, &r.labels);
-            r.net.backward(&r.grad)
-        };
+        let first_param = first_params(master, &master.param_layers());
+        let DataParallel {
+            replicas,
+            gradients,
+            ..
+        } = self;
         // One task per replica; the locks are never contended.
-        let slots: Vec<Mutex<(&mut Replica, Result<(), LayerError>)>> = self.replicas[..count]
+        let slots: Vec<Mutex<(&mut Replica, Result<(), LayerError>)>> = replicas[..count]
             .iter_mut()
             .map(|r| Mutex::new((r, Ok(()))))
             .collect();
         team.for_each(count, &|k| {
             let mut slot = slots[k].lock().expect("one task per replica");
             let (r, result) = &mut *slot;
-            *result = run(r, ranges[k].clone());
+            *result = r.run(
+                &job,
+                ranges[k].clone(),
+                &|j, dst| dst.copy_from_slice(values[j]),
+                &mut |l, params| take_gradients(&gradients[k], &first_param, l, params),
+            );
         });
         for slot in slots {
             slot.into_inner()
                 .expect("a task that panicked re-raised its panic")
                 .1?;
         }
-
-        let replicas = &self.replicas[..count];
-        let loss = replicas
-            .iter()
-            .enumerate()
-            .map(|(k, r)| r.loss * self.range(k).len() as f64 / n as f64)
-            .sum();
-        let correct = replicas.iter().map(|r| r.correct).sum();
-        Ok(StepResult { loss, correct })
+        Ok(self.result(count))
     }
 
-    /// Sums the last batch's gradients into `master`'s and lets `optimizer`
-    /// update each block of `master`'s parameters as soon as it is summed,
-    /// at learning rate `lr`. Returns the name of a parameter that became
-    /// NaN or infinite, if any. The blocks are shared out over `team`.
-    pub fn update(
-        &self,
+    /// One training step: forward, loss and backward for `batch` on the
+    /// replicas, from `master`'s weights, and `optimizer`'s update of
+    /// `master` at learning rate `lr`, all in one phase of `team` (see the
+    /// module's comment). Returns the batch's loss and correct count, and
+    /// the name of a parameter that became NaN or infinite, if any.
+    ///
+    /// If a micro-batch fails, its error is returned and nothing is updated
+    /// that needed its gradients; the layers whose gradients were complete
+    /// by then may be updated already. (Errors come from shapes that do not
+    /// fit the network, which the first layer's forward pass finds.)
+    pub fn step(
+        &mut self,
         team: &Team,
         master: &mut Network,
+        loss_fn: &Loss,
+        batch: &dyn BatchSource,
         optimizer: &mut Optimizer,
         lr: f32,
-    ) -> Option<String> {
-        let grads = self.replica_gradients();
-        optimizer.step_on(
-            master,
-            lr,
-            |j, at, dst| self.sum_block(&grads, j, at, dst),
-            &|n, task| team.for_each(n, task),
-        )
+    ) -> Result<(StepResult, Option<String>), LayerError> {
+        let count = self.begin(master, batch)?;
+        let param_layers = master.param_layers();
+        let first_param = first_params(master, &param_layers);
+        let job = Job {
+            batch,
+            example: batch.example_shape(),
+            classes: master.outputs(),
+            loss_fn,
+        };
+        let ranges: Vec<Range<usize>> = (0..count).map(|k| self.range(k)).collect();
+        let shares = self.shares();
+        // Replicas whose backward pass has left each layer.
+        let layer_done: Vec<AtomicUsize> = (0..first_param.len())
+            .map(|_| AtomicUsize::new(0))
+            .collect();
+        let failed = AtomicBool::new(false);
+
+        let DataParallel {
+            replicas,
+            gradients,
+            ..
+        } = self;
+        let gradients = &gradients[..count];
+        // One task per replica; the locks are never contended.
+        let slots: Vec<Mutex<(&mut Replica, Result<(), LayerError>)>> = replicas[..count]
+            .iter_mut()
+            .map(|r| Mutex::new((r, Ok(()))))
+            .collect();
+        let update = optimizer.prepare(master, lr);
+        let blocks = update.blocks();
+        let sum = |j: usize, at: usize, dst: &mut [f32]| sum_block(gradients, &shares, j, at, dst);
+        // The micro-batches first, then the update's blocks, last layer's
+        // first, each claimed once every replica's backward pass has left
+        // its layer: a thread that runs out of micro-batches updates what
+        // the others' backward passes have finished.
+        let block = |i: usize| blocks - 1 - (i - count);
+        let ready = |i: usize| {
+            i < count
+                || failed.load(Acquire)
+                || layer_done[param_layers[update.param_of(block(i))]].load(Acquire) == count
+        };
+        team.for_each_when(count + blocks, &ready, &|i| {
+            if i < count {
+                let failing = SetOnUnwind(&failed);
+                let mut slot = slots[i].lock().expect("one task per replica");
+                let (r, result) = &mut *slot;
+                *result = r.run(
+                    &job,
+                    ranges[i].clone(),
+                    // Read before any block of this parameter is updated:
+                    // that waits for every replica's backward pass.
+                    &|j, dst| update.read_values(j, dst),
+                    &mut |l, params| {
+                        take_gradients(&gradients[i], &first_param, l, params);
+                        layer_done[l].fetch_add(1, Release);
+                    },
+                );
+                if result.is_err() {
+                    failed.store(true, Release);
+                }
+                std::mem::forget(failing);
+            } else if !failed.load(Acquire) {
+                update.update_block(block(i), &sum);
+            }
+        });
+        let non_finite = update.finish();
+        for slot in slots {
+            slot.into_inner()
+                .expect("a task that panicked re-raised its panic")
+                .1?;
+        }
+        Ok((self.result(count), non_finite))
     }
 
     /// Sums the last batch's gradients into `master`'s, without an update:
     /// the gradient of the batch's mean loss.
     pub fn gradients_into(&self, master: &mut Network) {
-        let grads = self.replica_gradients();
+        let gradients = &self.gradients[..self.batch.div_ceil(self.micro_batch)];
+        let shares = self.shares();
         for (j, p) in master.params_mut().into_iter().enumerate() {
             let g = p.grad.as_slice_mut().expect("gradients are contiguous");
-            self.sum_block(&grads, j, 0, g);
+            sum_block(gradients, &shares, j, 0, g);
         }
     }
 
-    /// Each replica's gradients, parameter by parameter.
-    fn replica_gradients(&self) -> Vec<Vec<&[f32]>> {
-        self.replicas[..self.batch.div_ceil(self.micro_batch)]
-            .iter()
-            .map(|r| {
-                r.net
-                    .params()
-                    .into_iter()
-                    .map(|p| p.grad.as_slice().expect("gradients are contiguous"))
-                    .collect()
-            })
+    /// Each micro-batch's share of the batch: its weight in the gradient sum.
+    fn shares(&self) -> Vec<f32> {
+        (0..self.batch.div_ceil(self.micro_batch))
+            .map(|k| self.range(k).len() as f32 / self.batch as f32)
             .collect()
     }
+}
 
-    /// Writes elements `at..` of parameter `j`'s batch gradient into `dst`.
-    /// Each micro-batch's gradient is that of its own mean loss; the batch's
-    /// mean is their sum weighted by n_k / N, added in order k whatever
-    /// thread does it.
-    fn sum_block(&self, grads: &[Vec<&[f32]>], j: usize, at: usize, dst: &mut [f32]) {
-        for (k, g) in grads.iter().enumerate() {
-            let w = self.share(k);
-            let src = &g[j][at..at + dst.len()];
-            if k == 0 {
-                dst.iter_mut().zip(src).for_each(|(d, &s)| *d = w * s);
-            } else {
-                dst.iter_mut().zip(src).for_each(|(d, &s)| *d += w * s);
-            }
+/// Writes elements `at..` of parameter `j`'s batch gradient into `dst`,
+/// from `gradients[k][j]`, micro-batch k's gradient. Each micro-batch's
+/// gradient is that of its own mean loss; the batch's mean is their sum
+/// weighted by n_k / N (`shares`), added in order k whatever thread does it.
+fn sum_block(
+    gradients: &[Vec<Mutex<Tensor>>],
+    shares: &[f32],
+    j: usize,
+    at: usize,
+    dst: &mut [f32],
+) {
+    for (k, (g, &w)) in gradients.iter().zip(shares).enumerate() {
+        let g = g[j].lock().expect("no task panicked");
+        let src = &g.as_slice().expect("gradients are contiguous")[at..at + dst.len()];
+        if k == 0 {
+            dst.iter_mut().zip(src).for_each(|(d, &s)| *d = w * s);
+        } else {
+            dst.iter_mut().zip(src).for_each(|(d, &s)| *d += w * s);
         }
+    }
+}
+
+/// Takes the gradients of `params`, layer `l`'s parameters, that a replica's
+/// backward pass has just finished, into `gradients` (one micro-batch's
+/// slots, by parameter): the buffers are swapped, not copied.
+fn take_gradients(
+    gradients: &[Mutex<Tensor>],
+    first_param: &[usize],
+    l: usize,
+    params: &mut [&mut Param],
+) {
+    for (q, p) in params.iter_mut().enumerate() {
+        let mut slot = gradients[first_param[l] + q]
+            .lock()
+            .expect("no task panicked");
+        std::mem::swap(&mut p.grad, &mut slot);
+    }
+}
+
+/// Each layer's first parameter, by index in [`Network::params`] order (a
+/// layer's parameters are adjacent there; 0 for a layer without any).
+fn first_params(master: &Network, param_layers: &[usize]) -> Vec<usize> {
+    let mut first = vec![0; master.layers().len()];
+    for (j, &l) in param_layers.iter().enumerate().rev() {
+        first[l] = j;
+    }
+    first
+}
+
+/// Sets its flag if dropped during a panic (then forgotten on success), so
+/// that no update waits for a micro-batch that will never finish.
+struct SetOnUnwind<'a>(&'a AtomicBool);
+
+impl Drop for SetOnUnwind<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Release);
     }
 }
 
@@ -437,13 +608,13 @@ mod tests {
             let mut net = seed_network();
             let mut opt = Optimizer::new(config.clone());
             let mut dp = DataParallel::new(7);
-            for _ in 0..2 {
+            for _ in 0..3 {
                 dp_step(&mut dp, &mut net, &x, &labels);
                 assert_eq!(opt.step(&mut net, 0.05), None);
             }
             grads_and_values(&net)
         };
-        for threads in [1, 2] {
+        for threads in [1, 2, 3] {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
@@ -457,10 +628,20 @@ mod tests {
                     labels: &labels,
                 };
                 Team::scope(|team| {
-                    for _ in 0..2 {
-                        dp.forward_backward(team, &net, &Loss::SoftmaxCrossEntropy, &batch)
+                    // Three steps: the gradient buffers the replicas swap
+                    // out come back to them holding an older step's values.
+                    for _ in 0..3 {
+                        let (_, bad) = dp
+                            .step(
+                                team,
+                                &mut net,
+                                &Loss::SoftmaxCrossEntropy,
+                                &batch,
+                                &mut opt,
+                                0.05,
+                            )
                             .unwrap();
-                        assert_eq!(dp.update(team, &mut net, &mut opt, 0.05), None);
+                        assert_eq!(bad, None);
                     }
                 });
                 grads_and_values(&net)
@@ -477,16 +658,62 @@ mod tests {
         let mut net = seed_network();
         let mut dp = DataParallel::new(2);
         let mut opt = Optimizer::new(optim::OptimizerConfig::sgd(1.0, 0.0, 0.0));
-        let bad = Team::scope(|team| {
+        let (_, bad) = Team::scope(|team| {
             let batch = TensorBatch {
                 images: &x,
                 labels: &labels,
             };
-            dp.forward_backward(team, &net, &Loss::SoftmaxCrossEntropy, &batch)
-                .unwrap();
-            dp.update(team, &mut net, &mut opt, f32::INFINITY)
+            dp.step(
+                team,
+                &mut net,
+                &Loss::SoftmaxCrossEntropy,
+                &batch,
+                &mut opt,
+                f32::INFINITY,
+            )
+            .unwrap()
         });
         assert_eq!(bad.as_deref(), Some(net.params()[0].name.as_str()));
+    }
+
+    /// A batch the network cannot take fails every micro-batch: the step
+    /// returns the error, on any thread count, without waiting forever for
+    /// gradients that never come, and updates nothing.
+    #[test]
+    fn a_failing_step_returns_its_error_and_updates_nothing() {
+        let x = Tensor::zeros(vec![6, 1, 20, 20]);
+        let labels = [1usize; 6];
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut net = seed_network();
+                let before = grads_and_values(&net);
+                let mut opt = Optimizer::new(optim::OptimizerConfig::sgd(0.1, 0.9, 0.0));
+                let batch = TensorBatch {
+                    images: &x,
+                    labels: &labels,
+                };
+                let err = Team::scope(|team| {
+                    DataParallel::new(2)
+                        .step(
+                            team,
+                            &mut net,
+                            &Loss::SoftmaxCrossEntropy,
+                            &batch,
+                            &mut opt,
+                            0.1,
+                        )
+                        .unwrap_err()
+                });
+                assert!(err.to_string().contains("expected a batch"), "{err}");
+                let after = grads_and_values(&net);
+                let n = after.len() / 2;
+                assert_eq!(after[n..], before[n..], "weights unchanged");
+            });
+        }
     }
 
     #[test]

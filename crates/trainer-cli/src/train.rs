@@ -307,13 +307,13 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
                     indices: idx,
                     norm,
                 };
-                let StepResult { loss, correct } = parallel
-                    .forward_backward(team, &net, &loss_fn, &batch)
+                let (StepResult { loss, correct }, non_finite) = parallel
+                    .step(team, &mut net, &loss_fn, &batch, &mut optimizer, lr)
                     .map_err(|e| anyhow!("{e}"))?;
                 if !loss.is_finite() {
                     bail!("epoch {} batch {}: the loss became {loss}; stopping. The last good checkpoint, {}, is intact", epoch + 1, b + 1, run.last().display());
                 }
-                if let Some(name) = parallel.update(team, &mut net, &mut optimizer, lr) {
+                if let Some(name) = non_finite {
                     bail!("epoch {} batch {}: parameter `{name}` became NaN or infinite; stopping. The last good checkpoint, {}, is intact", epoch + 1, b + 1, run.last().display());
                 }
                 partial.batches += 1;
