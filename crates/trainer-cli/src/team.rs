@@ -1,7 +1,8 @@
 //! A team of threads that stay awake between the phases of training steps.
 //!
-//! Why: a step has two joins (after the replicas, after the update), and
-//! between steps the main thread does a little serial work. In rayon's pool
+//! Why: each step ends in a join (when the replicas and the update are
+//! done), and between steps the main thread does a little serial work (the
+//! step had two joins when this was measured). In rayon's pool
 //! a worker that finds no work yields, then sleeps. On a machine shared with
 //! other busy processes, each yield and each sleep hands the CPU to one of
 //! them, and the woken worker waits for its turn: beside two busy loops our

@@ -1,16 +1,18 @@
 //! The training loop: from IDX bytes to weight updates, epoch after epoch.
 //!
-//! One step, for the batch `idx` of this epoch's order:
-//! 1. [`DataParallel::forward_backward`] cuts the batch into micro-batches
-//!    and, for each, on its own copy of the network and in parallel:
-//!    [`DatasetBatch`] turns its u8 pixels into an n x 1 x 28 x 28 tensor,
-//!    [`Network::forward`] runs the layers in order and gives the logits,
-//!    [`layers::Loss::forward_backward`] gives the mean loss and d(loss)/d(logits),
-//!    [`Network::backward`] runs the layers in reverse, leaving each parameter's
-//!    gradient;
-//! 2. [`DataParallel::update`] adds the micro-batches' gradients, in order,
-//!    into `net`, and [`Optimizer::step_on`] updates each parameter block
-//!    as soon as its sum is written: `d = μd + (g + λW); W -= ηd`.
+//! One step, for the batch `idx` of this epoch's order, is
+//! [`DataParallel::step`], one phase of the epoch's team of threads:
+//! 1. it cuts the batch into micro-batches and, for each, on its own copy of
+//!    the network and in parallel: [`DatasetBatch`] turns its u8 pixels into
+//!    an n x 1 x 28 x 28 tensor, [`Network::forward`] runs the layers in
+//!    order and gives the logits, [`layers::Loss::forward_backward`] gives
+//!    the mean loss and d(loss)/d(logits), [`Network::backward_each`] runs
+//!    the layers in reverse, handing each layer's parameter gradients over
+//!    as soon as they are final;
+//! 2. as soon as every micro-batch has left a layer, the team adds the
+//!    micro-batches' gradients for that layer's parameters, in order, into
+//!    `net`, block by block, and [`optim::Update::update_block`] updates
+//!    each block as soon as its sum is written: `d = μd + (g + λW); W -= ηd`.
 //!
 //! The order of epoch `e` is [`mnist_io::epoch_order`]`(n, seed, e)`, a pure
 //! function, and the initial weights come from the config's seed, so a run is
