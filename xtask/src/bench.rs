@@ -37,21 +37,11 @@ fn epoch_seconds(report: &str) -> Option<f64> {
 /// Runs the task.
 pub fn run(args: BenchArgs) -> Result<()> {
     let root = crate::workspace_root();
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--release", "--quiet", "-p", "trainer-cli"])
-        .current_dir(&root)
-        .status()?;
-    if !status.success() {
-        bail!("building cnn failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let cnn = crate::build_cnn(&root)?;
     let data = args.data.unwrap_or_else(|| root.join("data/mnist"));
-    let have_data = data.join("train-images-idx3-ubyte.gz").exists()
-        || data.join("train-images-idx3-ubyte").exists();
+    let have_data = crate::has_mnist(&data);
 
-    let mut cmd = Command::new(target.join("release/cnn"));
+    let mut cmd = Command::new(cnn);
     cmd.args(["--threads", &args.threads.to_string(), "bench"])
         .args(["--config", &args.config, "--steps", &args.steps.to_string()]);
     if have_data {

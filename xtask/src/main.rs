@@ -3,8 +3,8 @@
 //! This file only parses the command line and dispatches; each task lives in
 //! its own module.
 
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
 
@@ -54,6 +54,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Builds `cnn` in release mode and returns its path.
+pub(crate) fn build_cnn(root: &Path) -> anyhow::Result<PathBuf> {
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--release", "--quiet", "-p", "trainer-cli"])
+        .current_dir(root)
+        .status()?;
+    if !status.success() {
+        anyhow::bail!("building cnn failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release/cnn"))
+}
+
+/// Whether `dir` holds the four MNIST files (gzipped or not).
+pub(crate) fn has_mnist(dir: &Path) -> bool {
+    mnist_io::MNIST
+        .files
+        .iter()
+        .all(|f| mnist_io::find_file(dir, f.name).is_ok())
 }
 
 /// The workspace root: the parent of this crate's folder.

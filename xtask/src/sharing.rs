@@ -58,21 +58,9 @@ struct Run {
 /// Runs the task.
 pub fn run(args: SharingArgs) -> Result<()> {
     let root = crate::workspace_root();
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--release", "--quiet", "-p", "trainer-cli"])
-        .current_dir(&root)
-        .status()?;
-    if !status.success() {
-        bail!("building cnn failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let cnn = target.join("release/cnn");
+    let cnn = crate::build_cnn(&root)?;
     let data = args.data.clone().unwrap_or_else(|| root.join("data/mnist"));
-    if !data.join("train-images-idx3-ubyte.gz").exists()
-        && !data.join("train-images-idx3-ubyte").exists()
-    {
+    if !crate::has_mnist(&data) {
         bail!(
             "no MNIST in {} (cargo xtask fetch-data, or --data DIR)",
             data.display()
@@ -83,7 +71,7 @@ pub fn run(args: SharingArgs) -> Result<()> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let out = target.join("sharing-run");
+    let out = cnn.with_file_name("sharing-run");
 
     println!(
         "{} rounds of: 1 thread, {threads} threads, {threads} threads beside {} busy processes (`cnn train --epochs 1`, training seconds)",

@@ -40,30 +40,19 @@ fn epochs_done(metrics: &Path) -> usize {
         .unwrap_or(0)
 }
 
-fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-}
-
-fn has_mnist(dir: &Path) -> bool {
-    mnist_io::MNIST
-        .files
-        .iter()
-        .all(|f| mnist_io::find_file(dir, f.name).is_ok())
-}
-
 /// Runs the experiment.
 pub fn run(args: TrainArgs) -> Result<()> {
     let root = crate::workspace_root();
     let data = match args.data {
         Some(d) => {
-            if !has_mnist(&d) {
+            if !crate::has_mnist(&d) {
                 bail!("{}: the four MNIST files are not there (fetch them with `cargo xtask fetch-data --out {}`)", d.display(), d.display());
             }
             d
         }
         None => {
             let d = root.join("data/mnist");
-            if !has_mnist(&d) {
+            if !crate::has_mnist(&d) {
                 eprintln!("MNIST is not in {}: fetching it", d.display());
                 crate::fetch::run(crate::fetch::FetchArgs {
                     dataset: "mnist".into(),
@@ -79,17 +68,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     };
 
-    let status = cargo()
-        .args(["build", "--release", "--quiet", "-p", "trainer-cli"])
-        .current_dir(&root)
-        .status()?;
-    if !status.success() {
-        bail!("building cnn failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let cnn = target.join("release/cnn");
+    let cnn = crate::build_cnn(&root)?;
     let out = args.out.unwrap_or_else(|| {
         root.join(format!(
             "runs/{}-{}",
