@@ -77,7 +77,6 @@ pub struct Team {
     task: Mutex<Option<(Task<'static>, Ready<'static>)>>,
     tasks: AtomicUsize,
     next: AtomicUsize,
-    done: AtomicUsize,
     /// Followers that have left the current phase.
     left: AtomicUsize,
     stop: AtomicBool,
@@ -111,7 +110,6 @@ impl Team {
             task: Mutex::new(None),
             tasks: AtomicUsize::new(0),
             next: AtomicUsize::new(0),
-            done: AtomicUsize::new(0),
             left: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             panic: Mutex::new(None),
@@ -191,7 +189,6 @@ impl Team {
                 *self.task.lock().expect("no panic holds this lock") = Some((task, ready));
                 self.tasks.store(n, SeqCst);
                 self.next.store(0, SeqCst);
-                self.done.store(0, SeqCst);
                 self.left.store(0, SeqCst);
                 self.generation.fetch_add(1, SeqCst);
             }
@@ -239,7 +236,6 @@ impl Team {
                     .expect("no panic holds this lock")
                     .get_or_insert(p);
             }
-            self.done.fetch_add(1, AcqRel);
         }
     }
 
