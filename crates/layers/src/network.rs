@@ -166,16 +166,6 @@ impl Network {
         Ok(())
     }
 
-    /// For each parameter, in [`Network::params`] order, the index of the
-    /// layer it belongs to.
-    pub fn param_layers(&self) -> Vec<usize> {
-        self.layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| std::iter::repeat_n(i, l.params().len()))
-            .collect()
-    }
-
     /// [`Network::forward`], adding each layer's wall-clock time to
     /// `times[i]` (one slot per layer; extra slots are left alone). For
     /// benchmarks: the timing changes nothing in the results.

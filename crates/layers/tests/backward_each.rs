@@ -1,7 +1,7 @@
 //! `Network::backward_each` reports each layer once, from the last to the
 //! first, with that layer's parameters, whose gradients are final by then;
-//! it computes the gradients of `backward`. `param_layers` names each
-//! parameter's layer.
+//! it computes the gradients of `backward`, and the parameters it hands
+//! over, in reverse, are those of `params` in order.
 
 use std::collections::BTreeMap;
 
@@ -73,17 +73,13 @@ fn backward_each_hands_over_each_layers_final_gradients_last_layer_first() {
         assert_eq!(bits(&a.grad), bits(&b.grad), "{}", a.name);
     }
 
-    let owners = each.param_layers();
-    let params = each.params();
-    assert_eq!(owners.len(), params.len());
-    for (p, &layer) in params.iter().zip(&owners) {
-        assert!(
-            each.layers()[layer]
-                .params()
-                .iter()
-                .any(|q| q.name == p.name),
-            "{} is not a parameter of layer {layer}",
-            p.name
-        );
-    }
+    // Read backwards, the reports list every parameter in `params` order
+    // (a data-parallel step finds each parameter's index that way).
+    let handed: Vec<String> = reports
+        .iter()
+        .rev()
+        .flat_map(|(_, names)| names.iter().cloned())
+        .collect();
+    let params: Vec<String> = each.params().iter().map(|p| p.name.clone()).collect();
+    assert_eq!(handed, params);
 }

@@ -261,7 +261,6 @@ impl DataParallel {
             .map(|p| p.value.as_slice().expect("parameters are contiguous"))
             .collect();
         let ranges: Vec<Range<usize>> = (0..count).map(|k| self.range(k)).collect();
-        let first_param = first_params(master, &master.param_layers());
         let DataParallel {
             replicas,
             gradients,
@@ -279,7 +278,12 @@ impl DataParallel {
                 &job,
                 ranges[k].clone(),
                 &|j, dst| dst.copy_from_slice(values[j]),
-                &mut |l, params| take_gradients(&gradients[k], &first_param, l, params),
+                &mut {
+                    let mut taker = Taker::new(&gradients[k]);
+                    move |_, params| {
+                        taker.take(params);
+                    }
+                },
             );
         });
         for slot in slots {
@@ -310,8 +314,6 @@ impl DataParallel {
         lr: f32,
     ) -> Result<(StepResult, Option<String>), LayerError> {
         let count = self.begin(master, batch)?;
-        let param_layers = master.param_layers();
-        let first_param = first_params(master, &param_layers);
         let job = Job {
             batch,
             example: batch.example_shape(),
@@ -320,8 +322,8 @@ impl DataParallel {
         };
         let ranges: Vec<Range<usize>> = (0..count).map(|k| self.range(k)).collect();
         let shares = self.shares();
-        // Replicas whose backward pass has left each layer.
-        let layer_done: Vec<AtomicUsize> = (0..first_param.len())
+        // Replicas whose backward pass has handed over each parameter.
+        let param_done: Vec<AtomicUsize> = (0..self.gradients[0].len())
             .map(|_| AtomicUsize::new(0))
             .collect();
         let failed = AtomicBool::new(false);
@@ -348,7 +350,7 @@ impl DataParallel {
         let ready = |i: usize| {
             i < count
                 || failed.load(Acquire)
-                || layer_done[param_layers[update.param_of(block(i))]].load(Acquire) == count
+                || param_done[update.param_of(block(i))].load(Acquire) == count
         };
         team.for_each_when(count + blocks, &ready, &|i| {
             if i < count {
@@ -361,9 +363,14 @@ impl DataParallel {
                     // Read before any block of this parameter is updated:
                     // that waits for every replica's backward pass.
                     &|j, dst| update.read_values(j, dst),
-                    &mut |l, params| {
-                        take_gradients(&gradients[i], &first_param, l, params);
-                        layer_done[l].fetch_add(1, Release);
+                    &mut {
+                        let mut taker = Taker::new(&gradients[i]);
+                        let param_done = &param_done;
+                        move |_, params| {
+                            for j in taker.take(params) {
+                                param_done[j].fetch_add(1, Release);
+                            }
+                        }
                     },
                 );
                 if result.is_err() {
@@ -424,31 +431,35 @@ fn sum_block(
     }
 }
 
-/// Takes the gradients of `params`, layer `l`'s parameters, that a replica's
-/// backward pass has just finished, into `gradients` (one micro-batch's
-/// slots, by parameter): the buffers are swapped, not copied.
-fn take_gradients(
-    gradients: &[Mutex<Tensor>],
-    first_param: &[usize],
-    l: usize,
-    params: &mut [&mut Param],
-) {
-    for (q, p) in params.iter_mut().enumerate() {
-        let mut slot = gradients[first_param[l] + q]
-            .lock()
-            .expect("no task panicked");
-        std::mem::swap(&mut p.grad, &mut slot);
-    }
+/// Takes a replica's gradients into one micro-batch's slots (by parameter)
+/// as its backward pass hands them over, swapping the buffers, not copying.
+/// Backward hands the layers over last first, so each layer's parameters
+/// are the ones just before those already taken, in [`Network::params`]
+/// order: no table of owners is needed.
+struct Taker<'a> {
+    slots: &'a [Mutex<Tensor>],
+    /// The first parameter already taken (all of them: none yet).
+    taken_from: usize,
 }
 
-/// Each layer's first parameter, by index in [`Network::params`] order (a
-/// layer's parameters are adjacent there; 0 for a layer without any).
-fn first_params(master: &Network, param_layers: &[usize]) -> Vec<usize> {
-    let mut first = vec![0; master.layers().len()];
-    for (j, &l) in param_layers.iter().enumerate().rev() {
-        first[l] = j;
+impl<'a> Taker<'a> {
+    fn new(slots: &'a [Mutex<Tensor>]) -> Self {
+        Taker {
+            slots,
+            taken_from: slots.len(),
+        }
     }
-    first
+
+    /// Takes `params`, one layer's; returns their indices.
+    fn take(&mut self, params: &mut [&mut Param]) -> Range<usize> {
+        let taken = self.taken_from - params.len()..self.taken_from;
+        for (p, j) in params.iter_mut().zip(taken.clone()) {
+            let mut slot = self.slots[j].lock().expect("no task panicked");
+            std::mem::swap(&mut p.grad, &mut slot);
+        }
+        self.taken_from = taken.start;
+        taken
+    }
 }
 
 /// Sets its flag if dropped during a panic (then forgotten on success), so
