@@ -1,6 +1,7 @@
 //! A sequential network: layers applied in order, gradients back in reverse.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use tensor::Tensor;
@@ -112,6 +113,31 @@ impl Network {
         input: &'a Tensor,
         last: usize,
     ) -> Result<&'a Tensor, LayerError> {
+        let go_on = &mut |_| ControlFlow::Continue(());
+        Ok(self
+            .forward_until(input, last, go_on)?
+            .expect("never stopped"))
+    }
+
+    /// [`Network::forward`], asking `go_on(i)` before each layer `i`; if it
+    /// returns [`ControlFlow::Break`], stops there and returns `None`. Why:
+    /// a copy of a micro-batch that another copy has already taken further
+    /// stops early.
+    pub fn forward_each<'a>(
+        &'a mut self,
+        input: &'a Tensor,
+        go_on: &mut dyn FnMut(usize) -> ControlFlow<()>,
+    ) -> Result<Option<&'a Tensor>, LayerError> {
+        let last = self.layers.len() - 1;
+        self.forward_until(input, last, go_on)
+    }
+
+    fn forward_until<'a>(
+        &'a mut self,
+        input: &'a Tensor,
+        last: usize,
+        go_on: &mut dyn FnMut(usize) -> ControlFlow<()>,
+    ) -> Result<Option<&'a Tensor>, LayerError> {
         self.check_input(input)?;
         // Stopping right before a fused ReLU: its layer must store the output
         // without the ReLU this time. (A later backward pass still works: the
@@ -122,12 +148,21 @@ impl Network {
             self.unfused = Some(last);
         }
         let mut x = input;
-        for (layer, &skip) in self.layers.iter_mut().zip(&self.skipped).take(last + 1) {
+        for (i, (layer, &skip)) in self
+            .layers
+            .iter_mut()
+            .zip(&self.skipped)
+            .take(last + 1)
+            .enumerate()
+        {
             if !skip {
+                if go_on(i).is_break() {
+                    return Ok(None);
+                }
                 x = layer.forward(x)?;
             }
         }
-        Ok(x)
+        Ok(Some(x))
     }
 
     fn restore_fusion(&mut self) {
@@ -139,7 +174,7 @@ impl Network {
     /// Back-propagates d(loss)/d(output) of the last forward batch through
     /// every layer, leaving each parameter's gradient in `Param::grad`.
     pub fn backward(&mut self, grad_output: &Tensor) -> Result<(), LayerError> {
-        self.backward_each(grad_output, &mut |_, _| {})
+        self.backward_each(grad_output, &mut |_, _| ControlFlow::Continue(()))
     }
 
     /// [`Network::backward`], calling `done(i, params)` as soon as layer
@@ -148,19 +183,27 @@ impl Network {
     /// `done` may take the buffers (see [`Layer::backward_then`]). Why: a
     /// data-parallel step updates the last layers (most of the parameters)
     /// while the first layers' gradients are still being computed.
+    ///
+    /// If `done` returns [`ControlFlow::Break`], back-propagation stops
+    /// there: the layers before `i` keep their old gradients. Why: a copy of
+    /// a micro-batch that another copy has already finished stops early.
     pub fn backward_each(
         &mut self,
         grad_output: &Tensor,
-        done: &mut dyn FnMut(usize, &mut [&mut Param]),
+        done: &mut dyn FnMut(usize, &mut [&mut Param]) -> ControlFlow<()>,
     ) -> Result<(), LayerError> {
         self.restore_fusion();
         let mut g = grad_output;
         for (i, (layer, &skip)) in self.layers.iter_mut().zip(&self.skipped).enumerate().rev() {
+            let mut go_on = ControlFlow::Continue(());
             if skip {
                 // A fused ReLU, applied by the layer before it: no parameters.
-                done(i, &mut []);
+                go_on = done(i, &mut []);
             } else {
-                g = layer.backward_then(g, &mut |params| done(i, params))?;
+                g = layer.backward_then(g, &mut |params| go_on = done(i, params))?;
+            }
+            if go_on.is_break() {
+                break;
             }
         }
         Ok(())

@@ -4,6 +4,7 @@
 //! over, in reverse, are those of `params` in order.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 use layers::{Loss, Network, NetworkConfig};
 use tensor::{Rng, Tensor};
@@ -46,6 +47,7 @@ fn backward_each_hands_over_each_layers_final_gradients_last_layer_first() {
         for p in params.iter() {
             at_report.insert(p.name.clone(), bits(&p.grad));
         }
+        ControlFlow::Continue(())
     })
     .unwrap();
 
@@ -82,4 +84,64 @@ fn backward_each_hands_over_each_layers_final_gradients_last_layer_first() {
         .collect();
     let params: Vec<String> = each.params().iter().map(|p| p.name.clone()).collect();
     assert_eq!(handed, params);
+}
+
+/// A `Break` stops back-propagation after that layer: no later report, the
+/// layers already reported have their gradients, and the earlier layers
+/// keep the gradients they had.
+#[test]
+fn backward_each_stops_where_it_is_told() {
+    let mut rng = Rng::seed_from_u64(5);
+    let x: Vec<f32> = (0..2 * 784).map(|_| rng.uniform(0.0, 1.0) as f32).collect();
+    let x = Tensor::from_shape_vec(vec![2, 1, 28, 28], x).unwrap();
+    let mut t = Tensor::zeros(vec![2, 10]);
+    t[[0, 1]] = 1.0;
+    t[[1, 7]] = 1.0;
+    let mut plain = seed_network();
+    let mut stopped = seed_network();
+    let mut grad = Tensor::zeros(vec![0]);
+    for net in [&mut plain, &mut stopped] {
+        let y = net.forward(&x).unwrap();
+        Loss::SoftmaxCrossEntropy
+            .forward_backward(y, &t, &mut grad)
+            .unwrap();
+    }
+    plain.backward(&grad).unwrap();
+    for p in stopped.params_mut() {
+        p.grad.iter_mut().for_each(|g| *g = 7.0);
+    }
+    // Stop at the second layer (from the end) that has parameters.
+    let mut reported = Vec::new();
+    let mut with_params = 0;
+    stopped
+        .backward_each(&grad, &mut |i, params| {
+            reported.push(i);
+            with_params += usize::from(!params.is_empty());
+            if with_params == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+    let last = *reported.last().unwrap();
+    assert!(
+        last > 0,
+        "the seed network has parameters before layer {last}"
+    );
+    let expected: Vec<usize> = (last..stopped.layers().len()).rev().collect();
+    assert_eq!(reported, expected);
+    let mut layer_of = BTreeMap::new();
+    for (i, layer) in stopped.layers().iter().enumerate() {
+        for p in layer.params() {
+            layer_of.insert(p.name.clone(), i);
+        }
+    }
+    for (a, b) in plain.params().iter().zip(stopped.params()) {
+        if layer_of[&a.name] >= last {
+            assert_eq!(bits(&a.grad), bits(&b.grad), "{}", a.name);
+        } else {
+            assert!(b.grad.iter().all(|&g| g == 7.0), "{} untouched", a.name);
+        }
+    }
 }

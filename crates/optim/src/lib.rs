@@ -40,7 +40,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use layers::{Layer, Network, Param};
@@ -320,6 +320,7 @@ impl Optimizer {
         self.state.steps += 1;
         let t = self.state.steps;
         let config = self.config.clone();
+        let OptimizerState { steps, slots } = &mut self.state;
         let buffers = match config {
             OptimizerConfig::Sgd { .. } => 1,
             OptimizerConfig::Adam { .. } => 2,
@@ -327,16 +328,12 @@ impl Optimizer {
         let params = model.params_mut();
         for p in &params {
             // Look up before inserting: `entry` would clone the name every step.
-            if !self.state.slots.contains_key(&p.name) {
-                self.state
-                    .slots
-                    .insert(p.name.clone(), vec![vec![0.0; p.value.len()]; buffers]);
+            if !slots.contains_key(&p.name) {
+                slots.insert(p.name.clone(), vec![vec![0.0; p.value.len()]; buffers]);
             }
         }
         // Each parameter's buffers, in parameter order.
-        let mut by_name: Vec<(&String, Option<&mut Vec<Vec<f32>>>)> = self
-            .state
-            .slots
+        let mut by_name: Vec<(&String, Option<&mut Vec<Vec<f32>>>)> = slots
             .iter_mut()
             .map(|(name, bufs)| (name, Some(bufs)))
             .collect();
@@ -377,7 +374,8 @@ impl Optimizer {
         first_block.push(blocks.len());
         Update {
             config,
-            t,
+            steps,
+            t: AtomicU64::new(t),
             lr,
             names,
             first_block,
@@ -392,7 +390,10 @@ impl Optimizer {
 /// updated once and values are read only where no update runs.
 pub struct Update<'a> {
     config: OptimizerConfig,
-    t: u64,
+    /// The optimizer's step count, set to `t` when the update is dropped.
+    steps: &'a mut u64,
+    /// This step's number (from 1).
+    t: AtomicU64,
     lr: f32,
     /// Each parameter's name, in [`Params::params_mut`] order.
     names: Vec<&'a str>,
@@ -447,18 +448,51 @@ impl Update<'_> {
             b,
         } = &mut *block;
         gradient(*param, *at, g);
-        update(&self.config, self.t, self.lr, w, g, a, b.as_deref_mut());
+        let t = self.t.load(Ordering::Relaxed);
+        update(&self.config, t, self.lr, w, g, a, b.as_deref_mut());
         if w.iter().any(|v| !v.is_finite()) {
             self.first_bad.fetch_min(*param, Ordering::Relaxed);
         }
     }
 
-    /// Ends the update: the name of the first parameter (in
-    /// [`Params::params_mut`] order) that holds a NaN or an infinity after
-    /// its update, if any.
-    pub fn finish(self) -> Option<String> {
-        let first_bad = self.first_bad.into_inner();
+    /// Calls `f(j, at, values)` with block `i`'s parameter `j`, the
+    /// block's first element `at` in it, and its current values: a caller
+    /// can copy the new weights out while the block is in cache.
+    pub fn with_block_values(&self, i: usize, f: &mut dyn FnMut(usize, usize, &[f32])) {
+        let block = self.blocks[i].lock().expect("no update panicked");
+        f(block.param, block.at, block.w);
+    }
+
+    /// Ends this step's update and starts the next one, on the same
+    /// parameters at the same learning rate, without gathering the
+    /// parameters again: for a caller that runs many steps in a row (the
+    /// trainer's epoch). Every block of the step just ended must have been
+    /// updated, and none of the next may have started; read
+    /// [`Update::non_finite`] first to learn whether the step just ended
+    /// made a NaN.
+    pub fn next_step(&self) {
+        self.first_bad.store(usize::MAX, Ordering::Relaxed);
+        self.t.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The name of the first parameter (in [`Params::params_mut`] order)
+    /// that holds a NaN or an infinity after this step's update of its
+    /// blocks so far, if any.
+    pub fn non_finite(&self) -> Option<String> {
+        let first_bad = self.first_bad.load(Ordering::Relaxed);
         (first_bad != usize::MAX).then(|| self.names[first_bad].to_string())
+    }
+
+    /// Ends the update: [`Update::non_finite`] once every block is updated.
+    pub fn finish(self) -> Option<String> {
+        self.non_finite()
+    }
+}
+
+impl Drop for Update<'_> {
+    /// Records the steps taken (one, and one more per [`Update::next_step`]).
+    fn drop(&mut self) {
+        *self.steps = *self.t.get_mut();
     }
 }
 

@@ -248,3 +248,73 @@ fn a_prepared_update_names_a_parameter_that_becomes_nan() {
     }
     assert_eq!(update.finish().as_deref(), Some("p1"));
 }
+
+/// Three steps on one prepared update (`next_step` between them) give the
+/// bits and state of three `step`s, with each step's own gradients written
+/// in by the blocks; `with_block_values` shows each block's new values; a
+/// NaN is reported by the step that made it.
+#[test]
+fn next_step_goes_on_like_separate_steps() {
+    for config in configs() {
+        let grads = |step: usize, j: usize, at: usize, g: &mut [f32]| {
+            for (k, g) in g.iter_mut().enumerate() {
+                *g = ((step * 7 + j * 3 + at + k) % 11) as f32 / 11.0 - 0.4;
+            }
+        };
+        let mut a = model(&LENGTHS, 8);
+        let mut oa = Optimizer::new(config.clone());
+        let mut expected = Vec::new();
+        for step in 0..3 {
+            for (j, p) in a.0.iter_mut().enumerate() {
+                grads(step, j, 0, p.grad.as_slice_mut().unwrap());
+            }
+            oa.step(&mut a, 0.05);
+            expected.push(values(&a));
+        }
+
+        let mut b = model(&LENGTHS, 8);
+        let mut ob = Optimizer::new(config.clone());
+        let update = ob.prepare(&mut b, 0.05);
+        for (step, want) in expected.iter().enumerate() {
+            if step > 0 {
+                assert_eq!(update.non_finite(), None);
+                update.next_step();
+            }
+            let mut seen: Vec<Vec<u32>> = LENGTHS.iter().map(|&n| vec![0; n]).collect();
+            for i in (0..update.blocks()).rev() {
+                update.update_block(i, &|j, at, g| grads(step, j, at, g));
+                update.with_block_values(i, &mut |j, at, v| {
+                    for (k, x) in v.iter().enumerate() {
+                        seen[j][at + k] = x.to_bits();
+                    }
+                });
+            }
+            assert_eq!(&seen, want, "{config:?} step {step}");
+        }
+        assert_eq!(update.finish(), None);
+        assert_eq!(values(&b), expected[2], "{config:?}");
+        assert_eq!(oa.state(), ob.state(), "{config:?}");
+    }
+
+    let mut m = model(&LENGTHS, 9);
+    let mut opt = Optimizer::new(OptimizerConfig::sgd(0.1, 0.9, 0.0));
+    let update = opt.prepare(&mut m, 0.1);
+    let nan_in_step_1 = |step: usize| {
+        move |j: usize, _: usize, g: &mut [f32]| {
+            g.fill(if step == 1 && j == 3 { f32::NAN } else { 0.0 })
+        }
+    };
+    for step in 0..3 {
+        if step > 0 {
+            let bad = update.non_finite();
+            assert_eq!(bad.as_deref(), (step == 2).then_some("p3"), "step {step}");
+            update.next_step();
+        }
+        for i in 0..update.blocks() {
+            update.update_block(i, &nan_in_step_1(step));
+        }
+    }
+    // The NaN stays in p3, so the third step reports it too.
+    assert_eq!(update.finish().as_deref(), Some("p3"));
+    assert_eq!(opt.state().steps, 3);
+}

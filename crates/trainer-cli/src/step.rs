@@ -1,27 +1,42 @@
-//! One training step, data-parallel over fixed micro-batches.
+//! Training steps, data-parallel over fixed micro-batches.
 //!
-//! The batch is cut into micro-batches of `micro_batch` images (the last may
-//! be shorter). [`DataParallel::step`] runs each on its own replica of the
-//! network, shared out over a [`Team`]: the replica copies the master's
-//! weights, fills its input from the data set (the u8 pixels are converted
-//! there, by the thread that uses them), and runs forward, loss and
-//! backward. In the same phase the team updates the master's parameters, in
-//! blocks, from the last layer's to the first's: a block starts as soon as
-//! every replica's backward pass has left its layer, sums the replicas'
-//! gradients in micro-batch order, weighted by their share of the batch,
-//! into the master's gradient, and the optimizer updates it at once, while
-//! it is in cache. fc1 and fc2 hold 97% of the seed network's parameters and
-//! back-propagation leaves them first, so most of the update runs while the
-//! last micro-batches are still in their convolutions' backward passes.
+//! Each batch is cut into micro-batches of `micro_batch` images (the last
+//! may be shorter). [`DataParallel::run`] runs a run of batches (the
+//! trainer's epoch) as one phase of a [`Team`]. Each micro-batch runs on a
+//! replica of the network: the replica copies the step's weights, fills its
+//! input from the data set (the u8 pixels are converted there, by the
+//! thread that uses them), and runs forward, loss and backward. In the same
+//! phase the team updates the master's parameters, in blocks, from the last
+//! layer's to the first's: a block starts as soon as every micro-batch's
+//! backward pass has left its layer, sums their gradients in micro-batch
+//! order, weighted by their share of the batch, into the master's gradient,
+//! and the optimizer updates it at once, while it is in cache. fc1 and fc2
+//! hold 97% of the seed network's parameters and back-propagation leaves
+//! them first, so most of the update runs while the last micro-batches are
+//! still in their convolutions' backward passes. The next step's
+//! micro-batches start once the last block is updated.
+//!
+//! A thread that has nothing to do while a micro-batch still runs (so that
+//! the step cannot end) checks whether the thread running it is
+//! descheduled: its CPU clock stands still. If it is, the waiting thread
+//! runs the same micro-batch again on a spare replica. Each layer's
+//! gradients are handed over by whichever copy gets there first; the other
+//! copy stops at its next layer, and the step goes on without waiting for
+//! it. Why: on a machine shared with other busy processes, a thread is
+//! often descheduled for a whole time slice (4 ms at 250 Hz) in the middle
+//! of a micro-batch, and synchronous SGD has nothing else for the other
+//! thread to do; it would spin through its own slice. Because the copies
+//! are of the same micro-batch, from the same weights, by the same
+//! kernels, they are bit-identical, and it does not matter which one wins.
 //!
 //! Why not one network with parallel kernels only: a step then has about 30
-//! parallel loops, each ending in a join. On a machine shared with other busy
-//! processes, a worker is often descheduled while it holds a piece of a loop,
-//! and the join waits a whole time slice for it: the epoch took 4-5x its
-//! quiet time beside two busy loops. Here the threads meet once per step,
-//! and they wait for each other awake (see [`crate::team`] for why). Nothing
-//! runs on one thread alone: a serial batch fill, gradient sum and
-//! finiteness scan cost 11% of a 2-thread step.
+//! parallel loops, each ending in a join. On a shared machine, a worker is
+//! often descheduled while it holds a piece of a loop, and the join waits a
+//! whole time slice for it: the epoch took 4-5x its quiet time beside two
+//! busy loops. Here the threads meet once per step, and they wait for each
+//! other awake (see [`crate::team`] for why). Nothing runs on one thread
+//! alone: a serial batch fill, gradient sum and finiteness scan cost 11% of
+//! a 2-thread step.
 //!
 //! The cut depends only on the batch and micro-batch sizes, and each
 //! micro-batch's gradient is computed by the same kernels in the same order
@@ -29,11 +44,13 @@
 //! threads, and to [`DataParallel::forward_backward`] (the gradients alone)
 //! followed by a plain optimizer step.
 
-use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
-use std::sync::Mutex;
+use std::cell::Cell;
+use std::ops::{ControlFlow, Range};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use optim::Optimizer;
+use optim::{Optimizer, Update};
 use tensor::{Rng, Tensor};
 
 use layers::{one_hot_into, LayerError, Loss, Network, Param};
@@ -55,6 +72,18 @@ pub trait BatchSource: Sync {
     /// Writes the examples `range` into `images` (one after another, each as
     /// [`BatchSource::example_shape`] says) and their labels into `labels`.
     fn fill(&self, range: Range<usize>, images: &mut [f32], labels: &mut [usize]);
+}
+
+impl<T: BatchSource + ?Sized> BatchSource for &T {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn example_shape(&self) -> Vec<usize> {
+        (**self).example_shape()
+    }
+    fn fill(&self, range: Range<usize>, images: &mut [f32], labels: &mut [usize]) {
+        (**self).fill(range, images, labels)
+    }
 }
 
 /// A batch already in memory as an N x ... tensor and N labels.
@@ -89,78 +118,399 @@ pub struct StepResult {
     pub correct: usize,
 }
 
-/// One replica: a copy of the network and its micro-batch.
+/// One replica: a copy of the network and the micro-batch it runs.
 struct Replica {
     net: Network,
     input: Tensor,
     labels: Vec<usize>,
     target: Tensor,
     grad: Tensor,
-    loss: f64,
-    correct: usize,
-}
-
-/// What every micro-batch of a step shares.
-struct Job<'a> {
-    batch: &'a dyn BatchSource,
-    /// One example's shape.
-    example: Vec<usize>,
-    classes: usize,
-    loss_fn: &'a Loss,
 }
 
 impl Replica {
-    /// Forward, loss and backward for the examples `range` of the job's
-    /// batch, from the weights that `weights(j, values)` writes for
-    /// parameter `j`; `done` is called as each layer's backward part ends
-    /// (see [`Network::backward_each`]).
-    fn run(
+    /// Forward and loss for the examples `range` of `batch`, from the
+    /// weights that `weights(j, values)` writes for parameter `j`; returns
+    /// the micro-batch's mean loss and correct count, and leaves
+    /// d(loss)/d(logits) in `self.grad` for the backward pass. `go_on()` is
+    /// asked before each layer, and may stop it (then `None`).
+    fn forward(
         &mut self,
-        job: &Job,
+        batch: &dyn BatchSource,
         range: Range<usize>,
+        classes: usize,
+        loss_fn: &Loss,
         weights: &dyn Fn(usize, &mut [f32]),
-        done: &mut dyn FnMut(usize, &mut [&mut Param]),
-    ) -> Result<(), LayerError> {
+        go_on: &mut dyn FnMut() -> ControlFlow<()>,
+    ) -> Result<Option<(f64, usize)>, LayerError> {
         for (j, p) in self.net.params_mut().into_iter().enumerate() {
             weights(
                 j,
                 p.value.as_slice_mut().expect("parameters are contiguous"),
             );
         }
-        let mut shape = Vec::with_capacity(job.example.len() + 1);
-        shape.push(range.len());
-        shape.extend_from_slice(&job.example);
-        if self.input.shape() != shape {
+        let example = batch.example_shape();
+        let shape_fits = self.input.shape().first() == Some(&range.len())
+            && self.input.shape()[1..] == example[..];
+        if !shape_fits {
+            let mut shape = Vec::with_capacity(example.len() + 1);
+            shape.push(range.len());
+            shape.extend_from_slice(&example);
             self.input = Tensor::zeros(shape);
         }
         self.labels.resize(range.len(), 0);
-        job.batch.fill(
+        batch.fill(
             range,
             self.input.as_slice_mut().expect("contiguous"),
             &mut self.labels,
         );
-        let logits = self.net.forward(&self.input)?;
-        one_hot_into(&self.labels, job.classes, &mut self.target);
-        self.loss = job
-            .loss_fn
-            .forward_backward(logits, &self.target, &mut self.grad)?;
-        self.correct = count_correct(logits, &self.labels);
-        self.net.backward_each(&self.grad, done)
+        let Some(logits) = self.net.forward_each(&self.input, &mut |_| go_on())? else {
+            return Ok(None);
+        };
+        one_hot_into(&self.labels, classes, &mut self.target);
+        let loss = loss_fn.forward_backward(logits, &self.target, &mut self.grad)?;
+        Ok(Some((loss, count_correct(logits, &self.labels))))
+    }
+
+    /// The backward pass; `hand_over(taken, params)` is called as each
+    /// layer's part ends, with the layer's parameters and their indices in
+    /// [`Network::params`] order (see [`Network::backward_each`]), and may
+    /// stop it. Backward hands the layers over last first, so each layer's
+    /// parameters are the ones just before those already handed over: no
+    /// table of owners is needed.
+    fn backward(&mut self, hand_over: &mut HandOver) -> Result<(), LayerError> {
+        let mut taken_from = self.net.params().len();
+        self.net.backward_each(&self.grad, &mut |_, params| {
+            let taken = taken_from - params.len()..taken_from;
+            taken_from = taken.start;
+            hand_over(taken, params)
+        })
     }
 }
 
-/// Replicas of a network, for [`DataParallel::step`].
+/// Takes one layer's gradients (parameters `taken`, in [`Network::params`]
+/// order), as back-propagation leaves the layer; may stop it.
+type HandOver<'a> = dyn FnMut(Range<usize>, &mut [&mut Param]) -> ControlFlow<()> + 'a;
+
+/// Swaps one layer's gradients (parameters `taken`) with one micro-batch's
+/// slots: a hand-over without a copy.
+fn swap_into(slots: &[Mutex<Tensor>], taken: Range<usize>, params: &mut [&mut Param]) {
+    for (p, j) in params.iter_mut().zip(taken) {
+        let mut slot = slots[j].lock().expect("no task panicked");
+        std::mem::swap(&mut p.grad, &mut slot);
+    }
+}
+
+/// What became of micro-batch slot `k` in the steps of the runs so far.
+/// Steps carry tags, numbered from 1 over the life of the
+/// [`DataParallel`], so that 0 means "never" and a stale copy, from a step
+/// already over, loses every claim.
+struct Flight {
+    /// The tag of the step whose first copy runs now (or ran last), and the
+    /// CPU clock of the thread that runs it.
+    started: AtomicUsize,
+    clock: AtomicI64,
+    /// The tag of the step whose micro-batch has a backup copy.
+    backup: AtomicUsize,
+    /// How far the copies have got: `tag << 32 | h` once `h` parameters,
+    /// counted from the last, have been handed over in step `tag`. A copy
+    /// claims a layer by raising it to the layer's position; a copy that
+    /// finds it there or beyond is behind, and stops.
+    frontier: AtomicU64,
+    /// The micro-batch's mean loss and correct count, from the copy that
+    /// handed over its last layer.
+    result: Mutex<(f64, usize)>,
+}
+
+/// Replicas of a network, for [`DataParallel::run`].
 pub struct DataParallel {
     micro_batch: usize,
-    replicas: Vec<Replica>,
+    /// Replicas, one per team thread: each thread runs one copy of a
+    /// micro-batch at a time, on whichever replica is free.
+    replicas: Vec<Mutex<Replica>>,
     /// `gradients[k][j]`: micro-batch k's gradient of parameter j. Each is
-    /// swapped with the replica's own gradient buffer as soon as its
-    /// layer's backward part is done (no copy), so that the update of
-    /// [`DataParallel::step`] can read it while the replica runs on.
+    /// swapped with a replica's own gradient buffer as soon as its layer's
+    /// backward part is done (no copy), so that the update can read it
+    /// while the replica runs on.
     gradients: Vec<Vec<Mutex<Tensor>>>,
+    flights: Vec<Flight>,
+    /// The weights that a step's micro-batches start from: step `s` of a
+    /// run reads `weights[s % 2]`, parameter by parameter, and its update
+    /// writes `weights[(s + 1) % 2]`, block by block, for the next. Copies
+    /// never read the master, so a stale copy cannot see a half-updated
+    /// parameter; whatever it reads, its result is thrown away.
+    weights: [Vec<Mutex<Vec<f32>>>; 2],
+    /// Steps run so far: the tag of a run's step `s` is `tags + s + 1`.
+    tags: usize,
+    /// Backup copies started so far, and those that finished first.
+    backups: (usize, usize),
     /// The last batch's size: it says how many micro-batches there were,
     /// and their weights in the sum.
     batch: usize,
+}
+
+/// How long a thread's CPU clock must stand still before a waiting thread
+/// runs its micro-batch again: long enough that a thread that is running
+/// shows progress, short against a time slice.
+const STALL: Duration = Duration::from_micros(50);
+
+thread_local! {
+    /// The waiting thread's last look at a micro-batch's thread: the step's
+    /// tag, the slot, that thread's CPU time, and when it was read.
+    static LAST_LOOK: Cell<Option<(usize, usize, u64, Instant)>> = const { Cell::new(None) };
+}
+
+/// Everything a run's tasks share.
+struct Run<'a, B> {
+    batches: &'a [B],
+    /// Micro-batches per step.
+    counts: Vec<usize>,
+    /// Task number of each step's first task, and one past the last.
+    starts: Vec<usize>,
+    classes: usize,
+    loss_fn: &'a Loss,
+    micro_batch: usize,
+    replicas: &'a [Mutex<Replica>],
+    gradients: &'a [Vec<Mutex<Tensor>>],
+    flights: &'a [Flight],
+    weights: &'a [Vec<Mutex<Vec<f32>>>; 2],
+    tags: usize,
+    update: Update<'a>,
+    blocks: usize,
+    /// The step whose micro-batches may run.
+    step: AtomicUsize,
+    /// Micro-batches of the current step that have handed over parameter j.
+    param_done: Vec<AtomicUsize>,
+    /// Blocks of the current step that are updated.
+    blocks_done: AtomicUsize,
+    /// A micro-batch failed or panicked: every task left is skipped.
+    failed: AtomicBool,
+    error: Mutex<Option<LayerError>>,
+    /// `on_step` asked to stop: every task left is skipped.
+    stopped: AtomicBool,
+    /// Backup copies started, and those that handed over a micro-batch's
+    /// first layer (so finished it) before the copy they backed up.
+    backups: AtomicUsize,
+    backups_won: AtomicUsize,
+    on_step: &'a (dyn Fn(usize, StepResult, Option<String>) -> ControlFlow<()> + Sync),
+}
+
+impl<B: BatchSource> Run<'_, B> {
+    fn tag(&self, s: usize) -> usize {
+        self.tags + s + 1
+    }
+
+    fn over(&self) -> bool {
+        self.failed.load(Acquire) || self.stopped.load(Acquire)
+    }
+
+    /// Task `i`'s step, and its place in the step: micro-batch `k` for
+    /// `k < counts[s]`, then the blocks.
+    fn locate(&self, i: usize) -> (usize, usize) {
+        let s = self.starts.partition_point(|&start| start <= i) - 1;
+        (s, i - self.starts[s])
+    }
+
+    /// The update block of a step's task `at` (after its micro-batches):
+    /// last layer's first.
+    fn block(&self, s: usize, at: usize) -> usize {
+        self.blocks - 1 - (at - self.counts[s])
+    }
+
+    fn ready(&self, i: usize) -> bool {
+        if self.over() {
+            return true;
+        }
+        let (s, at) = self.locate(i);
+        if self.step.load(Acquire) < s {
+            return false;
+        }
+        at < self.counts[s]
+            || self.param_done[self.update.param_of(self.block(s, at))].load(Acquire)
+                == self.counts[s]
+    }
+
+    fn task(&self, i: usize) {
+        if self.over() {
+            return;
+        }
+        let (s, at) = self.locate(i);
+        if at < self.counts[s] {
+            let flight = &self.flights[at];
+            flight.clock.store(stall::this_thread_clock(), Relaxed);
+            flight.started.store(self.tag(s), Release);
+            self.copy(s, at, false);
+        } else {
+            self.update_block(s, self.block(s, at));
+        }
+    }
+
+    /// Runs micro-batch `k` of step `s` on a free replica, handing over each
+    /// layer's gradients unless another copy did first.
+    fn copy(&self, s: usize, k: usize, backup: bool) {
+        let failing = SetOnUnwind(&self.failed);
+        let tag = self.tag(s);
+        let flight = &self.flights[k];
+        let batch = &self.batches[s];
+        let range = micro_range(k, self.micro_batch, batch.len());
+        let mut replica = self.free_replica();
+        let weights = &self.weights[s % 2];
+        let params = self.param_done.len();
+        let position = |handed: usize| (tag as u64) << 32 | handed as u64;
+        let result = replica
+            .forward(
+                batch,
+                range,
+                self.classes,
+                self.loss_fn,
+                &|j, dst| dst.copy_from_slice(&weights[j].lock().expect("no task panicked")),
+                // Behind once another copy has handed anything over.
+                &mut || match flight.frontier.load(Acquire) > position(0) {
+                    true => ControlFlow::Break(()),
+                    false => ControlFlow::Continue(()),
+                },
+            )
+            .and_then(|result| {
+                let Some(result) = result else {
+                    return Ok(());
+                };
+                replica.backward(&mut |taken, layer_params| {
+                    let here = position(params - taken.start);
+                    if layer_params.is_empty() {
+                        return match flight.frontier.load(Acquire) > here {
+                            true => ControlFlow::Break(()),
+                            false => ControlFlow::Continue(()),
+                        };
+                    }
+                    if flight.frontier.fetch_max(here, AcqRel) >= here {
+                        return ControlFlow::Break(());
+                    }
+                    if taken.end == params {
+                        *flight.result.lock().expect("no task panicked") = result;
+                    }
+                    swap_into(&self.gradients[k], taken.clone(), layer_params);
+                    for j in taken.clone() {
+                        self.param_done[j].fetch_add(1, Release);
+                    }
+                    if taken.start == 0 && backup {
+                        self.backups_won.fetch_add(1, Relaxed);
+                    }
+                    ControlFlow::Continue(())
+                })
+            });
+        if let Err(e) = result {
+            self.error
+                .lock()
+                .expect("no task panicked")
+                .get_or_insert(e);
+            self.failed.store(true, Release);
+        }
+        std::mem::forget(failing);
+    }
+
+    /// A replica that no copy uses. There are as many as threads, and a
+    /// thread runs one copy at a time, so one is always free.
+    fn free_replica(&self) -> MutexGuard<'_, Replica> {
+        loop {
+            for r in self.replicas {
+                if let Ok(guard) = r.try_lock() {
+                    return guard;
+                }
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Sums block `b`'s gradient over step `s`'s micro-batches, updates it,
+    /// copies its new values out for the next step, and, if it was the
+    /// step's last block, ends the step.
+    fn update_block(&self, s: usize, b: usize) {
+        let n = self.batches[s].len();
+        let gradients = &self.gradients[..self.counts[s]];
+        self.update.update_block(b, &|j, at, dst| {
+            sum_block(gradients, self.micro_batch, n, j, at, dst)
+        });
+        let next = &self.weights[(s + 1) % 2];
+        self.update.with_block_values(b, &mut |j, at, values| {
+            next[j].lock().expect("no task panicked")[at..at + values.len()]
+                .copy_from_slice(values);
+        });
+        if self.blocks_done.fetch_add(1, AcqRel) + 1 == self.blocks {
+            self.end_step(s);
+        }
+    }
+
+    /// Reports step `s` and opens the next. Runs on the thread that
+    /// updated the step's last block, while no other task can run.
+    fn end_step(&self, s: usize) {
+        let n = self.batches[s].len();
+        let mut result = StepResult {
+            loss: 0.0,
+            correct: 0,
+        };
+        for (k, flight) in self.flights[..self.counts[s]].iter().enumerate() {
+            let (loss, correct) = *flight.result.lock().expect("no task panicked");
+            result.loss += loss * micro_range(k, self.micro_batch, n).len() as f64 / n as f64;
+            result.correct += correct;
+        }
+        if (self.on_step)(s, result, self.update.non_finite()).is_break() {
+            self.stopped.store(true, Release);
+        }
+        if s + 1 < self.batches.len() && !self.over() {
+            self.update.next_step();
+        }
+        for done in &self.param_done {
+            done.store(0, Relaxed);
+        }
+        self.blocks_done.store(0, Relaxed);
+        self.step.store(s + 1, Release);
+    }
+
+    /// What a thread does while it waits for task `i`: if a micro-batch of
+    /// the current step is still running on a thread that is descheduled,
+    /// run it again (see the module's comment).
+    fn idle(&self, _i: usize) {
+        if self.over() {
+            return;
+        }
+        let s = self.step.load(Acquire);
+        if s >= self.batches.len() {
+            return;
+        }
+        let tag = self.tag(s);
+        for (k, flight) in self.flights[..self.counts[s]].iter().enumerate() {
+            let done = (tag as u64) << 32 | self.param_done.len() as u64;
+            if flight.started.load(Acquire) != tag
+                || flight.frontier.load(Acquire) >= done
+                || flight.backup.load(Acquire) >= tag
+            {
+                continue;
+            }
+            let Some(cpu) = stall::cpu_time(flight.clock.load(Relaxed)) else {
+                continue;
+            };
+            let now = Instant::now();
+            let stalled = match LAST_LOOK.get() {
+                Some((t, kk, was, when)) if t == tag && kk == k => {
+                    if cpu != was {
+                        LAST_LOOK.set(Some((tag, k, cpu, now)));
+                        false
+                    } else {
+                        now - when >= STALL
+                    }
+                }
+                _ => {
+                    LAST_LOOK.set(Some((tag, k, cpu, now)));
+                    false
+                }
+            };
+            if stalled && flight.backup.fetch_max(tag, AcqRel) < tag {
+                LAST_LOOK.set(None);
+                self.backups.fetch_add(1, Relaxed);
+                self.copy(s, k, true);
+            }
+            return;
+        }
+    }
 }
 
 impl DataParallel {
@@ -171,71 +521,67 @@ impl DataParallel {
             micro_batch: micro_batch.max(1),
             replicas: Vec::new(),
             gradients: Vec::new(),
+            flights: Vec::new(),
+            weights: [Vec::new(), Vec::new()],
+            tags: 0,
+            backups: (0, 0),
             batch: 0,
         }
     }
 
-    fn ensure_replicas(&mut self, master: &Network, count: usize) -> Result<(), LayerError> {
-        // (Replicas take the master's weights at the start of every step.)
-        while self.replicas.len() < count {
-            // The draw is overwritten by the master's weights in `forward_backward`.
+    /// Readies `replicas` replicas and gradient slots for `count`
+    /// micro-batches.
+    fn ensure(
+        &mut self,
+        master: &Network,
+        replicas: usize,
+        count: usize,
+    ) -> Result<(), LayerError> {
+        while self.replicas.len() < replicas {
+            // The draw is overwritten by the step's weights.
             let net = master
                 .config()
                 .build(&mut Rng::seed_from_u64(0))
                 .map_err(|e| LayerError::new("network", "network", e.to_string()))?;
-            self.replicas.push(Replica {
+            self.replicas.push(Mutex::new(Replica {
                 net,
                 input: Tensor::zeros(vec![0]),
                 labels: Vec::new(),
                 target: Tensor::zeros(vec![0]),
                 grad: Tensor::zeros(vec![0]),
-                loss: 0.0,
-                correct: 0,
+            }));
+        }
+        let params = master.params();
+        while self.gradients.len() < count {
+            let slots = params
+                .iter()
+                .map(|p| Mutex::new(Tensor::zeros(p.value.shape())))
+                .collect();
+            self.gradients.push(slots);
+            self.flights.push(Flight {
+                started: AtomicUsize::new(0),
+                clock: AtomicI64::new(stall::NO_CLOCK),
+                backup: AtomicUsize::new(0),
+                frontier: AtomicU64::new(0),
+                result: Mutex::new((0.0, 0)),
             });
         }
         Ok(())
     }
 
-    /// Micro-batch `k`'s examples.
-    fn range(&self, k: usize) -> Range<usize> {
-        k * self.micro_batch..((k + 1) * self.micro_batch).min(self.batch)
-    }
-
-    /// Checks the batch and readies a replica and gradient slots per
-    /// micro-batch; returns how many micro-batches there are.
-    fn begin(&mut self, master: &Network, batch: &dyn BatchSource) -> Result<usize, LayerError> {
-        let n = batch.len();
-        if n == 0 {
-            return Err(LayerError::new(
-                "input",
-                "network",
-                "a batch with at least one example",
-            ));
-        }
-        self.batch = n;
-        let count = n.div_ceil(self.micro_batch);
-        self.ensure_replicas(master, count)?;
-        while self.gradients.len() < count {
-            let slots = master
-                .params()
-                .iter()
-                .map(|p| Mutex::new(Tensor::zeros(p.value.shape())))
-                .collect();
-            self.gradients.push(slots);
-        }
-        Ok(count)
-    }
-
-    /// The batch's mean loss and correct count, from the replicas.
-    fn result(&self, count: usize) -> StepResult {
-        let replicas = &self.replicas[..count];
-        let loss = replicas
+    /// Checks that no batch is empty; returns each one's micro-batch count.
+    fn counts<B: BatchSource>(&self, batches: &[B]) -> Result<Vec<usize>, LayerError> {
+        batches
             .iter()
-            .enumerate()
-            .map(|(k, r)| r.loss * self.range(k).len() as f64 / self.batch as f64)
-            .sum();
-        let correct = replicas.iter().map(|r| r.correct).sum();
-        StepResult { loss, correct }
+            .map(|b| match b.len() {
+                0 => Err(LayerError::new(
+                    "input",
+                    "network",
+                    "a batch with at least one example",
+                )),
+                n => Ok(n.div_ceil(self.micro_batch)),
+            })
+            .collect()
     }
 
     /// Forward, loss and backward for `batch` on the replicas, from
@@ -248,62 +594,160 @@ impl DataParallel {
         loss_fn: &Loss,
         batch: &dyn BatchSource,
     ) -> Result<StepResult, LayerError> {
-        let count = self.begin(master, batch)?;
-        let job = Job {
-            batch,
-            example: batch.example_shape(),
-            classes: master.outputs(),
-            loss_fn,
-        };
+        let count = self.counts(&[batch])?[0];
+        self.ensure(master, team.threads(), count)?;
+        self.batch = batch.len();
         let values: Vec<&[f32]> = master
             .params()
             .into_iter()
             .map(|p| p.value.as_slice().expect("parameters are contiguous"))
             .collect();
-        let ranges: Vec<Range<usize>> = (0..count).map(|k| self.range(k)).collect();
+        let (micro_batch, n, classes) = (self.micro_batch, batch.len(), master.outputs());
+        let results: Vec<Mutex<Result<(f64, usize), LayerError>>> =
+            (0..count).map(|_| Mutex::new(Ok((0.0, 0)))).collect();
         let DataParallel {
             replicas,
             gradients,
             ..
         } = self;
-        // One task per replica; the locks are never contended.
-        let slots: Vec<Mutex<(&mut Replica, Result<(), LayerError>)>> = replicas[..count]
-            .iter_mut()
-            .map(|r| Mutex::new((r, Ok(()))))
-            .collect();
         team.for_each(count, &|k| {
-            let mut slot = slots[k].lock().expect("one task per replica");
-            let (r, result) = &mut *slot;
-            *result = r.run(
-                &job,
-                ranges[k].clone(),
-                &|j, dst| dst.copy_from_slice(values[j]),
-                &mut {
-                    let mut taker = Taker::new(&gradients[k]);
-                    move |_, params| {
-                        taker.take(params);
-                    }
-                },
-            );
+            // A thread runs one task at a time: a replica is always free.
+            let mut replica = replicas
+                .iter()
+                .find_map(|r| r.try_lock().ok())
+                .expect("a free replica");
+            let range = micro_range(k, micro_batch, n);
+            let result = replica
+                .forward(
+                    batch,
+                    range,
+                    classes,
+                    loss_fn,
+                    &|j, dst| dst.copy_from_slice(values[j]),
+                    &mut || ControlFlow::Continue(()),
+                )
+                .map(|result| result.expect("never stopped"))
+                .and_then(|result| {
+                    replica.backward(&mut |taken, params| {
+                        swap_into(&gradients[k], taken, params);
+                        ControlFlow::Continue(())
+                    })?;
+                    Ok(result)
+                });
+            *results[k].lock().expect("no task panicked") = result;
         });
-        for slot in slots {
-            slot.into_inner()
-                .expect("a task that panicked re-raised its panic")
-                .1?;
+        let mut total = StepResult {
+            loss: 0.0,
+            correct: 0,
+        };
+        for (k, result) in results.into_iter().enumerate() {
+            let (loss, correct) = result.into_inner().expect("no task panicked")?;
+            total.loss += loss * micro_range(k, micro_batch, n).len() as f64 / n as f64;
+            total.correct += correct;
         }
-        Ok(self.result(count))
+        Ok(total)
     }
 
-    /// One training step: forward, loss and backward for `batch` on the
-    /// replicas, from `master`'s weights, and `optimizer`'s update of
+    /// Trains on `batches`, one step each, in order: for each, forward,
+    /// loss and backward on the replicas, and `optimizer`'s update of
     /// `master` at learning rate `lr`, all in one phase of `team` (see the
-    /// module's comment). Returns the batch's loss and correct count, and
-    /// the name of a parameter that became NaN or infinite, if any.
+    /// module's comment). After each step, `on_step(s, result, non_finite)`
+    /// gets batch `s`'s loss and correct count and the name of a parameter
+    /// that became NaN or infinite, if any; it runs on one of the team's
+    /// threads while the others wait, and may stop the run. Returns the
+    /// number of steps taken.
     ///
     /// If a micro-batch fails, its error is returned and nothing is updated
     /// that needed its gradients; the layers whose gradients were complete
     /// by then may be updated already. (Errors come from shapes that do not
     /// fit the network, which the first layer's forward pass finds.)
+    #[allow(clippy::too_many_arguments)]
+    pub fn run<B: BatchSource>(
+        &mut self,
+        team: &Team,
+        master: &mut Network,
+        loss_fn: &Loss,
+        batches: &[B],
+        optimizer: &mut Optimizer,
+        lr: f32,
+        on_step: &(dyn Fn(usize, StepResult, Option<String>) -> ControlFlow<()> + Sync),
+    ) -> Result<usize, LayerError> {
+        let counts = self.counts(batches)?;
+        let Some(&most) = counts.iter().max() else {
+            return Ok(0);
+        };
+        self.ensure(master, team.threads(), most)?;
+        for (copies, p) in self.weights.iter_mut().zip([0, 1]) {
+            if copies.is_empty() || p == 0 {
+                *copies = master
+                    .params()
+                    .iter()
+                    .map(|p| Mutex::new(p.value.iter().copied().collect()))
+                    .collect();
+            }
+        }
+        let classes = master.outputs();
+        let params = self.gradients[0].len();
+        if params == 0 {
+            return Err(LayerError::new(
+                "network",
+                "network",
+                "a network with parameters to train",
+            ));
+        }
+        let update = optimizer.prepare(master, lr);
+        let blocks = update.blocks();
+        let mut starts = Vec::with_capacity(counts.len() + 1);
+        starts.push(0);
+        for &c in &counts {
+            starts.push(starts.last().expect("pushed") + c + blocks);
+        }
+        let run = Run {
+            batches,
+            counts,
+            starts,
+            classes,
+            loss_fn,
+            micro_batch: self.micro_batch,
+            replicas: &self.replicas,
+            gradients: &self.gradients,
+            flights: &self.flights,
+            weights: &self.weights,
+            tags: self.tags,
+            update,
+            blocks,
+            step: AtomicUsize::new(0),
+            param_done: (0..params).map(|_| AtomicUsize::new(0)).collect(),
+            blocks_done: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+            error: Mutex::new(None),
+            stopped: AtomicBool::new(false),
+            backups: AtomicUsize::new(0),
+            backups_won: AtomicUsize::new(0),
+            on_step,
+        };
+        let tasks = *run.starts.last().expect("pushed");
+        team.for_each_waiting(tasks, &|i| run.ready(i), &|i| run.task(i), &|i| run.idle(i));
+        let steps = run.step.load(Acquire);
+        let (started, won) = (run.backups.load(Relaxed), run.backups_won.load(Relaxed));
+        tracing::debug!(
+            "{steps} steps; {started} micro-batches run again while their thread was descheduled, {won} of them finished first"
+        );
+        self.backups.0 += started;
+        self.backups.1 += won;
+        let error = run.error.into_inner().expect("no task panicked");
+        drop(run.update);
+        self.tags += batches.len();
+        self.batch = batches[steps.min(batches.len() - 1)].len();
+        match error {
+            Some(e) => Err(e),
+            None => Ok(steps),
+        }
+    }
+
+    /// One training step: [`DataParallel::run`] on one batch. Returns the
+    /// batch's loss and correct count, and the name of a parameter that
+    /// became NaN or infinite, if any.
     pub fn step(
         &mut self,
         team: &Team,
@@ -313,114 +757,62 @@ impl DataParallel {
         optimizer: &mut Optimizer,
         lr: f32,
     ) -> Result<(StepResult, Option<String>), LayerError> {
-        let count = self.begin(master, batch)?;
-        let job = Job {
-            batch,
-            example: batch.example_shape(),
-            classes: master.outputs(),
+        let outcome = Mutex::new(None);
+        self.run(
+            team,
+            master,
             loss_fn,
-        };
-        let ranges: Vec<Range<usize>> = (0..count).map(|k| self.range(k)).collect();
-        let shares = self.shares();
-        // Replicas whose backward pass has handed over each parameter.
-        let param_done: Vec<AtomicUsize> = (0..self.gradients[0].len())
-            .map(|_| AtomicUsize::new(0))
-            .collect();
-        let failed = AtomicBool::new(false);
+            &[batch],
+            optimizer,
+            lr,
+            &|_, r, bad| {
+                *outcome.lock().expect("no task panicked") = Some((r, bad));
+                ControlFlow::Continue(())
+            },
+        )?;
+        Ok(outcome
+            .into_inner()
+            .expect("no task panicked")
+            .expect("a step that did not fail is reported"))
+    }
 
-        let DataParallel {
-            replicas,
-            gradients,
-            ..
-        } = self;
-        let gradients = &gradients[..count];
-        // One task per replica; the locks are never contended.
-        let slots: Vec<Mutex<(&mut Replica, Result<(), LayerError>)>> = replicas[..count]
-            .iter_mut()
-            .map(|r| Mutex::new((r, Ok(()))))
-            .collect();
-        let update = optimizer.prepare(master, lr);
-        let blocks = update.blocks();
-        let sum = |j: usize, at: usize, dst: &mut [f32]| sum_block(gradients, &shares, j, at, dst);
-        // The micro-batches first, then the update's blocks, last layer's
-        // first, each claimed once every replica's backward pass has left
-        // its layer: a thread that runs out of micro-batches updates what
-        // the others' backward passes have finished.
-        let block = |i: usize| blocks - 1 - (i - count);
-        let ready = |i: usize| {
-            i < count
-                || failed.load(Acquire)
-                || param_done[update.param_of(block(i))].load(Acquire) == count
-        };
-        team.for_each_when(count + blocks, &ready, &|i| {
-            if i < count {
-                let failing = SetOnUnwind(&failed);
-                let mut slot = slots[i].lock().expect("one task per replica");
-                let (r, result) = &mut *slot;
-                *result = r.run(
-                    &job,
-                    ranges[i].clone(),
-                    // Read before any block of this parameter is updated:
-                    // that waits for every replica's backward pass.
-                    &|j, dst| update.read_values(j, dst),
-                    &mut {
-                        let mut taker = Taker::new(&gradients[i]);
-                        let param_done = &param_done;
-                        move |_, params| {
-                            for j in taker.take(params) {
-                                param_done[j].fetch_add(1, Release);
-                            }
-                        }
-                    },
-                );
-                if result.is_err() {
-                    failed.store(true, Release);
-                }
-                std::mem::forget(failing);
-            } else if !failed.load(Acquire) {
-                update.update_block(block(i), &sum);
-            }
-        });
-        let non_finite = update.finish();
-        for slot in slots {
-            slot.into_inner()
-                .expect("a task that panicked re-raised its panic")
-                .1?;
-        }
-        Ok((self.result(count), non_finite))
+    /// Backup copies of micro-batches started so far (see the module's
+    /// comment), and how many of them finished before the copy they backed
+    /// up.
+    pub fn backups(&self) -> (usize, usize) {
+        self.backups
     }
 
     /// Sums the last batch's gradients into `master`'s, without an update:
     /// the gradient of the batch's mean loss.
     pub fn gradients_into(&self, master: &mut Network) {
         let gradients = &self.gradients[..self.batch.div_ceil(self.micro_batch)];
-        let shares = self.shares();
         for (j, p) in master.params_mut().into_iter().enumerate() {
             let g = p.grad.as_slice_mut().expect("gradients are contiguous");
-            sum_block(gradients, &shares, j, 0, g);
+            sum_block(gradients, self.micro_batch, self.batch, j, 0, g);
         }
     }
+}
 
-    /// Each micro-batch's share of the batch: its weight in the gradient sum.
-    fn shares(&self) -> Vec<f32> {
-        (0..self.batch.div_ceil(self.micro_batch))
-            .map(|k| self.range(k).len() as f32 / self.batch as f32)
-            .collect()
-    }
+/// Micro-batch `k`'s examples in a batch of `n`.
+fn micro_range(k: usize, micro_batch: usize, n: usize) -> Range<usize> {
+    k * micro_batch..((k + 1) * micro_batch).min(n)
 }
 
 /// Writes elements `at..` of parameter `j`'s batch gradient into `dst`,
 /// from `gradients[k][j]`, micro-batch k's gradient. Each micro-batch's
 /// gradient is that of its own mean loss; the batch's mean is their sum
-/// weighted by n_k / N (`shares`), added in order k whatever thread does it.
+/// weighted by n_k / n, added in order k whatever thread does it.
 fn sum_block(
     gradients: &[Vec<Mutex<Tensor>>],
-    shares: &[f32],
+    micro_batch: usize,
+    n: usize,
     j: usize,
     at: usize,
     dst: &mut [f32],
 ) {
-    for (k, (g, &w)) in gradients.iter().zip(shares).enumerate() {
+    for (k, g) in gradients.iter().enumerate() {
+        let w = micro_range(k, micro_batch, n).len() as f32 / n as f32;
         let g = g[j].lock().expect("no task panicked");
         let src = &g.as_slice().expect("gradients are contiguous")[at..at + dst.len()];
         if k == 0 {
@@ -431,37 +823,6 @@ fn sum_block(
     }
 }
 
-/// Takes a replica's gradients into one micro-batch's slots (by parameter)
-/// as its backward pass hands them over, swapping the buffers, not copying.
-/// Backward hands the layers over last first, so each layer's parameters
-/// are the ones just before those already taken, in [`Network::params`]
-/// order: no table of owners is needed.
-struct Taker<'a> {
-    slots: &'a [Mutex<Tensor>],
-    /// The first parameter already taken (all of them: none yet).
-    taken_from: usize,
-}
-
-impl<'a> Taker<'a> {
-    fn new(slots: &'a [Mutex<Tensor>]) -> Self {
-        Taker {
-            slots,
-            taken_from: slots.len(),
-        }
-    }
-
-    /// Takes `params`, one layer's; returns their indices.
-    fn take(&mut self, params: &mut [&mut Param]) -> Range<usize> {
-        let taken = self.taken_from - params.len()..self.taken_from;
-        for (p, j) in params.iter_mut().zip(taken.clone()) {
-            let mut slot = self.slots[j].lock().expect("no task panicked");
-            std::mem::swap(&mut p.grad, &mut slot);
-        }
-        self.taken_from = taken.start;
-        taken
-    }
-}
-
 /// Sets its flag if dropped during a panic (then forgotten on success), so
 /// that no update waits for a micro-batch that will never finish.
 struct SetOnUnwind<'a>(&'a AtomicBool);
@@ -469,6 +830,47 @@ struct SetOnUnwind<'a>(&'a AtomicBool);
 impl Drop for SetOnUnwind<'_> {
     fn drop(&mut self) {
         self.0.store(true, Release);
+    }
+}
+
+/// Whether a thread is running: its CPU clock, read from another thread.
+mod stall {
+    /// No clock: nothing is known.
+    pub const NO_CLOCK: i64 = i64::MIN;
+
+    /// The calling thread's CPU-time clock.
+    #[cfg(target_os = "linux")]
+    pub fn this_thread_clock() -> i64 {
+        let mut clock: libc::clockid_t = 0;
+        // SAFETY: pthread_self is always valid; the call writes `clock`.
+        match unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) } {
+            0 => i64::from(clock),
+            _ => NO_CLOCK,
+        }
+    }
+
+    /// CPU time in nanoseconds on `clock`, from any thread.
+    #[cfg(target_os = "linux")]
+    pub fn cpu_time(clock: i64) -> Option<u64> {
+        let clock = libc::clockid_t::try_from(clock).ok()?;
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: the call writes `ts`; a clock whose thread has ended
+        // gives an error, not undefined behaviour.
+        (unsafe { libc::clock_gettime(clock, &mut ts) } == 0)
+            .then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn this_thread_clock() -> i64 {
+        NO_CLOCK
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn cpu_time(_clock: i64) -> Option<u64> {
+        None
     }
 }
 
@@ -725,6 +1127,158 @@ mod tests {
                 assert_eq!(after[n..], before[n..], "weights unchanged");
             });
         }
+    }
+
+    /// A batch whose micro-batch starting at `stall_at` sleeps in its
+    /// first fill, as a thread descheduled in the middle of it would (its
+    /// CPU clock stands still).
+    struct StallingBatch<'a> {
+        inner: TensorBatch<'a>,
+        stall_at: usize,
+        stalled: AtomicBool,
+    }
+
+    impl BatchSource for StallingBatch<'_> {
+        fn len(&self) -> usize {
+            self.inner.len()
+        }
+        fn example_shape(&self) -> Vec<usize> {
+            self.inner.example_shape()
+        }
+        fn fill(&self, range: Range<usize>, images: &mut [f32], labels: &mut [usize]) {
+            if range.start == self.stall_at && !self.stalled.swap(true, SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            self.inner.fill(range, images, labels)
+        }
+    }
+
+    /// Six steps in one run, each with a micro-batch whose thread stalls:
+    /// on 2 and 3 threads the others run those micro-batches again, and the
+    /// weights, gradients, losses and optimizer state are those of six
+    /// plain steps on one thread, bit for bit. The copy that loses stops
+    /// and is never waited for.
+    #[test]
+    fn backups_of_stalled_micro_batches_change_no_bits() {
+        let (x, labels) = batch(40);
+        let config = TrainConfig::load("seed").unwrap().optimizer;
+        let train = |threads: usize, stalls: bool| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut net = seed_network();
+                let mut opt = Optimizer::new(config.clone());
+                let mut dp = DataParallel::new(10);
+                let batches: Vec<StallingBatch> = (0..6)
+                    .map(|s| StallingBatch {
+                        inner: TensorBatch {
+                            images: &x,
+                            labels: &labels,
+                        },
+                        stall_at: (s % 4) * 10,
+                        stalled: AtomicBool::new(!stalls),
+                    })
+                    .collect();
+                let losses = Mutex::new(Vec::new());
+                let steps = Team::scope(|team| {
+                    dp.run(
+                        team,
+                        &mut net,
+                        &Loss::SoftmaxCrossEntropy,
+                        &batches,
+                        &mut opt,
+                        0.05,
+                        &|s, r, bad| {
+                            assert_eq!(bad, None);
+                            losses
+                                .lock()
+                                .unwrap()
+                                .push((s, r.loss.to_bits(), r.correct));
+                            ControlFlow::Continue(())
+                        },
+                    )
+                    .unwrap()
+                });
+                assert_eq!(steps, 6);
+                let state = opt.state().clone();
+                (
+                    grads_and_values(&net),
+                    losses.into_inner().unwrap(),
+                    state,
+                    dp.backups(),
+                )
+            })
+        };
+        let (want, want_losses, want_state, _) = train(1, false);
+        assert_eq!(
+            want_losses.iter().map(|l| l.0).collect::<Vec<_>>(),
+            (0..6).collect::<Vec<_>>()
+        );
+        for threads in [2, 3] {
+            let (got, losses, state, (started, _)) = train(threads, true);
+            assert!(started > 0, "{threads} threads: no backup ran");
+            assert_eq!(got, want, "{threads} threads");
+            assert_eq!(losses, want_losses, "{threads} threads");
+            assert_eq!(state, want_state, "{threads} threads");
+        }
+    }
+
+    /// A run is its steps one by one, bit for bit; `on_step` can stop it,
+    /// and then the steps after are neither taken nor counted.
+    #[test]
+    fn a_run_is_its_steps_and_stops_when_told() {
+        let (x, labels) = batch(30);
+        let config = TrainConfig::load("seed").unwrap().optimizer;
+        let batch = TensorBatch {
+            images: &x,
+            labels: &labels,
+        };
+        let loss = Loss::SoftmaxCrossEntropy;
+        let (mut a, mut oa, mut da) = (
+            seed_network(),
+            Optimizer::new(config.clone()),
+            DataParallel::new(7),
+        );
+        let by_step: Vec<StepResult> = Team::scope(|team| {
+            (0..2)
+                .map(|_| {
+                    da.step(team, &mut a, &loss, &batch, &mut oa, 0.05)
+                        .unwrap()
+                        .0
+                })
+                .collect()
+        });
+        let (mut b, mut ob, mut db) = (
+            seed_network(),
+            Optimizer::new(config.clone()),
+            DataParallel::new(7),
+        );
+        let reports = Mutex::new(Vec::new());
+        let steps = Team::scope(|team| {
+            db.run(
+                team,
+                &mut b,
+                &loss,
+                &[&batch; 4],
+                &mut ob,
+                0.05,
+                &|s, r, _| {
+                    reports.lock().unwrap().push(r);
+                    if s == 1 {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                },
+            )
+            .unwrap()
+        });
+        assert_eq!(steps, 2);
+        assert_eq!(reports.into_inner().unwrap(), by_step);
+        assert_eq!(grads_and_values(&a), grads_and_values(&b));
+        assert_eq!(oa.state(), ob.state());
     }
 
     #[test]

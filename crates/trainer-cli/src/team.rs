@@ -56,6 +56,7 @@ pub const SPIN: Duration = Duration::from_millis(2);
 
 type Task<'a> = &'a (dyn Fn(usize) + Sync);
 type Ready<'a> = &'a (dyn Fn(usize) -> bool + Sync);
+type Idle<'a> = &'a (dyn Fn(usize) + Sync);
 
 thread_local! {
     /// Whether this thread is in a team (as its leader or a follower).
@@ -73,8 +74,9 @@ pub struct Team {
     pin: Option<Vec<usize>>,
     /// Bumped by the leader to publish a phase.
     generation: AtomicU64,
-    /// The phase's task and its readiness test, valid while the phase runs.
-    task: Mutex<Option<(Task<'static>, Ready<'static>)>>,
+    /// The phase's task, its readiness test and what a waiting thread does,
+    /// valid while the phase runs.
+    task: Mutex<Option<(Task<'static>, Ready<'static>, Idle<'static>)>>,
     tasks: AtomicUsize,
     next: AtomicUsize,
     /// Followers that have left the current phase.
@@ -173,8 +175,23 @@ impl Team {
         ready: &(dyn Fn(usize) -> bool + Sync),
         task: &(dyn Fn(usize) + Sync),
     ) {
+        self.for_each_waiting(n, ready, task, &|_| {});
+    }
+
+    /// [`Team::for_each_when`], where a thread that waits for task `i` to
+    /// become ready calls `idle(i)` between its checks. Why: a
+    /// data-parallel epoch has work for a waiting thread that is not a
+    /// task of its own: running again a micro-batch whose thread is
+    /// descheduled (see [`crate::step`]).
+    pub fn for_each_waiting(
+        &self,
+        n: usize,
+        ready: &(dyn Fn(usize) -> bool + Sync),
+        task: &(dyn Fn(usize) + Sync),
+        idle: &(dyn Fn(usize) + Sync),
+    ) {
         if n <= 1 {
-            return in_order(n, ready, task);
+            return in_order(n, ready, task, idle);
         }
         // SAFETY: the followers use the task and its test only between the
         // generation bump below and their `left` count, and this function
@@ -183,10 +200,11 @@ impl Team {
         let task: Task<'static> = unsafe { std::mem::transmute::<Task<'_>, Task<'static>>(task) };
         let ready: Ready<'static> =
             unsafe { std::mem::transmute::<Ready<'_>, Ready<'static>>(ready) };
+        let idle: Idle<'static> = unsafe { std::mem::transmute::<Idle<'_>, Idle<'static>>(idle) };
         let followers = {
             let joined = self.joined.lock().expect("no panic holds this lock");
             if *joined > 0 {
-                *self.task.lock().expect("no panic holds this lock") = Some((task, ready));
+                *self.task.lock().expect("no panic holds this lock") = Some((task, ready, idle));
                 self.tasks.store(n, SeqCst);
                 self.next.store(0, SeqCst);
                 self.left.store(0, SeqCst);
@@ -195,10 +213,10 @@ impl Team {
             *joined
         };
         if followers == 0 {
-            return in_order(n, ready, task);
+            return in_order(n, ready, task, idle);
         }
         self.notify();
-        self.work(task, ready, n);
+        self.work(task, ready, idle, n);
         wait_until(
             || self.left.load(Acquire) == followers,
             &self.sleepers,
@@ -213,13 +231,19 @@ impl Team {
 
     /// Claims and runs tasks until none is left; waits, holding no claim,
     /// for the next one to be ready.
-    fn work(&self, task: Task<'_>, ready: Ready<'_>, n: usize) {
+    fn work(&self, task: Task<'_>, ready: Ready<'_>, idle: Idle<'_>, n: usize) {
         loop {
             let i = self.next.load(Acquire);
             if i >= n {
                 return;
             }
             if !ready(i) {
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| idle(i))) {
+                    self.panic
+                        .lock()
+                        .expect("no panic holds this lock")
+                        .get_or_insert(p);
+                }
                 std::hint::spin_loop();
                 continue;
             }
@@ -269,12 +293,12 @@ impl Team {
                 break;
             }
             seen = self.generation.load(Acquire);
-            let (task, ready) = self
+            let (task, ready, idle) = self
                 .task
                 .lock()
                 .expect("no panic holds this lock")
                 .expect("published");
-            self.work(task, ready, self.tasks.load(Acquire));
+            self.work(task, ready, idle, self.tasks.load(Acquire));
             self.left.fetch_add(1, AcqRel);
             self.notify();
         }
@@ -291,9 +315,10 @@ impl Team {
 }
 
 /// Runs the tasks on this thread, in order, each once it is ready.
-fn in_order(n: usize, ready: Ready<'_>, task: Task<'_>) {
+fn in_order(n: usize, ready: Ready<'_>, task: Task<'_>, idle: Idle<'_>) {
     for i in 0..n {
         while !ready(i) {
+            idle(i);
             std::hint::spin_loop();
         }
         task(i);

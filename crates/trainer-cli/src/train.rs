@@ -1,7 +1,8 @@
 //! The training loop: from IDX bytes to weight updates, epoch after epoch.
 //!
-//! One step, for the batch `idx` of this epoch's order, is
-//! [`DataParallel::step`], one phase of the epoch's team of threads:
+//! An epoch is one [`DataParallel::run`] over its batches, one phase of a
+//! team of threads (one run per stretch between mid-epoch checkpoints).
+//! One step, for the batch `idx` of this epoch's order:
 //! 1. it cuts the batch into micro-batches and, for each, on its own copy of
 //!    the network and in parallel: [`DatasetBatch`] turns its u8 pixels into
 //!    an n x 1 x 28 x 28 tensor, [`Network::forward`] runs the layers in
@@ -12,7 +13,10 @@
 //! 2. as soon as every micro-batch has left a layer, the team adds the
 //!    micro-batches' gradients for that layer's parameters, in order, into
 //!    `net`, block by block, and [`optim::Update::update_block`] updates
-//!    each block as soon as its sum is written: `d = μd + (g + λW); W -= ηd`.
+//!    each block as soon as its sum is written: `d = μd + (g + λW); W -= ηd`;
+//! 3. once every block is updated, the next step's micro-batches start.
+//!    A thread left waiting for a micro-batch whose thread is descheduled
+//!    runs it again instead (see [`crate::step`]): same bits, no wait.
 //!
 //! The order of epoch `e` is [`mnist_io::epoch_order`]`(n, seed, e)`, a pure
 //! function, and the initial weights come from the config's seed, so a run is
@@ -21,6 +25,7 @@
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -301,47 +306,101 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
         };
         let started = Instant::now();
         // The epoch's steps run on a team whose threads stay awake between
-        // steps (crate::team); evaluation, below, on rayon's pool.
+        // steps (crate::team), in one run of the data-parallel trainer, or
+        // one run per stretch between mid-epoch checkpoints; evaluation,
+        // below, on rayon's pool.
+        let batches: Vec<DatasetBatch> = mnist_io::batches(&order, t.batch)
+            .skip(partial.batches as usize)
+            .map(|(_, indices)| DatasetBatch {
+                data: train_set,
+                indices,
+                norm,
+            })
+            .collect();
+        // Runs end where a mid-epoch checkpoint is due: after batches
+        // k, 2k, ... of the epoch.
+        let mut ends: Vec<usize> = match opts.checkpoint_every {
+            Some(k) if k > 0 => (1..)
+                .map(|m| (m * k - partial.batches.min(m * k)) as usize)
+                .skip_while(|&end| end == 0)
+                .take_while(|&end| end < batches.len())
+                .collect(),
+            _ => Vec::new(),
+        };
+        ends.push(batches.len());
         Team::scope(|team| -> Result<()> {
-            for (b, idx) in mnist_io::batches(&order, t.batch).skip(partial.batches as usize) {
-                let batch = DatasetBatch {
-                    data: train_set,
-                    indices: idx,
-                    norm,
-                };
-                let (StepResult { loss, correct }, non_finite) = parallel
-                    .step(team, &mut net, &loss_fn, &batch, &mut optimizer, lr)
-                    .map_err(|e| anyhow!("{e}"))?;
-                if !loss.is_finite() {
-                    bail!("epoch {} batch {}: the loss became {loss}; stopping. The last good checkpoint, {}, is intact", epoch + 1, b + 1, run.last().display());
-                }
-                if let Some(name) = non_finite {
-                    bail!("epoch {} batch {}: parameter `{name}` became NaN or infinite; stopping. The last good checkpoint, {}, is intact", epoch + 1, b + 1, run.last().display());
-                }
-                partial.batches += 1;
-                partial.loss_sum += loss * idx.len() as f64;
-                partial.correct += correct as u64;
-                partial.seen += idx.len() as u64;
-                if let Some(bar) = &bar {
-                    bar.set_position(partial.batches);
-                    bar.set_message(format!(
-                        "loss {:.4}, acc {:.2}%",
-                        partial.loss_sum / partial.seen as f64,
-                        100.0 * partial.correct as f64 / partial.seen as f64
-                    ));
-                }
-                if let Some(k) = opts.checkpoint_every {
-                    if k > 0 && partial.batches % k == 0 && partial.batches < batches_per_epoch {
-                        save(
-                            &config,
-                            &net,
-                            &optimizer,
-                            epochs_done,
-                            partial.clone(),
-                            &history,
-                            &run.last(),
-                        )?;
+            let mut from = 0;
+            for &end in &ends {
+                let run_batches = &batches[from..end];
+                from = end;
+                // What each step's report changes; `stop` says why the
+                // run stopped early.
+                let progress = std::sync::Mutex::new((partial.clone(), None::<String>));
+                let on_step = |s: usize, r: StepResult, non_finite: Option<String>| {
+                    let mut progress = progress.lock().expect("no step panicked");
+                    let (partial, stop) = &mut *progress;
+                    let b = partial.batches + 1;
+                    if !r.loss.is_finite() {
+                        *stop = Some(format!(
+                            "epoch {} batch {b}: the loss became {}",
+                            epoch + 1,
+                            r.loss
+                        ));
+                        return ControlFlow::Break(());
                     }
+                    if let Some(name) = non_finite {
+                        *stop = Some(format!(
+                            "epoch {} batch {b}: parameter `{name}` became NaN or infinite",
+                            epoch + 1
+                        ));
+                        return ControlFlow::Break(());
+                    }
+                    let n = run_batches[s].indices.len();
+                    partial.batches += 1;
+                    partial.loss_sum += r.loss * n as f64;
+                    partial.correct += r.correct as u64;
+                    partial.seen += n as u64;
+                    if let Some(bar) = &bar {
+                        bar.set_position(partial.batches);
+                        bar.set_message(format!(
+                            "loss {:.4}, acc {:.2}%",
+                            partial.loss_sum / partial.seen as f64,
+                            100.0 * partial.correct as f64 / partial.seen as f64
+                        ));
+                    }
+                    ControlFlow::Continue(())
+                };
+                parallel
+                    .run(
+                        team,
+                        &mut net,
+                        &loss_fn,
+                        run_batches,
+                        &mut optimizer,
+                        lr,
+                        &on_step,
+                    )
+                    .map_err(|e| anyhow!("{e}"))?;
+                let stop;
+                (partial, stop) = progress.into_inner().expect("no step panicked");
+                if let Some(why) = stop {
+                    bail!(
+                        "{why}; stopping. The last good checkpoint, {}, is intact",
+                        run.last().display()
+                    );
+                }
+                if opts.checkpoint_every.is_some_and(|k| k > 0)
+                    && partial.batches < batches_per_epoch
+                {
+                    save(
+                        &config,
+                        &net,
+                        &optimizer,
+                        epochs_done,
+                        partial.clone(),
+                        &history,
+                        &run.last(),
+                    )?;
                 }
             }
             Ok(())
