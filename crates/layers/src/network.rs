@@ -8,6 +8,10 @@ use tensor::Tensor;
 
 use crate::{ConfigError, Layer, LayerError, NetworkConfig, Param};
 
+/// Called with each layer's index and parameters as a pass goes through
+/// it; may stop the pass.
+type EachLayer<'a> = dyn FnMut(usize, &mut [&mut Param]) -> ControlFlow<()> + 'a;
+
 /// Layers in order, built from (and remembering) a [`NetworkConfig`].
 pub struct Network {
     config: NetworkConfig,
@@ -113,30 +117,31 @@ impl Network {
         input: &'a Tensor,
         last: usize,
     ) -> Result<&'a Tensor, LayerError> {
-        let go_on = &mut |_| ControlFlow::Continue(());
         Ok(self
-            .forward_until(input, last, go_on)?
+            .forward_until(input, last, None)?
             .expect("never stopped"))
     }
 
-    /// [`Network::forward`], asking `go_on(i)` before each layer `i`; if it
-    /// returns [`ControlFlow::Break`], stops there and returns `None`. Why:
-    /// a copy of a micro-batch that another copy has already taken further
-    /// stops early.
+    /// [`Network::forward`], calling `before(i, params)` before each layer
+    /// `i` runs, with that layer's parameters: the caller may set their
+    /// values, or return [`ControlFlow::Break`] to stop there (then `None`).
+    /// Why: a replica in a data-parallel epoch takes each layer's new
+    /// weights as soon as the update has written them, and a copy of a
+    /// micro-batch that another copy has already taken further stops early.
     pub fn forward_each<'a>(
         &'a mut self,
         input: &'a Tensor,
-        go_on: &mut dyn FnMut(usize) -> ControlFlow<()>,
+        before: &mut dyn FnMut(usize, &mut [&mut Param]) -> ControlFlow<()>,
     ) -> Result<Option<&'a Tensor>, LayerError> {
         let last = self.layers.len() - 1;
-        self.forward_until(input, last, go_on)
+        self.forward_until(input, last, Some(before))
     }
 
     fn forward_until<'a>(
         &'a mut self,
         input: &'a Tensor,
         last: usize,
-        go_on: &mut dyn FnMut(usize) -> ControlFlow<()>,
+        mut before: Option<&mut EachLayer>,
     ) -> Result<Option<&'a Tensor>, LayerError> {
         self.check_input(input)?;
         // Stopping right before a fused ReLU: its layer must store the output
@@ -156,8 +161,10 @@ impl Network {
             .enumerate()
         {
             if !skip {
-                if go_on(i).is_break() {
-                    return Ok(None);
+                if let Some(before) = before.as_mut() {
+                    if before(i, &mut layer.params_mut()).is_break() {
+                        return Ok(None);
+                    }
                 }
                 x = layer.forward(x)?;
             }

@@ -145,3 +145,50 @@ fn backward_each_stops_where_it_is_told() {
         }
     }
 }
+
+/// `forward_each` shows each layer its parameters before it runs: values
+/// written there are the ones the layer uses, and a `Break` stops the pass.
+#[test]
+fn forward_each_lets_the_caller_write_each_layers_weights_first() {
+    let mut rng = Rng::seed_from_u64(6);
+    let x: Vec<f32> = (0..2 * 784).map(|_| rng.uniform(0.0, 1.0) as f32).collect();
+    let x = Tensor::from_shape_vec(vec![2, 1, 28, 28], x).unwrap();
+    let source = seed_network();
+    let values: Vec<Tensor> = source.params().iter().map(|p| p.value.clone()).collect();
+    let want = bits(&seed_network().forward(&x).unwrap().clone());
+
+    // Another draw's weights, replaced layer by layer as the pass goes.
+    let config: NetworkConfig = toml::from_str(include_str!("seed.toml")).unwrap();
+    let mut other = config.build(&mut Rng::seed_from_u64(99)).unwrap();
+    assert_ne!(bits(&other.forward(&x).unwrap().clone()), want);
+    let mut next = 0;
+    let mut seen = Vec::new();
+    let y = other
+        .forward_each(&x, &mut |i, params| {
+            seen.push(i);
+            for p in params.iter_mut() {
+                p.value = values[next].clone();
+                next += 1;
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap()
+        .expect("not stopped");
+    assert_eq!(bits(y), want);
+    assert_eq!(next, values.len());
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order: {seen:?}");
+
+    let mut calls = 0;
+    let stopped = other
+        .forward_each(&x, &mut |_, _| {
+            calls += 1;
+            if calls == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+    assert!(stopped.is_none());
+    assert_eq!(calls, 2);
+}

@@ -128,26 +128,20 @@ struct Replica {
 }
 
 impl Replica {
-    /// Forward and loss for the examples `range` of `batch`, from the
-    /// weights that `weights(j, values)` writes for parameter `j`; returns
-    /// the micro-batch's mean loss and correct count, and leaves
-    /// d(loss)/d(logits) in `self.grad` for the backward pass. `go_on()` is
-    /// asked before each layer, and may stop it (then `None`).
+    /// Forward and loss for the examples `range` of `batch`; returns the
+    /// micro-batch's mean loss and correct count, and leaves
+    /// d(loss)/d(logits) in `self.grad` for the backward pass. Before each
+    /// layer runs, `weights(taken, params)` writes the values of its
+    /// parameters (indices `taken` in [`Network::params`] order), and may
+    /// stop the pass (then `None`).
     fn forward(
         &mut self,
         batch: &dyn BatchSource,
         range: Range<usize>,
         classes: usize,
         loss_fn: &Loss,
-        weights: &dyn Fn(usize, &mut [f32]),
-        go_on: &mut dyn FnMut() -> ControlFlow<()>,
+        weights: &mut HandOver,
     ) -> Result<Option<(f64, usize)>, LayerError> {
-        for (j, p) in self.net.params_mut().into_iter().enumerate() {
-            weights(
-                j,
-                p.value.as_slice_mut().expect("parameters are contiguous"),
-            );
-        }
         let example = batch.example_shape();
         let shape_fits = self.input.shape().first() == Some(&range.len())
             && self.input.shape()[1..] == example[..];
@@ -163,7 +157,13 @@ impl Replica {
             self.input.as_slice_mut().expect("contiguous"),
             &mut self.labels,
         );
-        let Some(logits) = self.net.forward_each(&self.input, &mut |_| go_on())? else {
+        let mut next = 0;
+        let before = &mut |_, params: &mut [&mut Param]| {
+            let taken = next..next + params.len();
+            next = taken.end;
+            weights(taken, params)
+        };
+        let Some(logits) = self.net.forward_each(&self.input, before)? else {
             return Ok(None);
         };
         one_hot_into(&self.labels, classes, &mut self.target);
@@ -187,8 +187,9 @@ impl Replica {
     }
 }
 
-/// Takes one layer's gradients (parameters `taken`, in [`Network::params`]
-/// order), as back-propagation leaves the layer; may stop it.
+/// Writes one layer's weights before the forward pass enters it, or takes
+/// its gradients as back-propagation leaves it (parameters `taken`, in
+/// [`Network::params`] order); may stop the pass.
 type HandOver<'a> = dyn FnMut(Range<usize>, &mut [&mut Param]) -> ControlFlow<()> + 'a;
 
 /// Swaps one layer's gradients (parameters `taken`) with one micro-batch's
@@ -276,8 +277,17 @@ struct Run<'a, B> {
     tags: usize,
     update: Update<'a>,
     blocks: usize,
-    /// The step whose micro-batches may run.
+    /// The step whose update runs (or ran last).
     step: AtomicUsize,
+    /// Per parameter: the tag of the latest step whose weights for it are
+    /// in `weights`. A step's micro-batches start once the step before has
+    /// claimed its last block, and wait, layer by layer, for its weights:
+    /// a thread whose partner is descheduled in the middle of fc1's update
+    /// runs the next batch's convolutions meanwhile.
+    weights_ready: Vec<AtomicUsize>,
+    /// Per parameter: its blocks, and those not yet updated this step.
+    blocks_of: Vec<usize>,
+    blocks_left: Vec<AtomicUsize>,
     /// Micro-batches of the current step that have handed over parameter j.
     param_done: Vec<AtomicUsize>,
     /// Blocks of the current step that are updated.
@@ -321,11 +331,13 @@ impl<B: BatchSource> Run<'_, B> {
             return true;
         }
         let (s, at) = self.locate(i);
-        if self.step.load(Acquire) < s {
-            return false;
+        // A micro-batch is claimed only after every block of the step
+        // before: it may start, and waits inside for each layer's weights.
+        if at < self.counts[s] {
+            return true;
         }
-        at < self.counts[s]
-            || self.param_done[self.update.param_of(self.block(s, at))].load(Acquire)
+        self.step.load(Acquire) >= s
+            && self.param_done[self.update.param_of(self.block(s, at))].load(Acquire)
                 == self.counts[s]
     }
 
@@ -356,17 +368,31 @@ impl<B: BatchSource> Run<'_, B> {
         let weights = &self.weights[s % 2];
         let params = self.param_done.len();
         let position = |handed: usize| (tag as u64) << 32 | handed as u64;
+        let behind = || flight.frontier.load(Acquire) > position(0) || self.over();
         let result = replica
             .forward(
                 batch,
                 range,
                 self.classes,
                 self.loss_fn,
-                &|j, dst| dst.copy_from_slice(&weights[j].lock().expect("no task panicked")),
-                // Behind once another copy has handed anything over.
-                &mut || match flight.frontier.load(Acquire) > position(0) {
-                    true => ControlFlow::Break(()),
-                    false => ControlFlow::Continue(()),
+                &mut |taken, layer_params| {
+                    for (p, j) in layer_params.iter_mut().zip(taken) {
+                        while self.weights_ready[j].load(Acquire) < tag {
+                            if behind() {
+                                return ControlFlow::Break(());
+                            }
+                            std::hint::spin_loop();
+                        }
+                        p.value
+                            .as_slice_mut()
+                            .expect("parameters are contiguous")
+                            .copy_from_slice(&weights[j].lock().expect("no task panicked"));
+                    }
+                    // Behind once another copy has handed anything over.
+                    match behind() {
+                        true => ControlFlow::Break(()),
+                        false => ControlFlow::Continue(()),
+                    }
                 },
             )
             .and_then(|result| {
@@ -437,10 +463,19 @@ impl<B: BatchSource> Run<'_, B> {
         if self.blocks_done.fetch_add(1, AcqRel) + 1 == self.blocks {
             self.end_step(s);
         }
+        // After `end_step` if this was the step's last block: the next
+        // step's micro-batches cannot pass this layer before it is over,
+        // so no block of the next step starts before it either.
+        let j = self.update.param_of(b);
+        if self.blocks_left[j].fetch_sub(1, AcqRel) == 1 {
+            self.blocks_left[j].store(self.blocks_of[j], Relaxed);
+            self.weights_ready[j].store(self.tag(s + 1), Release);
+        }
     }
 
-    /// Reports step `s` and opens the next. Runs on the thread that
-    /// updated the step's last block, while no other task can run.
+    /// Reports step `s` and opens the next step's update. Runs on the
+    /// thread that updated the step's last block; the next step's
+    /// micro-batches may be running, but none has handed anything over.
     fn end_step(&self, s: usize) {
         let n = self.batches[s].len();
         let mut result = StepResult {
@@ -468,14 +503,11 @@ impl<B: BatchSource> Run<'_, B> {
     /// What a thread does while it waits for task `i`: if a micro-batch of
     /// the current step is still running on a thread that is descheduled,
     /// run it again (see the module's comment).
-    fn idle(&self, _i: usize) {
+    fn idle(&self, i: usize) {
         if self.over() {
             return;
         }
-        let s = self.step.load(Acquire);
-        if s >= self.batches.len() {
-            return;
-        }
+        let (s, _) = self.locate(i);
         let tag = self.tag(s);
         for (k, flight) in self.flights[..self.counts[s]].iter().enumerate() {
             let done = (tag as u64) << 32 | self.param_done.len() as u64;
@@ -618,14 +650,15 @@ impl DataParallel {
                 .expect("a free replica");
             let range = micro_range(k, micro_batch, n);
             let result = replica
-                .forward(
-                    batch,
-                    range,
-                    classes,
-                    loss_fn,
-                    &|j, dst| dst.copy_from_slice(values[j]),
-                    &mut || ControlFlow::Continue(()),
-                )
+                .forward(batch, range, classes, loss_fn, &mut |taken, params| {
+                    for (p, j) in params.iter_mut().zip(taken) {
+                        p.value
+                            .as_slice_mut()
+                            .expect("parameters are contiguous")
+                            .copy_from_slice(values[j]);
+                    }
+                    ControlFlow::Continue(())
+                })
                 .map(|result| result.expect("never stopped"))
                 .and_then(|result| {
                     replica.backward(&mut |taken, params| {
@@ -697,6 +730,10 @@ impl DataParallel {
         }
         let update = optimizer.prepare(master, lr);
         let blocks = update.blocks();
+        let mut blocks_of = vec![0; params];
+        for b in 0..blocks {
+            blocks_of[update.param_of(b)] += 1;
+        }
         let mut starts = Vec::with_capacity(counts.len() + 1);
         starts.push(0);
         for &c in &counts {
@@ -717,6 +754,11 @@ impl DataParallel {
             update,
             blocks,
             step: AtomicUsize::new(0),
+            weights_ready: (0..params)
+                .map(|_| AtomicUsize::new(self.tags + 1))
+                .collect(),
+            blocks_left: blocks_of.iter().map(|&n| AtomicUsize::new(n)).collect(),
+            blocks_of,
             param_done: (0..params).map(|_| AtomicUsize::new(0)).collect(),
             blocks_done: AtomicUsize::new(0),
             failed: AtomicBool::new(false),
