@@ -311,11 +311,13 @@ impl Optimizer {
     /// that the caller updates one by one ([`Update::update_block`]), in any
     /// order, on any threads, at any time before [`Update::finish`]. Between
     /// blocks the caller may read the parameters' current values
-    /// ([`Update::read_values`]). Why: a data-parallel step updates the last
-    /// layers, whose gradients back-propagation finishes first, while the
-    /// first layers' gradients are still being computed, and its replicas
-    /// read the weights from here. [`Optimizer::step_on`] is this with
-    /// every block in one parallel loop.
+    /// ([`Update::read_values`], or a block's new values as soon as it is
+    /// updated, [`Update::with_block_values`]), and go on to the next step
+    /// on the same parameters ([`Update::next_step`]). Why: a data-parallel
+    /// trainer updates the last layers, whose gradients back-propagation
+    /// finishes first, while the first layers' gradients are still being
+    /// computed, and its replicas take the new weights block by block.
+    /// [`Optimizer::step_on`] is this with every block in one parallel loop.
     pub fn prepare<'a, P: Params + ?Sized>(&'a mut self, model: &'a mut P, lr: f32) -> Update<'a> {
         self.state.steps += 1;
         let t = self.state.steps;
