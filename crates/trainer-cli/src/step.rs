@@ -3,9 +3,10 @@
 //! Each batch is cut into micro-batches of `micro_batch` images (the last
 //! may be shorter). [`DataParallel::run`] runs a run of batches (the
 //! trainer's epoch) as one phase of a [`Team`]. Each micro-batch runs on a
-//! replica of the network: the replica copies the step's weights, fills its
-//! input from the data set (the u8 pixels are converted there, by the
-//! thread that uses them), and runs forward, loss and backward. In the same
+//! replica of the network: the replica fills its input from the data set
+//! (the u8 pixels are converted there, by the thread that uses them), and
+//! runs forward, taking each layer's weights for the step as the layer
+//! starts, then loss and backward. In the same
 //! phase the team updates the master's parameters, in blocks, from the last
 //! layer's to the first's: a block starts as soon as every micro-batch's
 //! backward pass has left its layer, sums their gradients in micro-batch
@@ -14,7 +15,9 @@
 //! hold 97% of the seed network's parameters and back-propagation leaves
 //! them first, so most of the update runs while the last micro-batches are
 //! still in their convolutions' backward passes. The next step's
-//! micro-batches start once the last block is updated.
+//! micro-batches start as soon as the step's last block is claimed, each
+//! layer waiting for its new weights: a thread whose partner is still
+//! updating a block runs the next batch's first layers meanwhile.
 //!
 //! A thread that has nothing to do while a micro-batch still runs (so that
 //! the step cannot end) checks whether the thread running it is
@@ -364,7 +367,7 @@ impl<B: BatchSource> Run<'_, B> {
         let flight = &self.flights[k];
         let batch = &self.batches[s];
         let range = micro_range(k, self.micro_batch, batch.len());
-        let mut replica = self.free_replica();
+        let mut replica = free_replica(self.replicas);
         let weights = &self.weights[s % 2];
         let params = self.param_done.len();
         let position = |handed: usize| (tag as u64) << 32 | handed as u64;
@@ -431,19 +434,6 @@ impl<B: BatchSource> Run<'_, B> {
             self.failed.store(true, Release);
         }
         std::mem::forget(failing);
-    }
-
-    /// A replica that no copy uses. There are as many as threads, and a
-    /// thread runs one copy at a time, so one is always free.
-    fn free_replica(&self) -> MutexGuard<'_, Replica> {
-        loop {
-            for r in self.replicas {
-                if let Ok(guard) = r.try_lock() {
-                    return guard;
-                }
-            }
-            std::hint::spin_loop();
-        }
     }
 
     /// Sums block `b`'s gradient over step `s`'s micro-batches, updates it,
@@ -584,6 +574,14 @@ impl DataParallel {
             }));
         }
         let params = master.params();
+        for copies in &mut self.weights {
+            if copies.is_empty() {
+                *copies = params
+                    .iter()
+                    .map(|p| Mutex::new(vec![0.0; p.value.len()]))
+                    .collect();
+            }
+        }
         while self.gradients.len() < count {
             let slots = params
                 .iter()
@@ -643,11 +641,7 @@ impl DataParallel {
             ..
         } = self;
         team.for_each(count, &|k| {
-            // A thread runs one task at a time: a replica is always free.
-            let mut replica = replicas
-                .iter()
-                .find_map(|r| r.try_lock().ok())
-                .expect("a free replica");
+            let mut replica = free_replica(replicas);
             let range = micro_range(k, micro_batch, n);
             let result = replica
                 .forward(batch, range, classes, loss_fn, &mut |taken, params| {
@@ -710,14 +704,11 @@ impl DataParallel {
             return Ok(0);
         };
         self.ensure(master, team.threads(), most)?;
-        for (copies, p) in self.weights.iter_mut().zip([0, 1]) {
-            if copies.is_empty() || p == 0 {
-                *copies = master
-                    .params()
-                    .iter()
-                    .map(|p| Mutex::new(p.value.iter().copied().collect()))
-                    .collect();
-            }
+        // The run's first step starts from the master's weights.
+        for (copy, p) in self.weights[0].iter_mut().zip(master.params()) {
+            let copy = copy.get_mut().expect("no task panicked");
+            copy.clear();
+            copy.extend(p.value.iter());
         }
         let classes = master.outputs();
         let params = self.gradients[0].len();
@@ -833,6 +824,19 @@ impl DataParallel {
             let g = p.grad.as_slice_mut().expect("gradients are contiguous");
             sum_block(gradients, self.micro_batch, self.batch, j, 0, g);
         }
+    }
+}
+
+/// A replica that no copy uses. There are as many as team threads, and a
+/// thread runs one copy at a time, so one is always free.
+fn free_replica(replicas: &[Mutex<Replica>]) -> MutexGuard<'_, Replica> {
+    loop {
+        for r in replicas {
+            if let Ok(guard) = r.try_lock() {
+                return guard;
+            }
+        }
+        std::hint::spin_loop();
     }
 }
 
