@@ -10,6 +10,13 @@
 //! so each ratio is taken within a round, and the summary gives the median
 //! of those ratios, not the ratio of medians.
 //!
+//! To compare two builds, `--baseline PATH` names another `cnn` binary
+//! (built from an older commit, say): each round then also runs it quiet
+//! and loaded, the two builds' loaded runs beside the same busy processes
+//! in alternating order, and the summary gives the ratios of the two
+//! builds' epochs within rounds. On this VM that is the only comparison
+//! that resolves a change of 10-20%: stretches differ by more.
+//!
 //! On Linux each run also records the VM's steal time (`/proc/stat`): the
 //! share of CPU time the hypervisor gave to other machines. Steal slows a
 //! run without anything on this machine to show for it (it reached 20-40%
@@ -45,6 +52,26 @@ pub struct SharingArgs {
     /// Leave out rounds with a run above this steal percentage.
     #[arg(long, default_value_t = 2.0)]
     max_steal: f64,
+    /// Another `cnn` binary to interleave with this build's, quiet and
+    /// loaded, in every round.
+    #[arg(long, value_name = "CNN")]
+    baseline: Option<PathBuf>,
+}
+
+/// One round: 1 thread, all threads, loaded; and the baseline's all-thread
+/// and loaded runs, if any.
+struct Round {
+    runs: [Run; 3],
+    baseline: Option<[Run; 2]>,
+}
+
+impl Round {
+    fn steal_at_most(&self, max: f64) -> bool {
+        self.runs
+            .iter()
+            .chain(self.baseline.iter().flatten())
+            .all(|r| r.steal.unwrap_or(0.0) <= max)
+    }
 }
 
 /// One timed run: training seconds, and the VM's steal percentage over it
@@ -60,6 +87,11 @@ pub fn run(args: SharingArgs) -> Result<()> {
     let root = crate::workspace_root();
     let cnn = crate::build_cnn(&root)?;
     let data = args.data.clone().unwrap_or_else(|| root.join("data/mnist"));
+    if let Some(b) = &args.baseline {
+        if !b.is_file() {
+            bail!("--baseline {}: no such file", b.display());
+        }
+    }
     if !crate::has_mnist(&data) {
         bail!(
             "no MNIST in {} (cargo xtask fetch-data, or --data DIR)",
@@ -77,15 +109,37 @@ pub fn run(args: SharingArgs) -> Result<()> {
         "{} rounds of: 1 thread, {threads} threads, {threads} threads beside {} busy processes (`cnn train --epochs 1`, training seconds)",
         args.rounds, args.busy
     );
+    if let Some(b) = &args.baseline {
+        println!(
+            "and, interleaved, {threads} threads quiet and loaded of the baseline {}",
+            b.display()
+        );
+    }
     let mut rounds = Vec::new();
     for r in 1..=args.rounds {
         let epoch = |t: usize| train_epoch(&cnn, &args, &data, &out, t);
+        let base = |t: usize| {
+            let b = args.baseline.as_ref().expect("a baseline");
+            train_epoch(b, &args, &data, &out, t)
+        };
         let one = epoch(1)?;
         let all = epoch(threads)?;
-        let loaded = {
+        let base_all = args.baseline.is_some().then(|| base(threads)).transpose()?;
+        let (loaded, base_loaded) = {
             let _busy = Busy::start(args.busy)?;
-            epoch(threads)?
+            // Alternate which build goes first beside the same processes.
+            if r % 2 == 0 && args.baseline.is_some() {
+                let b = base(threads)?;
+                (epoch(threads)?, Some(b))
+            } else {
+                let l = epoch(threads)?;
+                (
+                    l,
+                    args.baseline.is_some().then(|| base(threads)).transpose()?,
+                )
+            }
         };
+        let baseline = base_all.zip(base_loaded).map(|(a, l)| [a, l]);
         println!(
             "round {r:>2}: 1 thread {:.2} s, {threads} threads {:.2} s ({:.2}x), loaded {:.2} s ({:.2}x the quiet run); steal {}",
             one.seconds,
@@ -99,16 +153,25 @@ pub fn run(args: SharingArgs) -> Result<()> {
                 .collect::<Vec<_>>()
                 .join("/"),
         );
-        rounds.push([one, all, loaded]);
+        if let Some([a, l]) = baseline {
+            println!(
+                "round {r:>2}, baseline: {threads} threads {:.2} s, loaded {:.2} s ({:.2}x); this build's loaded run {:.2}x the baseline's",
+                a.seconds,
+                l.seconds,
+                l.seconds / a.seconds,
+                loaded.seconds / l.seconds
+            );
+        }
+        rounds.push(Round {
+            runs: [one, all, loaded],
+            baseline,
+        });
     }
     let _ = std::fs::remove_dir_all(&out);
 
-    let kept: Vec<&[Run; 3]> = rounds
+    let kept: Vec<&Round> = rounds
         .iter()
-        .filter(|runs| {
-            runs.iter()
-                .all(|r| r.steal.unwrap_or(0.0) <= args.max_steal)
-        })
+        .filter(|r| r.steal_at_most(args.max_steal))
         .collect();
     println!(
         "\n{} of {} rounds had at most {}% steal in every run; medians over those:",
@@ -119,7 +182,8 @@ pub fn run(args: SharingArgs) -> Result<()> {
     if kept.is_empty() {
         bail!("no round to summarise; try again later, or raise --max-steal");
     }
-    let median_of = |f: &dyn Fn(&[Run; 3]) -> f64| median(kept.iter().map(|r| f(r)).collect());
+    let median_of =
+        |f: &dyn Fn(&[Run; 3]) -> f64| median(kept.iter().map(|r| f(&r.runs)).collect());
     println!(
         "  epoch: 1 thread {:.2} s, {threads} threads {:.2} s, loaded {:.2} s",
         median_of(&|r| r[0].seconds),
@@ -136,6 +200,26 @@ pub fn run(args: SharingArgs) -> Result<()> {
         median_of(&|r| r[2].seconds / r[1].seconds),
         (threads + args.busy) as f64 / threads as f64
     );
+    let paired: Vec<([Run; 3], [Run; 2])> = kept
+        .iter()
+        .filter_map(|r| r.baseline.map(|b| (r.runs, b)))
+        .collect();
+    if !paired.is_empty() {
+        let median_of = |f: &dyn Fn(&[Run; 3], &[Run; 2]) -> f64| {
+            median(paired.iter().map(|(r, b)| f(r, b)).collect())
+        };
+        println!(
+            "  the baseline: {threads} threads {:.2} s, loaded {:.2} s, {:.2}x its quiet epoch",
+            median_of(&|_, b| b[0].seconds),
+            median_of(&|_, b| b[1].seconds),
+            median_of(&|_, b| b[1].seconds / b[0].seconds)
+        );
+        println!(
+            "  this build over the baseline, within rounds: quiet {:.2}x, loaded {:.2}x",
+            median_of(&|r, b| r[1].seconds / b[0].seconds),
+            median_of(&|r, b| r[2].seconds / b[1].seconds)
+        );
+    }
     Ok(())
 }
 
@@ -296,5 +380,24 @@ mod tests {
     fn medians() {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+
+    /// A round is left out for steal in any of its runs, the baseline's
+    /// included; an unknown steal counts as none.
+    #[test]
+    fn a_rounds_steal_counts_the_baselines_runs() {
+        let run = |steal| Run {
+            seconds: 1.0,
+            steal,
+        };
+        let quiet = [run(Some(0.0)), run(None), run(Some(1.0))];
+        let round = |baseline| Round {
+            runs: quiet,
+            baseline,
+        };
+        assert!(round(None).steal_at_most(2.0));
+        assert!(round(Some([run(Some(2.0)), run(None)])).steal_at_most(2.0));
+        assert!(!round(Some([run(Some(0.0)), run(Some(5.0))])).steal_at_most(2.0));
+        assert!(!round(None).steal_at_most(0.5));
     }
 }
