@@ -1271,6 +1271,54 @@ mod tests {
         }
     }
 
+    /// More threads than CPUs, so that the scheduler deschedules them at
+    /// any point of a micro-batch or a block, as busy neighbours do: runs
+    /// of twelve steps give the bits of one thread, every time, whatever
+    /// backups ran and whichever copy handed each layer over.
+    #[test]
+    fn oversubscribed_runs_give_the_same_bits() {
+        let (x, labels) = batch(40);
+        let config = TrainConfig::load("seed").unwrap().optimizer;
+        let batch = TensorBatch {
+            images: &x,
+            labels: &labels,
+        };
+        let batches = vec![&batch; 12];
+        let train = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut net = seed_network();
+                let mut opt = Optimizer::new(config.clone());
+                let mut dp = DataParallel::new(10);
+                let losses = Mutex::new(Vec::new());
+                Team::scope(|team| {
+                    dp.run(
+                        team,
+                        &mut net,
+                        &Loss::SoftmaxCrossEntropy,
+                        &batches,
+                        &mut opt,
+                        0.05,
+                        &|_, r, _| {
+                            losses.lock().unwrap().push(r.loss.to_bits());
+                            ControlFlow::Continue(())
+                        },
+                    )
+                    .unwrap()
+                });
+                (grads_and_values(&net), losses.into_inner().unwrap())
+            })
+        };
+        let want = train(1);
+        let threads = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
+        for round in 0..3 {
+            assert!(train(threads) == want, "round {round}, {threads} threads");
+        }
+    }
+
     /// A run is its steps one by one, bit for bit; `on_step` can stop it,
     /// and then the steps after are neither taken nor counted.
     #[test]
