@@ -467,16 +467,13 @@ impl<B: BatchSource> Run<'_, B> {
     /// thread that updated the step's last block; the next step's
     /// micro-batches may be running, but none has handed anything over.
     fn end_step(&self, s: usize) {
-        let n = self.batches[s].len();
-        let mut result = StepResult {
-            loss: 0.0,
-            correct: 0,
-        };
-        for (k, flight) in self.flights[..self.counts[s]].iter().enumerate() {
-            let (loss, correct) = *flight.result.lock().expect("no task panicked");
-            result.loss += loss * micro_range(k, self.micro_batch, n).len() as f64 / n as f64;
-            result.correct += correct;
-        }
+        let result = batch_result(
+            self.flights[..self.counts[s]]
+                .iter()
+                .map(|f| *f.result.lock().expect("no task panicked")),
+            self.micro_batch,
+            self.batches[s].len(),
+        );
         if (self.on_step)(s, result, self.update.non_finite()).is_break() {
             self.stopped.store(true, Release);
         }
@@ -499,8 +496,8 @@ impl<B: BatchSource> Run<'_, B> {
         }
         let (s, _) = self.locate(i);
         let tag = self.tag(s);
+        let done = (tag as u64) << 32 | self.param_done.len() as u64;
         for (k, flight) in self.flights[..self.counts[s]].iter().enumerate() {
-            let done = (tag as u64) << 32 | self.param_done.len() as u64;
             if flight.started.load(Acquire) != tag
                 || flight.frontier.load(Acquire) >= done
                 || flight.backup.load(Acquire) >= tag
@@ -663,16 +660,11 @@ impl DataParallel {
                 });
             *results[k].lock().expect("no task panicked") = result;
         });
-        let mut total = StepResult {
-            loss: 0.0,
-            correct: 0,
-        };
-        for (k, result) in results.into_iter().enumerate() {
-            let (loss, correct) = result.into_inner().expect("no task panicked")?;
-            total.loss += loss * micro_range(k, micro_batch, n).len() as f64 / n as f64;
-            total.correct += correct;
-        }
-        Ok(total)
+        let results = results
+            .into_iter()
+            .map(|r| r.into_inner().expect("no task panicked"))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(batch_result(results.into_iter(), micro_batch, n))
     }
 
     /// Trains on `batches`, one step each, in order: for each, forward,
@@ -838,6 +830,25 @@ fn free_replica(replicas: &[Mutex<Replica>]) -> MutexGuard<'_, Replica> {
         }
         std::hint::spin_loop();
     }
+}
+
+/// A batch of `n` examples' mean loss and correct count, from its
+/// micro-batches' (mean loss, correct count), in order: each mean weighted
+/// by its micro-batch's share of the batch.
+fn batch_result(
+    parts: impl Iterator<Item = (f64, usize)>,
+    micro_batch: usize,
+    n: usize,
+) -> StepResult {
+    let mut total = StepResult {
+        loss: 0.0,
+        correct: 0,
+    };
+    for (k, (loss, correct)) in parts.enumerate() {
+        total.loss += loss * micro_range(k, micro_batch, n).len() as f64 / n as f64;
+        total.correct += correct;
+    }
+    total
 }
 
 /// Micro-batch `k`'s examples in a batch of `n`.
@@ -1199,6 +1210,57 @@ mod tests {
         }
     }
 
+    /// What one run leaves: every gradient and weight, each step's (number,
+    /// loss bits, correct count), the optimizer's state, and the backups.
+    type Trained = (
+        Vec<Vec<f32>>,
+        Vec<(usize, u64, usize)>,
+        optim::OptimizerState,
+        (usize, usize),
+    );
+
+    /// The seed network trained on `batches` in one run, on a pool of
+    /// `threads` threads, micro-batches of 10; no step may make a NaN.
+    fn train_in_one_run<B: BatchSource>(threads: usize, batches: &[B]) -> Trained {
+        let config = TrainConfig::load("seed").unwrap().optimizer;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut net = seed_network();
+            let mut opt = Optimizer::new(config);
+            let mut dp = DataParallel::new(10);
+            let losses = Mutex::new(Vec::new());
+            let steps = Team::scope(|team| {
+                dp.run(
+                    team,
+                    &mut net,
+                    &Loss::SoftmaxCrossEntropy,
+                    batches,
+                    &mut opt,
+                    0.05,
+                    &|s, r, bad| {
+                        assert_eq!(bad, None);
+                        losses
+                            .lock()
+                            .unwrap()
+                            .push((s, r.loss.to_bits(), r.correct));
+                        ControlFlow::Continue(())
+                    },
+                )
+                .unwrap()
+            });
+            assert_eq!(steps, batches.len());
+            (
+                grads_and_values(&net),
+                losses.into_inner().unwrap(),
+                opt.state().clone(),
+                dp.backups(),
+            )
+        })
+    }
+
     /// Six steps in one run, each with a micro-batch whose thread stalls:
     /// on 2 and 3 threads the others run those micro-batches again, and the
     /// weights, gradients, losses and optimizer state are those of six
@@ -1207,63 +1269,25 @@ mod tests {
     #[test]
     fn backups_of_stalled_micro_batches_change_no_bits() {
         let (x, labels) = batch(40);
-        let config = TrainConfig::load("seed").unwrap().optimizer;
-        let train = |threads: usize, stalls: bool| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let mut net = seed_network();
-                let mut opt = Optimizer::new(config.clone());
-                let mut dp = DataParallel::new(10);
-                let batches: Vec<StallingBatch> = (0..6)
-                    .map(|s| StallingBatch {
-                        inner: TensorBatch {
-                            images: &x,
-                            labels: &labels,
-                        },
-                        stall_at: (s % 4) * 10,
-                        stalled: AtomicBool::new(!stalls),
-                    })
-                    .collect();
-                let losses = Mutex::new(Vec::new());
-                let steps = Team::scope(|team| {
-                    dp.run(
-                        team,
-                        &mut net,
-                        &Loss::SoftmaxCrossEntropy,
-                        &batches,
-                        &mut opt,
-                        0.05,
-                        &|s, r, bad| {
-                            assert_eq!(bad, None);
-                            losses
-                                .lock()
-                                .unwrap()
-                                .push((s, r.loss.to_bits(), r.correct));
-                            ControlFlow::Continue(())
-                        },
-                    )
-                    .unwrap()
-                });
-                assert_eq!(steps, 6);
-                let state = opt.state().clone();
-                (
-                    grads_and_values(&net),
-                    losses.into_inner().unwrap(),
-                    state,
-                    dp.backups(),
-                )
-            })
+        let batches = |stalls: bool| -> Vec<StallingBatch> {
+            (0..6)
+                .map(|s| StallingBatch {
+                    inner: TensorBatch {
+                        images: &x,
+                        labels: &labels,
+                    },
+                    stall_at: (s % 4) * 10,
+                    stalled: AtomicBool::new(!stalls),
+                })
+                .collect()
         };
-        let (want, want_losses, want_state, _) = train(1, false);
+        let (want, want_losses, want_state, _) = train_in_one_run(1, &batches(false));
         assert_eq!(
             want_losses.iter().map(|l| l.0).collect::<Vec<_>>(),
             (0..6).collect::<Vec<_>>()
         );
         for threads in [2, 3] {
-            let (got, losses, state, (started, _)) = train(threads, true);
+            let (got, losses, state, (started, _)) = train_in_one_run(threads, &batches(true));
             assert!(started > 0, "{threads} threads: no backup ran");
             assert_eq!(got, want, "{threads} threads");
             assert_eq!(losses, want_losses, "{threads} threads");
@@ -1278,44 +1302,19 @@ mod tests {
     #[test]
     fn oversubscribed_runs_give_the_same_bits() {
         let (x, labels) = batch(40);
-        let config = TrainConfig::load("seed").unwrap().optimizer;
         let batch = TensorBatch {
             images: &x,
             labels: &labels,
         };
         let batches = vec![&batch; 12];
-        let train = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let mut net = seed_network();
-                let mut opt = Optimizer::new(config.clone());
-                let mut dp = DataParallel::new(10);
-                let losses = Mutex::new(Vec::new());
-                Team::scope(|team| {
-                    dp.run(
-                        team,
-                        &mut net,
-                        &Loss::SoftmaxCrossEntropy,
-                        &batches,
-                        &mut opt,
-                        0.05,
-                        &|_, r, _| {
-                            losses.lock().unwrap().push(r.loss.to_bits());
-                            ControlFlow::Continue(())
-                        },
-                    )
-                    .unwrap()
-                });
-                (grads_and_values(&net), losses.into_inner().unwrap())
-            })
-        };
-        let want = train(1);
+        let (want, want_losses, want_state, _) = train_in_one_run(1, &batches);
         let threads = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
         for round in 0..3 {
-            assert!(train(threads) == want, "round {round}, {threads} threads");
+            let (got, losses, state, _) = train_in_one_run(threads, &batches);
+            assert!(
+                got == want && losses == want_losses && state == want_state,
+                "round {round}, {threads} threads"
+            );
         }
     }
 
