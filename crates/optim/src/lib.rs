@@ -310,9 +310,9 @@ impl Optimizer {
     /// One update of every parameter at learning rate `lr`, cut into blocks
     /// that the caller updates one by one ([`Update::update_block`]), in any
     /// order, on any threads, at any time before [`Update::finish`]. Between
-    /// blocks the caller may read the parameters' current values
-    /// ([`Update::read_values`], or a block's new values as soon as it is
-    /// updated, [`Update::with_block_values`]), and go on to the next step
+    /// blocks the caller may read a block's current values
+    /// ([`Update::with_block_values`], as soon as it is updated, say), and
+    /// go on to the next step
     /// on the same parameters ([`Update::next_step`]). Why: a data-parallel
     /// trainer updates the last layers, whose gradients back-propagation
     /// finishes first, while the first layers' gradients are still being
@@ -415,25 +415,6 @@ impl Update<'_> {
     /// block `i` belongs to. Blocks are numbered parameter by parameter.
     pub fn param_of(&self, i: usize) -> usize {
         self.first_block.partition_point(|&b| b <= i) - 1
-    }
-
-    /// Copies parameter `j`'s values, as they are now, into `dst` (as long
-    /// as the parameter).
-    ///
-    /// # Panics
-    /// If `dst`'s length is not the parameter's.
-    pub fn read_values(&self, j: usize, dst: &mut [f32]) {
-        let mut at = 0;
-        for block in &self.blocks[self.first_block[j]..self.first_block[j + 1]] {
-            let block = block.lock().expect("no update panicked");
-            dst[at..at + block.w.len()].copy_from_slice(block.w);
-            at += block.w.len();
-        }
-        assert_eq!(
-            at,
-            dst.len(),
-            "read_values: a slice as long as the parameter"
-        );
     }
 
     /// Updates block `i`: `gradient(j, at, grad)` first writes parameter

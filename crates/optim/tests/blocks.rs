@@ -189,7 +189,7 @@ fn step_on_any_executor_gives_the_same_bits() {
 }
 
 /// A prepared update: blocks belong to their parameters in order, values
-/// read between blocks are those of the blocks updated so far, and blocks
+/// read between blocks (`with_block_values`) are those of the blocks updated so far, and blocks
 /// updated in any order, one at a time, give the bits and state of `step`.
 #[test]
 fn a_prepared_update_block_by_block() {
@@ -211,10 +211,17 @@ fn a_prepared_update_block_by_block() {
             .collect();
         assert_eq!(owners, expected);
 
+        // Parameter j's current values, from its blocks.
         let read = |j: usize| {
-            let mut v = vec![0.0f32; LENGTHS[j]];
-            update.read_values(j, &mut v);
-            v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>()
+            let mut v = vec![0u32; LENGTHS[j]];
+            for i in (0..update.blocks()).filter(|&i| update.param_of(i) == j) {
+                update.with_block_values(i, &mut |_, at, w| {
+                    for (k, x) in w.iter().enumerate() {
+                        v[at + k] = x.to_bits();
+                    }
+                });
+            }
+            v
         };
         // Parameter 2's two blocks, last first: its values change a block at a time.
         let (second, first) = (expected.len() - 2, expected.len() - 3);
