@@ -18,24 +18,35 @@ fn bits(t: &Tensor) -> Vec<u32> {
     t.iter().map(|v| v.to_bits()).collect()
 }
 
+/// `n` random 28 x 28 images.
+fn images(n: usize, seed: u64) -> Tensor {
+    let mut rng = Rng::seed_from_u64(seed);
+    let x: Vec<f32> = (0..n * 784).map(|_| rng.uniform(0.0, 1.0) as f32).collect();
+    Tensor::from_shape_vec(vec![n, 1, 28, 28], x).unwrap()
+}
+
+/// Two seed networks after the forward pass of `x`, and d(loss)/d(logits)
+/// for the one-hot targets `t` (the same for both).
+fn two_after_forward(x: &Tensor, t: &Tensor) -> (Network, Network, Tensor) {
+    let (mut a, mut b) = (seed_network(), seed_network());
+    let mut grad = Tensor::zeros(vec![0]);
+    for net in [&mut a, &mut b] {
+        let y = net.forward(x).unwrap();
+        Loss::SoftmaxCrossEntropy
+            .forward_backward(y, t, &mut grad)
+            .unwrap();
+    }
+    (a, b, grad)
+}
+
 #[test]
 fn backward_each_hands_over_each_layers_final_gradients_last_layer_first() {
-    let mut rng = Rng::seed_from_u64(4);
-    let x: Vec<f32> = (0..3 * 784).map(|_| rng.uniform(0.0, 1.0) as f32).collect();
-    let x = Tensor::from_shape_vec(vec![3, 1, 28, 28], x).unwrap();
+    let x = images(3, 4);
     let mut t = Tensor::zeros(vec![3, 10]);
     for i in 0..3 {
         t[[i, i + 2]] = 1.0;
     }
-    let mut plain = seed_network();
-    let mut each = seed_network();
-    let mut grad = Tensor::zeros(vec![0]);
-    for net in [&mut plain, &mut each] {
-        let y = net.forward(&x).unwrap();
-        Loss::SoftmaxCrossEntropy
-            .forward_backward(y, &t, &mut grad)
-            .unwrap();
-    }
+    let (mut plain, mut each, grad) = two_after_forward(&x, &t);
     plain.backward(&grad).unwrap();
 
     // Each report: the layer, and its parameters' names and gradient bits
@@ -91,21 +102,11 @@ fn backward_each_hands_over_each_layers_final_gradients_last_layer_first() {
 /// keep the gradients they had.
 #[test]
 fn backward_each_stops_where_it_is_told() {
-    let mut rng = Rng::seed_from_u64(5);
-    let x: Vec<f32> = (0..2 * 784).map(|_| rng.uniform(0.0, 1.0) as f32).collect();
-    let x = Tensor::from_shape_vec(vec![2, 1, 28, 28], x).unwrap();
+    let x = images(2, 5);
     let mut t = Tensor::zeros(vec![2, 10]);
     t[[0, 1]] = 1.0;
     t[[1, 7]] = 1.0;
-    let mut plain = seed_network();
-    let mut stopped = seed_network();
-    let mut grad = Tensor::zeros(vec![0]);
-    for net in [&mut plain, &mut stopped] {
-        let y = net.forward(&x).unwrap();
-        Loss::SoftmaxCrossEntropy
-            .forward_backward(y, &t, &mut grad)
-            .unwrap();
-    }
+    let (mut plain, mut stopped, grad) = two_after_forward(&x, &t);
     plain.backward(&grad).unwrap();
     for p in stopped.params_mut() {
         p.grad.iter_mut().for_each(|g| *g = 7.0);
@@ -150,9 +151,7 @@ fn backward_each_stops_where_it_is_told() {
 /// written there are the ones the layer uses, and a `Break` stops the pass.
 #[test]
 fn forward_each_lets_the_caller_write_each_layers_weights_first() {
-    let mut rng = Rng::seed_from_u64(6);
-    let x: Vec<f32> = (0..2 * 784).map(|_| rng.uniform(0.0, 1.0) as f32).collect();
-    let x = Tensor::from_shape_vec(vec![2, 1, 28, 28], x).unwrap();
+    let x = images(2, 6);
     let source = seed_network();
     let values: Vec<Tensor> = source.params().iter().map(|p| p.value.clone()).collect();
     let want = bits(&seed_network().forward(&x).unwrap().clone());
