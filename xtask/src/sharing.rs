@@ -17,6 +17,15 @@
 //! builds' epochs within rounds. On this VM that is the only comparison
 //! that resolves a change of 10-20%: stretches differ by more.
 //!
+//! `--floor` also runs, in every round, as many one-thread trainings as
+//! the loaded run has threads, side by side as separate processes, quiet
+//! and then beside the same busy processes: the same work with no
+//! synchronisation at all between the threads. Their ratios are the floor
+//! this machine sets for any trainer of this network: what time slicing and
+//! the neighbours cost a workload of this size even with nothing to wait
+//! for (caches, memory bandwidth, the hypervisor). On this project's VM it
+//! was itself above 2.2x beside two busy processes.
+//!
 //! On Linux each run also records the VM's steal time (`/proc/stat`): the
 //! share of CPU time the hypervisor gave to other machines. Steal slows a
 //! run without anything on this machine to show for it (it reached 20-40%
@@ -56,13 +65,20 @@ pub struct SharingArgs {
     /// loaded, in every round.
     #[arg(long, value_name = "CNN")]
     baseline: Option<PathBuf>,
+    /// Also run one-thread trainings side by side, one per thread, quiet
+    /// and loaded: the floor that the machine sets (see the module's
+    /// comment).
+    #[arg(long)]
+    floor: bool,
 }
 
-/// One round: 1 thread, all threads, loaded; and the baseline's all-thread
-/// and loaded runs, if any.
+/// One round: 1 thread, all threads, loaded; the baseline's all-thread
+/// and loaded runs, if any; and the side-by-side one-thread runs, quiet and
+/// loaded, if any (their seconds the mean over the processes).
 struct Round {
     runs: [Run; 3],
     baseline: Option<[Run; 2]>,
+    floor: Option<[Run; 2]>,
 }
 
 impl Round {
@@ -70,6 +86,7 @@ impl Round {
         self.runs
             .iter()
             .chain(self.baseline.iter().flatten())
+            .chain(self.floor.iter().flatten())
             .all(|r| r.steal.unwrap_or(0.0) <= max)
     }
 }
@@ -140,6 +157,14 @@ pub fn run(args: SharingArgs) -> Result<()> {
             }
         };
         let baseline = base_all.zip(base_loaded).map(|(a, l)| [a, l]);
+        let floor = if args.floor {
+            let side_by_side = || side_by_side_epochs(&cnn, &args, &data, &out, threads);
+            let quiet = side_by_side()?;
+            let _busy = Busy::start(args.busy)?;
+            Some([quiet, side_by_side()?])
+        } else {
+            None
+        };
         println!(
             "round {r:>2}: 1 thread {:.2} s, {threads} threads {:.2} s ({:.2}x), loaded {:.2} s ({:.2}x the quiet run); steal {}",
             one.seconds,
@@ -162,12 +187,24 @@ pub fn run(args: SharingArgs) -> Result<()> {
                 loaded.seconds / l.seconds
             );
         }
+        if let Some([q, l]) = floor {
+            println!(
+                "round {r:>2}, {threads} one-thread runs side by side: {:.2} s, loaded {:.2} s ({:.2}x)",
+                q.seconds,
+                l.seconds,
+                l.seconds / q.seconds
+            );
+        }
         rounds.push(Round {
             runs: [one, all, loaded],
             baseline,
+            floor,
         });
     }
     let _ = std::fs::remove_dir_all(&out);
+    for k in 0..threads {
+        let _ = std::fs::remove_dir_all(side_by_side_out(&out, k));
+    }
 
     let kept: Vec<&Round> = rounds
         .iter()
@@ -220,6 +257,29 @@ pub fn run(args: SharingArgs) -> Result<()> {
             median_of(&|r, b| r[2].seconds / b[1].seconds)
         );
     }
+    let floors: Vec<([Run; 3], [Run; 2])> = kept
+        .iter()
+        .filter_map(|r| r.floor.map(|f| (r.runs, f)))
+        .collect();
+    if !floors.is_empty() {
+        let median_of = |f: &dyn Fn(&[Run; 3], &[Run; 2]) -> f64| {
+            median(floors.iter().map(|(r, s)| f(r, s)).collect())
+        };
+        println!(
+            "  {threads} one-thread runs side by side (no synchronisation; the machine's floor): {:.2} s, loaded {:.2} s",
+            median_of(&|_, s| s[0].seconds),
+            median_of(&|_, s| s[1].seconds),
+        );
+        println!(
+            "    their throughput over one alone: {:.2}x (this build's {threads} threads vs 1, above)",
+            median_of(&|r, s| threads as f64 * r[0].seconds / s[0].seconds)
+        );
+        println!(
+            "    beside {} busy processes: {:.2}x their quiet runs (this build's, above)",
+            args.busy,
+            median_of(&|_, s| s[1].seconds / s[0].seconds)
+        );
+    }
     Ok(())
 }
 
@@ -232,6 +292,56 @@ fn train_epoch(
     out: &Path,
     threads: usize,
 ) -> Result<Run> {
+    let before = read_cpu_times();
+    let child = start_epoch(cnn, args, data, out, threads)?;
+    let seconds = finish_epoch(child, out)?;
+    Ok(Run {
+        seconds,
+        steal: steal_between(before, read_cpu_times()),
+    })
+}
+
+/// `count` one-thread epochs at once, as separate processes: their mean
+/// training seconds.
+fn side_by_side_epochs(
+    cnn: &Path,
+    args: &SharingArgs,
+    data: &Path,
+    out: &Path,
+    count: usize,
+) -> Result<Run> {
+    let before = read_cpu_times();
+    let children = (0..count)
+        .map(|k| {
+            let out = side_by_side_out(out, k);
+            start_epoch(cnn, args, data, &out, 1).map(|c| (c, out))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut total = 0.0;
+    for (child, out) in children {
+        total += finish_epoch(child, &out)?;
+    }
+    Ok(Run {
+        seconds: total / count as f64,
+        steal: steal_between(before, read_cpu_times()),
+    })
+}
+
+/// The run folder of side-by-side process `k`.
+fn side_by_side_out(out: &Path, k: usize) -> PathBuf {
+    let mut name = out.as_os_str().to_owned();
+    name.push(format!("-{k}"));
+    PathBuf::from(name)
+}
+
+/// Starts one epoch of `cnn train` into a fresh `out`.
+fn start_epoch(
+    cnn: &Path,
+    args: &SharingArgs,
+    data: &Path,
+    out: &Path,
+    threads: usize,
+) -> Result<Child> {
     let _ = std::fs::remove_dir_all(out);
     let mut cmd = Command::new(cnn);
     cmd.args(["--threads", &threads.to_string(), "train"])
@@ -244,9 +354,15 @@ fn train_epoch(
     if let Some(n) = args.train_subset {
         cmd.args(["--train-subset", &n.to_string()]);
     }
-    let before = read_cpu_times();
-    let result = cmd.output().context("running cnn train")?;
-    let after = read_cpu_times();
+    cmd.stderr(Stdio::piped())
+        .spawn()
+        .context("starting cnn train")
+}
+
+/// Waits for an epoch started by [`start_epoch`]: its training seconds,
+/// from its own metrics.csv.
+fn finish_epoch(child: Child, out: &Path) -> Result<f64> {
+    let result = child.wait_with_output().context("running cnn train")?;
     if !result.status.success() {
         bail!(
             "cnn train failed: {}",
@@ -256,13 +372,13 @@ fn train_epoch(
     let metrics = out.join("metrics.csv");
     let csv = std::fs::read_to_string(&metrics)
         .with_context(|| format!("reading {}", metrics.display()))?;
-    let seconds = train_seconds(&csv)
-        .with_context(|| format!("{}: no train_seconds in its last row", metrics.display()))?;
-    let steal = match (before, after) {
-        (Some(a), Some(b)) => steal_percent(a, b),
-        _ => None,
-    };
-    Ok(Run { seconds, steal })
+    train_seconds(&csv)
+        .with_context(|| format!("{}: no train_seconds in its last row", metrics.display()))
+}
+
+/// Steal percentage between two readings of `/proc/stat`, if both worked.
+fn steal_between(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    steal_percent(before?, after?)
 }
 
 /// The `train_seconds` column of a metrics.csv's last row.
@@ -394,10 +510,23 @@ mod tests {
         let round = |baseline| Round {
             runs: quiet,
             baseline,
+            floor: None,
         };
         assert!(round(None).steal_at_most(2.0));
         assert!(round(Some([run(Some(2.0)), run(None)])).steal_at_most(2.0));
         assert!(!round(Some([run(Some(0.0)), run(Some(5.0))])).steal_at_most(2.0));
         assert!(!round(None).steal_at_most(0.5));
+        let with_floor = Round {
+            floor: Some([run(Some(0.0)), run(Some(3.0))]),
+            ..round(None)
+        };
+        assert!(!with_floor.steal_at_most(2.0), "the floor's runs count too");
+    }
+
+    #[test]
+    fn side_by_side_runs_get_their_own_folders() {
+        let out = Path::new("/tmp/sharing-run");
+        assert_eq!(side_by_side_out(out, 0), Path::new("/tmp/sharing-run-0"));
+        assert_eq!(side_by_side_out(out, 1), Path::new("/tmp/sharing-run-1"));
     }
 }
