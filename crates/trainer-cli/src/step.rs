@@ -25,7 +25,9 @@
 //! runs the same micro-batch again on a spare replica. Each layer's
 //! gradients are handed over by whichever copy gets there first; the other
 //! copy stops at its next layer, and the step goes on without waiting for
-//! it. Why: on a machine shared with other busy processes, a thread is
+//! it. A backup of a copy that stands still in its backward pass runs the
+//! layers already handed over without handing them over again (the layers
+//! before them need their input gradients) and takes over from there. Why: on a machine shared with other busy processes, a thread is
 //! often descheduled for a whole time slice (4 ms at 250 Hz) in the middle
 //! of a micro-batch, and synchronous SGD has nothing else for the other
 //! thread to do; it would spin through its own slice. Because the copies
@@ -218,7 +220,8 @@ struct Flight {
     /// How far the copies have got: `tag << 32 | h` once `h` parameters,
     /// counted from the last, have been handed over in step `tag`. A copy
     /// claims a layer by raising it to the layer's position; a copy that
-    /// finds it there or beyond is behind, and stops.
+    /// finds it there or beyond, or finds that it moved since the copy last
+    /// looked, is behind, and stops.
     frontier: AtomicU64,
     /// The micro-batch's mean loss and correct count, from the copy that
     /// handed over its last layer.
@@ -250,6 +253,11 @@ pub struct DataParallel {
     /// The last batch's size: it says how many micro-batches there were,
     /// and their weights in the sum.
     batch: usize,
+    /// Tests: the slot whose first copy, in every step, stands still after
+    /// handing over its last layer, as a thread descheduled in its backward
+    /// pass would, until another copy has handed over the rest (or 2 s).
+    #[cfg(test)]
+    stall_in_backward: Option<usize>,
 }
 
 /// How long a thread's CPU clock must stand still before a waiting thread
@@ -305,6 +313,8 @@ struct Run<'a, B> {
     backups: AtomicUsize,
     backups_won: AtomicUsize,
     on_step: &'a (dyn Fn(usize, StepResult, Option<String>) -> ControlFlow<()> + Sync),
+    #[cfg(test)]
+    stall_in_backward: Option<usize>,
 }
 
 impl<B: BatchSource> Run<'_, B> {
@@ -371,7 +381,15 @@ impl<B: BatchSource> Run<'_, B> {
         let weights = &self.weights[s % 2];
         let params = self.param_done.len();
         let position = |handed: usize| (tag as u64) << 32 | handed as u64;
-        let behind = || flight.frontier.load(Acquire) > position(0) || self.over();
+        // How far the copies had got when this one started, and then as far
+        // as this one has handed over. A backup of a copy descheduled in its
+        // backward pass starts past position 0: it runs the layers already
+        // handed over without handing them over again (the layers before
+        // need their input gradients), and takes over from there. A copy is
+        // behind, and stops, once another has handed over a layer that this
+        // one did not know of.
+        let known = Cell::new(flight.frontier.load(Acquire).max(position(0)));
+        let behind = || flight.frontier.load(Acquire) > known.get() || self.over();
         let result = replica
             .forward(
                 batch,
@@ -391,7 +409,6 @@ impl<B: BatchSource> Run<'_, B> {
                             .expect("parameters are contiguous")
                             .copy_from_slice(&weights[j].lock().expect("no task panicked"));
                     }
-                    // Behind once another copy has handed anything over.
                     match behind() {
                         true => ControlFlow::Break(()),
                         false => ControlFlow::Continue(()),
@@ -404,8 +421,8 @@ impl<B: BatchSource> Run<'_, B> {
                 };
                 replica.backward(&mut |taken, layer_params| {
                     let here = position(params - taken.start);
-                    if layer_params.is_empty() {
-                        return match flight.frontier.load(Acquire) > here {
+                    if layer_params.is_empty() || here <= known.get() {
+                        return match behind() {
                             true => ControlFlow::Break(()),
                             false => ControlFlow::Continue(()),
                         };
@@ -413,6 +430,7 @@ impl<B: BatchSource> Run<'_, B> {
                     if flight.frontier.fetch_max(here, AcqRel) >= here {
                         return ControlFlow::Break(());
                     }
+                    known.set(here);
                     if taken.end == params {
                         *flight.result.lock().expect("no task panicked") = result;
                     }
@@ -422,6 +440,15 @@ impl<B: BatchSource> Run<'_, B> {
                     }
                     if taken.start == 0 && backup {
                         self.backups_won.fetch_add(1, Relaxed);
+                    }
+                    #[cfg(test)]
+                    if !backup && taken.end == params && self.stall_in_backward == Some(k) {
+                        let until = Instant::now() + Duration::from_secs(2);
+                        while flight.frontier.load(Acquire) < position(params)
+                            && Instant::now() < until
+                        {
+                            std::thread::sleep(Duration::from_micros(100));
+                        }
                     }
                     ControlFlow::Continue(())
                 })
@@ -545,6 +572,8 @@ impl DataParallel {
             tags: 0,
             backups: (0, 0),
             batch: 0,
+            #[cfg(test)]
+            stall_in_backward: None,
         }
     }
 
@@ -750,6 +779,8 @@ impl DataParallel {
             backups: AtomicUsize::new(0),
             backups_won: AtomicUsize::new(0),
             on_step,
+            #[cfg(test)]
+            stall_in_backward: self.stall_in_backward,
         };
         let tasks = *run.starts.last().expect("pushed");
         team.for_each_waiting(tasks, &|i| run.ready(i), &|i| run.task(i), &|i| run.idle(i));
@@ -1222,6 +1253,16 @@ mod tests {
     /// The seed network trained on `batches` in one run, on a pool of
     /// `threads` threads, micro-batches of 10; no step may make a NaN.
     fn train_in_one_run<B: BatchSource>(threads: usize, batches: &[B]) -> Trained {
+        train_in_one_run_stalling(threads, batches, None)
+    }
+
+    /// [`train_in_one_run`], the first copy of micro-batch `stall_in_backward`
+    /// standing still after its first hand-over in every step.
+    fn train_in_one_run_stalling<B: BatchSource>(
+        threads: usize,
+        batches: &[B],
+        stall_in_backward: Option<usize>,
+    ) -> Trained {
         let config = TrainConfig::load("seed").unwrap().optimizer;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -1231,6 +1272,7 @@ mod tests {
             let mut net = seed_network();
             let mut opt = Optimizer::new(config);
             let mut dp = DataParallel::new(10);
+            dp.stall_in_backward = stall_in_backward;
             let losses = Mutex::new(Vec::new());
             let steps = Team::scope(|team| {
                 dp.run(
@@ -1289,6 +1331,35 @@ mod tests {
         for threads in [2, 3] {
             let (got, losses, state, (started, _)) = train_in_one_run(threads, &batches(true));
             assert!(started > 0, "{threads} threads: no backup ran");
+            assert_eq!(got, want, "{threads} threads");
+            assert_eq!(losses, want_losses, "{threads} threads");
+            assert_eq!(state, want_state, "{threads} threads");
+        }
+    }
+
+    /// Six steps in one run whose micro-batch 1 stands still in its backward
+    /// pass, after handing over fc2, until another copy has handed over
+    /// the rest: a backup runs the micro-batch again, passes fc2 without
+    /// handing it over a second time, and hands over fc1 to conv1, with
+    /// the bits of six plain steps on one thread. (A backup that gave up on
+    /// finding fc2 handed over would leave the step to wait 2 s for the
+    /// original, and win nothing.)
+    #[test]
+    fn backups_take_over_a_backward_pass_where_it_stands() {
+        let (x, labels) = batch(40);
+        let batch = TensorBatch {
+            images: &x,
+            labels: &labels,
+        };
+        let batches = vec![&batch; 6];
+        let (want, want_losses, want_state, _) = train_in_one_run(1, &batches);
+        for threads in [2, 3] {
+            let (got, losses, state, (started, won)) =
+                train_in_one_run_stalling(threads, &batches, Some(1));
+            assert!(
+                won >= 6 && started >= won,
+                "{threads} threads: {started} backups, {won} won; want one won per step"
+            );
             assert_eq!(got, want, "{threads} threads");
             assert_eq!(losses, want_losses, "{threads} threads");
             assert_eq!(state, want_state, "{threads} threads");
