@@ -63,13 +63,26 @@ thread_local! {
     static IN_TEAM: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Who is in a [`Team`]. Joining, opening a phase and closing it all take
+/// its lock, so each phase knows exactly which followers take part.
+#[derive(Default)]
+struct Members {
+    /// Followers that have joined.
+    joined: usize,
+    /// Whether a phase runs that a follower joining now enters at once.
+    /// Why: a trainer's epoch is one phase, and a follower whose thread
+    /// started late would otherwise sit out the whole epoch.
+    open: bool,
+    /// Followers in the current phase.
+    in_phase: usize,
+}
+
 /// The threads of a [`Team::scope`].
 pub struct Team {
     /// The pool's other threads: followers that may join.
     capacity: usize,
-    /// Followers that have joined. Joining and publishing a phase both take
-    /// this lock, so each phase knows exactly which followers take part.
-    joined: Mutex<usize>,
+    /// Who has joined, and who is in the current phase.
+    members: Mutex<Members>,
     /// The CPUs to pin the leader (first) and each joining follower to.
     pin: Option<Vec<usize>>,
     /// Bumped by the leader to publish a phase.
@@ -97,6 +110,7 @@ impl Team {
     /// claimed by whoever is in the team, so the results are the same with
     /// any number of followers, and a pool whose threads are all busy
     /// elsewhere (another team in the same pool, say) gives a team of one.
+    /// A follower that joins while a phase runs takes part in it at once.
     pub fn scope<R: Send>(leader: impl FnOnce(&Team) -> R + Send) -> R {
         let capacity = rayon::current_num_threads().saturating_sub(1);
         // Pinned only when the team fills every CPU the process may use:
@@ -106,7 +120,7 @@ impl Team {
         let pin = (PIN.load(Relaxed) && capacity > 0 && cpus.len() == capacity + 1).then_some(cpus);
         let team = Team {
             capacity,
-            joined: Mutex::new(0),
+            members: Mutex::new(Members::default()),
             pin,
             generation: AtomicU64::new(0),
             task: Mutex::new(None),
@@ -190,33 +204,34 @@ impl Team {
         task: &(dyn Fn(usize) + Sync),
         idle: &(dyn Fn(usize) + Sync),
     ) {
-        if n <= 1 {
+        if n <= 1 || self.capacity == 0 {
             return in_order(n, ready, task, idle);
         }
         // SAFETY: the followers use the task and its test only between the
-        // generation bump below and their `left` count, and this function
-        // returns only after every follower of the phase has left it; the
-        // borrows outlive that.
+        // generation bump below (or their joining the open phase) and their
+        // `left` count, and this function returns only after every follower
+        // of the phase has left it; the borrows outlive that.
         let task: Task<'static> = unsafe { std::mem::transmute::<Task<'_>, Task<'static>>(task) };
         let ready: Ready<'static> =
             unsafe { std::mem::transmute::<Ready<'_>, Ready<'static>>(ready) };
         let idle: Idle<'static> = unsafe { std::mem::transmute::<Idle<'_>, Idle<'static>>(idle) };
-        let followers = {
-            let joined = self.joined.lock().expect("no panic holds this lock");
-            if *joined > 0 {
-                *self.task.lock().expect("no panic holds this lock") = Some((task, ready, idle));
-                self.tasks.store(n, SeqCst);
-                self.next.store(0, SeqCst);
-                self.left.store(0, SeqCst);
-                self.generation.fetch_add(1, SeqCst);
-            }
-            *joined
-        };
-        if followers == 0 {
-            return in_order(n, ready, task, idle);
+        {
+            let mut members = self.members.lock().expect("no panic holds this lock");
+            *self.task.lock().expect("no panic holds this lock") = Some((task, ready, idle));
+            self.tasks.store(n, SeqCst);
+            self.next.store(0, SeqCst);
+            self.left.store(0, SeqCst);
+            members.open = true;
+            members.in_phase = members.joined;
+            self.generation.fetch_add(1, SeqCst);
         }
         self.notify();
         self.work(task, ready, idle, n);
+        let followers = {
+            let mut members = self.members.lock().expect("no panic holds this lock");
+            members.open = false;
+            members.in_phase
+        };
         wait_until(
             || self.left.load(Acquire) == followers,
             &self.sleepers,
@@ -274,9 +289,16 @@ impl Team {
         }
         IN_TEAM.set(true);
         let (index, mut seen) = {
-            let mut joined = self.joined.lock().expect("no panic holds this lock");
-            *joined += 1;
-            (*joined, self.generation.load(SeqCst))
+            let mut members = self.members.lock().expect("no panic holds this lock");
+            members.joined += 1;
+            let generation = self.generation.load(SeqCst);
+            if members.open {
+                // Into the phase that runs: as if its bump were still to see.
+                members.in_phase += 1;
+                (members.joined, generation - 1)
+            } else {
+                (members.joined, generation)
+            }
         };
         let _pinned = self
             .pin
@@ -469,6 +491,31 @@ mod tests {
         });
     }
 
+    /// A follower whose thread is busy when the phase starts joins it when
+    /// free, and takes a task: the leader's task waits for the other to
+    /// start. Why it matters: a trainer's epoch is one phase.
+    #[test]
+    fn a_follower_that_joins_late_takes_part_in_the_phase() {
+        pool(2).install(|| {
+            // Keeps the other thread busy: the team's follower job waits.
+            rayon::spawn(|| std::thread::sleep(Duration::from_millis(50)));
+            Team::scope(|team| {
+                let arrived = AtomicUsize::new(0);
+                let start = Instant::now();
+                team.for_each(2, &|_| {
+                    arrived.fetch_add(1, SeqCst);
+                    while arrived.load(SeqCst) < 2 {
+                        assert!(
+                            start.elapsed() < Duration::from_secs(10),
+                            "the follower never took a task"
+                        );
+                        std::hint::spin_loop();
+                    }
+                });
+            });
+        });
+    }
+
     /// The followers run tasks too: two tasks that wait for each other
     /// both finish, so they ran at the same time, on two threads.
     #[test]
@@ -478,7 +525,7 @@ mod tests {
                 // The follower joins when its thread picks the job up;
                 // phases before that run on the leader alone.
                 let start = Instant::now();
-                while *team.joined.lock().unwrap() == 0 {
+                while team.members.lock().unwrap().joined == 0 {
                     assert!(
                         start.elapsed() < Duration::from_secs(10),
                         "no follower joined"
@@ -574,7 +621,7 @@ mod tests {
             let seen = Mutex::new(Vec::new());
             Team::scope(|team| {
                 let start = Instant::now();
-                while *team.joined.lock().unwrap() < threads - 1 {
+                while team.members.lock().unwrap().joined < threads - 1 {
                     assert!(
                         start.elapsed() < Duration::from_secs(10),
                         "followers did not join"
