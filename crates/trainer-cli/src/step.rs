@@ -211,21 +211,36 @@ fn swap_into(slots: &[Mutex<Tensor>], taken: Range<usize>, params: &mut [&mut Pa
 /// [`DataParallel`], so that 0 means "never" and a stale copy, from a step
 /// already over, loses every claim.
 struct Flight {
-    /// The tag of the step whose first copy runs now (or ran last), and the
-    /// CPU clock of the thread that runs it.
+    /// The tag of the step whose first copy runs now (or ran last).
     started: AtomicUsize,
+    /// The CPU clock of the thread of the leading copy: the one that
+    /// started or took over last, or handed over a layer last. A thread
+    /// that finds it standing still takes the lead by swapping in its own.
     clock: AtomicI64,
-    /// The tag of the step whose micro-batch has a backup copy.
-    backup: AtomicUsize,
     /// How far the copies have got: `tag << 32 | h` once `h` parameters,
     /// counted from the last, have been handed over in step `tag`. A copy
-    /// claims a layer by raising it to the layer's position; a copy that
+    /// claims a layer by raising it to the layer's position. A copy that
     /// finds it there or beyond, or finds that it moved since the copy last
-    /// looked, is behind, and stops.
+    /// looked, is behind: it stops, unless the leading copy's thread stands
+    /// still, and then it takes the lead from where it is.
     frontier: AtomicU64,
     /// The micro-batch's mean loss and correct count, from the copy that
     /// handed over its last layer.
     result: Mutex<(f64, usize)>,
+}
+
+/// Copies of micro-batches run because the thread running one was
+/// descheduled (see the module's comment), counted over the runs so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backups {
+    /// Backup copies started by a thread that had nothing else to do.
+    pub started: usize,
+    /// Backups that handed over their micro-batch's first layer, so
+    /// finished it.
+    pub won: usize,
+    /// Times a copy that was behind took the lead, instead of stopping,
+    /// because the leading copy's thread stood still.
+    pub taken_over: usize,
 }
 
 /// Replicas of a network, for [`DataParallel::run`].
@@ -248,16 +263,56 @@ pub struct DataParallel {
     weights: [Vec<Mutex<Vec<f32>>>; 2],
     /// Steps run so far: the tag of a run's step `s` is `tags + s + 1`.
     tags: usize,
-    /// Backup copies started so far, and those that finished first.
-    backups: (usize, usize),
+    /// Backup copies started so far, and how they went.
+    backups: Backups,
     /// The last batch's size: it says how many micro-batches there were,
     /// and their weights in the sum.
     batch: usize,
-    /// Tests: the slot whose first copy, in every step, stands still after
-    /// handing over its last layer, as a thread descheduled in its backward
-    /// pass would, until another copy has handed over the rest (or 2 s).
+    /// Tests: copies that stand still in their backward pass.
     #[cfg(test)]
-    stall_in_backward: Option<usize>,
+    stall_in_backward: StallInBackward,
+}
+
+/// Tests: which copies of micro-batch slot `k` stand still, in every step,
+/// after their first hand-over, as threads descheduled in their backward
+/// pass would; each for 2 s at most.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, Default)]
+enum StallInBackward {
+    #[default]
+    None,
+    /// The first copy, until the micro-batch is handed over whole.
+    Original(usize),
+    /// The first copy, until another copy has handed over a layer; then
+    /// that copy, until the micro-batch is handed over whole.
+    Both(usize),
+}
+
+#[cfg(test)]
+impl StallInBackward {
+    /// Called after a copy of slot `k` hands over a layer, at frontier
+    /// position `here`, for its first hand-over if `first`.
+    fn after_hand_over(
+        self,
+        k: usize,
+        backup: bool,
+        first: bool,
+        frontier: &AtomicU64,
+        here: u64,
+        done: u64,
+    ) {
+        let until = match (self, backup) {
+            _ if !first => return,
+            (StallInBackward::Original(s), false) if s == k => done,
+            (StallInBackward::Both(s), false) if s == k => here + 1,
+            (StallInBackward::Both(s), true) if s == k => done,
+            _ => return,
+        };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while frontier.load(Acquire) < until && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
 }
 
 /// How long a thread's CPU clock must stand still before a waiting thread
@@ -266,9 +321,10 @@ pub struct DataParallel {
 const STALL: Duration = Duration::from_micros(50);
 
 thread_local! {
-    /// The waiting thread's last look at a micro-batch's thread: the step's
-    /// tag, the slot, that thread's CPU time, and when it was read.
-    static LAST_LOOK: Cell<Option<(usize, usize, u64, Instant)>> = const { Cell::new(None) };
+    /// The waiting thread's last look at a micro-batch's leading thread:
+    /// the step's tag, the slot and that thread's clock; its CPU time, and
+    /// when it was read.
+    static LAST_LOOK: Cell<Option<((usize, usize, i64), u64, Instant)>> = const { Cell::new(None) };
 }
 
 /// Everything a run's tasks share.
@@ -308,13 +364,15 @@ struct Run<'a, B> {
     error: Mutex<Option<LayerError>>,
     /// `on_step` asked to stop: every task left is skipped.
     stopped: AtomicBool,
-    /// Backup copies started, and those that handed over a micro-batch's
-    /// first layer (so finished it) before the copy they backed up.
+    /// Backup copies started, those that handed over a micro-batch's first
+    /// layer (so finished it), and the times a copy that was behind took
+    /// the lead from one whose thread stood still.
     backups: AtomicUsize,
     backups_won: AtomicUsize,
+    taken_over: AtomicUsize,
     on_step: &'a (dyn Fn(usize, StepResult, Option<String>) -> ControlFlow<()> + Sync),
     #[cfg(test)]
-    stall_in_backward: Option<usize>,
+    stall_in_backward: StallInBackward,
 }
 
 impl<B: BatchSource> Run<'_, B> {
@@ -389,7 +447,22 @@ impl<B: BatchSource> Run<'_, B> {
         // behind, and stops, once another has handed over a layer that this
         // one did not know of.
         let known = Cell::new(flight.frontier.load(Acquire).max(position(0)));
-        let behind = || flight.frontier.load(Acquire) > known.get() || self.over();
+        let me = stall::this_thread_clock();
+        let behind = || {
+            let frontier = flight.frontier.load(Acquire);
+            if self.over() || frontier >= position(params) {
+                return true;
+            }
+            if frontier <= known.get() {
+                return false;
+            }
+            if !take_the_lead(flight, me) {
+                return true;
+            }
+            known.set(flight.frontier.load(Acquire));
+            self.taken_over.fetch_add(1, Relaxed);
+            false
+        };
         let result = replica
             .forward(
                 batch,
@@ -419,6 +492,8 @@ impl<B: BatchSource> Run<'_, B> {
                 let Some(result) = result else {
                     return Ok(());
                 };
+                #[cfg(test)]
+                let mut handed = false;
                 replica.backward(&mut |taken, layer_params| {
                     let here = position(params - taken.start);
                     if layer_params.is_empty() || here <= known.get() {
@@ -428,9 +503,14 @@ impl<B: BatchSource> Run<'_, B> {
                         };
                     }
                     if flight.frontier.fetch_max(here, AcqRel) >= here {
-                        return ControlFlow::Break(());
+                        // Another copy handed this layer over first.
+                        return match behind() {
+                            true => ControlFlow::Break(()),
+                            false => ControlFlow::Continue(()),
+                        };
                     }
                     known.set(here);
+                    flight.clock.store(me, Release);
                     if taken.end == params {
                         *flight.result.lock().expect("no task panicked") = result;
                     }
@@ -442,13 +522,16 @@ impl<B: BatchSource> Run<'_, B> {
                         self.backups_won.fetch_add(1, Relaxed);
                     }
                     #[cfg(test)]
-                    if !backup && taken.end == params && self.stall_in_backward == Some(k) {
-                        let until = Instant::now() + Duration::from_secs(2);
-                        while flight.frontier.load(Acquire) < position(params)
-                            && Instant::now() < until
-                        {
-                            std::thread::sleep(Duration::from_micros(100));
-                        }
+                    {
+                        self.stall_in_backward.after_hand_over(
+                            k,
+                            backup,
+                            !handed,
+                            &flight.frontier,
+                            here,
+                            position(params),
+                        );
+                        handed = true;
                     }
                     ControlFlow::Continue(())
                 })
@@ -524,32 +607,42 @@ impl<B: BatchSource> Run<'_, B> {
         let (s, _) = self.locate(i);
         let tag = self.tag(s);
         let done = (tag as u64) << 32 | self.param_done.len() as u64;
+        let me = stall::this_thread_clock();
         for (k, flight) in self.flights[..self.counts[s]].iter().enumerate() {
+            let leader = flight.clock.load(Acquire);
             if flight.started.load(Acquire) != tag
                 || flight.frontier.load(Acquire) >= done
-                || flight.backup.load(Acquire) >= tag
+                || leader == me
             {
                 continue;
             }
-            let Some(cpu) = stall::cpu_time(flight.clock.load(Relaxed)) else {
+            let Some(cpu) = stall::cpu_time(leader) else {
                 continue;
             };
             let now = Instant::now();
+            let look = (tag, k, leader);
             let stalled = match LAST_LOOK.get() {
-                Some((t, kk, was, when)) if t == tag && kk == k => {
+                Some((l, was, when)) if l == look => {
                     if cpu != was {
-                        LAST_LOOK.set(Some((tag, k, cpu, now)));
+                        LAST_LOOK.set(Some((look, cpu, now)));
                         false
                     } else {
                         now - when >= STALL
                     }
                 }
                 _ => {
-                    LAST_LOOK.set(Some((tag, k, cpu, now)));
+                    LAST_LOOK.set(Some((look, cpu, now)));
                     false
                 }
             };
-            if stalled && flight.backup.fetch_max(tag, AcqRel) < tag {
+            // The swap makes this thread the leader: no other starts a
+            // copy of this micro-batch until this one stands still.
+            if stalled
+                && flight
+                    .clock
+                    .compare_exchange(leader, me, AcqRel, Acquire)
+                    .is_ok()
+            {
                 LAST_LOOK.set(None);
                 self.backups.fetch_add(1, Relaxed);
                 self.copy(s, k, true);
@@ -570,10 +663,10 @@ impl DataParallel {
             flights: Vec::new(),
             weights: [Vec::new(), Vec::new()],
             tags: 0,
-            backups: (0, 0),
+            backups: Backups::default(),
             batch: 0,
             #[cfg(test)]
-            stall_in_backward: None,
+            stall_in_backward: StallInBackward::None,
         }
     }
 
@@ -617,7 +710,6 @@ impl DataParallel {
             self.flights.push(Flight {
                 started: AtomicUsize::new(0),
                 clock: AtomicI64::new(stall::NO_CLOCK),
-                backup: AtomicUsize::new(0),
                 frontier: AtomicU64::new(0),
                 result: Mutex::new((0.0, 0)),
             });
@@ -778,6 +870,7 @@ impl DataParallel {
             stopped: AtomicBool::new(false),
             backups: AtomicUsize::new(0),
             backups_won: AtomicUsize::new(0),
+            taken_over: AtomicUsize::new(0),
             on_step,
             #[cfg(test)]
             stall_in_backward: self.stall_in_backward,
@@ -785,12 +878,20 @@ impl DataParallel {
         let tasks = *run.starts.last().expect("pushed");
         team.for_each_waiting(tasks, &|i| run.ready(i), &|i| run.task(i), &|i| run.idle(i));
         let steps = run.step.load(Acquire);
-        let (started, won) = (run.backups.load(Relaxed), run.backups_won.load(Relaxed));
+        let backups = Backups {
+            started: run.backups.load(Relaxed),
+            won: run.backups_won.load(Relaxed),
+            taken_over: run.taken_over.load(Relaxed),
+        };
         tracing::debug!(
-            "{steps} steps; {started} micro-batches run again while their thread was descheduled, {won} of them finished first"
+            "{steps} steps; {} micro-batches run again while their thread was descheduled, {} of them finished; copies took the lead from a descheduled one {} times",
+            backups.started,
+            backups.won,
+            backups.taken_over
         );
-        self.backups.0 += started;
-        self.backups.1 += won;
+        self.backups.started += backups.started;
+        self.backups.won += backups.won;
+        self.backups.taken_over += backups.taken_over;
         let error = run.error.into_inner().expect("no task panicked");
         drop(run.update);
         self.tags += batches.len();
@@ -832,10 +933,9 @@ impl DataParallel {
             .expect("a step that did not fail is reported"))
     }
 
-    /// Backup copies of micro-batches started so far (see the module's
-    /// comment), and how many of them finished before the copy they backed
-    /// up.
-    pub fn backups(&self) -> (usize, usize) {
+    /// Backup copies of micro-batches started so far, and how they went
+    /// (see the module's comment).
+    pub fn backups(&self) -> Backups {
         self.backups
     }
 
@@ -848,6 +948,34 @@ impl DataParallel {
             sum_block(gradients, self.micro_batch, self.batch, j, 0, g);
         }
     }
+}
+
+/// Whether this thread (CPU clock `me`) takes the lead of `flight`, whose
+/// leading copy is ahead of the caller's: only if the leader's thread
+/// stands still for [`STALL`] (it is descheduled) while the frontier does
+/// not move either. Why: a thread that comes back from its time slice
+/// finds that a backup, itself now descheduled, has handed over a few
+/// layers; it goes on from where its own copy is rather than wait.
+fn take_the_lead(flight: &Flight, me: i64) -> bool {
+    let leader = flight.clock.load(Acquire);
+    if leader == me {
+        return false;
+    }
+    let (Some(cpu), frontier) = (stall::cpu_time(leader), flight.frontier.load(Acquire)) else {
+        return false;
+    };
+    let since = Instant::now();
+    while since.elapsed() < STALL {
+        if flight.frontier.load(Acquire) != frontier {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
+    stall::cpu_time(leader) == Some(cpu)
+        && flight
+            .clock
+            .compare_exchange(leader, me, AcqRel, Acquire)
+            .is_ok()
 }
 
 /// A replica that no copy uses. There are as many as team threads, and a
@@ -1219,11 +1347,15 @@ mod tests {
 
     /// A batch whose micro-batch starting at `stall_at` sleeps in its
     /// first fill, as a thread descheduled in the middle of it would (its
-    /// CPU clock stands still).
+    /// CPU clock stands still), until a second copy has filled it too (or
+    /// 2 s have passed): a fixed sleep may end before the other thread has
+    /// anything to wait for.
     struct StallingBatch<'a> {
         inner: TensorBatch<'a>,
         stall_at: usize,
-        stalled: AtomicBool,
+        /// Fills of the stalling range so far; none stalls if it starts
+        /// at 2 or more.
+        fills: AtomicUsize,
     }
 
     impl BatchSource for StallingBatch<'_> {
@@ -1234,8 +1366,11 @@ mod tests {
             self.inner.example_shape()
         }
         fn fill(&self, range: Range<usize>, images: &mut [f32], labels: &mut [usize]) {
-            if range.start == self.stall_at && !self.stalled.swap(true, SeqCst) {
-                std::thread::sleep(Duration::from_millis(5));
+            if range.start == self.stall_at && self.fills.fetch_add(1, SeqCst) == 0 {
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while self.fills.load(SeqCst) < 2 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
             }
             self.inner.fill(range, images, labels)
         }
@@ -1247,21 +1382,21 @@ mod tests {
         Vec<Vec<f32>>,
         Vec<(usize, u64, usize)>,
         optim::OptimizerState,
-        (usize, usize),
+        Backups,
     );
 
     /// The seed network trained on `batches` in one run, on a pool of
     /// `threads` threads, micro-batches of 10; no step may make a NaN.
     fn train_in_one_run<B: BatchSource>(threads: usize, batches: &[B]) -> Trained {
-        train_in_one_run_stalling(threads, batches, None)
+        train_in_one_run_stalling(threads, batches, StallInBackward::None)
     }
 
-    /// [`train_in_one_run`], the first copy of micro-batch `stall_in_backward`
-    /// standing still after its first hand-over in every step.
+    /// [`train_in_one_run`], with copies standing still in their backward
+    /// pass.
     fn train_in_one_run_stalling<B: BatchSource>(
         threads: usize,
         batches: &[B],
-        stall_in_backward: Option<usize>,
+        stall_in_backward: StallInBackward,
     ) -> Trained {
         let config = TrainConfig::load("seed").unwrap().optimizer;
         let pool = rayon::ThreadPoolBuilder::new()
@@ -1319,7 +1454,7 @@ mod tests {
                         labels: &labels,
                     },
                     stall_at: (s % 4) * 10,
-                    stalled: AtomicBool::new(!stalls),
+                    fills: AtomicUsize::new(if stalls { 0 } else { 2 }),
                 })
                 .collect()
         };
@@ -1329,8 +1464,11 @@ mod tests {
             (0..6).collect::<Vec<_>>()
         );
         for threads in [2, 3] {
-            let (got, losses, state, (started, _)) = train_in_one_run(threads, &batches(true));
-            assert!(started > 0, "{threads} threads: no backup ran");
+            let (got, losses, state, backups) = train_in_one_run(threads, &batches(true));
+            assert!(
+                backups.started >= 6,
+                "{threads} threads: {backups:?}; want a backup per step"
+            );
             assert_eq!(got, want, "{threads} threads");
             assert_eq!(losses, want_losses, "{threads} threads");
             assert_eq!(state, want_state, "{threads} threads");
@@ -1354,11 +1492,40 @@ mod tests {
         let batches = vec![&batch; 6];
         let (want, want_losses, want_state, _) = train_in_one_run(1, &batches);
         for threads in [2, 3] {
-            let (got, losses, state, (started, won)) =
-                train_in_one_run_stalling(threads, &batches, Some(1));
+            let (got, losses, state, backups) =
+                train_in_one_run_stalling(threads, &batches, StallInBackward::Original(1));
             assert!(
-                won >= 6 && started >= won,
-                "{threads} threads: {started} backups, {won} won; want one won per step"
+                backups.won >= 6 && backups.started >= backups.won,
+                "{threads} threads: {backups:?}; want one backup won per step"
+            );
+            assert_eq!(got, want, "{threads} threads");
+            assert_eq!(losses, want_losses, "{threads} threads");
+            assert_eq!(state, want_state, "{threads} threads");
+        }
+    }
+
+    /// Six steps in one run whose micro-batch 1 stands still after handing
+    /// over fc2, until a backup hands over fc1, and whose backup then
+    /// stands still: the first copy comes back, finds fc1 handed over and
+    /// the backup's thread standing still, and instead of stopping takes
+    /// the lead and hands over the rest from its own replica. The bits are
+    /// those of six plain steps on one thread. (A copy that stopped when
+    /// behind would leave the step to wait 2 s for the backup.)
+    #[test]
+    fn a_copy_takes_the_lead_from_a_descheduled_backup() {
+        let (x, labels) = batch(40);
+        let batch = TensorBatch {
+            images: &x,
+            labels: &labels,
+        };
+        let batches = vec![&batch; 6];
+        let (want, want_losses, want_state, _) = train_in_one_run(1, &batches);
+        for threads in [2, 3] {
+            let (got, losses, state, backups) =
+                train_in_one_run_stalling(threads, &batches, StallInBackward::Both(1));
+            assert!(
+                backups.taken_over > 0 && backups.started >= 6,
+                "{threads} threads: {backups:?}; want a backup per step, and take-overs"
             );
             assert_eq!(got, want, "{threads} threads");
             assert_eq!(losses, want_losses, "{threads} threads");
