@@ -320,11 +320,13 @@ impl StallInBackward {
 /// shows progress, short against a time slice.
 const STALL: Duration = Duration::from_micros(50);
 
+/// What a waiting thread looked at: a step's tag, a micro-batch slot, and
+/// the CPU clock of the thread leading it.
+type Look = (usize, usize, i64);
+
 thread_local! {
-    /// The waiting thread's last look at a micro-batch's leading thread:
-    /// the step's tag, the slot and that thread's clock; its CPU time, and
-    /// when it was read.
-    static LAST_LOOK: Cell<Option<((usize, usize, i64), u64, Instant)>> = const { Cell::new(None) };
+    /// The waiting thread's last look, the CPU time it read, and when.
+    static LAST_LOOK: Cell<Option<(Look, u64, Instant)>> = const { Cell::new(None) };
 }
 
 /// Everything a run's tasks share.
