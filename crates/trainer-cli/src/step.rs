@@ -1635,6 +1635,51 @@ mod tests {
         assert_eq!(oa.state(), ob.state());
     }
 
+    /// A panic in `on_step` (on whichever thread ends the step) reaches the
+    /// caller of `run`, and the other threads stop: nobody waits for a
+    /// step that will never end.
+    #[test]
+    fn a_panic_in_on_step_reaches_the_caller() {
+        let (x, labels) = batch(40);
+        let batch = TensorBatch {
+            images: &x,
+            labels: &labels,
+        };
+        let batches = vec![&batch; 6];
+        let config = TrainConfig::load("seed").unwrap().optimizer;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let outcome = pool.install(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut net = seed_network();
+                let mut opt = Optimizer::new(config);
+                let mut dp = DataParallel::new(10);
+                Team::scope(|team| {
+                    dp.run(
+                        team,
+                        &mut net,
+                        &Loss::SoftmaxCrossEntropy,
+                        &batches,
+                        &mut opt,
+                        0.05,
+                        &|s, _, _| {
+                            assert!(s < 2, "on_step panics at step {s}");
+                            ControlFlow::Continue(())
+                        },
+                    )
+                })
+            }))
+        });
+        let message = outcome.expect_err("the panic reaches the caller");
+        let message = message
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or_default();
+        assert!(message.contains("on_step panics at step 2"), "{message}");
+    }
+
     #[test]
     fn an_empty_batch_is_an_error() {
         let x = Tensor::zeros(vec![0, 1, 28, 28]);
