@@ -20,19 +20,22 @@
 //! updating a block runs the next batch's first layers meanwhile.
 //!
 //! A thread that has nothing to do while a micro-batch still runs (so that
-//! the step cannot end) checks whether the thread running it is
-//! descheduled: its CPU clock stands still. If it is, the waiting thread
-//! runs the same micro-batch again on a spare replica. Each layer's
-//! gradients are handed over by whichever copy gets there first; the other
-//! copy stops at its next layer, and the step goes on without waiting for
-//! it. A backup of a copy that stands still in its backward pass runs the
-//! layers already handed over without handing them over again (the layers
-//! before them need their input gradients) and takes over from there. Why: on a machine shared with other busy processes, a thread is
-//! often descheduled for a whole time slice (4 ms at 250 Hz) in the middle
-//! of a micro-batch, and synchronous SGD has nothing else for the other
-//! thread to do; it would spin through its own slice. Because the copies
-//! are of the same micro-batch, from the same weights, by the same
-//! kernels, they are bit-identical, and it does not matter which one wins.
+//! the step cannot end) checks whether the thread leading it (running it,
+//! or the last to hand over one of its layers) is descheduled: its CPU
+//! clock stands still. If it is, the waiting thread takes the lead and runs
+//! the same micro-batch again on its own replica. Each layer's gradients
+//! are handed over by whichever copy gets there first, and the step goes on
+//! without waiting for the others. A copy that finds a layer handed over
+//! that it did not know of is behind: it stops, unless the leader's thread
+//! stands still, and then it takes the lead and goes on from where it is,
+//! running the layers already handed over without handing them over again
+//! (the layers before need their input gradients). Why: on a machine
+//! shared with other busy processes, a thread is often descheduled for a
+//! whole time slice (4 ms at 250 Hz) in the middle of a micro-batch, and
+//! synchronous SGD has nothing else for the other thread to do; it would
+//! spin through its own slice. Because the copies are of the same
+//! micro-batch, from the same weights, by the same kernels, they are
+//! bit-identical, and it does not matter which one hands a layer over.
 //!
 //! Why not one network with parallel kernels only: a step then has about 30
 //! parallel loops, each ending in a join. On a shared machine, a worker is
