@@ -237,14 +237,9 @@ pub fn run(args: SharingArgs) -> Result<()> {
         median_of(&|r| r[2].seconds / r[1].seconds),
         (threads + args.busy) as f64 / threads as f64
     );
-    let paired: Vec<([Run; 3], [Run; 2])> = kept
-        .iter()
-        .filter_map(|r| r.baseline.map(|b| (r.runs, b)))
-        .collect();
+    let paired = with_extra(&kept, |r| r.baseline);
     if !paired.is_empty() {
-        let median_of = |f: &dyn Fn(&[Run; 3], &[Run; 2]) -> f64| {
-            median(paired.iter().map(|(r, b)| f(r, b)).collect())
-        };
+        let median_of = |f: &PairRatio<'_>| median_over(&paired, f);
         println!(
             "  the baseline: {threads} threads {:.2} s, loaded {:.2} s, {:.2}x its quiet epoch",
             median_of(&|_, b| b[0].seconds),
@@ -257,14 +252,9 @@ pub fn run(args: SharingArgs) -> Result<()> {
             median_of(&|r, b| r[2].seconds / b[1].seconds)
         );
     }
-    let floors: Vec<([Run; 3], [Run; 2])> = kept
-        .iter()
-        .filter_map(|r| r.floor.map(|f| (r.runs, f)))
-        .collect();
+    let floors = with_extra(&kept, |r| r.floor);
     if !floors.is_empty() {
-        let median_of = |f: &dyn Fn(&[Run; 3], &[Run; 2]) -> f64| {
-            median(floors.iter().map(|(r, s)| f(r, s)).collect())
-        };
+        let median_of = |f: &PairRatio<'_>| median_over(&floors, f);
         println!(
             "  {threads} one-thread runs side by side (no synchronisation; the machine's floor): {:.2} s, loaded {:.2} s",
             median_of(&|_, s| s[0].seconds),
@@ -414,6 +404,26 @@ fn steal_percent((steal0, total0): (u64, u64), (steal1, total1): (u64, u64)) -> 
     (total > 0).then(|| 100.0 * steal1.saturating_sub(steal0) as f64 / total as f64)
 }
 
+/// A figure of a round's own runs and its extra pair (the baseline's, or
+/// the side-by-side runs).
+type PairRatio<'a> = dyn Fn(&[Run; 3], &[Run; 2]) -> f64 + 'a;
+
+/// The rounds' own runs beside their extra pair, for the rounds that have one.
+fn with_extra(
+    rounds: &[&Round],
+    extra: impl Fn(&Round) -> Option<[Run; 2]>,
+) -> Vec<([Run; 3], [Run; 2])> {
+    rounds
+        .iter()
+        .filter_map(|r| extra(r).map(|e| (r.runs, e)))
+        .collect()
+}
+
+/// The median of `f` over rounds and their extra pairs.
+fn median_over(pairs: &[([Run; 3], [Run; 2])], f: &PairRatio<'_>) -> f64 {
+    median(pairs.iter().map(|(r, e)| f(r, e)).collect())
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -521,6 +531,38 @@ mod tests {
             ..round(None)
         };
         assert!(!with_floor.steal_at_most(2.0), "the floor's runs count too");
+    }
+
+    /// Figures over a round's own runs and its extra pair come from the
+    /// rounds that have one, each ratio taken within its round.
+    #[test]
+    fn medians_over_the_rounds_with_an_extra_pair() {
+        let run = |seconds| Run {
+            seconds,
+            steal: None,
+        };
+        let round = |quiet, floor: Option<[f64; 2]>| Round {
+            runs: [run(4.0), run(quiet), run(2.0 * quiet)],
+            baseline: None,
+            floor: floor.map(|[q, l]| [run(q), run(l)]),
+        };
+        let rounds = [
+            round(2.0, Some([4.0, 8.0])),
+            round(2.0, None),
+            round(3.0, Some([6.0, 15.0])),
+        ];
+        let kept: Vec<&Round> = rounds.iter().collect();
+        let floors = with_extra(&kept, |r| r.floor);
+        assert_eq!(floors.len(), 2, "the round without a floor is left out");
+        assert_eq!(
+            median_over(&floors, &|_, f| f[1].seconds / f[0].seconds),
+            2.25
+        );
+        assert_eq!(
+            median_over(&floors, &|r, f| f[0].seconds / r[1].seconds),
+            2.0
+        );
+        assert!(with_extra(&kept, |r| r.baseline).is_empty());
     }
 
     #[test]
