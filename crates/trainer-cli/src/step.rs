@@ -1464,6 +1464,16 @@ mod tests {
         })
     }
 
+    /// Checks that a run on `threads` threads left the one-thread run's
+    /// weights, gradients, losses and optimizer state, bit for bit, and
+    /// returns its backups.
+    fn assert_one_thread_bits(want: &Trained, threads: usize, got: Trained) -> Backups {
+        assert_eq!(got.0, want.0, "{threads} threads: weights and gradients");
+        assert_eq!(got.1, want.1, "{threads} threads: losses");
+        assert_eq!(got.2, want.2, "{threads} threads: optimizer state");
+        got.3
+    }
+
     /// Six steps in one run, each with a micro-batch whose thread stalls:
     /// on 2 and 3 threads the others run those micro-batches again, and the
     /// weights, gradients, losses and optimizer state are those of six
@@ -1484,78 +1494,57 @@ mod tests {
                 })
                 .collect()
         };
-        let (want, want_losses, want_state, _) = train_in_one_run(1, &batches(false));
+        let want = train_in_one_run(1, &batches(false));
         assert_eq!(
-            want_losses.iter().map(|l| l.0).collect::<Vec<_>>(),
+            want.1.iter().map(|l| l.0).collect::<Vec<_>>(),
             (0..6).collect::<Vec<_>>()
         );
         for threads in [2, 3] {
-            let (got, losses, state, backups) = train_in_one_run(threads, &batches(true));
+            let got = train_in_one_run(threads, &batches(true));
+            let backups = assert_one_thread_bits(&want, threads, got);
             assert!(
                 backups.started >= 6,
                 "{threads} threads: {backups:?}; want a backup per step"
             );
-            assert_eq!(got, want, "{threads} threads");
-            assert_eq!(losses, want_losses, "{threads} threads");
-            assert_eq!(state, want_state, "{threads} threads");
         }
     }
 
     /// Six steps in one run whose micro-batch 1 stands still in its backward
-    /// pass, after handing over fc2, until another copy has handed over
-    /// the rest: a backup runs the micro-batch again, passes fc2 without
-    /// handing it over a second time, and hands over fc1 to conv1, with
-    /// the bits of six plain steps on one thread. (A backup that gave up on
-    /// finding fc2 handed over would leave the step to wait 2 s for the
-    /// original, and win nothing.)
+    /// pass, after handing over fc2, as a descheduled thread would, in two
+    /// ways, with the bits of six plain steps on one thread each time:
+    ///
+    /// * until another copy has handed over the rest: a backup runs the
+    ///   micro-batch again, passes fc2 without handing it over a second
+    ///   time, and hands over fc1 to conv1 (a backup that gave up on
+    ///   finding fc2 handed over would leave the step to wait 2 s for the
+    ///   original, and win nothing);
+    /// * until a backup has handed over fc1, the backup then standing still
+    ///   in turn: the first copy comes back, finds fc1 handed over and the
+    ///   backup's thread standing still, and instead of stopping takes the
+    ///   lead and hands over the rest from its own replica (a copy that
+    ///   stopped when behind would leave the step to wait 2 s).
     #[test]
-    fn backups_take_over_a_backward_pass_where_it_stands() {
+    fn copies_take_over_a_backward_pass_where_it_stands() {
         let (x, labels) = batch(40);
         let batch = TensorBatch {
             images: &x,
             labels: &labels,
         };
         let batches = vec![&batch; 6];
-        let (want, want_losses, want_state, _) = train_in_one_run(1, &batches);
+        let want = train_in_one_run(1, &batches);
         for threads in [2, 3] {
-            let (got, losses, state, backups) =
-                train_in_one_run_stalling(threads, &batches, StallInBackward::Original(1));
+            let got = train_in_one_run_stalling(threads, &batches, StallInBackward::Original(1));
+            let backups = assert_one_thread_bits(&want, threads, got);
             assert!(
                 backups.won >= 6 && backups.started >= backups.won,
                 "{threads} threads: {backups:?}; want one backup won per step"
             );
-            assert_eq!(got, want, "{threads} threads");
-            assert_eq!(losses, want_losses, "{threads} threads");
-            assert_eq!(state, want_state, "{threads} threads");
-        }
-    }
-
-    /// Six steps in one run whose micro-batch 1 stands still after handing
-    /// over fc2, until a backup hands over fc1, and whose backup then
-    /// stands still: the first copy comes back, finds fc1 handed over and
-    /// the backup's thread standing still, and instead of stopping takes
-    /// the lead and hands over the rest from its own replica. The bits are
-    /// those of six plain steps on one thread. (A copy that stopped when
-    /// behind would leave the step to wait 2 s for the backup.)
-    #[test]
-    fn a_copy_takes_the_lead_from_a_descheduled_backup() {
-        let (x, labels) = batch(40);
-        let batch = TensorBatch {
-            images: &x,
-            labels: &labels,
-        };
-        let batches = vec![&batch; 6];
-        let (want, want_losses, want_state, _) = train_in_one_run(1, &batches);
-        for threads in [2, 3] {
-            let (got, losses, state, backups) =
-                train_in_one_run_stalling(threads, &batches, StallInBackward::Both(1));
+            let got = train_in_one_run_stalling(threads, &batches, StallInBackward::Both(1));
+            let backups = assert_one_thread_bits(&want, threads, got);
             assert!(
                 backups.taken_over > 0 && backups.started >= 6,
                 "{threads} threads: {backups:?}; want a backup per step, and take-overs"
             );
-            assert_eq!(got, want, "{threads} threads");
-            assert_eq!(losses, want_losses, "{threads} threads");
-            assert_eq!(state, want_state, "{threads} threads");
         }
     }
 
@@ -1571,14 +1560,10 @@ mod tests {
             labels: &labels,
         };
         let batches = vec![&batch; 12];
-        let (want, want_losses, want_state, _) = train_in_one_run(1, &batches);
+        let want = train_in_one_run(1, &batches);
         let threads = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
-        for round in 0..3 {
-            let (got, losses, state, _) = train_in_one_run(threads, &batches);
-            assert!(
-                got == want && losses == want_losses && state == want_state,
-                "round {round}, {threads} threads"
-            );
+        for _ in 0..3 {
+            assert_one_thread_bits(&want, threads, train_in_one_run(threads, &batches));
         }
     }
 
