@@ -1414,15 +1414,16 @@ mod tests {
     /// The seed network trained on `batches` in one run, on a pool of
     /// `threads` threads, micro-batches of 10; no step may make a NaN.
     fn train_in_one_run<B: BatchSource>(threads: usize, batches: &[B]) -> Trained {
-        train_in_one_run_stalling(threads, batches, StallInBackward::None)
+        train_with(threads, batches, StallInBackward::None, &|_| {})
     }
 
     /// [`train_in_one_run`], with copies standing still in their backward
-    /// pass.
-    fn train_in_one_run_stalling<B: BatchSource>(
+    /// pass, and `at_step(s)` called as step `s` ends.
+    fn train_with<B: BatchSource>(
         threads: usize,
         batches: &[B],
         stall_in_backward: StallInBackward,
+        at_step: &(dyn Fn(usize) + Sync),
     ) -> Trained {
         let config = TrainConfig::load("seed").unwrap().optimizer;
         let pool = rayon::ThreadPoolBuilder::new()
@@ -1444,6 +1445,7 @@ mod tests {
                     &mut opt,
                     0.05,
                     &|s, r, bad| {
+                        at_step(s);
                         assert_eq!(bad, None);
                         losses
                             .lock()
@@ -1462,6 +1464,16 @@ mod tests {
                 dp.backups(),
             )
         })
+    }
+
+    /// `f` on `steps` steps, each on the same batch of 40 images.
+    fn with_repeated_batch<R>(steps: usize, f: impl FnOnce(&[&TensorBatch<'_>]) -> R) -> R {
+        let (x, labels) = batch(40);
+        let batch = TensorBatch {
+            images: &x,
+            labels: &labels,
+        };
+        f(&vec![&batch; steps])
     }
 
     /// Checks that a run on `threads` threads left the one-thread run's
@@ -1525,27 +1537,23 @@ mod tests {
     ///   stopped when behind would leave the step to wait 2 s).
     #[test]
     fn copies_take_over_a_backward_pass_where_it_stands() {
-        let (x, labels) = batch(40);
-        let batch = TensorBatch {
-            images: &x,
-            labels: &labels,
-        };
-        let batches = vec![&batch; 6];
-        let want = train_in_one_run(1, &batches);
-        for threads in [2, 3] {
-            let got = train_in_one_run_stalling(threads, &batches, StallInBackward::Original(1));
-            let backups = assert_one_thread_bits(&want, threads, got);
-            assert!(
-                backups.won >= 6 && backups.started >= backups.won,
-                "{threads} threads: {backups:?}; want one backup won per step"
-            );
-            let got = train_in_one_run_stalling(threads, &batches, StallInBackward::Both(1));
-            let backups = assert_one_thread_bits(&want, threads, got);
-            assert!(
-                backups.taken_over > 0 && backups.started >= 6,
-                "{threads} threads: {backups:?}; want a backup per step, and take-overs"
-            );
-        }
+        with_repeated_batch(6, |batches| {
+            let want = train_in_one_run(1, batches);
+            for threads in [2, 3] {
+                let got = train_with(threads, batches, StallInBackward::Original(1), &|_| {});
+                let backups = assert_one_thread_bits(&want, threads, got);
+                assert!(
+                    backups.won >= 6 && backups.started >= backups.won,
+                    "{threads} threads: {backups:?}; want one backup won per step"
+                );
+                let got = train_with(threads, batches, StallInBackward::Both(1), &|_| {});
+                let backups = assert_one_thread_bits(&want, threads, got);
+                assert!(
+                    backups.taken_over > 0 && backups.started >= 6,
+                    "{threads} threads: {backups:?}; want a backup per step, and take-overs"
+                );
+            }
+        });
     }
 
     /// More threads than CPUs, so that the scheduler deschedules them at
@@ -1554,17 +1562,13 @@ mod tests {
     /// backups ran and whichever copy handed each layer over.
     #[test]
     fn oversubscribed_runs_give_the_same_bits() {
-        let (x, labels) = batch(40);
-        let batch = TensorBatch {
-            images: &x,
-            labels: &labels,
-        };
-        let batches = vec![&batch; 12];
-        let want = train_in_one_run(1, &batches);
-        let threads = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
-        for _ in 0..3 {
-            assert_one_thread_bits(&want, threads, train_in_one_run(threads, &batches));
-        }
+        with_repeated_batch(12, |batches| {
+            let want = train_in_one_run(1, batches);
+            let threads = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
+            for _ in 0..3 {
+                assert_one_thread_bits(&want, threads, train_in_one_run(threads, batches));
+            }
+        });
     }
 
     /// A run is its steps one by one, bit for bit; `on_step` can stop it,
@@ -1628,35 +1632,10 @@ mod tests {
     /// step that will never end.
     #[test]
     fn a_panic_in_on_step_reaches_the_caller() {
-        let (x, labels) = batch(40);
-        let batch = TensorBatch {
-            images: &x,
-            labels: &labels,
-        };
-        let batches = vec![&batch; 6];
-        let config = TrainConfig::load("seed").unwrap().optimizer;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        let outcome = pool.install(|| {
+        let outcome = with_repeated_batch(6, |batches| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let mut net = seed_network();
-                let mut opt = Optimizer::new(config);
-                let mut dp = DataParallel::new(10);
-                Team::scope(|team| {
-                    dp.run(
-                        team,
-                        &mut net,
-                        &Loss::SoftmaxCrossEntropy,
-                        &batches,
-                        &mut opt,
-                        0.05,
-                        &|s, _, _| {
-                            assert!(s < 2, "on_step panics at step {s}");
-                            ControlFlow::Continue(())
-                        },
-                    )
+                train_with(2, batches, StallInBackward::None, &|s| {
+                    assert!(s < 2, "on_step panics at step {s}")
                 })
             }))
         });
