@@ -479,6 +479,10 @@ impl<B: BatchSource> Run<'_, B> {
             self.taken_over.fetch_add(1, Relaxed);
             false
         };
+        let go_on = || match behind() {
+            true => ControlFlow::Break(()),
+            false => ControlFlow::Continue(()),
+        };
         let mut holds = std::mem::take(&mut replica.holds);
         holds.resize(params, 0);
         let result = replica
@@ -504,10 +508,7 @@ impl<B: BatchSource> Run<'_, B> {
                             .copy_from_slice(&weights[j].lock().expect("no task panicked"));
                         holds[j] = tag;
                     }
-                    match behind() {
-                        true => ControlFlow::Break(()),
-                        false => ControlFlow::Continue(()),
-                    }
+                    go_on()
                 },
             )
             .and_then(|result| {
@@ -519,17 +520,11 @@ impl<B: BatchSource> Run<'_, B> {
                 replica.backward(&mut |taken, layer_params| {
                     let here = position(params - taken.start);
                     if layer_params.is_empty() || here <= known.get() {
-                        return match behind() {
-                            true => ControlFlow::Break(()),
-                            false => ControlFlow::Continue(()),
-                        };
+                        return go_on();
                     }
                     if flight.frontier.fetch_max(here, AcqRel) >= here {
                         // Another copy handed this layer over first.
-                        return match behind() {
-                            true => ControlFlow::Break(()),
-                            false => ControlFlow::Continue(()),
-                        };
+                        return go_on();
                     }
                     known.set(here);
                     flight.clock.store(me, Release);
