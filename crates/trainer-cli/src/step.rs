@@ -1116,6 +1116,13 @@ mod tests {
     use super::*;
     use crate::config::TrainConfig;
 
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
+
     fn seed_network() -> Network {
         TrainConfig::load("seed").unwrap().build_network().unwrap()
     }
@@ -1198,10 +1205,7 @@ mod tests {
         let expected = grads(&whole);
         let runs: Vec<(StepResult, Vec<Vec<f32>>)> = (1..=3)
             .map(|threads| {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
+                let pool = pool(threads);
                 pool.install(|| {
                     let mut net = seed_network();
                     let r = dp_step(&mut DataParallel::new(5), &mut net, &x, &labels);
@@ -1265,10 +1269,7 @@ mod tests {
             grads_and_values(&net)
         };
         for threads in [1, 2, 3] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
+            let pool = pool(threads);
             let fused = pool.install(|| {
                 let mut net = seed_network();
                 let mut opt = Optimizer::new(config.clone());
@@ -1334,10 +1335,7 @@ mod tests {
         let x = Tensor::zeros(vec![6, 1, 20, 20]);
         let labels = [1usize; 6];
         for threads in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
+            let pool = pool(threads);
             pool.install(|| {
                 let mut net = seed_network();
                 let before = grads_and_values(&net);
@@ -1421,10 +1419,7 @@ mod tests {
         at_step: &(dyn Fn(usize) + Sync),
     ) -> Trained {
         let config = TrainConfig::load("seed").unwrap().optimizer;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+        let pool = pool(threads);
         pool.install(|| {
             let mut net = seed_network();
             let mut opt = Optimizer::new(config);
