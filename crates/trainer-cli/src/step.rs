@@ -37,6 +37,14 @@
 //! micro-batch, from the same weights, by the same kernels, they are
 //! bit-identical, and it does not matter which one hands a layer over.
 //!
+//! A waiting thread also runs a micro-batch again when its thread is
+//! running but slower: each thread times its copies (CPU time), and a copy
+//! that is due to end later than one started now would gets a chaser,
+//! which does not stop when behind but passes the layers already handed
+//! over until it overtakes. Why: on a VM one CPU may run at half the
+//! other's speed for seconds, unseen as steal; the step then waited for the
+//! slow thread's last micro-batch, about a third of each step.
+//!
 //! Why not one network with parallel kernels only: a step then has about 30
 //! parallel loops, each ending in a join. On a shared machine, a worker is
 //! often descheduled while it holds a piece of a loop, and the join waits a
@@ -232,9 +240,30 @@ struct Flight {
     /// looked, is behind: it stops, unless the leading copy's thread stands
     /// still, and then it takes the lead from where it is.
     frontier: AtomicU64,
+    /// The earliest the first copy should end, from its thread's recent
+    /// speed ([`clock::now`] nanoseconds; 0: not known).
+    due: AtomicU64,
+    /// The tag of the last step in which a thread ran a copy because the
+    /// first copy's thread was slower (at most one per step).
+    sped_up: AtomicUsize,
     /// The micro-batch's mean loss and correct count, from the copy that
     /// handed over its last layer.
     result: Mutex<(f64, usize)>,
+}
+
+/// Which copy of a micro-batch a thread runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CopyKind {
+    /// The first, run as the step's task.
+    First,
+    /// A backup of a copy whose thread stands still. When behind, it stops,
+    /// unless the leading copy's thread stands still too.
+    Backup,
+    /// A backup of a copy whose thread runs slower than this one. When
+    /// behind, it goes on, passing the layers already handed over, until it
+    /// overtakes the slower copy (which then stops) or the micro-batch is
+    /// handed over whole.
+    Chase,
 }
 
 /// Copies of micro-batches run because the thread running one was
@@ -249,6 +278,9 @@ pub struct Backups {
     /// Times a copy that was behind took the lead, instead of stopping,
     /// because the leading copy's thread stood still.
     pub taken_over: usize,
+    /// Backups (counted in `started`) of a micro-batch whose thread was
+    /// running, but slower: the backup was due to end first.
+    pub sped_up: usize,
 }
 
 /// Replicas of a network, for [`DataParallel::run`].
@@ -279,6 +311,9 @@ pub struct DataParallel {
     /// Tests: copies that stand still in their backward pass.
     #[cfg(test)]
     stall_in_backward: StallInBackward,
+    /// Tests: a thread whose copies run slower.
+    #[cfg(test)]
+    slow_thread: SlowThread,
 }
 
 /// Tests: which copies of micro-batch slot `k` stand still, in every step,
@@ -294,10 +329,44 @@ enum StallInBackward {
     /// The first copy, until another copy has handed over a layer; then
     /// that copy, until the micro-batch is handed over whole.
     Both(usize),
+    /// The first copy, running (its clock moves) as on a slower CPU:
+    /// before its first hand-over until a chaser has started, and after it
+    /// until the micro-batch is handed over whole. Idle threads chase it
+    /// whatever the times.
+    Busy(usize),
 }
 
 #[cfg(test)]
 impl StallInBackward {
+    /// Called before a copy of slot `k` hands over a layer, in step `tag`,
+    /// for its first hand-over if `first`.
+    fn before_hand_over(
+        self,
+        k: usize,
+        backup: bool,
+        first: bool,
+        sped_up: &AtomicUsize,
+        tag: usize,
+    ) {
+        if matches!(self, StallInBackward::Busy(s) if s == k) && first && !backup {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while sped_up.load(Acquire) != tag && Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
+            // Long enough for the chaser to have looked at the frontier,
+            // short against its forward pass.
+            let since = Instant::now();
+            while since.elapsed() < Duration::from_micros(200) {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Whether idle threads chase slot `k` whatever the times.
+    fn chase(self, k: usize) -> bool {
+        matches!(self, StallInBackward::Busy(s) if s == k)
+    }
+
     /// Called after a copy of slot `k` hands over a layer, at frontier
     /// position `here`, for its first hand-over if `first`.
     fn after_hand_over(
@@ -314,12 +383,44 @@ impl StallInBackward {
             (StallInBackward::Original(s), false) if s == k => done,
             (StallInBackward::Both(s), false) if s == k => here + 1,
             (StallInBackward::Both(s), true) if s == k => done,
+            (StallInBackward::Busy(s), false) if s == k => done,
             _ => return,
         };
+        let busy = matches!(self, StallInBackward::Busy(_));
         let deadline = Instant::now() + Duration::from_secs(2);
         while frontier.load(Acquire) < until && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_micros(100));
+            match busy {
+                true => std::hint::spin_loop(),
+                false => std::thread::sleep(Duration::from_micros(100)),
+            }
         }
+    }
+}
+
+/// Tests: the team thread with this rayon index, if any, runs the first
+/// copies of micro-batches `factor + 1` times slower: before each layer of
+/// the forward pass and after each hand-over of the backward pass, it
+/// burns `factor` times the CPU time since the last such point, as a
+/// thread on a slower CPU would.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, Default)]
+struct SlowThread(Option<(usize, u32)>);
+
+#[cfg(test)]
+impl SlowThread {
+    fn burn(self, backup: bool, last: &Cell<Instant>) {
+        let Some((index, factor)) = self.0 else {
+            return;
+        };
+        if backup || rayon::current_thread_index() != Some(index) {
+            return;
+        }
+        let since = Instant::now();
+        let extra = (since - last.get()) * factor;
+        while since.elapsed() < extra {
+            std::hint::spin_loop();
+        }
+        last.set(Instant::now());
     }
 }
 
@@ -335,6 +436,23 @@ type Look = (usize, usize, i64);
 thread_local! {
     /// The waiting thread's last look, the CPU time it read, and when.
     static LAST_LOOK: Cell<Option<(Look, u64, Instant)>> = const { Cell::new(None) };
+    /// The CPU nanoseconds this thread's recent copies took from start to
+    /// their last hand-over, less their waits for weights (a running mean;
+    /// 0: none yet). Team threads are pinned, so this is their CPU's speed.
+    static COPY_CPU: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Wall-clock nanoseconds, for comparing when copies on different threads
+/// are due to end.
+mod clock {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+
+    /// Nanoseconds since the first call in this process.
+    pub fn now() -> u64 {
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    }
 }
 
 /// Everything a run's tasks share.
@@ -380,9 +498,12 @@ struct Run<'a, B> {
     backups: AtomicUsize,
     backups_won: AtomicUsize,
     taken_over: AtomicUsize,
+    sped_up: AtomicUsize,
     on_step: &'a (dyn Fn(usize, StepResult, Option<String>) -> ControlFlow<()> + Sync),
     #[cfg(test)]
     stall_in_backward: StallInBackward,
+    #[cfg(test)]
+    slow_thread: SlowThread,
 }
 
 impl<B: BatchSource> Run<'_, B> {
@@ -430,8 +551,15 @@ impl<B: BatchSource> Run<'_, B> {
         if at < self.counts[s] {
             let flight = &self.flights[at];
             flight.clock.store(stall::this_thread_clock(), Relaxed);
+            // The earliest this copy should end: its thread's copies vary
+            // by a few percent, and a backup that loses is wasted.
+            let due = match COPY_CPU.get() {
+                0 => 0,
+                cpu => clock::now() + cpu - cpu / 8,
+            };
+            flight.due.store(due, Relaxed);
             flight.started.store(self.tag(s), Release);
-            self.copy(s, at, false);
+            self.copy(s, at, CopyKind::First);
         } else {
             // A panic here (in `on_step`, say) must stop the run, not leave
             // the other threads waiting for a step that never ends.
@@ -443,7 +571,8 @@ impl<B: BatchSource> Run<'_, B> {
 
     /// Runs micro-batch `k` of step `s` on a free replica, handing over each
     /// layer's gradients unless another copy did first.
-    fn copy(&self, s: usize, k: usize, backup: bool) {
+    fn copy(&self, s: usize, k: usize, kind: CopyKind) {
+        let backup = kind != CopyKind::First;
         let failing = SetOnUnwind(&self.failed);
         let tag = self.tag(s);
         let flight = &self.flights[k];
@@ -462,6 +591,12 @@ impl<B: BatchSource> Run<'_, B> {
         // one did not know of.
         let known = Cell::new(flight.frontier.load(Acquire).max(position(0)));
         let me = stall::this_thread_clock();
+        // This copy's CPU time, less the waits for weights, tells this
+        // thread's speed (see `COPY_CPU`).
+        let cpu_at_start = stall::cpu_time(me);
+        let waited = Cell::new(0);
+        #[cfg(test)]
+        let last = Cell::new(Instant::now());
         let behind = || {
             let frontier = flight.frontier.load(Acquire);
             // A copy of a step that is over (the next one has started
@@ -469,7 +604,7 @@ impl<B: BatchSource> Run<'_, B> {
             if self.over() || frontier >= position(params) || frontier >> 32 > tag as u64 {
                 return true;
             }
-            if frontier <= known.get() {
+            if frontier <= known.get() || kind == CopyKind::Chase {
                 return false;
             }
             if !take_the_lead(flight, me) {
@@ -492,15 +627,21 @@ impl<B: BatchSource> Run<'_, B> {
                 self.classes,
                 self.loss_fn,
                 &mut |taken, layer_params| {
+                    #[cfg(test)]
+                    self.slow_thread.burn(backup, &last);
                     for (p, j) in layer_params.iter_mut().zip(taken) {
                         if holds[j] == tag {
                             continue;
                         }
-                        while self.weights_ready[j].load(Acquire) < tag {
-                            if behind() {
-                                return ControlFlow::Break(());
+                        if self.weights_ready[j].load(Acquire) < tag {
+                            let since = clock::now();
+                            while self.weights_ready[j].load(Acquire) < tag {
+                                if behind() {
+                                    return ControlFlow::Break(());
+                                }
+                                std::hint::spin_loop();
                             }
-                            std::hint::spin_loop();
+                            waited.set(waited.get() + clock::now() - since);
                         }
                         p.value
                             .as_slice_mut()
@@ -508,6 +649,8 @@ impl<B: BatchSource> Run<'_, B> {
                             .copy_from_slice(&weights[j].lock().expect("no task panicked"));
                         holds[j] = tag;
                     }
+                    #[cfg(test)]
+                    last.set(Instant::now());
                     go_on()
                 },
             )
@@ -522,6 +665,14 @@ impl<B: BatchSource> Run<'_, B> {
                     if layer_params.is_empty() || here <= known.get() {
                         return go_on();
                     }
+                    #[cfg(test)]
+                    self.stall_in_backward.before_hand_over(
+                        k,
+                        backup,
+                        !handed,
+                        &flight.sped_up,
+                        tag,
+                    );
                     if flight.frontier.fetch_max(here, AcqRel) >= here {
                         // Another copy handed this layer over first.
                         return go_on();
@@ -535,8 +686,17 @@ impl<B: BatchSource> Run<'_, B> {
                     for j in taken.clone() {
                         self.param_done[j].fetch_add(1, Release);
                     }
-                    if taken.start == 0 && backup {
-                        self.backups_won.fetch_add(1, Relaxed);
+                    if taken.start == 0 {
+                        if backup {
+                            self.backups_won.fetch_add(1, Relaxed);
+                        }
+                        if let (Some(start), Some(end)) = (cpu_at_start, stall::cpu_time(me)) {
+                            let cpu = end.saturating_sub(start + waited.get());
+                            COPY_CPU.set(match COPY_CPU.get() {
+                                0 => cpu,
+                                was => (3 * was + cpu) / 4,
+                            });
+                        }
                     }
                     #[cfg(test)]
                     {
@@ -549,6 +709,7 @@ impl<B: BatchSource> Run<'_, B> {
                             position(params),
                         );
                         handed = true;
+                        self.slow_thread.burn(backup, &last);
                     }
                     ControlFlow::Continue(())
                 })
@@ -615,9 +776,30 @@ impl<B: BatchSource> Run<'_, B> {
         self.step.store(s + 1, Release);
     }
 
+    /// Whether a copy of micro-batch `k` started now on this thread is due
+    /// to end before the first copy, with an eighth of either copy's time
+    /// to spare, judged by both threads' recent speeds; true once per step
+    /// (`tag`) at most. Why: on a VM a CPU may run at half speed for
+    /// seconds, unseen as steal; its thread is running (its clock moves),
+    /// but the step waits for its last micro-batch while the other thread
+    /// has nothing to do.
+    fn slower_than_me(&self, k: usize, tag: usize) -> bool {
+        let flight = &self.flights[k];
+        let (mine, due) = (COPY_CPU.get(), flight.due.load(Relaxed));
+        #[cfg(test)]
+        let due = match self.stall_in_backward.chase(k) {
+            true => u64::MAX,
+            false => due,
+        };
+        mine > 0
+            && due > 0
+            && clock::now() + mine + mine / 8 < due
+            && flight.sped_up.swap(tag, Relaxed) != tag
+    }
+
     /// What a thread does while it waits for task `i`: if a micro-batch of
     /// the current step is still running on a thread that is descheduled,
-    /// run it again (see the module's comment).
+    /// or slower than this one, run it again (see the module's comment).
     fn idle(&self, i: usize) {
         if self.over() {
             return;
@@ -633,6 +815,18 @@ impl<B: BatchSource> Run<'_, B> {
                 || leader == me
             {
                 continue;
+            }
+            if self.slower_than_me(k, tag)
+                && flight
+                    .clock
+                    .compare_exchange(leader, me, AcqRel, Acquire)
+                    .is_ok()
+            {
+                LAST_LOOK.set(None);
+                self.backups.fetch_add(1, Relaxed);
+                self.sped_up.fetch_add(1, Relaxed);
+                self.copy(s, k, CopyKind::Chase);
+                return;
             }
             let Some(cpu) = stall::cpu_time(leader) else {
                 continue;
@@ -663,7 +857,7 @@ impl<B: BatchSource> Run<'_, B> {
             {
                 LAST_LOOK.set(None);
                 self.backups.fetch_add(1, Relaxed);
-                self.copy(s, k, true);
+                self.copy(s, k, CopyKind::Backup);
             }
             return;
         }
@@ -685,6 +879,8 @@ impl DataParallel {
             batch: 0,
             #[cfg(test)]
             stall_in_backward: StallInBackward::None,
+            #[cfg(test)]
+            slow_thread: SlowThread::default(),
         }
     }
 
@@ -730,6 +926,8 @@ impl DataParallel {
                 started: AtomicUsize::new(0),
                 clock: AtomicI64::new(stall::NO_CLOCK),
                 frontier: AtomicU64::new(0),
+                due: AtomicU64::new(0),
+                sped_up: AtomicUsize::new(0),
                 result: Mutex::new((0.0, 0)),
             });
         }
@@ -892,9 +1090,12 @@ impl DataParallel {
             backups: AtomicUsize::new(0),
             backups_won: AtomicUsize::new(0),
             taken_over: AtomicUsize::new(0),
+            sped_up: AtomicUsize::new(0),
             on_step,
             #[cfg(test)]
             stall_in_backward: self.stall_in_backward,
+            #[cfg(test)]
+            slow_thread: self.slow_thread,
         };
         let tasks = *run.starts.last().expect("pushed");
         team.for_each_waiting(tasks, &|i| run.ready(i), &|i| run.task(i), &|i| run.idle(i));
@@ -903,16 +1104,19 @@ impl DataParallel {
             started: run.backups.load(Relaxed),
             won: run.backups_won.load(Relaxed),
             taken_over: run.taken_over.load(Relaxed),
+            sped_up: run.sped_up.load(Relaxed),
         };
         tracing::debug!(
-            "{steps} steps; {} micro-batches run again while their thread was descheduled, {} of them finished; copies took the lead from a descheduled one {} times",
+            "{steps} steps; {} micro-batches run again while their thread was descheduled ({} while it was slower), {} of them finished; copies took the lead from a descheduled one {} times",
             backups.started,
+            backups.sped_up,
             backups.won,
             backups.taken_over
         );
         self.backups.started += backups.started;
         self.backups.won += backups.won;
         self.backups.taken_over += backups.taken_over;
+        self.backups.sped_up += backups.sped_up;
         let error = run.error.into_inner().expect("no task panicked");
         drop(run.update);
         self.tags += batches.len();
@@ -1407,15 +1611,16 @@ mod tests {
     /// The seed network trained on `batches` in one run, on a pool of
     /// `threads` threads, micro-batches of 10; no step may make a NaN.
     fn train_in_one_run<B: BatchSource>(threads: usize, batches: &[B]) -> Trained {
-        train_with(threads, batches, StallInBackward::None, &|_| {})
+        train_with(threads, batches, |_| {}, &|_| {})
     }
 
-    /// [`train_in_one_run`], with copies standing still in their backward
-    /// pass, and `at_step(s)` called as step `s` ends.
+    /// [`train_in_one_run`], with `hooks` set on the [`DataParallel`]
+    /// (copies that stand still, say), and `at_step(s)` called as step `s`
+    /// ends.
     fn train_with<B: BatchSource>(
         threads: usize,
         batches: &[B],
-        stall_in_backward: StallInBackward,
+        hooks: impl FnOnce(&mut DataParallel) + Send,
         at_step: &(dyn Fn(usize) + Sync),
     ) -> Trained {
         let config = TrainConfig::load("seed").unwrap().optimizer;
@@ -1424,7 +1629,7 @@ mod tests {
             let mut net = seed_network();
             let mut opt = Optimizer::new(config);
             let mut dp = DataParallel::new(10);
-            dp.stall_in_backward = stall_in_backward;
+            hooks(&mut dp);
             let losses = Mutex::new(Vec::new());
             let steps = Team::scope(|team| {
                 dp.run(
@@ -1464,6 +1669,11 @@ mod tests {
             labels: &labels,
         };
         f(&vec![&batch; steps])
+    }
+
+    /// Hooks for [`train_with`]: copies that stand still as `how` says.
+    fn stall(how: StallInBackward) -> impl FnOnce(&mut DataParallel) + Send {
+        move |dp| dp.stall_in_backward = how
     }
 
     /// Checks that a run on `threads` threads left the one-thread run's
@@ -1530,19 +1740,68 @@ mod tests {
         with_repeated_batch(6, |batches| {
             let want = train_in_one_run(1, batches);
             for threads in [2, 3] {
-                let got = train_with(threads, batches, StallInBackward::Original(1), &|_| {});
+                let got = train_with(
+                    threads,
+                    batches,
+                    stall(StallInBackward::Original(1)),
+                    &|_| {},
+                );
                 let backups = assert_one_thread_bits(&want, threads, got);
                 assert!(
                     backups.won >= 6 && backups.started >= backups.won,
                     "{threads} threads: {backups:?}; want one backup won per step"
                 );
-                let got = train_with(threads, batches, StallInBackward::Both(1), &|_| {});
+                let got = train_with(threads, batches, stall(StallInBackward::Both(1)), &|_| {});
                 let backups = assert_one_thread_bits(&want, threads, got);
                 assert!(
                     backups.taken_over > 0 && backups.started >= 6,
                     "{threads} threads: {backups:?}; want a backup per step, and take-overs"
                 );
             }
+        });
+    }
+
+    /// Two threads, one of which burns 20 ms of CPU time after each layer
+    /// that it hands over in the micro-batches it runs first, as a thread on
+    /// a CPU running at a fraction of its speed would. Its clock moves, so
+    /// it is never taken for descheduled; but once it has timed a copy, the
+    /// other thread runs its later micro-batches again, is due to end
+    /// first, passes the layers already handed over (fc2, at least), and
+    /// wins. The bits are those of one thread. (Without backups of slower
+    /// threads, or with backups that stop when behind, each step would wait
+    /// out the burns.)
+    #[test]
+    fn a_slower_thread_is_backed_up_while_it_runs() {
+        with_repeated_batch(24, |batches| {
+            let want = train_in_one_run(1, batches);
+            let slow = |dp: &mut DataParallel| {
+                dp.slow_thread = SlowThread(Some((1, 9)));
+            };
+            let got = train_with(2, batches, slow, &|_| {});
+            let backups = assert_one_thread_bits(&want, 2, got);
+            assert!(
+                backups.sped_up >= 1 && backups.won >= 1,
+                "{backups:?}; want backups of the slower thread's micro-batches, won"
+            );
+        });
+    }
+
+    /// Six steps whose micro-batch 1 runs first on a thread that is running
+    /// but slow: it hands over fc2 just after the other thread has started
+    /// to chase it, and then takes as long as it may. The chaser, finding
+    /// fc2 handed over when it gets there, passes it and hands over the
+    /// rest, every step (a backup that stopped when behind a running copy
+    /// would leave the step to wait 2 s). The bits are those of one thread.
+    #[test]
+    fn a_chaser_passes_the_layers_that_a_slower_copy_handed_over() {
+        with_repeated_batch(6, |batches| {
+            let want = train_in_one_run(1, batches);
+            let got = train_with(2, batches, stall(StallInBackward::Busy(1)), &|_| {});
+            let backups = assert_one_thread_bits(&want, 2, got);
+            assert!(
+                backups.sped_up >= 6 && backups.won >= 6,
+                "{backups:?}; want a chaser won per step"
+            );
         });
     }
 
@@ -1624,7 +1883,7 @@ mod tests {
     fn a_panic_in_on_step_reaches_the_caller() {
         let outcome = with_repeated_batch(6, |batches| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                train_with(2, batches, StallInBackward::None, &|s| {
+                train_with(2, batches, |_| {}, &|s| {
                     assert!(s < 2, "on_step panics at step {s}")
                 })
             }))
