@@ -1203,12 +1203,21 @@ fn take_the_lead(flight: &Flight, me: i64) -> bool {
             .is_ok()
 }
 
-/// A replica that no copy uses. There are as many as team threads, and a
-/// thread runs one copy at a time, so one is always free.
+/// A replica that no copy uses, the one this thread used last if it is
+/// free. There are as many as team threads, and a thread runs one copy at a
+/// time, so one is always free. Why the same one: its weights and buffers
+/// are in this CPU's cache. Taking the first free one gave a thread the
+/// other's replica whenever the other was between two copies.
 fn free_replica(replicas: &[Mutex<Replica>]) -> MutexGuard<'_, Replica> {
+    thread_local! {
+        static LAST: Cell<usize> = const { Cell::new(0) };
+    }
+    let last = LAST.get();
     loop {
-        for r in replicas {
-            if let Ok(guard) = r.try_lock() {
+        for i in 0..replicas.len() {
+            let at = (last + i) % replicas.len();
+            if let Ok(guard) = replicas[at].try_lock() {
+                LAST.set(at);
                 return guard;
             }
         }
