@@ -1680,6 +1680,21 @@ mod tests {
         f(&vec![&batch; steps])
     }
 
+    /// `steps` steps on one repeated batch, on one thread and then on
+    /// `threads` threads with `hooks`: checks that the second run gives the
+    /// first one's bits, and returns its backups.
+    fn backups_with_one_thread_bits(
+        steps: usize,
+        threads: usize,
+        hooks: impl FnOnce(&mut DataParallel) + Send,
+    ) -> Backups {
+        with_repeated_batch(steps, |batches| {
+            let want = train_in_one_run(1, batches);
+            let got = train_with(threads, batches, hooks, &|_| {});
+            assert_one_thread_bits(&want, threads, got)
+        })
+    }
+
     /// Hooks for [`train_with`]: copies that stand still as `how` says.
     fn stall(how: StallInBackward) -> impl FnOnce(&mut DataParallel) + Send {
         move |dp| dp.stall_in_backward = how
@@ -1746,28 +1761,19 @@ mod tests {
     ///   stopped when behind would leave the step to wait 2 s).
     #[test]
     fn copies_take_over_a_backward_pass_where_it_stands() {
-        with_repeated_batch(6, |batches| {
-            let want = train_in_one_run(1, batches);
-            for threads in [2, 3] {
-                let got = train_with(
-                    threads,
-                    batches,
-                    stall(StallInBackward::Original(1)),
-                    &|_| {},
-                );
-                let backups = assert_one_thread_bits(&want, threads, got);
-                assert!(
-                    backups.won >= 6 && backups.started >= backups.won,
-                    "{threads} threads: {backups:?}; want one backup won per step"
-                );
-                let got = train_with(threads, batches, stall(StallInBackward::Both(1)), &|_| {});
-                let backups = assert_one_thread_bits(&want, threads, got);
-                assert!(
-                    backups.taken_over > 0 && backups.started >= 6,
-                    "{threads} threads: {backups:?}; want a backup per step, and take-overs"
-                );
-            }
-        });
+        for threads in [2, 3] {
+            let backups =
+                backups_with_one_thread_bits(6, threads, stall(StallInBackward::Original(1)));
+            assert!(
+                backups.won >= 6 && backups.started >= backups.won,
+                "{threads} threads: {backups:?}; want one backup won per step"
+            );
+            let backups = backups_with_one_thread_bits(6, threads, stall(StallInBackward::Both(1)));
+            assert!(
+                backups.taken_over > 0 && backups.started >= 6,
+                "{threads} threads: {backups:?}; want a backup per step, and take-overs"
+            );
+        }
     }
 
     /// Two threads, one of which runs the micro-batches it starts ten
@@ -1781,18 +1787,13 @@ mod tests {
     /// each step waits for the slow thread.)
     #[test]
     fn a_slower_thread_is_backed_up_while_it_runs() {
-        with_repeated_batch(24, |batches| {
-            let want = train_in_one_run(1, batches);
-            let slow = |dp: &mut DataParallel| {
-                dp.slow_thread = SlowThread(Some((1, 9)));
-            };
-            let got = train_with(2, batches, slow, &|_| {});
-            let backups = assert_one_thread_bits(&want, 2, got);
-            assert!(
-                backups.won >= 1,
-                "{backups:?}; want backups of the slower thread's micro-batches, won"
-            );
+        let backups = backups_with_one_thread_bits(24, 2, |dp| {
+            dp.slow_thread = SlowThread(Some((1, 9)));
         });
+        assert!(
+            backups.won >= 1,
+            "{backups:?}; want backups of the slower thread's micro-batches, won"
+        );
     }
 
     /// Six steps whose micro-batch 1 runs first on a thread that is running
@@ -1805,15 +1806,11 @@ mod tests {
     /// copy's thread may be descheduled and another copy win some.
     #[test]
     fn a_chaser_passes_the_layers_that_a_slower_copy_handed_over() {
-        with_repeated_batch(6, |batches| {
-            let want = train_in_one_run(1, batches);
-            let got = train_with(2, batches, stall(StallInBackward::Busy(1)), &|_| {});
-            let backups = assert_one_thread_bits(&want, 2, got);
-            assert!(
-                backups.sped_up >= 6 && backups.won >= 1,
-                "{backups:?}; want a chaser per step, and chasers that won"
-            );
-        });
+        let backups = backups_with_one_thread_bits(6, 2, stall(StallInBackward::Busy(1)));
+        assert!(
+            backups.sped_up >= 6 && backups.won >= 1,
+            "{backups:?}; want a chaser per step, and chasers that won"
+        );
     }
 
     /// More threads than CPUs, so that the scheduler deschedules them at
