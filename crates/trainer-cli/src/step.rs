@@ -816,48 +816,46 @@ impl<B: BatchSource> Run<'_, B> {
             {
                 continue;
             }
-            if self.slower_than_me(k, tag)
-                && flight
-                    .clock
-                    .compare_exchange(leader, me, AcqRel, Acquire)
-                    .is_ok()
-            {
-                LAST_LOOK.set(None);
-                self.backups.fetch_add(1, Relaxed);
-                self.sped_up.fetch_add(1, Relaxed);
-                self.copy(s, k, CopyKind::Chase);
-                return;
-            }
-            let Some(cpu) = stall::cpu_time(leader) else {
-                continue;
-            };
-            let now = Instant::now();
-            let look = (tag, k, leader);
-            let stalled = match LAST_LOOK.get() {
-                Some((l, was, when)) if l == look => {
-                    if cpu != was {
+            let kind = if self.slower_than_me(k, tag) {
+                CopyKind::Chase
+            } else {
+                let Some(cpu) = stall::cpu_time(leader) else {
+                    continue;
+                };
+                let now = Instant::now();
+                let look = (tag, k, leader);
+                let stalled = match LAST_LOOK.get() {
+                    Some((l, was, when)) if l == look => {
+                        if cpu != was {
+                            LAST_LOOK.set(Some((look, cpu, now)));
+                            false
+                        } else {
+                            now - when >= STALL
+                        }
+                    }
+                    _ => {
                         LAST_LOOK.set(Some((look, cpu, now)));
                         false
-                    } else {
-                        now - when >= STALL
                     }
+                };
+                if !stalled {
+                    return;
                 }
-                _ => {
-                    LAST_LOOK.set(Some((look, cpu, now)));
-                    false
-                }
+                CopyKind::Backup
             };
             // The swap makes this thread the leader: no other starts a
             // copy of this micro-batch until this one stands still.
-            if stalled
-                && flight
-                    .clock
-                    .compare_exchange(leader, me, AcqRel, Acquire)
-                    .is_ok()
+            if flight
+                .clock
+                .compare_exchange(leader, me, AcqRel, Acquire)
+                .is_ok()
             {
                 LAST_LOOK.set(None);
                 self.backups.fetch_add(1, Relaxed);
-                self.copy(s, k, CopyKind::Backup);
+                if kind == CopyKind::Chase {
+                    self.sped_up.fetch_add(1, Relaxed);
+                }
+                self.copy(s, k, kind);
             }
             return;
         }
