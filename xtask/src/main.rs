@@ -10,7 +10,6 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod fetch;
-mod sharing;
 mod train;
 
 #[derive(Parser)]
@@ -30,12 +29,6 @@ enum Task {
     /// Time the seed network's training step and evaluation (`cnn bench`); with
     /// --vs-pytorch also one training epoch of the same network in PyTorch.
     Bench(bench::BenchArgs),
-    /// Time one-epoch trainings on 1 thread, on all threads, and on all threads
-    /// beside busy processes, interleaved, and print the medians of their ratios.
-    Sharing(sharing::SharingArgs),
-    /// Spin until killed (the busy neighbour of `sharing`).
-    #[command(hide = true)]
-    BusyLoop,
 }
 
 fn main() -> ExitCode {
@@ -43,8 +36,6 @@ fn main() -> ExitCode {
         Task::FetchData(args) => fetch::run(args),
         Task::Train(args) => train::run(args),
         Task::Bench(args) => bench::run(args),
-        Task::Sharing(args) => sharing::run(args),
-        Task::BusyLoop => sharing::busy_loop(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

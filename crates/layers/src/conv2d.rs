@@ -195,16 +195,6 @@ impl Layer for Conv2d {
         Ok(&self.output)
     }
 
-    fn backward_then(
-        &mut self,
-        grad_output: &Tensor,
-        params_done: &mut dyn FnMut(&mut [&mut Param]),
-    ) -> Result<&Tensor, LayerError> {
-        self.backward(grad_output)?;
-        params_done(&mut [&mut self.weight, &mut self.bias]);
-        Ok(&self.grad_input)
-    }
-
     fn backward(&mut self, grad_output: &Tensor) -> Result<&Tensor, LayerError> {
         if !self.have_forward {
             return Err(LayerError::new(

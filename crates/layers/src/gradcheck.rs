@@ -126,8 +126,11 @@ pub fn check_layer(
     let r = Tensor::from_shape_fn(y_shape, |_| rng.uniform(-1.0, 1.0) as f32);
     layer.forward(input)?;
     let grad_input = layer.backward(&r)?.clone();
-    let mut param_grads = Vec::new();
-    layer.visit_params(&mut |p| param_grads.push((p.name.clone(), p.grad.clone())));
+    let param_grads: Vec<(String, Tensor)> = layer
+        .params()
+        .into_iter()
+        .map(|p| (p.name.clone(), p.grad.clone()))
+        .collect();
 
     let mut out = Vec::new();
     // Input gradient.
@@ -157,16 +160,10 @@ pub fn check_layer(
         let (mut a, mut n) = (Vec::new(), Vec::new());
         for &i in &idx {
             let nudge = |delta: f32, layer: &mut dyn Layer| -> f32 {
-                let mut j = 0;
-                let mut old = 0.0;
-                layer.visit_params_mut(&mut |p| {
-                    if j == k {
-                        let s = p.value.as_slice_mut().expect("contiguous");
-                        old = s[i];
-                        s[i] += delta;
-                    }
-                    j += 1;
-                });
+                let mut params = layer.params_mut();
+                let s = params[k].value.as_slice_mut().expect("contiguous");
+                let old = s[i];
+                s[i] += delta;
                 old
             };
             let v = nudge(eps, layer);
@@ -175,13 +172,10 @@ pub fn check_layer(
             let minus = projected(layer, input, &r)?;
             nudge(eps, layer);
             // Restore exactly (v + ε − 2ε + ε need not round back to v).
-            let mut j = 0;
-            layer.visit_params_mut(&mut |p| {
-                if j == k {
-                    p.value.as_slice_mut().expect("contiguous")[i] = v;
-                }
-                j += 1;
-            });
+            layer.params_mut()[k]
+                .value
+                .as_slice_mut()
+                .expect("contiguous")[i] = v;
             a.push(grad.as_slice().expect("contiguous")[i] as f64);
             n.push((plus - minus) / ((v + eps) as f64 - (v - eps) as f64));
         }

@@ -47,22 +47,6 @@ pub trait Layer: Send + Sync {
     /// parameters' gradients and returns d(loss)/d(input).
     fn backward(&mut self, grad_output: &Tensor) -> Result<&Tensor, LayerError>;
 
-    /// [`Layer::backward`], handing the parameters, their gradients now
-    /// final, to `params_done` before it returns the input gradient; the
-    /// callee may take their gradient buffers (a later pass writes whatever
-    /// buffer it finds). Why: a data-parallel step sums and applies the last
-    /// layers' gradients while the layers before them still run backward.
-    /// A layer with parameters must implement it; this default is for
-    /// layers without (it hands over none).
-    fn backward_then(
-        &mut self,
-        grad_output: &Tensor,
-        params_done: &mut dyn FnMut(&mut [&mut Param]),
-    ) -> Result<&Tensor, LayerError> {
-        params_done(&mut []);
-        self.backward(grad_output)
-    }
-
     /// The layer's parameters, in a fixed order (none by default).
     fn params(&self) -> Vec<&Param> {
         Vec::new()
@@ -71,16 +55,6 @@ pub trait Layer: Send + Sync {
     /// The same parameters, mutably, in the same order.
     fn params_mut(&mut self) -> Vec<&mut Param> {
         Vec::new()
-    }
-
-    /// Calls `f` on each parameter, in the order of [`Layer::params`].
-    fn visit_params(&self, f: &mut dyn FnMut(&Param)) {
-        self.params().into_iter().for_each(f);
-    }
-
-    /// Calls `f` on each parameter, mutably, in the same order.
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
-        self.params_mut().into_iter().for_each(f);
     }
 
     /// Whether `backward` must produce the input gradient. The first layer of

@@ -44,7 +44,7 @@
 //! let loss = net.config().loss.forward_backward(&logits, &target, &mut grad).unwrap();
 //! assert!((loss - 10f64.ln()).abs() < 1e-6); // zero input: all logits equal the zero biases
 //! net.backward(&grad).unwrap();
-//! net.visit_params(&mut |p| assert_eq!(p.grad.shape(), p.value.shape()));
+//! net.params().into_iter().for_each(|p| assert_eq!(p.grad.shape(), p.value.shape()));
 //! ```
 #![deny(missing_docs)]
 

@@ -188,16 +188,6 @@ impl Layer for Linear {
         Ok(&self.output)
     }
 
-    fn backward_then(
-        &mut self,
-        grad_output: &Tensor,
-        params_done: &mut dyn FnMut(&mut [&mut Param]),
-    ) -> Result<&Tensor, LayerError> {
-        self.backward(grad_output)?;
-        params_done(&mut [&mut self.weight, &mut self.bias]);
-        Ok(&self.grad_input)
-    }
-
     fn backward(&mut self, grad_output: &Tensor) -> Result<&Tensor, LayerError> {
         if self.output.ndim() != 2 {
             return Err(LayerError::new(

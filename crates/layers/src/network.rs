@@ -1,16 +1,11 @@
 //! A sequential network: layers applied in order, gradients back in reverse.
 
 use std::collections::BTreeMap;
-use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use tensor::Tensor;
 
 use crate::{ConfigError, Layer, LayerError, NetworkConfig, Param};
-
-/// Called with each layer's index and parameters as a pass goes through
-/// it; may stop the pass.
-type EachLayer<'a> = dyn FnMut(usize, &mut [&mut Param]) -> ControlFlow<()> + 'a;
 
 /// Layers in order, built from (and remembering) a [`NetworkConfig`].
 pub struct Network {
@@ -117,32 +112,6 @@ impl Network {
         input: &'a Tensor,
         last: usize,
     ) -> Result<&'a Tensor, LayerError> {
-        Ok(self
-            .forward_until(input, last, None)?
-            .expect("never stopped"))
-    }
-
-    /// [`Network::forward`], calling `before(i, params)` before each layer
-    /// `i` runs, with that layer's parameters: the caller may set their
-    /// values, or return [`ControlFlow::Break`] to stop there (then `None`).
-    /// Why: a replica in a data-parallel epoch takes each layer's new
-    /// weights as soon as the update has written them, and a copy of a
-    /// micro-batch that another copy has already taken further stops early.
-    pub fn forward_each<'a>(
-        &'a mut self,
-        input: &'a Tensor,
-        before: &mut dyn FnMut(usize, &mut [&mut Param]) -> ControlFlow<()>,
-    ) -> Result<Option<&'a Tensor>, LayerError> {
-        let last = self.layers.len() - 1;
-        self.forward_until(input, last, Some(before))
-    }
-
-    fn forward_until<'a>(
-        &'a mut self,
-        input: &'a Tensor,
-        last: usize,
-        mut before: Option<&mut EachLayer>,
-    ) -> Result<Option<&'a Tensor>, LayerError> {
         self.check_input(input)?;
         // Stopping right before a fused ReLU: its layer must store the output
         // without the ReLU this time. (A later backward pass still works: the
@@ -153,23 +122,12 @@ impl Network {
             self.unfused = Some(last);
         }
         let mut x = input;
-        for (i, (layer, &skip)) in self
-            .layers
-            .iter_mut()
-            .zip(&self.skipped)
-            .take(last + 1)
-            .enumerate()
-        {
+        for (layer, &skip) in self.layers.iter_mut().zip(&self.skipped).take(last + 1) {
             if !skip {
-                if let Some(before) = before.as_mut() {
-                    if before(i, &mut layer.params_mut()).is_break() {
-                        return Ok(None);
-                    }
-                }
                 x = layer.forward(x)?;
             }
         }
-        Ok(Some(x))
+        Ok(x)
     }
 
     fn restore_fusion(&mut self) {
@@ -181,36 +139,11 @@ impl Network {
     /// Back-propagates d(loss)/d(output) of the last forward batch through
     /// every layer, leaving each parameter's gradient in `Param::grad`.
     pub fn backward(&mut self, grad_output: &Tensor) -> Result<(), LayerError> {
-        self.backward_each(grad_output, &mut |_, _| ControlFlow::Continue(()))
-    }
-
-    /// [`Network::backward`], calling `done(i, params)` as soon as layer
-    /// `i`'s part is over, with that layer's parameters, for every layer
-    /// from the last to the first: their gradients are then final, and
-    /// `done` may take the buffers (see [`Layer::backward_then`]). Why: a
-    /// data-parallel step updates the last layers (most of the parameters)
-    /// while the first layers' gradients are still being computed.
-    ///
-    /// If `done` returns [`ControlFlow::Break`], back-propagation stops
-    /// there: the layers before `i` keep their old gradients. Why: a copy of
-    /// a micro-batch that another copy has already finished stops early.
-    pub fn backward_each(
-        &mut self,
-        grad_output: &Tensor,
-        done: &mut dyn FnMut(usize, &mut [&mut Param]) -> ControlFlow<()>,
-    ) -> Result<(), LayerError> {
         self.restore_fusion();
         let mut g = grad_output;
-        for (i, (layer, &skip)) in self.layers.iter_mut().zip(&self.skipped).enumerate().rev() {
-            let mut go_on = ControlFlow::Continue(());
-            if skip {
-                // A fused ReLU, applied by the layer before it: no parameters.
-                go_on = done(i, &mut []);
-            } else {
-                g = layer.backward_then(g, &mut |params| go_on = done(i, params))?;
-            }
-            if go_on.is_break() {
-                break;
+        for (layer, &skip) in self.layers.iter_mut().zip(&self.skipped).rev() {
+            if !skip {
+                g = layer.backward(g)?;
             }
         }
         Ok(())
@@ -283,8 +216,7 @@ impl Network {
         Ok(())
     }
 
-    /// Every parameter, layer by layer, in a fixed order (that of
-    /// [`Network::visit_params`]).
+    /// Every parameter, layer by layer, in a fixed order.
     pub fn params(&self) -> Vec<&Param> {
         self.layers.iter().flat_map(|l| l.params()).collect()
     }
@@ -297,25 +229,9 @@ impl Network {
             .collect()
     }
 
-    /// Calls `f` on every parameter, layer by layer, in a fixed order.
-    pub fn visit_params(&self, f: &mut dyn FnMut(&Param)) {
-        for layer in &self.layers {
-            layer.visit_params(f);
-        }
-    }
-
-    /// Calls `f` on every parameter mutably, in the same order as [`Network::visit_params`].
-    pub fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
-        for layer in &mut self.layers {
-            layer.visit_params_mut(f);
-        }
-    }
-
     /// Number of trainable values.
     pub fn param_count(&self) -> usize {
-        let mut n = 0;
-        self.visit_params(&mut |p| n += p.value.len());
-        n
+        self.params().iter().map(|p| p.value.len()).sum()
     }
 
     /// FLOPs of one example's forward pass (multiply-add = 2). Backward costs about twice this.
@@ -357,11 +273,10 @@ impl Network {
 
     /// Copies of every parameter, by name.
     pub fn named_params(&self) -> BTreeMap<String, Tensor> {
-        let mut out = BTreeMap::new();
-        self.visit_params(&mut |p| {
-            out.insert(p.name.clone(), p.value.clone());
-        });
-        out
+        self.params()
+            .into_iter()
+            .map(|p| (p.name.clone(), p.value.clone()))
+            .collect()
     }
 
     /// Replaces every parameter's value. Refuses, changing nothing, when a
@@ -377,7 +292,7 @@ impl Network {
         };
         let mut problems = Vec::new();
         let mut expected = 0;
-        self.visit_params(&mut |p| {
+        for p in self.params() {
             expected += 1;
             match tensors.get(&p.name) {
                 None => problems.push(format!(
@@ -393,7 +308,7 @@ impl Network {
                 )),
                 Some(_) => {}
             }
-        });
+        }
         if problems.is_empty() && tensors.len() != expected {
             let known: std::collections::HashSet<String> =
                 self.named_params().into_keys().collect();
@@ -410,7 +325,9 @@ impl Network {
                 first.clone()
             }));
         }
-        self.visit_params_mut(&mut |p| p.value.assign(&tensors[&p.name]));
+        for p in self.params_mut() {
+            p.value.assign(&tensors[&p.name]);
+        }
         Ok(())
     }
 
@@ -429,8 +346,7 @@ impl Network {
             ""
         ));
         for (i, (layer, shape)) in self.layers.iter().zip(&self.shapes).enumerate() {
-            let mut n = 0;
-            layer.visit_params(&mut |p| n += p.value.len());
+            let n: usize = layer.params().iter().map(|p| p.value.len()).sum();
             s.push_str(&format!(
                 "{:<4} {:<10} {:<11} {:<16} {:>9}\n",
                 i + 1,

@@ -33,7 +33,9 @@ fn step(net: &mut Network, x: &Tensor, target: &Tensor) -> Vec<Vec<u32>> {
         .unwrap();
     net.backward(&grad).unwrap();
     let mut out = vec![bits(&y)];
-    net.visit_params(&mut |p| out.push(bits(&p.grad)));
+    net.params()
+        .into_iter()
+        .for_each(|p| out.push(bits(&p.grad)));
     out
 }
 

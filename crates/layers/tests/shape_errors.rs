@@ -172,7 +172,9 @@ fn network_is_bit_identical_on_any_thread_count() {
         let loss = cfg.loss.forward_backward(&y, &t, &mut g).unwrap();
         net.backward(&g).unwrap();
         let mut bits = vec![loss.to_bits()];
-        net.visit_params(&mut |p| bits.extend(p.grad.iter().map(|v| v.to_bits() as u64)));
+        net.params()
+            .into_iter()
+            .for_each(|p| bits.extend(p.grad.iter().map(|v| v.to_bits() as u64)));
         bits
     };
     let one = rayon::ThreadPoolBuilder::new()

@@ -1,17 +1,11 @@
 //! Optimizer steps computed by hand.
 
 use layers::Param;
-use optim::{Optimizer, OptimizerConfig, Params, Schedule};
+use optim::{Optimizer, OptimizerConfig, Schedule};
 use tensor::Tensor;
 
 /// One scalar parameter whose gradient the test sets before each step.
 struct Scalar(Param);
-
-impl Params for Scalar {
-    fn params_mut(&mut self) -> Vec<&mut Param> {
-        vec![&mut self.0]
-    }
-}
 
 fn scalar(w: f32) -> Scalar {
     Scalar(Param::new("w".into(), Tensor::from_elem(vec![1], w)))
@@ -22,7 +16,7 @@ fn run(opt: &mut Optimizer, p: &mut Scalar, grads: &[f32], lr: f32) -> Vec<f32> 
         .iter()
         .map(|&g| {
             p.0.grad[0] = g;
-            opt.step(p, lr);
+            opt.step([&mut p.0], lr);
             p.0.value[0]
         })
         .collect()
@@ -112,16 +106,16 @@ fn state_round_trip_and_mismatch() {
     // A resumed optimizer continues exactly like the original.
     let mut resumed = Optimizer::new(opt.config().clone());
     let mut q = Scalar(p.0.clone());
-    resumed.load_state(saved.clone(), &mut q).unwrap();
+    resumed.load_state(saved.clone(), [&q.0]).unwrap();
     assert_eq!(
         run(&mut opt, &mut p, &[0.3], 0.1),
         run(&mut resumed, &mut q, &[0.3], 0.1)
     );
 
     // A state for a parameter of another size is refused, naming it.
-    let mut wide = Scalar(Param::new("w".into(), Tensor::zeros(vec![3])));
+    let wide = Scalar(Param::new("w".into(), Tensor::zeros(vec![3])));
     let err = Optimizer::new(opt.config().clone())
-        .load_state(saved, &mut wide)
+        .load_state(saved, [&wide.0])
         .unwrap_err();
     assert!(err.to_string().contains("`w`"), "{err}");
 }

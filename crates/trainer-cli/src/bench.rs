@@ -10,9 +10,7 @@
 //!    fill, the loss and the optimizer step timed apart.
 //! 2. The training step, exactly what `cnn train` does to a batch: fill it,
 //!    run its micro-batches in parallel on copies of the network
-//!    ([`crate::step::DataParallel`]), optimizer step; all the steps in one
-//!    run, as an epoch is, so a step's time is the time between the ends of
-//!    two updates (the next batch starts while an update ends).
+//!    ([`crate::step::DataParallel`]), sum their gradients, optimizer step.
 //!    Its median gives images per second and the projected epoch.
 //!
 //! Then it times
@@ -29,7 +27,6 @@
 //! batches, reused), so the timings are those of real data: the network does
 //! the same work whatever the pixel values.
 
-use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -42,7 +39,6 @@ use tensor::{Rng, Tensor};
 use crate::config::TrainConfig;
 use crate::data::{Batch, DataSets, DatasetBatch};
 use crate::step::DataParallel;
-use crate::team::Team;
 
 /// What `cnn bench` was asked to do.
 #[derive(Clone, Debug)]
@@ -228,7 +224,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         net.backward_timed(&grad, &mut bwd)
             .map_err(|e| anyhow!("{e}"))?;
         let t3 = Instant::now();
-        optimizer.step(&mut net, lr);
+        optimizer.step(net.params_mut(), lr);
         let end = Instant::now();
         if !loss.is_finite() {
             bail!("step {}: the loss became {loss}", s + 1);
@@ -241,55 +237,29 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     }
 
     // The training step itself, as `cnn train` runs it: micro-batches in
-    // parallel on copies of the network (crate::step), all the steps in one
-    // run, as an epoch is; a step's time is that between the ends of its
-    // update and the one before (the run's start, for the first).
+    // parallel on copies of the network (crate::step).
     let mut parallel = DataParallel::new(config.training.micro_batch);
     let mut net_dp = config.build_network()?;
     let mut optimizer_dp = Optimizer::new(config.optimizer.clone());
-    let run_batches: Vec<DatasetBatch> = (0..opts.warmup + opts.steps)
-        .map(|s| DatasetBatch {
+    for s in 0..opts.warmup + opts.steps {
+        let batch = DatasetBatch {
             data: &train,
             indices: batches[s % batches.len()],
             norm,
-        })
-        .collect();
-    let ends = std::sync::Mutex::new((Vec::with_capacity(run_batches.len()), None::<String>));
-    let started = Instant::now();
-    Team::scope(|team| {
-        parallel.run(
-            team,
-            &mut net_dp,
-            &loss_fn,
-            &run_batches,
-            &mut optimizer_dp,
-            lr,
-            &|s, result, non_finite| {
-                let mut ends = ends.lock().expect("no step panicked");
-                ends.0.push(Instant::now());
-                if !result.loss.is_finite() {
-                    ends.1 = Some(format!("step {}: the loss became {}", s + 1, result.loss));
-                } else if let Some(name) = non_finite {
-                    ends.1 = Some(format!(
-                        "step {}: parameter `{name}` became NaN or infinite",
-                        s + 1
-                    ));
-                }
-                match ends.1 {
-                    Some(_) => ControlFlow::Break(()),
-                    None => ControlFlow::Continue(()),
-                }
-            },
-        )
-    })
-    .map_err(|e| anyhow!("{e}"))?;
-    let (ends, stop) = ends.into_inner().expect("no step panicked");
-    if let Some(why) = stop {
-        bail!("{why}");
-    }
-    for s in opts.warmup..ends.len() {
-        let from = if s == 0 { started } else { ends[s - 1] };
-        steps.push(ends[s] - from);
+        };
+        let start = Instant::now();
+        let (result, non_finite) = parallel
+            .step(&mut net_dp, &loss_fn, &batch, &mut optimizer_dp, lr)
+            .map_err(|e| anyhow!("{e}"))?;
+        let took = start.elapsed();
+        if !result.loss.is_finite() {
+            bail!("step {}: the loss became {}", s + 1, result.loss);
+        } else if let Some(name) = non_finite {
+            bail!("step {}: parameter `{name}` became NaN or infinite", s + 1);
+        }
+        if s >= opts.warmup {
+            steps.push(took);
+        }
     }
     let n = opts.steps as u32;
     let flops = net.layer_forward_flops();

@@ -117,13 +117,13 @@ impl Checkpoint {
         history: Vec<EpochRecord>,
     ) -> Self {
         let mut params = Vec::new();
-        net.visit_params(&mut |p| {
+        for p in net.params() {
             params.push(NamedTensor {
                 name: p.name.clone(),
                 shape: p.value.shape().iter().map(|&d| d as u64).collect(),
                 data: p.value.iter().copied().collect(),
             })
-        });
+        }
         Checkpoint {
             config: config.clone(),
             body: Body {

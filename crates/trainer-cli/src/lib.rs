@@ -29,7 +29,6 @@ pub mod report;
 pub mod results_md;
 pub mod safetensors_io;
 pub mod step;
-pub mod team;
 pub mod train;
 pub mod visualize;
 

@@ -19,10 +19,6 @@ struct Cli {
     /// Worker threads (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
-    /// Do not pin the training threads to CPUs (they are pinned, one per
-    /// CPU, while an epoch trains, when there are as many threads as CPUs).
-    #[arg(long, global = true)]
-    no_pin: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -282,7 +278,6 @@ fn run(cli: Cli) -> Result<()> {
     if let Some(t) = cli.threads {
         pool = pool.num_threads(t.max(1));
     }
-    trainer::team::set_pinning(!cli.no_pin);
     let pool = pool.build().context("setting up the thread pool")?;
     // The command runs on one of the pool's own threads: a parallel loop is
     // then shared with the threads already running, instead of being handed

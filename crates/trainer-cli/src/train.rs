@@ -1,22 +1,15 @@
 //! The training loop: from IDX bytes to weight updates, epoch after epoch.
 //!
-//! An epoch is one [`DataParallel::run`] over its batches, one phase of a
-//! team of threads (one run per stretch between mid-epoch checkpoints).
-//! One step, for the batch `idx` of this epoch's order:
-//! 1. it cuts the batch into micro-batches and, for each, on its own copy of
-//!    the network and in parallel: [`DatasetBatch`] turns its u8 pixels into
-//!    an n x 1 x 28 x 28 tensor, [`Network::forward`] runs the layers in
-//!    order and gives the logits, [`layers::Loss::forward_backward`] gives
-//!    the mean loss and d(loss)/d(logits), [`Network::backward_each`] runs
-//!    the layers in reverse, handing each layer's parameter gradients over
-//!    as soon as they are final;
-//! 2. as soon as every micro-batch has left a layer, the team adds the
-//!    micro-batches' gradients for that layer's parameters, in order, into
-//!    `net`, block by block, and [`optim::Update::update_block`] updates
-//!    each block as soon as its sum is written: `d = μd + (g + λW); W -= ηd`;
-//! 3. once every block is updated, the next step's micro-batches start.
-//!    A thread left waiting for a micro-batch whose thread is descheduled
-//!    runs it again instead (see [`crate::step`]): same bits, no wait.
+//! One step, for the batch `idx` of this epoch's order
+//! ([`DataParallel::step`], in `step.rs`):
+//! 1. the batch is cut into micro-batches; each one, on its own copy of the
+//!    network and in parallel: [`DatasetBatch`] turns its u8 pixels into an
+//!    n x 1 x 28 x 28 tensor, [`Network::forward`] runs the layers in order
+//!    and gives the logits, [`layers::Loss::forward_backward`] gives the mean
+//!    loss and d(loss)/d(logits), [`Network::backward`] runs the layers in
+//!    reverse and leaves each parameter's gradient;
+//! 2. the micro-batches' gradients are summed, in order, into `net`'s;
+//! 3. [`Optimizer::step`] updates every parameter: `d = μd + (g + λW); W -= ηd`.
 //!
 //! The order of epoch `e` is [`mnist_io::epoch_order`]`(n, seed, e)`, a pure
 //! function, and the initial weights come from the config's seed, so a run is
@@ -25,7 +18,6 @@
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -38,8 +30,7 @@ use crate::checkpoint::{write_atomic, Checkpoint, EpochRecord, PartialEpoch};
 use crate::config::TrainConfig;
 use crate::data::{DataSets, DatasetBatch};
 use crate::eval::evaluate;
-use crate::step::{DataParallel, StepResult};
-use crate::team::Team;
+use crate::step::DataParallel;
 
 /// The header of `metrics.csv`. Accuracies are percentages.
 pub const METRICS_HEADER: &str =
@@ -195,10 +186,10 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
                 );
             }
         }
-        let mut net = ckpt.network()?;
+        let net = ckpt.network()?;
         let mut optimizer = Optimizer::new(ckpt.config.optimizer.clone());
         optimizer
-            .load_state(ckpt.body.optimizer.clone(), &mut net)
+            .load_state(ckpt.body.optimizer.clone(), net.params())
             .map_err(|e| anyhow!("{}: {e}", run.last().display()))?;
         (
             ckpt.config.clone(),
@@ -305,106 +296,55 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
             None
         };
         let started = Instant::now();
-        // The epoch's steps run on a team whose threads stay awake between
-        // steps (crate::team), in one run of the data-parallel trainer, or
-        // one run per stretch between mid-epoch checkpoints; evaluation,
-        // below, on rayon's pool.
-        let batches: Vec<DatasetBatch> = mnist_io::batches(&order, t.batch)
-            .skip(partial.batches as usize)
-            .map(|(_, indices)| DatasetBatch {
+        for (_, indices) in mnist_io::batches(&order, t.batch).skip(partial.batches as usize) {
+            let batch = DatasetBatch {
                 data: train_set,
                 indices,
                 norm,
-            })
-            .collect();
-        // Runs end where a mid-epoch checkpoint is due: after batches
-        // k, 2k, ... of the epoch.
-        let mut ends: Vec<usize> = match opts.checkpoint_every {
-            Some(k) if k > 0 => (1..)
-                .map(|m| (m * k - partial.batches.min(m * k)) as usize)
-                .skip_while(|&end| end == 0)
-                .take_while(|&end| end < batches.len())
-                .collect(),
-            _ => Vec::new(),
-        };
-        ends.push(batches.len());
-        Team::scope(|team| -> Result<()> {
-            let mut from = 0;
-            for &end in &ends {
-                let run_batches = &batches[from..end];
-                from = end;
-                // What each step's report changes; `stop` says why the
-                // run stopped early.
-                let progress = std::sync::Mutex::new((partial.clone(), None::<String>));
-                let on_step = |s: usize, r: StepResult, non_finite: Option<String>| {
-                    let mut progress = progress.lock().expect("no step panicked");
-                    let (partial, stop) = &mut *progress;
-                    let b = partial.batches + 1;
-                    if !r.loss.is_finite() {
-                        *stop = Some(format!(
-                            "epoch {} batch {b}: the loss became {}",
-                            epoch + 1,
-                            r.loss
-                        ));
-                        return ControlFlow::Break(());
-                    }
-                    if let Some(name) = non_finite {
-                        *stop = Some(format!(
-                            "epoch {} batch {b}: parameter `{name}` became NaN or infinite",
-                            epoch + 1
-                        ));
-                        return ControlFlow::Break(());
-                    }
-                    let n = run_batches[s].indices.len();
-                    partial.batches += 1;
-                    partial.loss_sum += r.loss * n as f64;
-                    partial.correct += r.correct as u64;
-                    partial.seen += n as u64;
-                    if let Some(bar) = &bar {
-                        bar.set_position(partial.batches);
-                        bar.set_message(format!(
-                            "loss {:.4}, acc {:.2}%",
-                            partial.loss_sum / partial.seen as f64,
-                            100.0 * partial.correct as f64 / partial.seen as f64
-                        ));
-                    }
-                    ControlFlow::Continue(())
-                };
-                parallel
-                    .run(
-                        team,
-                        &mut net,
-                        &loss_fn,
-                        run_batches,
-                        &mut optimizer,
-                        lr,
-                        &on_step,
-                    )
-                    .map_err(|e| anyhow!("{e}"))?;
-                let stop;
-                (partial, stop) = progress.into_inner().expect("no step panicked");
-                if let Some(why) = stop {
-                    bail!(
-                        "{why}; stopping. The last good checkpoint, {}, is intact",
-                        run.last().display()
-                    );
-                }
-                if opts.checkpoint_every.is_some_and(|k| k > 0)
-                    && partial.batches < batches_per_epoch
-                {
-                    save(
-                        &config,
-                        &net,
-                        &optimizer,
-                        epochs_done,
-                        partial.clone(),
-                        &history,
-                        &run.last(),
-                    )?;
-                }
+            };
+            let (r, non_finite) = parallel
+                .step(&mut net, &loss_fn, &batch, &mut optimizer, lr)
+                .map_err(|e| anyhow!("{e}"))?;
+            let b = partial.batches + 1;
+            let why = if !r.loss.is_finite() {
+                Some(format!("the loss became {}", r.loss))
+            } else {
+                non_finite.map(|name| format!("parameter `{name}` became NaN or infinite"))
+            };
+            if let Some(why) = why {
+                bail!(
+                    "epoch {} batch {b}: {why}; stopping. The last good checkpoint, {}, is intact",
+                    epoch + 1,
+                    run.last().display()
+                );
             }
-            Ok(())
-        })?;
+            partial.batches = b;
+            partial.loss_sum += r.loss * indices.len() as f64;
+            partial.correct += r.correct as u64;
+            partial.seen += indices.len() as u64;
+            if let Some(bar) = &bar {
+                bar.set_position(partial.batches);
+                bar.set_message(format!(
+                    "loss {:.4}, acc {:.2}%",
+                    partial.loss_sum / partial.seen as f64,
+                    100.0 * partial.correct as f64 / partial.seen as f64
+                ));
+            }
+            let checkpoint_due = opts
+                .checkpoint_every
+                .is_some_and(|k| k > 0 && partial.batches % k == 0);
+            if checkpoint_due && partial.batches < batches_per_epoch {
+                save(
+                    &config,
+                    &net,
+                    &optimizer,
+                    epochs_done,
+                    partial.clone(),
+                    &history,
+                    &run.last(),
+                )?;
+            }
+        }
         let train_seconds = started.elapsed().as_secs_f64();
         train_seconds_total += train_seconds;
         if let Some(bar) = bar {

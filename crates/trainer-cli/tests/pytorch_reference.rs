@@ -104,9 +104,9 @@ fn check(fixture: &Path, config: &Path) {
         (loss - want_loss).abs() / want_loss.abs(),
     ));
     let mut grads = BTreeMap::new();
-    net.visit_params(&mut |p| {
+    for p in net.params() {
         grads.insert(p.name.clone(), p.grad.clone());
-    });
+    }
     assert_eq!(grads.len(), param_names.len());
     for (name, g) in &grads {
         let want = t
