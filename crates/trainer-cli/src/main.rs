@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use trainer::config::{TrainConfig, BUILTIN};
 use trainer::data::{class_names, DataSets};
-use trainer::train::{train, TrainOptions};
+use trainer::train::{train, Progress, TrainOptions};
 
 #[derive(Parser)]
 #[command(
@@ -320,7 +320,7 @@ fn run_command(cli: Cli) -> Result<()> {
             if resume && (batch.is_some() || seed.is_some()) {
                 anyhow::bail!("--batch and --seed cannot change a run being resumed: it would no longer be the same run");
             }
-            let summary = train(&TrainOptions {
+            let options = TrainOptions {
                 config,
                 epochs,
                 data,
@@ -329,8 +329,8 @@ fn run_command(cli: Cli) -> Result<()> {
                 eval_train,
                 checkpoint_every,
                 train_subset,
-                progress: true,
-            })?;
+            };
+            let summary = train(&options, &mut ProgressBar::default())?;
             if let Some(last) = summary.history.last() {
                 println!(
                     "done: {} epochs, test accuracy {:.2}% (best {:.2}%), {:.1} s training, {:.1} s in all",
@@ -501,4 +501,41 @@ fn run_command(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `cnn train`'s progress bar, on stderr when it is a terminal.
+#[derive(Default)]
+struct ProgressBar(Option<indicatif::ProgressBar>);
+
+impl Progress for ProgressBar {
+    fn epoch_started(&mut self, epoch: usize, epochs: usize, batches: u64, done: u64) {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return;
+        }
+        let bar = indicatif::ProgressBar::new(batches);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "epoch {prefix} [{bar:30}] {pos}/{len} batches, {msg} ({eta} left)",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{epoch}/{epochs}"));
+        bar.set_position(done);
+        self.0 = Some(bar);
+    }
+
+    fn batch_done(&mut self, done: u64, loss: f64, accuracy: f64) {
+        if let Some(bar) = &self.0 {
+            bar.set_position(done);
+            bar.set_message(format!("loss {loss:.4}, acc {:.2}%", 100.0 * accuracy));
+        }
+    }
+
+    fn epoch_trained(&mut self) {
+        if let Some(bar) = self.0.take() {
+            bar.finish_and_clear();
+        }
+    }
 }

@@ -13,103 +13,10 @@ use plotters::prelude::*;
 
 use crate::checkpoint::write_atomic;
 use crate::image_io::RgbImage;
+use crate::metrics::{parse_metrics, MetricsRow};
 
 /// The font every plot's text uses.
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
-
-/// The figures of one epoch, as `metrics.csv` has them (accuracies in percent).
-#[derive(Clone, Debug, PartialEq)]
-pub struct MetricsRow {
-    /// 1-based epoch.
-    pub epoch: f64,
-    /// Training loss.
-    pub train_loss: f64,
-    /// Training accuracy, %.
-    pub train_acc: f64,
-    /// Test loss.
-    pub test_loss: f64,
-    /// Test accuracy, %.
-    pub test_acc: f64,
-    /// Seconds spent training, when recorded.
-    pub train_seconds: Option<f64>,
-    /// Seconds spent evaluating, when recorded.
-    pub eval_seconds: Option<f64>,
-}
-
-const COLUMNS: [&str; 5] = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc"];
-
-/// Parses `metrics.csv` text: a header naming at least the columns `epoch,
-/// train_loss, train_acc, test_loss, test_acc` (in any order; others are
-/// ignored), then one row per epoch. Blank lines are skipped. `path` names
-/// the file in errors, which give the 1-based line number.
-pub fn parse_metrics(text: &str, path: &Path) -> Result<Vec<MetricsRow>> {
-    let p = path.display();
-    let mut lines = text.lines().enumerate();
-    let header = lines
-        .by_ref()
-        .find(|(_, l)| !l.trim().is_empty())
-        .map(|(_, l)| l)
-        .ok_or_else(|| anyhow!("{p}: empty file, expected a metrics.csv header"))?;
-    let names: Vec<&str> = header.split(',').map(str::trim).collect();
-    let mut at = [0usize; 5];
-    for (slot, col) in at.iter_mut().zip(COLUMNS) {
-        *slot = names.iter().position(|n| *n == col).ok_or_else(|| {
-            anyhow!(
-                "{p}: line 1: header `{header}` has no column `{col}` (expected {})",
-                COLUMNS.join(",")
-            )
-        })?;
-    }
-    // Optional columns: an empty field means "not recorded".
-    let seconds_at = |col: &str| names.iter().position(|n| *n == col);
-    let (train_s, eval_s) = (seconds_at("train_seconds"), seconds_at("eval_seconds"));
-    let mut rows = Vec::new();
-    for (i, line) in lines {
-        let n = i + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        if fields.len() != names.len() {
-            bail!(
-                "{p}: line {n}: {} fields, the header has {}: `{line}`",
-                fields.len(),
-                names.len()
-            );
-        }
-        let mut v = [0f64; 5];
-        for ((slot, &col), name) in v.iter_mut().zip(&at).zip(COLUMNS) {
-            *slot = fields[col].parse::<f64>().map_err(|_| {
-                anyhow!(
-                    "{p}: line {n}: column `{name}` is `{}`, expected a number",
-                    fields[col]
-                )
-            })?;
-        }
-        let seconds = |at: Option<usize>| -> Result<Option<f64>> {
-            match at.map(|c| fields[c]) {
-                None | Some("") => Ok(None),
-                Some(v) => v
-                    .parse::<f64>()
-                    .map(Some)
-                    .map_err(|_| anyhow!("{p}: line {n}: `{v}` is not a number of seconds")),
-            }
-        };
-        rows.push(MetricsRow {
-            epoch: v[0],
-            train_loss: v[1],
-            train_acc: v[2],
-            test_loss: v[3],
-            test_acc: v[4],
-            train_seconds: seconds(train_s)?,
-            eval_seconds: seconds(eval_s)?,
-        });
-    }
-    if rows.is_empty() {
-        bail!("{p}: no epochs recorded yet (only a header)");
-    }
-    Ok(rows)
-}
 
 /// Output format, chosen by the file extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -366,27 +273,6 @@ pub fn run(run: &Path, out: &Path, width: u32, height: u32) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_and_names_bad_lines() {
-        let p = Path::new("run/metrics.csv");
-        let ok = "epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds\n1,0.5,90,0.4,91,,\n2,0.3,95,0.3,94.5,1.2,0.3\n";
-        let rows = parse_metrics(ok, p).unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[1].test_acc, 94.5);
-        let bad = ok.replace("2,0.3,95", "2,zero,95");
-        let err = format!("{:#}", parse_metrics(&bad, p).unwrap_err());
-        assert!(
-            err.contains("run/metrics.csv: line 3") && err.contains("train_loss"),
-            "{err}"
-        );
-        let short = format!("{ok}3,1,2\n");
-        let err = format!("{:#}", parse_metrics(&short, p).unwrap_err());
-        assert!(err.contains("line 4"), "{err}");
-        let err = format!("{:#}", parse_metrics("a,b\n", p).unwrap_err());
-        assert!(err.contains("line 1") && err.contains("epoch"), "{err}");
-        assert!(parse_metrics("epoch,train_loss,train_acc,test_loss,test_acc\n", p).is_err());
-    }
 
     #[test]
     fn formats() {

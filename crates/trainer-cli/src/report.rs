@@ -27,7 +27,8 @@ use crate::checkpoint::{write_atomic, Checkpoint};
 use crate::data::{class_names, DataSets};
 use crate::eval::Evaluation;
 use crate::image_io::GreyImage;
-use crate::plot::{self, MetricsRow};
+use crate::metrics::{parse_metrics, MetricsRow};
+use crate::plot;
 
 /// The post's table: (epoch, train loss, test loss, train accuracy %, test accuracy %).
 pub const POST_TABLE: [(u32, f64, f64, f64, f64); 11] = [
@@ -302,7 +303,7 @@ pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
     let metrics_path = run.join("metrics.csv");
     let text = std::fs::read_to_string(&metrics_path)
         .with_context(|| format!("{}: cannot read the run's metrics", metrics_path.display()))?;
-    let rows = plot::parse_metrics(&text, &metrics_path)?;
+    let rows = parse_metrics(&text, &metrics_path)?;
     let ckpt_path = [run.join("best.ckpt"), run.join("last.ckpt")]
         .into_iter()
         .find(|p| p.exists())

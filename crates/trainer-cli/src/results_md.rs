@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::checkpoint::write_atomic;
-use crate::plot::{parse_metrics, MetricsRow};
+use crate::metrics::{parse_metrics, MetricsRow};
 use crate::report::POST_TABLE;
 
 /// A heading after which an existing results file is kept as it is when the
@@ -169,7 +169,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("run");
         std::fs::create_dir(&run).unwrap();
-        let mut csv = String::from(crate::train::METRICS_HEADER);
+        let mut csv = String::from(crate::metrics::METRICS_HEADER);
         csv.push_str("\n1,0.1,96.0,0.2,95.5,9.0,1.0\n");
         std::fs::write(run.join("metrics.csv"), csv).unwrap();
         let out = dir.path().join("results.md");

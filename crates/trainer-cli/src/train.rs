@@ -17,12 +17,10 @@
 //! weights, the optimizer state and the position to continue it exactly.
 
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use layers::Network;
 use optim::Optimizer;
 
@@ -30,11 +28,8 @@ use crate::checkpoint::{write_atomic, Checkpoint, EpochRecord, PartialEpoch};
 use crate::config::TrainConfig;
 use crate::data::{DataSets, DatasetBatch};
 use crate::eval::evaluate;
+use crate::metrics::METRICS_HEADER;
 use crate::step::DataParallel;
-
-/// The header of `metrics.csv`. Accuracies are percentages.
-pub const METRICS_HEADER: &str =
-    "epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds";
 
 /// What `cnn train` was asked to do.
 #[derive(Clone, Debug)]
@@ -56,8 +51,6 @@ pub struct TrainOptions {
     pub checkpoint_every: Option<u64>,
     /// Train on the first this many training images only (quick runs, tests).
     pub train_subset: Option<usize>,
-    /// Show a progress bar (when stderr is a terminal).
-    pub progress: bool,
 }
 
 /// How a run ended.
@@ -127,7 +120,7 @@ fn metrics_csv(history: &[EpochRecord], timings: &[Option<Timing>]) -> String {
 fn read_timings(path: &Path, epochs: usize) -> Vec<Option<Timing>> {
     let rows = std::fs::read_to_string(path)
         .ok()
-        .and_then(|text| crate::plot::parse_metrics(&text, path).ok())
+        .and_then(|text| crate::metrics::parse_metrics(&text, path).ok())
         .unwrap_or_default();
     let mut out = vec![None; epochs];
     for r in rows {
@@ -161,8 +154,27 @@ fn lock_run_dir(dir: &Path) -> Result<std::fs::File> {
     }
 }
 
-/// Trains a network as `opts` says, writing checkpoints and metrics to the run directory.
-pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
+/// What a run reports while an epoch trains (a progress bar, say). Every
+/// method does nothing by default; [`Quiet`] is a reporter of nothing.
+pub trait Progress {
+    /// Epoch `epoch` (1-based) of `epochs` starts, with `batches` batches,
+    /// `done` of them already trained (a resumed epoch).
+    fn epoch_started(&mut self, _epoch: usize, _epochs: usize, _batches: u64, _done: u64) {}
+    /// `done` batches of the epoch are trained; `loss` and `accuracy` are
+    /// the running means over them.
+    fn batch_done(&mut self, _done: u64, _loss: f64, _accuracy: f64) {}
+    /// The epoch's training is over; evaluation comes next.
+    fn epoch_trained(&mut self) {}
+}
+
+/// Reports nothing.
+pub struct Quiet;
+
+impl Progress for Quiet {}
+
+/// Trains a network as `opts` says, writing checkpoints and metrics to the
+/// run directory, and telling `progress` how each epoch goes.
+pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSummary> {
     let wall = Instant::now();
     let run = RunDir {
         dir: opts.out.clone(),
@@ -280,21 +292,12 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
             .schedule
             .lr(config.optimizer.lr(), epoch as usize, t.epochs);
         let order = mnist_io::epoch_order(train_set.len(), t.seed, epoch);
-        let bar = if opts.progress && std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new(batches_per_epoch);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "epoch {prefix} [{bar:30}] {pos}/{len} batches, {msg} ({eta} left)",
-                )
-                .expect("a valid template")
-                .progress_chars("=> "),
-            );
-            bar.set_prefix(format!("{}/{}", epoch + 1, t.epochs));
-            bar.set_position(partial.batches);
-            Some(bar)
-        } else {
-            None
-        };
+        progress.epoch_started(
+            epoch as usize + 1,
+            t.epochs,
+            batches_per_epoch,
+            partial.batches,
+        );
         let started = Instant::now();
         for (_, indices) in mnist_io::batches(&order, t.batch).skip(partial.batches as usize) {
             let batch = DatasetBatch {
@@ -322,14 +325,11 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
             partial.loss_sum += r.loss * indices.len() as f64;
             partial.correct += r.correct as u64;
             partial.seen += indices.len() as u64;
-            if let Some(bar) = &bar {
-                bar.set_position(partial.batches);
-                bar.set_message(format!(
-                    "loss {:.4}, acc {:.2}%",
-                    partial.loss_sum / partial.seen as f64,
-                    100.0 * partial.correct as f64 / partial.seen as f64
-                ));
-            }
+            progress.batch_done(
+                partial.batches,
+                partial.loss_sum / partial.seen as f64,
+                partial.correct as f64 / partial.seen as f64,
+            );
             let checkpoint_due = opts
                 .checkpoint_every
                 .is_some_and(|k| k > 0 && partial.batches % k == 0);
@@ -347,9 +347,7 @@ pub fn train(opts: &TrainOptions) -> Result<RunSummary> {
         }
         let train_seconds = started.elapsed().as_secs_f64();
         train_seconds_total += train_seconds;
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
-        }
+        progress.epoch_trained();
 
         let eval_started = Instant::now();
         let test = evaluate(&mut net, &data.test, t.batch, norm)?;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use trainer::config::TrainConfig;
 use trainer::report::{self, ReportOptions};
-use trainer::train::{train, TrainOptions};
+use trainer::train::{train, Quiet, TrainOptions};
 
 /// Writes IDX files of `n` 28x28 images per split: class `c` is a bright
 /// bar at a class-dependent place, with noise, so that a network learns a little.
@@ -51,17 +51,19 @@ fn the_page_holds_every_part_and_nothing_external() {
     let mut config = TrainConfig::load("seed").unwrap();
     config.training.epochs = 2;
     config.training.batch = 20;
-    train(&TrainOptions {
-        config: Some(config),
-        epochs: None,
-        data: data.clone(),
-        out: run.clone(),
-        resume: false,
-        eval_train: false,
-        checkpoint_every: None,
-        train_subset: None,
-        progress: false,
-    })
+    train(
+        &TrainOptions {
+            config: Some(config),
+            epochs: None,
+            data: data.clone(),
+            out: run.clone(),
+            resume: false,
+            eval_train: false,
+            checkpoint_every: None,
+            train_subset: None,
+        },
+        &mut Quiet,
+    )
     .unwrap();
 
     // The data set is not recorded: --data is required, and said so.

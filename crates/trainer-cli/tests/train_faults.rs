@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use trainer::checkpoint::Checkpoint;
 use trainer::config::TrainConfig;
-use trainer::train::{train, TrainOptions};
+use trainer::train::{train, Quiet, TrainOptions};
 
 mod common;
 
@@ -18,7 +18,6 @@ fn options(config: TrainConfig, data: PathBuf, out: PathBuf) -> TrainOptions {
         eval_train: false,
         checkpoint_every: Some(1),
         train_subset: Some(300),
-        progress: false,
     }
 }
 
@@ -32,7 +31,7 @@ fn a_diverging_run_stops_with_epoch_and_batch_and_keeps_its_last_good_checkpoint
     config.optimizer = optim::OptimizerConfig::sgd(1e9, 0.9, 0.0);
     let err = format!(
         "{:#}",
-        train(&options(config, data, dir.path().to_path_buf())).unwrap_err()
+        train(&options(config, data, dir.path().to_path_buf()), &mut Quiet).unwrap_err()
     );
     assert!(
         err.contains("epoch 1 batch") && err.contains("intact"),
@@ -56,17 +55,20 @@ fn resuming_with_another_network_is_refused_and_a_finished_run_is_not_overwritte
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_path_buf();
-    train(&options(
-        TrainConfig::load("seed").unwrap(),
-        data.clone(),
-        out.clone(),
-    ))
+    train(
+        &options(
+            TrainConfig::load("seed").unwrap(),
+            data.clone(),
+            out.clone(),
+        ),
+        &mut Quiet,
+    )
     .unwrap();
     let before = std::fs::read(out.join("last.ckpt")).unwrap();
 
     let mut resume = options(TrainConfig::load("mlp").unwrap(), data.clone(), out.clone());
     resume.resume = true;
-    let err = format!("{:#}", train(&resume).unwrap_err());
+    let err = format!("{:#}", train(&resume, &mut Quiet).unwrap_err());
     assert!(
         err.contains("last.ckpt") && err.contains("differs from the network"),
         "{err}"
@@ -74,11 +76,10 @@ fn resuming_with_another_network_is_refused_and_a_finished_run_is_not_overwritte
 
     let err = format!(
         "{:#}",
-        train(&options(
-            TrainConfig::load("seed").unwrap(),
-            data,
-            out.clone()
-        ))
+        train(
+            &options(TrainConfig::load("seed").unwrap(), data, out.clone()),
+            &mut Quiet
+        )
         .unwrap_err()
     );
     assert!(err.contains("--resume"), "{err}");
@@ -96,11 +97,14 @@ fn a_corrupt_last_checkpoint_is_refused_on_resume() {
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_path_buf();
-    train(&options(
-        TrainConfig::load("seed").unwrap(),
-        data.clone(),
-        out.clone(),
-    ))
+    train(
+        &options(
+            TrainConfig::load("seed").unwrap(),
+            data.clone(),
+            out.clone(),
+        ),
+        &mut Quiet,
+    )
     .unwrap();
     let path = out.join("last.ckpt");
     let mut bytes = std::fs::read(&path).unwrap();
@@ -110,7 +114,7 @@ fn a_corrupt_last_checkpoint_is_refused_on_resume() {
     let mut resume = options(TrainConfig::load("seed").unwrap(), data, out);
     resume.config = None;
     resume.resume = true;
-    let err = format!("{:#}", train(&resume).unwrap_err());
+    let err = format!("{:#}", train(&resume, &mut Quiet).unwrap_err());
     assert!(
         err.contains("checksum mismatch") && err.contains("last.ckpt"),
         "{err}"

@@ -11,7 +11,7 @@ use trainer::checkpoint::{Checkpoint, PartialEpoch};
 use trainer::config::TrainConfig;
 use trainer::image_io::{decode_png_grey, GreyImage, RgbImage};
 use trainer::predict::Predictor;
-use trainer::train::{train, TrainOptions};
+use trainer::train::{train, Quiet, TrainOptions};
 use trainer::visualize::grid_size;
 
 mod common;
@@ -125,17 +125,19 @@ fn trained_run() -> Option<PathBuf> {
     RUN.get_or_init(|| {
         let data = common::mnist_or_skip()?;
         let out = scratch("trained");
-        train(&TrainOptions {
-            config: Some(TrainConfig::from_toml(FAST_CONFIG, "FAST_CONFIG").unwrap()),
-            epochs: None,
-            data,
-            out: out.clone(),
-            resume: false,
-            eval_train: false,
-            checkpoint_every: None,
-            train_subset: Some(3000),
-            progress: false,
-        })
+        train(
+            &TrainOptions {
+                config: Some(TrainConfig::from_toml(FAST_CONFIG, "FAST_CONFIG").unwrap()),
+                epochs: None,
+                data,
+                out: out.clone(),
+                resume: false,
+                eval_train: false,
+                checkpoint_every: None,
+                train_subset: Some(3000),
+            },
+            &mut Quiet,
+        )
         .unwrap();
         Some(out)
     })
