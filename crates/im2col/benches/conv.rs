@@ -80,11 +80,19 @@ fn main() {
     let convs = [
         (
             "conv1 1->8 28x28",
-            ConvGeometry::square(1, 28, 28, 8, 3, 1, 1).unwrap(),
+            ConvGeometry::builder(1, 8, 3)
+                .input(28, 28)
+                .pad(1)
+                .build()
+                .unwrap(),
         ),
         (
             "conv2 8->16 14x14",
-            ConvGeometry::square(8, 14, 14, 16, 3, 1, 1).unwrap(),
+            ConvGeometry::builder(8, 16, 3)
+                .input(14, 14)
+                .pad(1)
+                .build()
+                .unwrap(),
         ),
     ];
     for (name, g) in convs {

@@ -730,9 +730,30 @@ mod tests {
     #[test]
     fn backward_after_forward_is_bit_identical() {
         for (g, batch) in [
-            (ConvGeometry::square(1, 28, 28, 8, 3, 1, 1).unwrap(), 7),
-            (ConvGeometry::square(8, 14, 14, 16, 3, 1, 1).unwrap(), 5),
-            (ConvGeometry::square(3, 9, 7, 4, 3, 0, 2).unwrap(), 1),
+            (
+                ConvGeometry::builder(1, 8, 3)
+                    .input(28, 28)
+                    .pad(1)
+                    .build()
+                    .unwrap(),
+                7,
+            ),
+            (
+                ConvGeometry::builder(8, 16, 3)
+                    .input(14, 14)
+                    .pad(1)
+                    .build()
+                    .unwrap(),
+                5,
+            ),
+            (
+                ConvGeometry::builder(3, 4, 3)
+                    .input(9, 7)
+                    .stride(2)
+                    .build()
+                    .unwrap(),
+                1,
+            ),
         ] {
             let x = values(batch * g.in_size(), 1);
             let w = values(g.weight_len(), 2);
@@ -773,7 +794,11 @@ mod tests {
     #[test]
     #[should_panic(expected = "does not hold this forward pass's columns")]
     fn backward_after_forward_needs_the_forward() {
-        let g = ConvGeometry::square(1, 4, 4, 2, 3, 1, 1).unwrap();
+        let g = ConvGeometry::builder(1, 2, 3)
+            .input(4, 4)
+            .pad(1)
+            .build()
+            .unwrap();
         let mut s = ConvScratch::default();
         let (w, dy) = (vec![0.0; g.weight_len()], vec![0.0; g.out_size()]);
         let (mut dw, mut db) = (vec![0.0; g.weight_len()], vec![0.0; 2]);

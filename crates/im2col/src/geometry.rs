@@ -63,31 +63,25 @@ fn out_size(
 }
 
 impl ConvGeometry {
-    /// A square-kernel geometry with the same padding and stride in both directions,
-    /// checked so that at least one output pixel exists.
-    pub fn square(
-        in_channels: usize,
-        in_h: usize,
-        in_w: usize,
-        out_channels: usize,
-        kernel: usize,
-        pad: usize,
-        stride: usize,
-    ) -> Result<Self, GeometryError> {
-        let g = ConvGeometry {
+    /// Starts a geometry of `in_channels` to `out_channels` with a square
+    /// `kernel`: set the input size with [`ConvGeometryBuilder::input`],
+    /// optionally padding and stride, then [`ConvGeometryBuilder::build`].
+    ///
+    /// ```
+    /// use im2col::ConvGeometry;
+    ///
+    /// let g = ConvGeometry::builder(8, 16, 3).input(14, 14).pad(1).build().unwrap();
+    /// assert_eq!((g.out_h(), g.out_w(), g.stride_h), (14, 14, 1));
+    /// ```
+    pub fn builder(in_channels: usize, out_channels: usize, kernel: usize) -> ConvGeometryBuilder {
+        ConvGeometryBuilder {
             in_channels,
-            in_h,
-            in_w,
             out_channels,
-            kernel_h: kernel,
-            kernel_w: kernel,
-            pad_h: pad,
-            pad_w: pad,
-            stride_h: stride,
-            stride_w: stride,
-        };
-        g.check()?;
-        Ok(g)
+            kernel,
+            input: None,
+            pad: 0,
+            stride: 1,
+        }
     }
 
     /// Checks that every size is positive and the kernel fits the padded input.
@@ -147,6 +141,60 @@ impl ConvGeometry {
     /// Multiply-adds of one image's forward pass, times two: the FLOP count.
     pub fn forward_flops(&self) -> u64 {
         2 * (self.out_channels * self.patch_len() * self.out_plane()) as u64
+    }
+}
+
+/// A square-kernel [`ConvGeometry`] with the same padding and stride in both
+/// directions, from [`ConvGeometry::builder`]; [`ConvGeometryBuilder::build`]
+/// checks it, so a geometry it gives always has at least one output pixel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometryBuilder {
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    input: Option<(usize, usize)>,
+    pad: usize,
+    stride: usize,
+}
+
+impl ConvGeometryBuilder {
+    /// The input image's height and width (required).
+    pub fn input(self, height: usize, width: usize) -> Self {
+        ConvGeometryBuilder {
+            input: Some((height, width)),
+            ..self
+        }
+    }
+
+    /// Zero padding on every side (default 0).
+    pub fn pad(self, pad: usize) -> Self {
+        ConvGeometryBuilder { pad, ..self }
+    }
+
+    /// Step between kernel positions, both directions (default 1).
+    pub fn stride(self, stride: usize) -> Self {
+        ConvGeometryBuilder { stride, ..self }
+    }
+
+    /// The checked geometry, or why it cannot exist.
+    pub fn build(self) -> Result<ConvGeometry, GeometryError> {
+        let (in_h, in_w) = self.input.ok_or_else(|| {
+            GeometryError("convolution geometry without an input size (call `.input(h, w)`)".into())
+        })?;
+        let g = ConvGeometry {
+            in_channels: self.in_channels,
+            in_h,
+            in_w,
+            out_channels: self.out_channels,
+            kernel_h: self.kernel,
+            kernel_w: self.kernel,
+            pad_h: self.pad,
+            pad_w: self.pad,
+            stride_h: self.stride,
+            stride_w: self.stride,
+        };
+        g.check()?;
+        Ok(g)
     }
 }
 
@@ -228,9 +276,17 @@ mod tests {
 
     #[test]
     fn seed_network_sizes() {
-        let g = ConvGeometry::square(1, 28, 28, 8, 3, 1, 1).unwrap();
+        let g = ConvGeometry::builder(1, 8, 3)
+            .input(28, 28)
+            .pad(1)
+            .build()
+            .unwrap();
         assert_eq!((g.out_h(), g.out_w(), g.patch_len()), (28, 28, 9));
-        let g = ConvGeometry::square(8, 14, 14, 16, 5, 0, 2).unwrap();
+        let g = ConvGeometry::builder(8, 16, 5)
+            .input(14, 14)
+            .stride(2)
+            .build()
+            .unwrap();
         assert_eq!((g.out_h(), g.out_w()), (5, 5));
         let p = PoolGeometry::new(8, 28, 28, 2, 2, 0).unwrap();
         assert_eq!((p.out_h(), p.out_w()), (14, 14));
@@ -239,10 +295,35 @@ mod tests {
     }
 
     #[test]
+    fn builder_sets_every_field() {
+        let g = ConvGeometry::builder(3, 16, 5)
+            .input(11, 7)
+            .pad(2)
+            .stride(3)
+            .build()
+            .unwrap();
+        let literal = ConvGeometry {
+            in_channels: 3,
+            in_h: 11,
+            in_w: 7,
+            out_channels: 16,
+            kernel_h: 5,
+            kernel_w: 5,
+            pad_h: 2,
+            pad_w: 2,
+            stride_h: 3,
+            stride_w: 3,
+        };
+        assert_eq!(g, literal);
+    }
+
+    #[test]
     fn impossible_geometries_are_errors() {
-        assert!(ConvGeometry::square(1, 2, 2, 1, 5, 0, 1).is_err());
-        assert!(ConvGeometry::square(1, 4, 4, 1, 3, 0, 0).is_err());
-        assert!(ConvGeometry::square(0, 4, 4, 1, 3, 0, 1).is_err());
+        let conv = ConvGeometry::builder;
+        assert!(conv(1, 1, 5).input(2, 2).build().is_err());
+        assert!(conv(1, 1, 3).input(4, 4).stride(0).build().is_err());
+        assert!(conv(0, 1, 3).input(4, 4).build().is_err());
+        assert!(conv(1, 1, 3).build().is_err());
         assert!(PoolGeometry::new(1, 4, 4, 2, 2, 2).is_err());
         assert!(PoolGeometry::new(1, 1, 1, 2, 2, 0).is_err());
     }

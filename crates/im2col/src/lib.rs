@@ -27,7 +27,7 @@
 //! use im2col::{conv, ConvGeometry, reference};
 //!
 //! // One 1x4x4 image, two 3x3 filters, padding 1.
-//! let g = ConvGeometry::square(1, 4, 4, 2, 3, 1, 1).unwrap();
+//! let g = ConvGeometry::builder(1, 2, 3).input(4, 4).pad(1).build().unwrap();
 //! let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
 //! let w: Vec<f32> = (0..18).map(|v| (v as f32 - 9.0) / 10.0).collect();
 //! let b = [0.5, -0.5];
@@ -52,7 +52,7 @@ pub use conv::{
 };
 pub use dense::{dense_available, dense_backward, dense_forward, DenseScratch};
 pub use gemm::{sgemm, MatLayout};
-pub use geometry::{ConvGeometry, GeometryError, PoolGeometry};
+pub use geometry::{ConvGeometry, ConvGeometryBuilder, GeometryError, PoolGeometry};
 pub use pool::{avg_pool_backward, avg_pool_forward, max_pool_backward, max_pool_forward};
 
 /// The README's example, compiled and run as a doctest.

@@ -363,7 +363,11 @@ proptest! {
 /// The results are bit-identical on 1, 2, 3 and 4 threads.
 #[test]
 fn kernels_do_not_depend_on_thread_count() {
-    let g = ConvGeometry::square(8, 14, 14, 16, 3, 1, 1).unwrap();
+    let g = ConvGeometry::builder(8, 16, 3)
+        .input(14, 14)
+        .pad(1)
+        .build()
+        .unwrap();
     let p = PoolGeometry::new(16, 14, 14, 2, 2, 0).unwrap();
     let batch = 37;
     let mut rng = Rng::seed_from_u64(9);
@@ -419,8 +423,16 @@ fn direct_path_runs_the_seed_networks_convolutions_on_avx2_machines() {
     let cpu =
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
     for g in [
-        ConvGeometry::square(1, 28, 28, 8, 3, 1, 1).unwrap(),
-        ConvGeometry::square(8, 14, 14, 16, 3, 1, 1).unwrap(),
+        ConvGeometry::builder(1, 8, 3)
+            .input(28, 28)
+            .pad(1)
+            .build()
+            .unwrap(),
+        ConvGeometry::builder(8, 16, 3)
+            .input(14, 14)
+            .pad(1)
+            .build()
+            .unwrap(),
     ] {
         assert_eq!(im2col::direct_available(&g), cpu, "{g:?}");
         assert_eq!(
@@ -428,7 +440,12 @@ fn direct_path_runs_the_seed_networks_convolutions_on_avx2_machines() {
             cpu
         );
     }
-    let strided = ConvGeometry::square(8, 14, 14, 16, 3, 1, 2).unwrap();
+    let strided = ConvGeometry::builder(8, 16, 3)
+        .input(14, 14)
+        .pad(1)
+        .stride(2)
+        .build()
+        .unwrap();
     assert!(!im2col::direct_available(&strided));
     assert_eq!(
         ConvAlgorithm::Direct.resolve(&strided),
@@ -442,12 +459,54 @@ fn direct_path_runs_the_seed_networks_convolutions_on_avx2_machines() {
 #[test]
 fn a_scratch_reused_across_shapes_gives_fresh_results() {
     let shapes = [
-        (ConvGeometry::square(2, 9, 9, 5, 3, 1, 1).unwrap(), 3),
-        (ConvGeometry::square(2, 9, 9, 5, 3, 1, 1).unwrap(), 1),
-        (ConvGeometry::square(2, 9, 9, 5, 3, 1, 1).unwrap(), 4),
-        (ConvGeometry::square(2, 11, 7, 5, 3, 2, 1).unwrap(), 2),
-        (ConvGeometry::square(3, 6, 6, 4, 5, 2, 1).unwrap(), 2),
-        (ConvGeometry::square(2, 9, 9, 5, 3, 1, 1).unwrap(), 3),
+        (
+            ConvGeometry::builder(2, 5, 3)
+                .input(9, 9)
+                .pad(1)
+                .build()
+                .unwrap(),
+            3,
+        ),
+        (
+            ConvGeometry::builder(2, 5, 3)
+                .input(9, 9)
+                .pad(1)
+                .build()
+                .unwrap(),
+            1,
+        ),
+        (
+            ConvGeometry::builder(2, 5, 3)
+                .input(9, 9)
+                .pad(1)
+                .build()
+                .unwrap(),
+            4,
+        ),
+        (
+            ConvGeometry::builder(2, 5, 3)
+                .input(11, 7)
+                .pad(2)
+                .build()
+                .unwrap(),
+            2,
+        ),
+        (
+            ConvGeometry::builder(3, 4, 5)
+                .input(6, 6)
+                .pad(2)
+                .build()
+                .unwrap(),
+            2,
+        ),
+        (
+            ConvGeometry::builder(2, 5, 3)
+                .input(9, 9)
+                .pad(1)
+                .build()
+                .unwrap(),
+            3,
+        ),
     ];
     for algorithm in [ConvAlgorithm::Im2col, ConvAlgorithm::Direct] {
         let mut reused = ConvScratch::with_algorithm(algorithm);

@@ -10,7 +10,9 @@ use im2col::{conv, pool, ConvGeometry, ConvScratch, PoolGeometry};
 ///   dE/dy1 = δ1·w1,  dE/dy2 = δ1·w2 + δ2·w1,  dE/dy3 = δ1·w3 + δ2·w2 + δ3·w1, ...
 #[test]
 fn one_dimensional_convolution_of_the_post() {
-    let g = ConvGeometry::square(1, 1, 5, 1, 1, 0, 1)
+    let g = ConvGeometry::builder(1, 1, 1)
+        .input(1, 5)
+        .build()
         .map(|g| ConvGeometry { kernel_w: 3, ..g })
         .unwrap();
     let y = [1.0, 2.0, 3.0, 4.0, 5.0];

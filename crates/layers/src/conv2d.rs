@@ -136,16 +136,12 @@ impl Conv2d {
                 crate::error::batch_shape(input)
             )));
         }
-        ConvGeometry::square(
-            c.in_channels,
-            input[1],
-            input[2],
-            c.out_channels,
-            c.kernel,
-            c.pad,
-            c.stride,
-        )
-        .map_err(|e| err(format!("input {}: {e}", crate::error::batch_shape(input))))
+        ConvGeometry::builder(c.in_channels, c.out_channels, c.kernel)
+            .input(input[1], input[2])
+            .pad(c.pad)
+            .stride(c.stride)
+            .build()
+            .map_err(|e| err(format!("input {}: {e}", crate::error::batch_shape(input))))
     }
 }
 
