@@ -22,6 +22,15 @@ use tensor::Tensor;
 use crate::layer::{data, data_mut, ensure_shape};
 use crate::LayerError;
 
+/// What a loss compares the output with.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    /// One row per example, the output's shape.
+    Dense(&'a Tensor),
+    /// One class per example, checked to be below the number of outputs.
+    Labels(&'a [usize]),
+}
+
 /// Which loss a network is trained with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -45,7 +54,7 @@ impl Loss {
         }
     }
 
-    fn check(&self, output: &Tensor, target: &Tensor) -> Result<(usize, usize), LayerError> {
+    fn check(&self, output: &Tensor, target: Target<'_>) -> Result<(usize, usize), LayerError> {
         let err = |m: String| LayerError::new("loss", self.name(), m);
         if output.ndim() != 2 {
             return Err(err(format!(
@@ -53,28 +62,54 @@ impl Loss {
                 output.shape()
             )));
         }
-        if target.shape() != output.shape() {
-            return Err(err(format!(
-                "target {:?} does not match output {:?}",
-                target.shape(),
-                output.shape()
-            )));
+        let (n, k) = (output.shape()[0], output.shape()[1]);
+        match target {
+            Target::Dense(target) => {
+                if target.shape() != output.shape() {
+                    return Err(err(format!(
+                        "target {:?} does not match output {:?}",
+                        target.shape(),
+                        output.shape()
+                    )));
+                }
+                if !target.is_standard_layout() {
+                    return Err(err(
+                        "output and target must be in standard row-major layout".into(),
+                    ));
+                }
+            }
+            Target::Labels(labels) => {
+                if labels.len() != n {
+                    return Err(err(format!(
+                        "{} labels for an output of {n} rows {:?}",
+                        labels.len(),
+                        output.shape()
+                    )));
+                }
+                if let Some((row, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= k) {
+                    return Err(err(format!(
+                        "label {label} (row {row}) is out of range for {k} classes"
+                    )));
+                }
+            }
         }
-        if !output.is_standard_layout() || !target.is_standard_layout() {
+        if !output.is_standard_layout() {
             return Err(err(
                 "output and target must be in standard row-major layout".into(),
             ));
         }
-        Ok((output.shape()[0], output.shape()[1]))
+        Ok((n, k))
     }
 
-    /// The mean loss over the batch.
+    /// The mean loss over the batch, against target rows (one-hot labels or probabilities).
     pub fn forward(&self, output: &Tensor, target: &Tensor) -> Result<f64, LayerError> {
-        self.compute(output, target, None)
+        self.compute(output, Target::Dense(target), None)
     }
 
-    /// The mean loss over the batch, and d(loss)/d(output) written into `grad`
-    /// (reshaped to the output's shape, its allocation reused).
+    /// The mean loss over the batch against target rows (one-hot labels or
+    /// probabilities, the shape of `output`), and d(loss)/d(output) written
+    /// into `grad` (reshaped to the output's shape, its allocation reused).
+    /// For class labels, [`Loss::with_labels`] is shorter.
     pub fn forward_backward(
         &self,
         output: &Tensor,
@@ -82,25 +117,74 @@ impl Loss {
         grad: &mut Tensor,
     ) -> Result<f64, LayerError> {
         ensure_shape(grad, output.shape());
-        self.compute(output, target, Some(grad))
+        self.compute(output, Target::Dense(target), Some(grad))
+    }
+
+    /// The mean loss over the batch for class `labels` (one per row of
+    /// `output`, each below the number of columns), and d(loss)/d(output).
+    /// The same bits as [`Loss::forward_backward`] with the labels' one-hot
+    /// rows ([`one_hot_into`]); a label out of range is an error.
+    ///
+    /// ```
+    /// use layers::Loss;
+    /// use tensor::Tensor;
+    ///
+    /// let logits = Tensor::from_shape_vec(vec![2, 3], vec![0.0, 1.0, 2.0, 0.5, 0.5, 0.5]).unwrap();
+    /// let (loss, grad) = Loss::SoftmaxCrossEntropy.with_labels(&logits, &[2, 0]).unwrap();
+    /// assert!(loss > 0.0 && grad.shape() == logits.shape());
+    /// let err = Loss::SoftmaxCrossEntropy.with_labels(&logits, &[2, 3]).unwrap_err();
+    /// assert_eq!(err.to_string(), "loss (softmax_cross_entropy): label 3 (row 1) is out of range for 3 classes");
+    /// ```
+    pub fn with_labels(
+        &self,
+        output: &Tensor,
+        labels: &[usize],
+    ) -> Result<(f64, Tensor), LayerError> {
+        let mut grad = Tensor::zeros(output.shape());
+        let loss = self.compute(output, Target::Labels(labels), Some(&mut grad))?;
+        Ok((loss, grad))
+    }
+
+    /// [`Loss::with_labels`], writing d(loss)/d(output) into `grad` (reshaped
+    /// to the output's shape, its allocation reused from step to step).
+    pub fn with_labels_into(
+        &self,
+        output: &Tensor,
+        labels: &[usize],
+        grad: &mut Tensor,
+    ) -> Result<f64, LayerError> {
+        ensure_shape(grad, output.shape());
+        self.compute(output, Target::Labels(labels), Some(grad))
     }
 
     fn compute(
         &self,
         output: &Tensor,
-        target: &Tensor,
+        target: Target<'_>,
         grad: Option<&mut Tensor>,
     ) -> Result<f64, LayerError> {
         let (n, k) = self.check(output, target)?;
         if n == 0 || k == 0 {
             return Ok(0.0);
         }
-        let (x, t) = (data(output), data(target));
+        let x = data(output);
         let mut grad = grad.map(data_mut);
         let inv_n = 1.0 / n as f64;
         let mut total = 0f64;
+        // A label's one-hot row, so that labels run the very arithmetic of
+        // one-hot targets and give the same bits.
+        let mut one_hot = Vec::new();
         for r in 0..n {
-            let (xr, tr) = (&x[r * k..(r + 1) * k], &t[r * k..(r + 1) * k]);
+            let xr = &x[r * k..(r + 1) * k];
+            let tr: &[f32] = match target {
+                Target::Dense(t) => &data(t)[r * k..(r + 1) * k],
+                Target::Labels(labels) => {
+                    one_hot.clear();
+                    one_hot.resize(k, 0.0);
+                    one_hot[labels[r]] = 1.0;
+                    &one_hot
+                }
+            };
             let mut g = grad.as_deref_mut().map(|g| &mut g[r * k..(r + 1) * k]);
             match self {
                 Loss::SoftmaxCrossEntropy => {
@@ -170,7 +254,9 @@ impl Loss {
     }
 }
 
-/// Writes one-hot rows for `labels` into `target` (reshaped to N x `classes`, allocation reused).
+/// Writes one-hot rows for `labels` into `target` (reshaped to N x `classes`,
+/// allocation reused). A label of `classes` or more gives a row of zeros;
+/// [`Loss::with_labels`] takes labels directly and refuses such a label.
 pub fn one_hot_into(labels: &[usize], classes: usize, target: &mut Tensor) {
     ensure_shape(target, &[labels.len(), classes]);
     let t = data_mut(target);
