@@ -30,7 +30,9 @@ use crate::linear::LinearConfig;
 use crate::pool2d::{Pool2d, Pool2dConfig, PoolKind};
 use crate::{ConfigError, Flatten, Layer, Loss, Network, Relu, Sigmoid};
 
-/// A layer with no hyper-parameters but an optional name.
+/// A layer with no hyper-parameters but an optional name. Written through
+/// [`LayerConfig::relu`], [`LayerConfig::sigmoid`], [`LayerConfig::flatten`]
+/// and [`LayerConfig::name`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Named {
@@ -60,6 +62,34 @@ pub enum LayerConfig {
 }
 
 impl LayerConfig {
+    /// A [`Relu`] layer, named by position (`relu1`, ...).
+    pub fn relu() -> Self {
+        LayerConfig::Relu(Named::default())
+    }
+
+    /// A [`Sigmoid`] layer, named by position (`sigmoid1`, ...).
+    pub fn sigmoid() -> Self {
+        LayerConfig::Sigmoid(Named::default())
+    }
+
+    /// A [`Flatten`] layer, named by position (`flatten1`, ...).
+    pub fn flatten() -> Self {
+        LayerConfig::Flatten(Named::default())
+    }
+
+    /// The same layer called `name` instead of its default `<prefix><k>`:
+    /// `LayerConfig::relu().name("act1")`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        let slot = match &mut self {
+            LayerConfig::Conv2d(c) => &mut c.name,
+            LayerConfig::Linear(c) => &mut c.name,
+            LayerConfig::AvgPool2d(c) | LayerConfig::MaxPool2d(c) => &mut c.name,
+            LayerConfig::Relu(n) | LayerConfig::Sigmoid(n) | LayerConfig::Flatten(n) => &mut n.name,
+        };
+        *slot = Some(name.into());
+        self
+    }
+
     /// The kind as written in configs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -100,8 +130,8 @@ impl LayerConfig {
     /// Builds the layer, drawing initial weights from `rng`.
     pub fn build(&self, name: &str, rng: &mut Rng) -> Box<dyn Layer> {
         match self {
-            LayerConfig::Conv2d(c) => Box::new(c.init(name, rng)),
-            LayerConfig::Linear(c) => Box::new(c.init(name, rng)),
+            LayerConfig::Conv2d(c) => Box::new(c.build(name, rng)),
+            LayerConfig::Linear(c) => Box::new(c.build(name, rng)),
             LayerConfig::Relu(_) => Box::new(Relu::new(name)),
             LayerConfig::Sigmoid(_) => Box::new(Sigmoid::new(name)),
             LayerConfig::Flatten(_) => Box::new(Flatten::new(name)),
@@ -112,11 +142,37 @@ impl LayerConfig {
 }
 
 /// A feed-forward network: input shape, layers in order, loss.
+///
+/// Written in code, [`NetworkConfig::new`] and one method per layer give the
+/// same value as the struct literal (and so the same TOML):
+///
+/// ```
+/// use layers::{Conv2dConfig, LinearConfig, Loss, NetworkConfig};
+/// use tensor::Rng;
+///
+/// let config = NetworkConfig::new([1, 28, 28])
+///     .conv2d(Conv2dConfig::new(1, 8, 3).pad(1))
+///     .relu()
+///     .avg_pool2d(2)
+///     .flatten()
+///     .linear(LinearConfig::new(8 * 14 * 14, 10))
+///     .loss(Loss::SoftmaxCrossEntropy); // the default
+/// let net = config.build(&mut Rng::seed_from_u64(1)).unwrap();
+/// assert_eq!(net.output_shapes()[2], [8, 14, 14]);
+///
+/// // An MLP on 20 features takes batches of shape [N, 20].
+/// let mlp = NetworkConfig::new([20])
+///     .linear(LinearConfig::new(20, 32))
+///     .relu()
+///     .linear(LinearConfig::new(32, 3));
+/// assert_eq!(mlp.build(&mut Rng::seed_from_u64(1)).unwrap().outputs(), 3);
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkConfig {
-    /// One example's shape, C x H x W (`[1, 28, 28]` for MNIST).
-    pub input: [usize; 3],
+    /// One example's shape, without the batch axis: C x H x W for images
+    /// (`[1, 28, 28]` for MNIST), `[F]` for F features; any rank of at least 1.
+    pub input: Vec<usize>,
     /// The layers, applied in order.
     pub layers: Vec<LayerConfig>,
     /// The training loss.
@@ -125,6 +181,63 @@ pub struct NetworkConfig {
 }
 
 impl NetworkConfig {
+    /// A network taking examples of shape `input` (e.g. `[1, 28, 28]`, or
+    /// `[20]` for 20 features), with no layers yet and the default loss,
+    /// softmax cross-entropy. The methods below append layers in order.
+    pub fn new(input: impl Into<Vec<usize>>) -> Self {
+        NetworkConfig {
+            input: input.into(),
+            layers: Vec::new(),
+            loss: Loss::default(),
+        }
+    }
+
+    /// Appends `layer`, e.g. `.layer(LayerConfig::relu().name("act1"))`.
+    pub fn layer(mut self, layer: LayerConfig) -> Self {
+        self.layers.push(layer);
+        self
+    }
+
+    /// Appends a convolution.
+    pub fn conv2d(self, conv: Conv2dConfig) -> Self {
+        self.layer(LayerConfig::Conv2d(conv))
+    }
+
+    /// Appends a fully connected layer.
+    pub fn linear(self, linear: LinearConfig) -> Self {
+        self.layer(LayerConfig::Linear(linear))
+    }
+
+    /// Appends average pooling: a window side K (`.avg_pool2d(2)`) or a [`Pool2dConfig`].
+    pub fn avg_pool2d(self, pool: impl Into<Pool2dConfig>) -> Self {
+        self.layer(LayerConfig::AvgPool2d(pool.into()))
+    }
+
+    /// Appends max pooling: a window side K (`.max_pool2d(2)`) or a [`Pool2dConfig`].
+    pub fn max_pool2d(self, pool: impl Into<Pool2dConfig>) -> Self {
+        self.layer(LayerConfig::MaxPool2d(pool.into()))
+    }
+
+    /// Appends a ReLU.
+    pub fn relu(self) -> Self {
+        self.layer(LayerConfig::relu())
+    }
+
+    /// Appends a sigmoid.
+    pub fn sigmoid(self) -> Self {
+        self.layer(LayerConfig::sigmoid())
+    }
+
+    /// Appends a flatten layer.
+    pub fn flatten(self) -> Self {
+        self.layer(LayerConfig::flatten())
+    }
+
+    /// Sets the training loss (default softmax cross-entropy).
+    pub fn loss(self, loss: Loss) -> Self {
+        NetworkConfig { loss, ..self }
+    }
+
     /// Each layer's name: its own, or `<prefix><k>` counting layers of the same prefix.
     pub fn layer_names(&self) -> Vec<String> {
         let mut counts = std::collections::HashMap::new();
@@ -152,11 +265,14 @@ impl NetworkConfig {
                 message: "the network has no layers".into(),
             });
         }
-        if self.input.contains(&0) {
+        if self.input.is_empty() || self.input.contains(&0) {
             return Err(ConfigError {
                 index: None,
                 kind: None,
-                message: format!("input shape {:?} has an empty dimension", self.input),
+                message: format!(
+                    "input shape {:?} is empty: give one example's shape, e.g. [20] for 20 features or [1, 28, 28] for an image",
+                    self.input
+                ),
             });
         }
         let mut seen = std::collections::HashSet::new();
@@ -173,7 +289,7 @@ impl NetworkConfig {
         }
         let mut layers = Vec::with_capacity(self.layers.len());
         let mut shapes = Vec::with_capacity(self.layers.len());
-        let mut shape = self.input.to_vec();
+        let mut shape = self.input.clone();
         for (i, (cfg, name)) in self.layers.iter().zip(&names).enumerate() {
             let mut layer = cfg.build(name, rng);
             shape = layer.output_shape(&shape).map_err(|e| ConfigError {

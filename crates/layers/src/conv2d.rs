@@ -48,7 +48,9 @@ pub struct Conv2dConfig {
 }
 
 impl Conv2dConfig {
-    /// A config with default padding 0, stride 1, He-normal weights and zero biases.
+    /// A config with default padding 0, stride 1, He-normal weights and zero
+    /// biases; the setters below change one field each:
+    /// `Conv2dConfig::new(1, 8, 3).pad(1).init(Init::Normal { std: 0.1 })`.
     pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
         Conv2dConfig {
             name: None,
@@ -62,8 +64,36 @@ impl Conv2dConfig {
         }
     }
 
-    /// Builds the layer, drawing its weights from `rng`.
-    pub fn init(&self, name: &str, rng: &mut Rng) -> Conv2d {
+    /// Names the layer (default `conv<k>`, counting convolutions).
+    pub fn name(self, name: impl Into<String>) -> Self {
+        Conv2dConfig {
+            name: Some(name.into()),
+            ..self
+        }
+    }
+
+    /// Zero padding on every side.
+    pub fn pad(self, pad: usize) -> Self {
+        Conv2dConfig { pad, ..self }
+    }
+
+    /// Step between kernel positions.
+    pub fn stride(self, stride: usize) -> Self {
+        Conv2dConfig { stride, ..self }
+    }
+
+    /// Initialiser of the weights.
+    pub fn init(self, init: Init) -> Self {
+        Conv2dConfig { init, ..self }
+    }
+
+    /// Initialiser of the biases.
+    pub fn bias_init(self, bias_init: Init) -> Self {
+        Conv2dConfig { bias_init, ..self }
+    }
+
+    /// Builds the layer called `name`, drawing its weights from `rng`.
+    pub fn build(&self, name: &str, rng: &mut Rng) -> Conv2d {
         let k = self.kernel;
         let fan_in = self.in_channels * k * k;
         let fan_out = self.out_channels * k * k;

@@ -23,7 +23,7 @@
 //! use tensor::{Rng, Tensor};
 //!
 //! let config = NetworkConfig {
-//!     input: [1, 8, 8],
+//!     input: vec![1, 8, 8],
 //!     layers: vec![
 //!         LayerConfig::Conv2d(Conv2dConfig { pad: 1, ..Conv2dConfig::new(1, 4, 3) }),
 //!         LayerConfig::Relu(Named::default()),

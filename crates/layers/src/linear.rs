@@ -42,7 +42,8 @@ pub struct LinearConfig {
 }
 
 impl LinearConfig {
-    /// A config with He-normal weights and zero biases.
+    /// A config with He-normal weights and zero biases; the setters below
+    /// change one field each: `LinearConfig::new(784, 256).init(Init::Normal { std: 0.1 })`.
     pub fn new(in_features: usize, out_features: usize) -> Self {
         LinearConfig {
             name: None,
@@ -53,8 +54,26 @@ impl LinearConfig {
         }
     }
 
-    /// Builds the layer, drawing its weights from `rng`.
-    pub fn init(&self, name: &str, rng: &mut Rng) -> Linear {
+    /// Names the layer (default `fc<k>`, counting linear layers).
+    pub fn name(self, name: impl Into<String>) -> Self {
+        LinearConfig {
+            name: Some(name.into()),
+            ..self
+        }
+    }
+
+    /// Initialiser of the weights.
+    pub fn init(self, init: Init) -> Self {
+        LinearConfig { init, ..self }
+    }
+
+    /// Initialiser of the biases.
+    pub fn bias_init(self, bias_init: Init) -> Self {
+        LinearConfig { bias_init, ..self }
+    }
+
+    /// Builds the layer called `name`, drawing its weights from `rng`.
+    pub fn build(&self, name: &str, rng: &mut Rng) -> Linear {
         let (i, o) = (self.in_features, self.out_features);
         Linear {
             name: name.to_string(),

@@ -83,15 +83,14 @@ impl Network {
 
     fn check_input(&self, input: &Tensor) -> Result<(), LayerError> {
         let want = &self.config.input;
-        if input.ndim() != 4 || input.shape()[1..] != want[..] {
+        if input.ndim() != want.len() + 1 || input.shape()[1..] != want[..] {
             return Err(LayerError::new(
                 "input",
                 "network",
                 format!(
-                    "expected a batch [N, {}, {}, {}], got {}",
-                    want[0],
-                    want[1],
-                    want[2],
+                    "expected a batch {} of examples of the input shape {:?}, got {}",
+                    crate::error::batch_shape(want),
+                    want,
                     tensor::shape_string(input.shape())
                 ),
             ));
@@ -99,7 +98,8 @@ impl Network {
         Ok(())
     }
 
-    /// The output for a batch `input` of shape N x C x H x W.
+    /// The output for a batch `input` of shape `[N, input...]`: N x C x H x W
+    /// for an image input C x H x W, N x F for F features.
     pub fn forward<'a>(&'a mut self, input: &'a Tensor) -> Result<&'a Tensor, LayerError> {
         let last = self.layers.len() - 1;
         self.forward_to(input, last)
@@ -236,7 +236,7 @@ impl Network {
 
     /// FLOPs of one example's forward pass (multiply-add = 2). Backward costs about twice this.
     pub fn forward_flops(&self) -> u64 {
-        let mut shape = self.config.input.to_vec();
+        let mut shape = self.config.input.clone();
         let mut total = 0;
         for (layer, out) in self.layers.iter().zip(&self.shapes) {
             total += layer.forward_flops(&shape);
@@ -247,7 +247,7 @@ impl Network {
 
     /// Each layer's share of [`Network::forward_flops`], in layer order.
     pub fn layer_forward_flops(&self) -> Vec<u64> {
-        let mut shape = self.config.input.to_vec();
+        let mut shape = self.config.input.clone();
         let mut out = Vec::with_capacity(self.layers.len());
         for (layer, next) in self.layers.iter().zip(&self.shapes) {
             out.push(layer.forward_flops(&shape));

@@ -34,6 +34,35 @@ impl Pool2dConfig {
             pad: 0,
         }
     }
+
+    /// Names the layer (default `pool<k>`, counting pooling layers).
+    pub fn name(self, name: impl Into<String>) -> Self {
+        Pool2dConfig {
+            name: Some(name.into()),
+            ..self
+        }
+    }
+
+    /// Step between windows (default the window side).
+    pub fn stride(self, stride: usize) -> Self {
+        Pool2dConfig {
+            stride: Some(stride),
+            ..self
+        }
+    }
+
+    /// Padding on every side.
+    pub fn pad(self, pad: usize) -> Self {
+        Pool2dConfig { pad, ..self }
+    }
+}
+
+/// Non-overlapping K x K windows, [`Pool2dConfig::new`]`(K)`: what
+/// `NetworkConfig::new(..).max_pool2d(2)` means.
+impl From<usize> for Pool2dConfig {
+    fn from(kernel: usize) -> Self {
+        Pool2dConfig::new(kernel)
+    }
 }
 
 /// Which statistic of a window a pooling layer keeps.

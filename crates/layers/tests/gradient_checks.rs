@@ -43,7 +43,7 @@ proptest! {
         prop_assume!(h + 2 * pad >= k && w + 2 * pad >= k);
         let mut rng = Rng::seed_from_u64(seed);
         let cfg = Conv2dConfig { pad, stride, init: Init::Uniform { limit: 1.0 }, bias_init: Init::Uniform { limit: 1.0 }, ..Conv2dConfig::new(c, o, k) };
-        let mut layer = cfg.init("conv1", &mut rng);
+        let mut layer = cfg.build("conv1", &mut rng);
         let x = input(&[batch, c, h, w], &mut rng);
         assert_layer(&mut layer, &x, seed)?;
     }
@@ -52,7 +52,7 @@ proptest! {
     fn linear(batch in 1usize..5, i in 1usize..20, o in 1usize..12, seed in any::<u64>()) {
         let mut rng = Rng::seed_from_u64(seed);
         let cfg = LinearConfig { init: Init::Uniform { limit: 1.0 }, bias_init: Init::Uniform { limit: 1.0 }, ..LinearConfig::new(i, o) };
-        let mut layer = cfg.init("fc1", &mut rng);
+        let mut layer = cfg.build("fc1", &mut rng);
         let x = input(&[batch, i], &mut rng);
         assert_layer(&mut layer, &x, seed)?;
     }
@@ -64,7 +64,7 @@ proptest! {
         let (i, o) = (8 * i8, 4 * o4);
         let mut rng = Rng::seed_from_u64(seed);
         let cfg = LinearConfig { init: Init::Uniform { limit: 1.0 }, bias_init: Init::Uniform { limit: 1.0 }, ..LinearConfig::new(i, o) };
-        let mut layer = cfg.init("fc1", &mut rng);
+        let mut layer = cfg.build("fc1", &mut rng);
         let x = input(&[batch, i], &mut rng);
         assert_layer(&mut layer, &x, seed)?;
     }

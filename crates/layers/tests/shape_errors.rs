@@ -9,7 +9,7 @@ fn seed_toml() -> String {
 
 #[test]
 fn wrong_channel_count_into_conv2d() {
-    let mut conv = Conv2dConfig::new(8, 16, 3).init("conv2", &mut Rng::seed_from_u64(0));
+    let mut conv = Conv2dConfig::new(8, 16, 3).build("conv2", &mut Rng::seed_from_u64(0));
     let err = conv
         .forward(&Tensor::zeros(vec![4, 1, 28, 28]))
         .unwrap_err()
@@ -22,7 +22,7 @@ fn wrong_channel_count_into_conv2d() {
 
 #[test]
 fn wrong_feature_count_into_linear() {
-    let mut fc = LinearConfig::new(784, 256).init("fc1", &mut Rng::seed_from_u64(0));
+    let mut fc = LinearConfig::new(784, 256).build("fc1", &mut Rng::seed_from_u64(0));
     let err = fc
         .forward(&Tensor::zeros(vec![2, 100]))
         .unwrap_err()
@@ -43,7 +43,7 @@ fn wrong_feature_count_into_linear() {
 
 #[test]
 fn backward_before_forward_is_an_error() {
-    let mut conv = Conv2dConfig::new(1, 2, 3).init("conv1", &mut Rng::seed_from_u64(0));
+    let mut conv = Conv2dConfig::new(1, 2, 3).build("conv1", &mut Rng::seed_from_u64(0));
     assert!(conv.backward(&Tensor::zeros(vec![1, 2, 3, 3])).is_err());
 }
 

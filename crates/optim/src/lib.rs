@@ -17,7 +17,7 @@
 //! use optim::{Optimizer, OptimizerConfig};
 //! use tensor::{Rng, Tensor};
 //!
-//! let mut fc = LinearConfig::new(3, 2).init("fc1", &mut Rng::seed_from_u64(0));
+//! let mut fc = LinearConfig::new(3, 2).build("fc1", &mut Rng::seed_from_u64(0));
 //! let x = Tensor::ones(vec![4, 3]);
 //! fc.forward(&x).unwrap();
 //! fc.backward(&Tensor::ones(vec![4, 2])).unwrap();

@@ -150,7 +150,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     }
     let batch = config.training.batch;
     let mut net = config.build_network()?;
-    let input = config.network.input;
+    let input = crate::config::image_input(&config.network)?;
     if input[0] != 1 {
         bail!(
             "cnn bench feeds grey images; the config's input has {} channels",

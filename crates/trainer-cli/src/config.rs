@@ -130,6 +130,7 @@ impl TrainConfig {
                 self.optimizer.lr()
             ));
         }
+        image_input(&self.network)?;
         self.network
             .build(&mut Rng::seed_from_u64(0))
             .map_err(|e| anyhow!("network: {e}"))?;
@@ -155,6 +156,18 @@ impl TrainConfig {
         self.network
             .build(&mut Rng::seed_from_u64(self.training.seed))
             .map_err(|e| anyhow!("network: {e}"))
+    }
+}
+
+/// The network's input as `[C, H, W]`. The trainer feeds images, so an
+/// input of another rank (e.g. `[20]` features) is an error saying so.
+pub fn image_input(network: &NetworkConfig) -> Result<[usize; 3]> {
+    match network.input[..] {
+        [c, h, w] => Ok([c, h, w]),
+        _ => Err(anyhow!(
+            "network: input {:?} is not an image; the trainer feeds images and needs input = [C, H, W], e.g. [1, 28, 28]",
+            network.input
+        )),
     }
 }
 
@@ -231,6 +244,23 @@ mod tests {
 
         let err = format!("{:#}", TrainConfig::load("no-such-config").unwrap_err());
         assert!(err.contains("seed, mlp, improved"), "{err}");
+    }
+
+    #[test]
+    fn a_feature_input_is_refused_as_not_an_image() {
+        // The MLP config on 784 features instead of 1 x 28 x 28 images.
+        let text = BUILTIN[1]
+            .1
+            .replacen("input = [1, 28, 28]", "input = [784]", 1)
+            .replacen("kind = \"flatten\"", "kind = \"relu\"", 1);
+        let err = format!(
+            "{:#}",
+            TrainConfig::from_toml(&text, "mlp784.toml").unwrap_err()
+        );
+        assert_eq!(
+            err,
+            "config mlp784.toml: network: input [784] is not an image; the trainer feeds images and needs input = [C, H, W], e.g. [1, 28, 28]"
+        );
     }
 
     #[test]

@@ -138,7 +138,7 @@ impl Predictor {
 
     /// A predictor from a network and the checkpoint it came from.
     pub fn new(net: Network, ckpt: &Checkpoint, norm: Option<(f32, f32)>) -> Result<Self> {
-        let [c, h, w] = net.config().input;
+        let [c, h, w] = crate::config::image_input(net.config())?;
         if c != 1 {
             bail!("the network takes {c}-channel images; `cnn predict` makes 1-channel grey inputs only");
         }

@@ -160,7 +160,7 @@ pub fn feature_maps_figure(
     gap: usize,
     cols: Option<usize>,
 ) -> Result<Figure> {
-    let [c, h, w] = net.config().input;
+    let [c, h, w] = crate::config::image_input(net.config())?;
     if c != 1 || image.len() != h * w {
         bail!(
             "the network takes {c}x{h}x{w} inputs; the image has {} pixels",
