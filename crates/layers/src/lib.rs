@@ -19,29 +19,22 @@
 //! runs in a fixed order, so results are bit-identical on any number of threads.
 //!
 //! ```
-//! use layers::{Conv2dConfig, LayerConfig, Loss, NetworkConfig, Pool2dConfig, LinearConfig, Named};
+//! use layers::{Conv2dConfig, LinearConfig, NetworkConfig};
 //! use tensor::{Rng, Tensor};
 //!
-//! let config = NetworkConfig {
-//!     input: vec![1, 8, 8],
-//!     layers: vec![
-//!         LayerConfig::Conv2d(Conv2dConfig { pad: 1, ..Conv2dConfig::new(1, 4, 3) }),
-//!         LayerConfig::Relu(Named::default()),
-//!         LayerConfig::MaxPool2d(Pool2dConfig::new(2)),
-//!         LayerConfig::Flatten(Named::default()),
-//!         LayerConfig::Linear(LinearConfig::new(4 * 4 * 4, 10)),
-//!     ],
-//!     loss: Loss::SoftmaxCrossEntropy,
-//! };
+//! let config = NetworkConfig::new([1, 8, 8]) // one example: 1 channel, 8 x 8
+//!     .conv2d(Conv2dConfig::new(1, 4, 3).pad(1))
+//!     .relu()
+//!     .max_pool2d(2)
+//!     .flatten()
+//!     .linear(LinearConfig::new(4 * 4 * 4, 10));
 //! let mut net = config.build(&mut Rng::seed_from_u64(1)).unwrap();
 //! let x = Tensor::zeros(vec![2, 1, 8, 8]);
-//! let logits = net.forward(&x).unwrap().clone();
+//! let logits = net.forward(&x).unwrap();
 //! assert_eq!(logits.shape(), &[2, 10]);
 //!
-//! let mut target = Tensor::zeros(vec![0]);
-//! layers::one_hot_into(&[3, 7], 10, &mut target);
-//! let mut grad = Tensor::zeros(vec![0]);
-//! let loss = net.config().loss.forward_backward(&logits, &target, &mut grad).unwrap();
+//! // The loss (softmax cross-entropy by default) against class labels, and its gradient.
+//! let (loss, grad) = config.loss.with_labels(logits, &[3, 7]).unwrap();
 //! assert!((loss - 10f64.ln()).abs() < 1e-6); // zero input: all logits equal the zero biases
 //! net.backward(&grad).unwrap();
 //! net.params().into_iter().for_each(|p| assert_eq!(p.grad.shape(), p.value.shape()));
