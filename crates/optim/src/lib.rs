@@ -34,6 +34,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use layers::Param;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 fn default_beta1() -> f32 {
@@ -268,12 +269,14 @@ impl Optimizer {
                     ..
                 } => {
                     let d = &mut slots[0];
-                    for ((w, &g), d) in w.iter_mut().zip(g).zip(d.iter_mut()) {
-                        // The post's rule: d = mu*d + (g + lambda*W); W -= lr*d.
-                        let g = g + lambda * *w;
-                        *d = mu * *d + g;
-                        *w -= lr * if nesterov { g + mu * *d } else { *d };
-                    }
+                    pieces(w, g, d).for_each(|((w, g), d)| {
+                        for ((w, &g), d) in w.iter_mut().zip(g).zip(d) {
+                            // The post's rule: d = mu*d + (g + lambda*W); W -= lr*d.
+                            let g = g + lambda * *w;
+                            *d = mu * *d + g;
+                            *w -= lr * if nesterov { g + mu * *d } else { *d };
+                        }
+                    });
                 }
                 OptimizerConfig::Adam {
                     beta1,
@@ -285,20 +288,41 @@ impl Optimizer {
                     let (m, v) = slots.split_at_mut(1);
                     let c1 = 1.0 - beta1.powi(t as i32);
                     let c2 = 1.0 - beta2.powi(t as i32);
-                    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(&mut m[0]).zip(&mut v[0]) {
-                        let g = g + weight_decay * *w;
-                        *m = beta1 * *m + (1.0 - beta1) * g;
-                        *v = beta2 * *v + (1.0 - beta2) * g * g;
-                        *w -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
-                    }
+                    let v = v[0].par_chunks_mut(PIECE);
+                    pieces(w, g, &mut m[0]).zip(v).for_each(|(((w, g), m), v)| {
+                        for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+                            let g = g + weight_decay * *w;
+                            *m = beta1 * *m + (1.0 - beta1) * g;
+                            *v = beta2 * *v + (1.0 - beta2) * g * g;
+                            *w -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+                        }
+                    });
                 }
             }
-            if first_bad.is_none() && w.iter().any(|v| !v.is_finite()) {
+            let non_finite = |piece: &[f32]| piece.iter().any(|v| !v.is_finite());
+            if first_bad.is_none() && w.par_chunks(PIECE).any(non_finite) {
                 first_bad = Some(p.name.clone());
             }
         }
         first_bad
     }
+}
+
+/// Elements per parallel task of an update (fc1's 200k weights: 13 tasks).
+/// The update is elementwise, so how the pieces are spread over threads
+/// changes no bits.
+const PIECE: usize = 1 << 14;
+
+/// A parameter's values, gradient and first buffer, cut into pieces of
+/// [`PIECE`] elements, to update in parallel.
+fn pieces<'a>(
+    w: &'a mut [f32],
+    g: &'a [f32],
+    d: &'a mut [f32],
+) -> impl IndexedParallelIterator<Item = ((&'a mut [f32], &'a [f32]), &'a mut [f32])> {
+    w.par_chunks_mut(PIECE)
+        .zip(g.par_chunks(PIECE))
+        .zip(d.par_chunks_mut(PIECE))
 }
 
 /// The README's example, compiled and run as a doctest.

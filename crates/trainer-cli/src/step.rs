@@ -80,7 +80,6 @@ struct Replica {
     net: Network,
     input: Tensor,
     labels: Vec<usize>,
-    target: Tensor,
     grad: Tensor,
 }
 
@@ -111,10 +110,8 @@ impl Replica {
         let images = self.input.as_slice_mut().expect("contiguous");
         batch.fill(range, images, &mut self.labels);
 
-        let classes = self.net.outputs();
         let logits = self.net.forward(&self.input)?;
-        layers::one_hot_into(&self.labels, classes, &mut self.target);
-        let loss = loss_fn.forward_backward(logits, &self.target, &mut self.grad)?;
+        let loss = loss_fn.with_labels_into(logits, &self.labels, &mut self.grad)?;
         let correct = count_correct(logits, &self.labels);
         self.net.backward(&self.grad)?;
         Ok((loss, correct))
@@ -176,7 +173,6 @@ impl DataParallel {
                     .map_err(|e| LayerError::new("network", "network", e.to_string()))?,
                 input: Tensor::zeros(vec![0]),
                 labels: Vec::new(),
-                target: Tensor::zeros(vec![0]),
                 grad: Tensor::zeros(vec![0]),
             });
         }
