@@ -11,7 +11,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use im2col::{conv, pool, reference, ConvAlgorithm, ConvGeometry, ConvScratch, PoolGeometry};
+use im2col::{
+    pool, reference, Activation, ConvAlgorithm, ConvGeometry, ConvGrads, Convolution, PoolGeometry,
+};
 
 const BATCH: usize = 100;
 
@@ -108,50 +110,38 @@ fn main() {
                 continue; // Direct needs AVX2 and FMA
             }
             let name = format!("{name} {algorithm:?}");
-            let mut s = ConvScratch::with_algorithm(algorithm);
+            let mut conv = Convolution::new(algorithm);
             bench.run(&format!("{name} forward"), f, 200, || {
-                conv::conv2d_forward(&g, BATCH, &x, &w, &b, &mut y, &mut s);
+                let _ = conv.forward(&g, BATCH, &x, &w, &b, Activation::Identity, &mut y);
                 black_box(&y);
             });
-            bench.run(&format!("{name} backward (dW, db)"), f, 200, || {
-                conv::conv2d_backward(&g, BATCH, &x, &w, &dy, None, &mut dw, &mut db, &mut s);
-                black_box(&dw);
-            });
             bench.run(
-                &format!("{name} backward (dx, dW, db)"),
+                &format!("{name} forward + backward (dW, db)"),
                 2.0 * f,
                 200,
                 || {
-                    conv::conv2d_backward(
-                        &g,
-                        BATCH,
-                        &x,
-                        &w,
-                        &dy,
-                        Some(&mut dx),
-                        &mut dw,
-                        &mut db,
-                        &mut s,
-                    );
-                    black_box(&dx);
+                    let cache = conv.forward(&g, BATCH, &x, &w, &b, Activation::Identity, &mut y);
+                    let grads = ConvGrads {
+                        input: None,
+                        weight: &mut dw,
+                        bias: &mut db,
+                    };
+                    conv.backward(cache, &w, None, &dy, grads);
+                    black_box(&dw);
                 },
             );
             bench.run(
-                &format!("{name} forward + backward after forward"),
+                &format!("{name} forward + backward (dx, dW, db)"),
                 3.0 * f,
                 200,
                 || {
-                    conv::conv2d_forward(&g, BATCH, &x, &w, &b, &mut y, &mut s);
-                    conv::conv2d_backward_after_forward(
-                        &g,
-                        BATCH,
-                        &w,
-                        &dy,
-                        Some(&mut dx),
-                        &mut dw,
-                        &mut db,
-                        &mut s,
-                    );
+                    let cache = conv.forward(&g, BATCH, &x, &w, &b, Activation::Identity, &mut y);
+                    let grads = ConvGrads {
+                        input: Some(&mut dx),
+                        weight: &mut dw,
+                        bias: &mut db,
+                    };
+                    conv.backward(cache, &w, None, &dy, grads);
                     black_box(&dx);
                 },
             );

@@ -1,4 +1,4 @@
-//! The fully connected layer's three products with the direct path's
+//! The fully connected layer's three products with the `simd` module's
 //! micro-kernels, without matrixmultiply's per-call packing.
 //!
 //! `x` is N x I, `W` is O x I, `y` and `dy` are N x O, all row-major:
@@ -18,7 +18,8 @@
 
 use rayon::prelude::*;
 
-use crate::direct::{cpu_has_avx2_fma, shifted_dot, shifted_gemm, with_pack, with_tile, MR};
+use crate::shared::{resize, with_pack, with_tile};
+use crate::simd::{has_avx2_fma, shifted_dot, shifted_gemm, MR};
 
 /// Output rows per forward task.
 const ROWS_PER_TASK: usize = 8;
@@ -29,7 +30,7 @@ pub fn dense_available(inputs: usize, outputs: usize) -> bool {
         && outputs > 0
         && inputs.is_multiple_of(8)
         && outputs.is_multiple_of(MR)
-        && cpu_has_avx2_fma()
+        && has_avx2_fma()
 }
 
 /// Buffers reused from step to step.
@@ -76,9 +77,7 @@ pub fn dense_forward(
         return;
     }
     let DenseScratch { output_t, offsets } = s;
-    if output_t.len() != o * n {
-        output_t.resize(o * n, 0.0);
-    }
+    resize(output_t, o * n);
     let offs = &row_offsets(offsets, n, i)[..n];
     // yᵀ rows are independent: ROWS_PER_TASK features per task, each a dot
     // product of W's rows with every image's row.

@@ -14,7 +14,7 @@
 //! the padded image that starts at `c·Hp·Wp + i·Wp + j`. A GEMM kernel given
 //! one start offset per row needs no im2col copy and no packing of its
 //! right-hand side; only the filters (a few kilobytes) are packed, once per
-//! pass. The three products of [`crate::conv`] become:
+//! pass. The three products of the im2col algorithm become:
 //!
 //! ```text
 //! forward      y[o][q]  = b[o] + Σ_(c,i,j) W[o][c][i][j] · xpad[off(c,i,j) + q]
@@ -29,21 +29,14 @@
 //! ([`available`]); other machines, other strides and padding wider than
 //! the kernel take the im2col path. Each output element is one
 //! multiply-add chain in a fixed order, and the weight gradient is summed
-//! over the same fixed chunks of the batch as in [`crate::conv`], so the
+//! over the same fixed chunks of the batch as the im2col path, so the
 //! determinism rule holds.
 
 use rayon::prelude::*;
 
-use crate::conv::Activation;
+use crate::shared::{resize, sum_f64, with_tile, Activation, GRAD_WEIGHT_CHUNKS};
+use crate::simd::{self, masked_copy, shifted_dot, shifted_gemm, LANES, MR};
 use crate::ConvGeometry;
-
-/// Output rows (channels) per micro-kernel call.
-pub(crate) const MR: usize = 4;
-/// f32 lanes of one AVX2 register.
-const LANES: usize = 8;
-/// Images per weight-gradient chunk are `batch.div_ceil(GRAD_WEIGHT_CHUNKS)`;
-/// the same constant as the im2col path, for the same reason.
-const GRAD_WEIGHT_CHUNKS: usize = 4;
 
 /// Whether [`forward`] and [`backward`] can run geometry `g` on this machine:
 /// x86-64 with AVX2 and FMA, stride 1, and padding smaller than the kernel.
@@ -52,17 +45,7 @@ pub fn available(g: &ConvGeometry) -> bool {
         && g.stride_w == 1
         && g.pad_h < g.kernel_h
         && g.pad_w < g.kernel_w
-        && cpu_has_avx2_fma()
-}
-
-#[cfg(target_arch = "x86_64")]
-pub(crate) fn cpu_has_avx2_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-pub(crate) fn cpu_has_avx2_fma() -> bool {
-    false
+        && simd::has_avx2_fma()
 }
 
 /// Sizes of the padded grids of one geometry.
@@ -141,7 +124,7 @@ impl Grid {
 
 /// Buffers of the direct path, reused from step to step.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct DirectScratch {
+pub(crate) struct DirectBuffers {
     /// The batch's padded input, N x `x_stride`; the backward pass reads it again.
     padded_input: Vec<f32>,
     /// Filters packed for the forward kernel: `o4/4` blocks of K x 4.
@@ -166,7 +149,7 @@ pub(crate) struct DirectScratch {
     layout: Option<ConvGeometry>,
 }
 
-impl DirectScratch {
+impl DirectBuffers {
     /// Clears the padded buffers if they were laid out for another geometry,
     /// so that `resize` refills them with zeros, and recomputes the row
     /// offsets (which depend on the geometry alone).
@@ -180,12 +163,6 @@ impl DirectScratch {
             self.dy_offsets = grid.dy_offsets(g);
             self.layout = Some(*g);
         }
-    }
-}
-
-fn resize<T: Clone + Default>(buf: &mut Vec<T>, len: usize) {
-    if buf.len() != len {
-        buf.resize(len, T::default());
     }
 }
 
@@ -203,7 +180,7 @@ fn pad_image(g: &ConvGeometry, grid: &Grid, image: &[f32], dst: &mut [f32]) {
 }
 
 /// Forward pass: `output[n][o] = bias[o] + Σ W[o] ⋆ input[n]`, shapes as in
-/// [`crate::conv::conv2d_forward`]. Leaves the padded input in `s` for [`backward`].
+/// [`crate::Convolution::forward`]. Leaves the padded input in `s` for [`backward`].
 ///
 /// # Panics
 /// If `!available(g)`, or on a slice of the wrong length.
@@ -215,7 +192,7 @@ pub(crate) fn forward(
     bias: &[f32],
     activation: Activation,
     output: &mut [f32],
-    s: &mut DirectScratch,
+    s: &mut DirectBuffers,
 ) {
     assert!(
         available(g),
@@ -261,8 +238,8 @@ pub(crate) fn forward(
 }
 
 /// Pads every image of the batch into `s.padded_input`, in parallel: what
-/// [`backward`] needs of the input, without running the forward pass.
-pub(crate) fn pad_input(g: &ConvGeometry, batch: usize, input: &[f32], s: &mut DirectScratch) {
+/// [`backward`] needs of the input.
+fn pad_input(g: &ConvGeometry, batch: usize, input: &[f32], s: &mut DirectBuffers) {
     let grid = &Grid::new(g);
     assert_eq!(
         input.len(),
@@ -299,8 +276,7 @@ fn pack_rows(
 
 /// Backward pass for the input of the last [`forward`] that used `s`:
 /// overwrites `grad_weight` and `grad_bias`, and `grad_input` when given.
-/// Slice lengths are checked by the caller,
-/// [`crate::conv::conv2d_backward_after_forward_with`].
+/// Slice lengths are checked by the caller, [`crate::Convolution::backward`].
 /// With `mask` (a fused ReLU's output), dy counts only where the mask is positive.
 pub(crate) fn backward(
     g: &ConvGeometry,
@@ -311,7 +287,7 @@ pub(crate) fn backward(
     grad_input: Option<&mut [f32]>,
     grad_weight: &mut [f32],
     grad_bias: &mut [f32],
-    s: &mut DirectScratch,
+    s: &mut DirectBuffers,
 ) {
     assert!(
         available(g),
@@ -359,7 +335,7 @@ pub(crate) fn backward(
                     None => dst.copy_from_slice(&dy[from..from + ow]),
                 }
             }
-            db[ch] = crate::conv::sum_f64(&wide[ch * grid.q8..(ch + 1) * grid.q8]);
+            db[ch] = sum_f64(&wide[ch * grid.q8..(ch + 1) * grid.q8]);
         }
     };
     // The same rows, moved into the padded planes of the input gradient.
@@ -462,536 +438,6 @@ pub(crate) fn backward(
     for part in parts {
         for (dw, &p) in grad_weight.iter_mut().zip(part) {
             *dw += p;
-        }
-    }
-}
-
-/// `dst = src` where `mask > 0`, else 0: the ReLU's backward pass. Compiled
-/// for AVX where the CPU has it (the same selects, so the same bits).
-fn masked_copy(dst: &mut [f32], src: &[f32], mask: &[f32]) {
-    #[inline(always)]
-    fn portable(dst: &mut [f32], src: &[f32], mask: &[f32]) {
-        for ((d, &v), &m) in dst.iter_mut().zip(src).zip(mask) {
-            *d = if m > 0.0 { v } else { 0.0 };
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    if cpu_has_avx2_fma() {
-        #[target_feature(enable = "avx2")]
-        fn avx2(dst: &mut [f32], src: &[f32], mask: &[f32]) {
-            portable(dst, src, mask)
-        }
-        // SAFETY: the CPU has AVX2.
-        return unsafe { avx2(dst, src, mask) };
-    }
-    portable(dst, src, mask)
-}
-
-thread_local! {
-    /// One output tile per worker thread, so the kernels allocate nothing per step.
-    static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// One packing buffer per worker thread, likewise.
-    static PACK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` on this thread's packing buffer, `len` long.
-pub(crate) fn with_pack<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    PACK.with(|t| {
-        let mut t = t.borrow_mut();
-        if t.len() < len {
-            t.resize(len, 0.0);
-        }
-        f(&mut t[..len])
-    })
-}
-
-pub(crate) fn with_tile(len: usize, f: impl FnOnce(&mut [f32])) {
-    TILE.with(|t| {
-        let mut t = t.borrow_mut();
-        if t.len() < len {
-            t.resize(len, 0.0);
-        }
-        f(&mut t[..len]);
-    });
-}
-
-/// `out[r][q] = Σ_k a[k·MR + r] · src[offsets[k] + q]` for r < MR, q < q8
-/// (`out` is MR rows of q8). `src` must hold every such read.
-pub(crate) fn shifted_gemm(a: &[f32], src: &[f32], offsets: &[usize], q8: usize, out: &mut [f32]) {
-    shifted_gemm_on(cpu_has_avx512(), a, src, offsets, q8, out)
-}
-
-/// Whether the CPU has AVX-512F, for the 16-lane blocks of `shifted_gemm`.
-#[cfg(target_arch = "x86_64")]
-fn cpu_has_avx512() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn cpu_has_avx512() -> bool {
-    false
-}
-
-/// [`shifted_gemm`], with 16-lane AVX-512 blocks or without. Each output is
-/// the same chain of fused multiply-adds in the same order either way, so
-/// the two give the same bits (a test holds them to it).
-fn shifted_gemm_on(
-    avx512: bool,
-    a: &[f32],
-    src: &[f32],
-    offsets: &[usize],
-    q8: usize,
-    out: &mut [f32],
-) {
-    assert!(q8.is_multiple_of(LANES), "shifted_gemm: q8");
-    assert!(a.len() >= offsets.len() * MR, "shifted_gemm: packed rows");
-    assert!(out.len() >= MR * q8, "shifted_gemm: output tile");
-    let last = offsets.iter().max().map_or(0, |m| m + q8);
-    assert!(last <= src.len(), "shifted_gemm: reads past the source");
-    #[cfg(target_arch = "x86_64")]
-    {
-        assert!(cpu_has_avx2_fma(), "shifted_gemm needs AVX2 and FMA");
-        let (a, src, out) = (a.as_ptr(), src.as_ptr(), out.as_mut_ptr());
-        if avx512 {
-            assert!(cpu_has_avx512(), "the 16-lane blocks need AVX-512F");
-            // SAFETY: as below, and the CPU has AVX-512F.
-            unsafe { avx2::shifted_gemm_avx512(a, src, offsets, q8, out) }
-        } else {
-            // SAFETY: the CPU has AVX2 and FMA (checked above); every read is
-            // inside `a` and `src` and every write inside `out` (asserted above).
-            unsafe { avx2::shifted_gemm(a, src, offsets, q8, out) }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("direct convolution is only available on x86-64")
-}
-
-/// Adds `Σ_n Σ_q dy[n][r][q] · xs[n][offsets[k] + q]` into `part[r][k]`
-/// (overwriting it) for r < rows4, k < K: the weight gradient of a run of
-/// images. `xs` holds the images' padded inputs (stride `x_stride`) and `dys`
-/// their wide output gradients (rows4 x q8 each).
-pub(crate) fn shifted_dot(
-    xs: &[f32],
-    x_stride: usize,
-    dys: &[f32],
-    rows4: usize,
-    q8: usize,
-    offsets: &[usize],
-    part: &mut [f32],
-) {
-    shifted_dot_on(
-        cpu_has_avx512(),
-        xs,
-        x_stride,
-        dys,
-        rows4,
-        q8,
-        offsets,
-        part,
-    )
-}
-
-/// [`shifted_dot`] with or without AVX-512. The AVX-512 block keeps two
-/// taps' 8-lane sums in the two halves of each register, each half summed
-/// exactly as the AVX2 block sums it, so both give the same bits.
-fn shifted_dot_on(
-    avx512: bool,
-    xs: &[f32],
-    x_stride: usize,
-    dys: &[f32],
-    rows4: usize,
-    q8: usize,
-    offsets: &[usize],
-    part: &mut [f32],
-) {
-    let images = xs.len() / x_stride;
-    assert_eq!(xs.len(), images * x_stride, "shifted_dot: inputs");
-    assert_eq!(dys.len(), images * rows4 * q8, "shifted_dot: gradients");
-    assert_eq!(part.len(), rows4 * offsets.len(), "shifted_dot: output");
-    assert!(
-        q8.is_multiple_of(LANES) && rows4.is_multiple_of(MR),
-        "shifted_dot: sizes"
-    );
-    let last = offsets.iter().max().map_or(0, |m| m + q8);
-    assert!(last <= x_stride, "shifted_dot: reads past an image");
-    #[cfg(target_arch = "x86_64")]
-    {
-        assert!(cpu_has_avx2_fma(), "shifted_dot needs AVX2 and FMA");
-        // SAFETY: AVX2 and FMA are present; reads stay inside each image's
-        // block of `xs` and `dys`, writes inside `part` (asserted above).
-        unsafe {
-            avx2::shifted_dot(
-                avx512 && cpu_has_avx512(),
-                xs.as_ptr(),
-                x_stride,
-                dys.as_ptr(),
-                images,
-                rows4,
-                q8,
-                offsets,
-                part.as_mut_ptr(),
-            )
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("direct convolution is only available on x86-64")
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    //! The two micro-kernels. Each keeps a 4 x (8·V) block of sums in 12 or
-    //! fewer registers and walks the inner dimension once, in order.
-    use super::{LANES, MR};
-    use std::arch::x86_64::*;
-
-    /// See [`super::shifted_gemm`].
-    ///
-    /// # Safety
-    /// AVX2 and FMA present; `a` readable for `offsets.len()·MR` floats;
-    /// `src` readable at `offsets[k] + q` for q < q8; `out` writable for MR·q8.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn shifted_gemm(
-        a: *const f32,
-        src: *const f32,
-        offsets: &[usize],
-        q8: usize,
-        out: *mut f32,
-    ) {
-        let mut q = 0;
-        while q + 2 * LANES <= q8 {
-            gemm_block::<2>(a, src, offsets, q, q8, out);
-            q += 2 * LANES;
-        }
-        while q < q8 {
-            gemm_block::<1>(a, src, offsets, q, q8, out);
-            q += LANES;
-        }
-    }
-
-    /// [`shifted_gemm`] with 64- and 16-pixel blocks in AVX-512 registers
-    /// first, and the AVX2 8-pixel block for what is left.
-    ///
-    /// # Safety
-    /// As [`shifted_gemm`], and the CPU has AVX-512F.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn shifted_gemm_avx512(
-        a: *const f32,
-        src: *const f32,
-        offsets: &[usize],
-        q8: usize,
-        out: *mut f32,
-    ) {
-        const W: usize = 16;
-        let mut q = 0;
-        while q + 4 * W <= q8 {
-            gemm_block_512::<4>(a, src, offsets, q, q8, out);
-            q += 4 * W;
-        }
-        while q + W <= q8 {
-            gemm_block_512::<1>(a, src, offsets, q, q8, out);
-            q += W;
-        }
-        while q < q8 {
-            gemm_block::<1>(a, src, offsets, q, q8, out);
-            q += LANES;
-        }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn gemm_block_512<const V: usize>(
-        a: *const f32,
-        src: *const f32,
-        offsets: &[usize],
-        q: usize,
-        ld: usize,
-        out: *mut f32,
-    ) {
-        let mut acc = [[_mm512_setzero_ps(); V]; MR];
-        for (k, &off) in offsets.iter().enumerate() {
-            let s = src.add(off + q);
-            let mut b = [_mm512_setzero_ps(); V];
-            for (v, bv) in b.iter_mut().enumerate() {
-                *bv = _mm512_loadu_ps(s.add(v * 16));
-            }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let ar = _mm512_set1_ps(*a.add(k * MR + r));
-                for (v, acc) in row.iter_mut().enumerate() {
-                    *acc = _mm512_fmadd_ps(ar, b[v], *acc);
-                }
-            }
-        }
-        for (r, row) in acc.iter().enumerate() {
-            for (v, acc) in row.iter().enumerate() {
-                _mm512_storeu_ps(out.add(r * ld + q + v * 16), *acc);
-            }
-        }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn gemm_block<const V: usize>(
-        a: *const f32,
-        src: *const f32,
-        offsets: &[usize],
-        q: usize,
-        ld: usize,
-        out: *mut f32,
-    ) {
-        let mut acc = [[_mm256_setzero_ps(); V]; MR];
-        for (k, &off) in offsets.iter().enumerate() {
-            let s = src.add(off + q);
-            let mut b = [_mm256_setzero_ps(); V];
-            for (v, bv) in b.iter_mut().enumerate() {
-                *bv = _mm256_loadu_ps(s.add(v * LANES));
-            }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let ar = _mm256_broadcast_ss(&*a.add(k * MR + r));
-                for (v, acc) in row.iter_mut().enumerate() {
-                    *acc = _mm256_fmadd_ps(ar, b[v], *acc);
-                }
-            }
-        }
-        for (r, row) in acc.iter().enumerate() {
-            for (v, acc) in row.iter().enumerate() {
-                _mm256_storeu_ps(out.add(r * ld + q + v * LANES), *acc);
-            }
-        }
-    }
-
-    /// See [`super::shifted_dot`].
-    ///
-    /// # Safety
-    /// As asserted by the caller: AVX2 and FMA present, `xs` readable for
-    /// `images·x_stride`, every `offsets[k] + q8 ≤ x_stride`, `dys` readable
-    /// for `images·rows4·q8`, `part` writable for `rows4·offsets.len()`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn shifted_dot(
-        avx512: bool,
-        xs: *const f32,
-        x_stride: usize,
-        dys: *const f32,
-        images: usize,
-        rows4: usize,
-        q8: usize,
-        offsets: &[usize],
-        part: *mut f32,
-    ) {
-        let k = offsets.len();
-        for block in 0..rows4 / MR {
-            let mut kk = 0;
-            if avx512 {
-                while kk + 8 <= k {
-                    dot_block_512(
-                        xs,
-                        x_stride,
-                        dys,
-                        images,
-                        rows4,
-                        q8,
-                        block,
-                        &offsets[kk..kk + 8],
-                        part.add(block * MR * k + kk),
-                        k,
-                    );
-                    kk += 8;
-                }
-            }
-            while kk + 2 <= k {
-                dot_block::<2>(
-                    xs,
-                    x_stride,
-                    dys,
-                    images,
-                    rows4,
-                    q8,
-                    block,
-                    &offsets[kk..kk + 2],
-                    part.add(block * MR * k + kk),
-                    k,
-                );
-                kk += 2;
-            }
-            while kk < k {
-                dot_block::<1>(
-                    xs,
-                    x_stride,
-                    dys,
-                    images,
-                    rows4,
-                    q8,
-                    block,
-                    &offsets[kk..kk + 1],
-                    part.add(block * MR * k + kk),
-                    k,
-                );
-                kk += 1;
-            }
-        }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot_block<const V: usize>(
-        xs: *const f32,
-        x_stride: usize,
-        dys: *const f32,
-        images: usize,
-        rows4: usize,
-        q8: usize,
-        block: usize,
-        offsets: &[usize],
-        out: *mut f32,
-        ld: usize,
-    ) {
-        let mut acc = [[_mm256_setzero_ps(); V]; MR];
-        for n in 0..images {
-            let x = xs.add(n * x_stride);
-            let dy = dys.add((n * rows4 + block * MR) * q8);
-            let mut q = 0;
-            while q < q8 {
-                let mut b = [_mm256_setzero_ps(); V];
-                for (v, bv) in b.iter_mut().enumerate() {
-                    *bv = _mm256_loadu_ps(x.add(offsets[v] + q));
-                }
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let d = _mm256_loadu_ps(dy.add(r * q8 + q));
-                    for (v, acc) in row.iter_mut().enumerate() {
-                        *acc = _mm256_fmadd_ps(d, b[v], *acc);
-                    }
-                }
-                q += LANES;
-            }
-        }
-        for (r, row) in acc.iter().enumerate() {
-            for (v, acc) in row.iter().enumerate() {
-                *out.add(r * ld + v) = horizontal_sum(*acc);
-            }
-        }
-    }
-
-    /// [`dot_block`] for 8 taps at once: register `p` of row `r` holds the
-    /// 8-lane sums of taps 2p (low half) and 2p + 1 (high half), each half
-    /// updated by the same fused multiply-adds in the same order as the AVX2
-    /// block's register for that tap, and summed by the same
-    /// [`horizontal_sum`].
-    #[inline]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn dot_block_512(
-        xs: *const f32,
-        x_stride: usize,
-        dys: *const f32,
-        images: usize,
-        rows4: usize,
-        q8: usize,
-        block: usize,
-        offsets: &[usize],
-        out: *mut f32,
-        ld: usize,
-    ) {
-        const P: usize = 4;
-        let pair = |lo: __m256, hi: __m256| {
-            _mm512_castpd_ps(_mm512_insertf64x4::<1>(
-                _mm512_castps_pd(_mm512_castps256_ps512(lo)),
-                _mm256_castps_pd(hi),
-            ))
-        };
-        let mut acc = [[_mm512_setzero_ps(); P]; MR];
-        for n in 0..images {
-            let x = xs.add(n * x_stride);
-            let dy = dys.add((n * rows4 + block * MR) * q8);
-            let mut q = 0;
-            while q < q8 {
-                let mut b = [_mm512_setzero_ps(); P];
-                for (p, bp) in b.iter_mut().enumerate() {
-                    *bp = pair(
-                        _mm256_loadu_ps(x.add(offsets[2 * p] + q)),
-                        _mm256_loadu_ps(x.add(offsets[2 * p + 1] + q)),
-                    );
-                }
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let d8 = _mm256_loadu_ps(dy.add(r * q8 + q));
-                    let d = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(d8)));
-                    for (p, acc) in row.iter_mut().enumerate() {
-                        *acc = _mm512_fmadd_ps(d, b[p], *acc);
-                    }
-                }
-                q += LANES;
-            }
-        }
-        for (r, row) in acc.iter().enumerate() {
-            for (p, acc) in row.iter().enumerate() {
-                let lo = _mm512_castps512_ps256(*acc);
-                let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(*acc)));
-                *out.add(r * ld + 2 * p) = horizontal_sum(lo);
-                *out.add(r * ld + 2 * p + 1) = horizontal_sum(hi);
-            }
-        }
-    }
-
-    /// Lanes summed as ((0+4)+(2+6)) + ((1+5)+(3+7)): a fixed order.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn horizontal_sum(v: __m256) -> f32 {
-        let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
-        let single = _mm_add_ss(pair, _mm_shuffle_ps::<0b01>(pair, pair));
-        _mm_cvtss_f32(single)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The AVX-512 blocks give the bits of the AVX2 ones, for widths that
-    /// use every kind of block (64, 16 and 8 pixels). On a CPU without
-    /// AVX-512 there is nothing to compare.
-    #[test]
-    fn avx512_blocks_give_the_avx2_bits() {
-        if !(cpu_has_avx2_fma() && cpu_has_avx512()) {
-            return;
-        }
-        let value = |i: usize| ((i * 7919 % 2003) as f32 - 1001.0) / 1001.0;
-        for q8 in [8, 16, 24, 64, 72, 88, 224, 840] {
-            for k in [1, 9, 72] {
-                let a: Vec<f32> = (0..k * MR).map(value).collect();
-                let offsets: Vec<usize> = (0..k).map(|j| j * 3).collect();
-                let src: Vec<f32> = (0..3 * k + q8).map(|i| value(i + 5)).collect();
-                let run = |avx512| {
-                    let mut out = vec![f32::NAN; MR * q8];
-                    shifted_gemm_on(avx512, &a, &src, &offsets, q8, &mut out);
-                    out.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
-                };
-                assert_eq!(run(true), run(false), "q8 {q8}, k {k}");
-            }
-        }
-    }
-
-    /// The same for the dot-product kernel, over several images and tap
-    /// counts that leave 0 to 7 taps for the AVX2 blocks.
-    #[test]
-    fn avx512_dot_blocks_give_the_avx2_bits() {
-        if !(cpu_has_avx2_fma() && cpu_has_avx512()) {
-            return;
-        }
-        let value = |i: usize| ((i * 7919 % 2003) as f32 - 1001.0) / 1001.0;
-        for (q8, k, images, rows4) in [
-            (8, 8, 1, 4),
-            (24, 9, 3, 8),
-            (224, 72, 5, 16),
-            (16, 15, 2, 4),
-        ] {
-            let offsets: Vec<usize> = (0..k).map(|j| j * 3).collect();
-            let x_stride = 3 * k + q8;
-            let xs: Vec<f32> = (0..images * x_stride).map(|i| value(i + 3)).collect();
-            let dys: Vec<f32> = (0..images * rows4 * q8).map(|i| value(i + 11)).collect();
-            let run = |avx512| {
-                let mut part = vec![f32::NAN; rows4 * k];
-                shifted_dot_on(avx512, &xs, x_stride, &dys, rows4, q8, &offsets, &mut part);
-                part.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
-            };
-            assert_eq!(run(true), run(false), "q8 {q8}, k {k}");
         }
     }
 }

@@ -1,17 +1,22 @@
 //! The convolution and pooling kernels: the hot path of the whole project.
 //!
-//! * [`conv`]: im2col / col2im and the convolution's forward pass and its
-//!   three gradients as matrix products (`matrixmultiply::sgemm`), parallel
-//!   over images and rows with rayon. The maths is written out at the top of
-//!   that module.
+//! * [`conv`]: the convolution's forward pass and its three gradients, by
+//!   [`im2col`] / [`col2im`] and matrix products (`matrixmultiply::sgemm`),
+//!   the algorithm the book teaches, or by a direct implicit GEMM; one
+//!   [`Convolution`] runs either ([`ConvAlgorithm`]). Parallel over images
+//!   and rows with rayon.
+//! * [`dense`]: a fully connected layer's products on the same micro-kernels.
 //! * [`pool`]: average and max pooling, forward and backward.
-//! * [`reference`](mod@reference): the same operations as plain nested loops, for tests and
-//!   benchmarks only.
+//! * [`reference`](mod@reference): the same operations written from their
+//!   definitions, for tests and benchmarks only.
 //!
 //! Kernels work on dense row-major `f32` slices in NCHW order and know
 //! nothing of layers or tensors: shapes come in as [`ConvGeometry`] and
 //! [`PoolGeometry`]. A slice of the wrong length is a bug in the caller and
 //! panics; shapes that come from users are checked a level up, in `layers`.
+//! Every `unsafe` line (SIMD kernels, CPU detection, the call into
+//! `matrixmultiply`) lives in the private `simd` module, behind checked
+//! wrappers.
 //!
 //! # The determinism rule
 //!
@@ -22,38 +27,26 @@
 //! shape alone, never on how rayon schedules tasks. A new kernel must keep
 //! this rule: no `par_iter().sum()`, no reduction whose grouping follows the
 //! thread count.
-//!
-//! ```
-//! use im2col::{conv, ConvGeometry, reference};
-//!
-//! // One 1x4x4 image, two 3x3 filters, padding 1.
-//! let g = ConvGeometry::builder(1, 2, 3).input(4, 4).pad(1).build().unwrap();
-//! let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
-//! let w: Vec<f32> = (0..18).map(|v| (v as f32 - 9.0) / 10.0).collect();
-//! let b = [0.5, -0.5];
-//! let mut y = vec![0.0; g.out_size()];
-//! conv::conv2d_forward(&g, 1, &x, &w, &b, &mut y, &mut conv::ConvScratch::default());
-//! let expected = reference::conv2d_forward(&g, 1, &x, &w, &b);
-//! assert!(y.iter().zip(&expected).all(|(a, e)| (a - e).abs() < 1e-4));
-//! ```
 #![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod conv;
 pub mod dense;
 mod direct;
-mod gemm;
 mod geometry;
+mod im2col_gemm;
 pub mod pool;
 pub mod reference;
+mod shared;
+mod simd;
 
-pub use conv::{
-    col2im, conv2d_backward, conv2d_forward, direct_available, im2col, Activation, ConvAlgorithm,
-    ConvScratch,
-};
+pub use conv::{ConvAlgorithm, ConvCache, ConvGrads, Convolution};
 pub use dense::{dense_available, dense_backward, dense_forward, DenseScratch};
-pub use gemm::{sgemm, MatLayout};
 pub use geometry::{ConvGeometry, ConvGeometryBuilder, GeometryError, PoolGeometry};
+pub use im2col_gemm::{col2im, im2col};
 pub use pool::{avg_pool_backward, avg_pool_forward, max_pool_backward, max_pool_forward};
+pub use shared::Activation;
+pub use simd::{sgemm, MatLayout};
 
 /// The README's example, compiled and run as a doctest.
 #[doc = include_str!("../README.md")]

@@ -1,7 +1,7 @@
 //! The fast kernels against the nested-loop reference, over random shapes.
 
 use im2col::{
-    conv, pool, reference, Activation, ConvAlgorithm, ConvGeometry, ConvScratch, PoolGeometry,
+    pool, reference, Activation, ConvAlgorithm, ConvGeometry, ConvGrads, Convolution, PoolGeometry,
 };
 use proptest::prelude::*;
 use tensor::Rng;
@@ -95,80 +95,95 @@ fn stride1_case() -> impl Strategy<Value = (usize, ConvGeometry, u64)> {
         )
 }
 
-/// Forward, then both backward passes (after the forward and from scratch),
-/// with `algorithm`, checked against the reference.
+/// One forward and one backward pass: `[y, dx, dw, db]` (`dx` NaN when not asked for).
+struct Passes {
+    y: Vec<f32>,
+    dx: Vec<f32>,
+    dw: Vec<f32>,
+    db: Vec<f32>,
+}
+
+impl Passes {
+    fn bits(&self) -> [Vec<u32>; 4] {
+        [&self.y, &self.dx, &self.dw, &self.db].map(|v| v.iter().map(|f| f.to_bits()).collect())
+    }
+}
+
+/// Runs `conv` forward with `activation` and backward with `dy`; with a
+/// ReLU, the forward output is the backward pass's mask.
+#[allow(clippy::too_many_arguments)]
+fn passes(
+    conv: &mut Convolution,
+    g: &ConvGeometry,
+    batch: usize,
+    [x, w, b]: [&[f32]; 3],
+    activation: Activation,
+    dy: &[f32],
+    with_dx: bool,
+) -> Passes {
+    let mut y = vec![f32::NAN; batch * g.out_size()];
+    let cache = conv.forward(g, batch, x, w, b, activation, &mut y);
+    let (mut dx, mut dw, mut db) = (
+        vec![f32::NAN; x.len()],
+        vec![f32::NAN; w.len()],
+        vec![f32::NAN; b.len()],
+    );
+    let mask = (activation == Activation::Relu).then_some(&y[..]);
+    let grads = ConvGrads {
+        input: with_dx.then_some(&mut dx[..]),
+        weight: &mut dw,
+        bias: &mut db,
+    };
+    conv.backward(cache, w, mask, dy, grads);
+    Passes { y, dx, dw, db }
+}
+
+/// Random inputs of one case: x, w, b and dy.
+fn case_data(g: &ConvGeometry, batch: usize, seed: u64) -> [Vec<f32>; 4] {
+    let mut rng = Rng::seed_from_u64(seed);
+    let x = random(&mut rng, batch * g.in_size());
+    let w = random(&mut rng, g.weight_len());
+    let b = random(&mut rng, g.out_channels);
+    let dy = random(&mut rng, batch * g.out_size());
+    [x, w, b, dy]
+}
+
+/// Forward and backward with `algorithm`, checked against the reference;
+/// without the input gradient (a first layer) the same dW and db.
 fn check_conv(
     algorithm: ConvAlgorithm,
     batch: usize,
     g: &ConvGeometry,
     seed: u64,
 ) -> Result<(), TestCaseError> {
-    let mut rng = Rng::seed_from_u64(seed);
-    let x = random(&mut rng, batch * g.in_size());
-    let w = random(&mut rng, g.weight_len());
-    let b = random(&mut rng, g.out_channels);
-    let dy = random(&mut rng, batch * g.out_size());
-    let mut scratch = ConvScratch::with_algorithm(algorithm);
-
-    let mut y = vec![f32::NAN; batch * g.out_size()];
-    conv::conv2d_forward(g, batch, &x, &w, &b, &mut y, &mut scratch);
-    assert_close("y", &y, &reference::conv2d_forward(g, batch, &x, &w, &b))?;
-
+    let [x, w, b, dy] = case_data(g, batch, seed);
+    let mut conv = Convolution::new(algorithm);
+    let p = passes(
+        &mut conv,
+        g,
+        batch,
+        [&x, &w, &b],
+        Activation::Identity,
+        &dy,
+        true,
+    );
+    assert_close("y", &p.y, &reference::conv2d_forward(g, batch, &x, &w, &b))?;
     let (rdx, rdw, rdb) = reference::conv2d_backward(g, batch, &x, &w, &dy);
-    let (mut dx, mut dw, mut db) = (
-        vec![f32::NAN; x.len()],
-        vec![f32::NAN; w.len()],
-        vec![f32::NAN; b.len()],
-    );
-    conv::conv2d_backward_after_forward(
-        g,
-        batch,
-        &w,
-        &dy,
-        Some(&mut dx),
-        &mut dw,
-        &mut db,
-        &mut scratch,
-    );
-    assert_close("dx after forward", &dx, &rdx)?;
-    assert_close("dw after forward", &dw, &rdw)?;
-    assert_close("db after forward", &db, &rdb)?;
+    assert_close("dx", &p.dx, &rdx)?;
+    assert_close("dw", &p.dw, &rdw)?;
+    assert_close("db", &p.db, &rdb)?;
 
-    let (mut dx, mut dw, mut db) = (
-        vec![f32::NAN; x.len()],
-        vec![f32::NAN; w.len()],
-        vec![f32::NAN; b.len()],
-    );
-    conv::conv2d_backward(
+    let first = passes(
+        &mut conv,
         g,
         batch,
-        &x,
-        &w,
+        [&x, &w, &b],
+        Activation::Identity,
         &dy,
-        Some(&mut dx),
-        &mut dw,
-        &mut db,
-        &mut scratch,
+        false,
     );
-    assert_close("dx", &dx, &rdx)?;
-    assert_close("dw", &dw, &rdw)?;
-    assert_close("db", &db, &rdb)?;
-
-    // Without the input gradient (a first layer): the same dW and db.
-    let (mut dw2, mut db2) = (vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
-    conv::conv2d_backward(
-        g,
-        batch,
-        &x,
-        &w,
-        &dy,
-        None,
-        &mut dw2,
-        &mut db2,
-        &mut scratch,
-    );
-    prop_assert_eq!(&dw2, &dw);
-    prop_assert_eq!(&db2, &db);
+    prop_assert_eq!(&first.dw, &p.dw);
+    prop_assert_eq!(&first.db, &p.db);
     Ok(())
 }
 
@@ -181,55 +196,99 @@ fn check_fused_relu(
     g: &ConvGeometry,
     seed: u64,
 ) -> Result<(), TestCaseError> {
-    let mut rng = Rng::seed_from_u64(seed);
-    let x = random(&mut rng, batch * g.in_size());
-    let w = random(&mut rng, g.weight_len());
-    let b = random(&mut rng, g.out_channels);
-    let dy = random(&mut rng, batch * g.out_size());
-    let grads = |relu_output: Option<&[f32]>, dy: &[f32], s: &mut ConvScratch| {
-        let (mut dx, mut dw, mut db) = (
-            vec![f32::NAN; x.len()],
-            vec![f32::NAN; w.len()],
-            vec![f32::NAN; b.len()],
-        );
-        conv::conv2d_backward_after_forward_with(
-            g,
-            batch,
-            &w,
-            relu_output,
-            dy,
-            Some(&mut dx),
-            &mut dw,
-            &mut db,
-            s,
-        );
-        [dx, dw, db].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>())
-    };
-
-    let mut plain = ConvScratch::with_algorithm(algorithm);
-    let mut y = vec![f32::NAN; dy.len()];
-    conv::conv2d_forward(g, batch, &x, &w, &b, &mut y, &mut plain);
-    let relu: Vec<f32> = y.iter().map(|v| v.max(0.0)).collect();
+    let [x, w, b, dy] = case_data(g, batch, seed);
+    let mut conv = Convolution::new(algorithm);
+    let plain = passes(
+        &mut conv,
+        g,
+        batch,
+        [&x, &w, &b],
+        Activation::Identity,
+        &dy,
+        true,
+    );
     let masked: Vec<f32> = dy
         .iter()
-        .zip(&y)
+        .zip(&plain.y)
         .map(|(&d, &y)| if y > 0.0 { d } else { 0.0 })
         .collect();
-    let expected = grads(None, &masked, &mut plain);
+    let mut expected = passes(
+        &mut conv,
+        g,
+        batch,
+        [&x, &w, &b],
+        Activation::Identity,
+        &masked,
+        true,
+    );
+    expected.y = plain.y.iter().map(|v| v.max(0.0)).collect();
+    let fused = passes(
+        &mut conv,
+        g,
+        batch,
+        [&x, &w, &b],
+        Activation::Relu,
+        &dy,
+        true,
+    );
+    prop_assert!(
+        fused.bits() == expected.bits(),
+        "fused ReLU differs from conv then ReLU"
+    );
+    Ok(())
+}
 
-    let mut fused = ConvScratch::with_algorithm(algorithm);
-    let mut yf = vec![f32::NAN; dy.len()];
-    conv::conv2d_forward_with(g, batch, &x, &w, &b, Activation::Relu, &mut yf, &mut fused);
-    prop_assert!(
-        yf.iter()
-            .zip(&relu)
-            .all(|(a, b)| a.to_bits() == b.to_bits()),
-        "fused forward differs"
-    );
-    prop_assert!(
-        grads(Some(&yf), &dy, &mut fused) == expected,
-        "fused backward differs"
-    );
+/// Within `tol` relative to the larger magnitude (absolute below 1).
+fn assert_agree(what: &str, a: &[f32], b: &[f32], tol: f32) -> Result<(), TestCaseError> {
+    prop_assert_eq!(a.len(), b.len(), "{}: length", what);
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        prop_assert!(
+            (x - y).abs() <= tol * x.abs().max(y.abs()).max(1.0),
+            "{}[{}]: im2col {}, direct {}",
+            what,
+            i,
+            x,
+            y
+        );
+    }
+    Ok(())
+}
+
+/// The two algorithms agree with each other, forward and all three
+/// gradients, with and without a fused ReLU. Where the direct algorithm does
+/// not run (strides above 1, or a CPU without AVX2) both take the im2col path
+/// and must give the same bits.
+fn check_algorithms_agree(batch: usize, g: &ConvGeometry, seed: u64) -> Result<(), TestCaseError> {
+    let [x, w, b, dy] = case_data(g, batch, seed);
+    for activation in [Activation::Identity, Activation::Relu] {
+        let [im2col, direct] = [ConvAlgorithm::Im2col, ConvAlgorithm::Direct].map(|a| {
+            let mut conv = Convolution::new(a);
+            passes(&mut conv, g, batch, [&x, &w, &b], activation, &dy, true)
+        });
+        if ConvAlgorithm::Direct.resolve(g) == ConvAlgorithm::Im2col {
+            prop_assert!(
+                im2col.bits() == direct.bits(),
+                "both ran im2col, yet differ"
+            );
+            continue;
+        }
+        // Where a fused ReLU's output is near zero, the two may round it to
+        // opposite sides; compare the gradients only where the masks agree.
+        let tol = 1e-4;
+        assert_agree("y", &im2col.y, &direct.y, tol)?;
+        if activation == Activation::Relu
+            && im2col
+                .y
+                .iter()
+                .zip(&direct.y)
+                .any(|(a, b)| (*a > 0.0) != (*b > 0.0))
+        {
+            continue;
+        }
+        assert_agree("dx", &im2col.dx, &direct.dx, tol)?;
+        assert_agree("dw", &im2col.dw, &direct.dw, tol)?;
+        assert_agree("db", &im2col.db, &direct.db, tol)?;
+    }
     Ok(())
 }
 
@@ -282,6 +341,16 @@ proptest! {
     }
 
     #[test]
+    fn im2col_and_direct_agree((batch, g, seed) in stride1_case()) {
+        check_algorithms_agree(batch, &g, seed)?;
+    }
+
+    #[test]
+    fn im2col_and_direct_agree_at_any_stride((batch, g, seed) in conv_case()) {
+        check_algorithms_agree(batch, &g, seed)?;
+    }
+
+    #[test]
     fn dense_kernels_match_reference(
         n in 1usize..13,
         i8 in 1usize..40,
@@ -329,9 +398,9 @@ proptest! {
         let x = random(&mut rng, g.in_size());
         let c = random(&mut rng, g.patch_len() * g.out_plane());
         let mut cols = vec![0.0; c.len()];
-        conv::im2col(&g, &x, &mut cols);
+        im2col::im2col(&g, &x, &mut cols);
         let mut back = vec![0.0; x.len()];
-        conv::col2im(&g, &c, &mut back);
+        im2col::col2im(&g, &c, &mut back);
         let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| *a as f64 * *b as f64).sum();
         let rhs: f64 = x.iter().zip(&back).map(|(a, b)| *a as f64 * *b as f64).sum();
         prop_assert!((lhs - rhs).abs() <= 1e-4 * lhs.abs().max(1.0), "{} vs {}", lhs, rhs);
@@ -376,24 +445,20 @@ fn kernels_do_not_depend_on_thread_count() {
     let b = random(&mut rng, g.out_channels);
     let dy = random(&mut rng, batch * g.out_size());
     let run = |algorithm| {
-        let mut s = ConvScratch::with_algorithm(algorithm);
-        let mut y = vec![0.0; dy.len()];
-        conv::conv2d_forward(&g, batch, &x, &w, &b, &mut y, &mut s);
-        let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
-        conv::conv2d_backward(
+        let mut conv = Convolution::new(algorithm);
+        let p1 = passes(
+            &mut conv,
             &g,
             batch,
-            &x,
-            &w,
+            [&x, &w, &b],
+            Activation::Identity,
             &dy,
-            Some(&mut dx),
-            &mut dw,
-            &mut db,
-            &mut s,
+            true,
         );
         let mut pooled = vec![0.0; batch * p.out_size()];
-        pool::avg_pool_forward(&p, batch, &y, &mut pooled);
-        [y, dx, dw, db, pooled].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>())
+        pool::avg_pool_forward(&p, batch, &p1.y, &mut pooled);
+        let pooled: Vec<u32> = pooled.iter().map(|f| f.to_bits()).collect();
+        (p1.bits(), pooled)
     };
     for algorithm in [ConvAlgorithm::Im2col, ConvAlgorithm::Direct] {
         let results: Vec<_> = (1..=4)
@@ -434,11 +499,9 @@ fn direct_path_runs_the_seed_networks_convolutions_on_avx2_machines() {
             .build()
             .unwrap(),
     ] {
-        assert_eq!(im2col::direct_available(&g), cpu, "{g:?}");
-        assert_eq!(
-            ConvAlgorithm::Auto.resolve(&g) == ConvAlgorithm::Direct,
-            cpu
-        );
+        let direct = ConvAlgorithm::Direct;
+        assert_eq!(direct.resolve(&g) == direct, cpu, "{g:?}");
+        assert_eq!(ConvAlgorithm::Auto.resolve(&g) == direct, cpu, "{g:?}");
     }
     let strided = ConvGeometry::builder(8, 16, 3)
         .input(14, 14)
@@ -446,18 +509,17 @@ fn direct_path_runs_the_seed_networks_convolutions_on_avx2_machines() {
         .stride(2)
         .build()
         .unwrap();
-    assert!(!im2col::direct_available(&strided));
     assert_eq!(
         ConvAlgorithm::Direct.resolve(&strided),
         ConvAlgorithm::Im2col
     );
 }
 
-/// One scratch reused across geometries and batch sizes (as a layer's is when
+/// One `Convolution` reused across geometries and batch sizes (as a layer's is when
 /// its input size changes) gives what a fresh one gives: the zero padding the
 /// direct path writes once is rebuilt whenever the layout changes.
 #[test]
-fn a_scratch_reused_across_shapes_gives_fresh_results() {
+fn a_convolution_reused_across_shapes_gives_fresh_results() {
     let shapes = [
         (
             ConvGeometry::builder(2, 5, 3)
@@ -509,32 +571,13 @@ fn a_scratch_reused_across_shapes_gives_fresh_results() {
         ),
     ];
     for algorithm in [ConvAlgorithm::Im2col, ConvAlgorithm::Direct] {
-        let mut reused = ConvScratch::with_algorithm(algorithm);
+        let mut reused = Convolution::new(algorithm);
         for (i, (g, batch)) in shapes.iter().enumerate() {
-            let mut rng = Rng::seed_from_u64(i as u64);
-            let x = random(&mut rng, batch * g.in_size());
-            let w = random(&mut rng, g.weight_len());
-            let b = random(&mut rng, g.out_channels);
-            let dy = random(&mut rng, batch * g.out_size());
-            let run = |s: &mut ConvScratch| {
-                let mut y = vec![0.0; dy.len()];
-                conv::conv2d_forward_with(g, *batch, &x, &w, &b, Activation::Relu, &mut y, s);
-                let (mut dx, mut dw, mut db) =
-                    (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
-                conv::conv2d_backward_after_forward_with(
-                    g,
-                    *batch,
-                    &w,
-                    Some(&y.clone()),
-                    &dy,
-                    Some(&mut dx),
-                    &mut dw,
-                    &mut db,
-                    s,
-                );
-                [y, dx, dw, db]
+            let [x, w, b, dy] = case_data(g, *batch, i as u64);
+            let run = |conv: &mut Convolution| {
+                passes(conv, g, *batch, [&x, &w, &b], Activation::Relu, &dy, true).bits()
             };
-            let fresh = run(&mut ConvScratch::with_algorithm(algorithm));
+            let fresh = run(&mut Convolution::new(algorithm));
             assert_eq!(run(&mut reused), fresh, "{algorithm:?}, shape {i}");
         }
     }

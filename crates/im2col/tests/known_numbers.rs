@@ -1,7 +1,7 @@
 //! Numbers worked by hand, from the seed post's own examples: these pin the
 //! maths itself, not just agreement between two implementations.
 
-use im2col::{conv, pool, ConvGeometry, ConvScratch, PoolGeometry};
+use im2col::{pool, Activation, ConvAlgorithm, ConvGeometry, ConvGrads, Convolution, PoolGeometry};
 
 /// The post's 1-D convolution: 5 inputs y1..y5, a kernel w1..w3, 3 outputs
 /// u_i = w1·y_i + w2·y_(i+1) + w3·y_(i+2). Its gradients, as the post derives them:
@@ -18,25 +18,27 @@ fn one_dimensional_convolution_of_the_post() {
     let y = [1.0, 2.0, 3.0, 4.0, 5.0];
     let w = [0.5, -1.0, 2.0];
     let b = [0.25];
-    let mut u = [0.0; 3];
-    let mut s = ConvScratch::default();
-    conv::conv2d_forward(&g, 1, &y, &w, &b, &mut u, &mut s);
-    // u1 = 0.5 - 2 + 6 + 0.25, u2 = 1 - 3 + 8 + 0.25, u3 = 1.5 - 4 + 10 + 0.25
-    assert_eq!(u, [4.75, 6.25, 7.75]);
+    // Both algorithms (the direct one runs only where the CPU has AVX2).
+    for algorithm in [ConvAlgorithm::Im2col, ConvAlgorithm::Direct] {
+        let mut conv = Convolution::new(algorithm);
+        let mut u = [0.0; 3];
+        let cache = conv.forward(&g, 1, &y, &w, &b, Activation::Identity, &mut u);
+        // u1 = 0.5 - 2 + 6 + 0.25, u2 = 1 - 3 + 8 + 0.25, u3 = 1.5 - 4 + 10 + 0.25
+        assert_eq!(u, [4.75, 6.25, 7.75]);
 
-    let delta = [1.0, -2.0, 3.0];
-    let (mut dy, mut dw, mut db) = ([0.0; 5], [0.0; 3], [0.0; 1]);
-    conv::conv2d_backward(
-        &g,
-        1,
-        &y,
-        &w,
-        &delta,
-        Some(&mut dy),
-        &mut dw,
-        &mut db,
-        &mut s,
-    );
+        let delta = [1.0, -2.0, 3.0];
+        let (mut dy, mut dw, mut db) = ([0.0; 5], [0.0; 3], [0.0; 1]);
+        let grads = ConvGrads {
+            input: Some(&mut dy),
+            weight: &mut dw,
+            bias: &mut db,
+        };
+        conv.backward(cache, &w, None, &delta, grads);
+        check_post_gradients(dy, dw, db);
+    }
+}
+
+fn check_post_gradients(dy: [f32; 5], dw: [f32; 3], db: [f32; 1]) {
     // dw1 = 1·1 − 2·2 + 3·3 = 6, dw2 = 1·2 − 2·3 + 3·4 = 8, dw3 = 1·3 − 2·4 + 3·5 = 10
     assert_eq!(dw, [6.0, 8.0, 10.0]);
     assert_eq!(db, [2.0]);

@@ -29,6 +29,7 @@ use crate::conv2d::Conv2dConfig;
 use crate::linear::LinearConfig;
 use crate::pool2d::{Pool2d, Pool2dConfig, PoolKind};
 use crate::{ConfigError, Flatten, Layer, Loss, Network, Relu, Sigmoid};
+use im2col::ConvAlgorithm;
 
 /// A layer with no hyper-parameters but an optional name. Written through
 /// [`LayerConfig::relu`], [`LayerConfig::sigmoid`], [`LayerConfig::flatten`]
@@ -201,6 +202,15 @@ impl NetworkConfig {
     /// Appends a convolution.
     pub fn conv2d(self, conv: Conv2dConfig) -> Self {
         self.layer(LayerConfig::Conv2d(conv))
+    }
+
+    /// Sets the algorithm of every convolution layer.
+    pub fn set_conv_algorithm(&mut self, algorithm: ConvAlgorithm) {
+        for layer in &mut self.layers {
+            if let LayerConfig::Conv2d(c) = layer {
+                c.algorithm = algorithm;
+            }
+        }
     }
 
     /// Appends a fully connected layer.

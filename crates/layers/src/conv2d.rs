@@ -1,7 +1,7 @@
 //! 2-D convolution: the layer around the kernels of the `im2col` crate,
 //! where the maths is written out.
 
-use im2col::{conv, Activation, ConvGeometry, ConvScratch};
+use im2col::{Activation, ConvAlgorithm, ConvCache, ConvGeometry, ConvGrads, Convolution};
 use serde::{Deserialize, Serialize};
 use tensor::{Init, Rng, Tensor};
 
@@ -18,6 +18,10 @@ fn default_weight_init() -> Init {
 
 fn default_bias_init() -> Init {
     Init::Zeros
+}
+
+fn is_auto(algorithm: &ConvAlgorithm) -> bool {
+    *algorithm == ConvAlgorithm::Auto
 }
 
 /// How to build a [`Conv2d`].
@@ -45,6 +49,10 @@ pub struct Conv2dConfig {
     /// Initialiser of the biases (default zeros).
     #[serde(default = "default_bias_init")]
     pub bias_init: Init,
+    /// How the convolution is computed: `"auto"` (default), `"im2col"` or
+    /// `"direct"` ([`ConvAlgorithm`]). Not written out when `auto`.
+    #[serde(default, skip_serializing_if = "is_auto")]
+    pub algorithm: ConvAlgorithm,
 }
 
 impl Conv2dConfig {
@@ -61,6 +69,7 @@ impl Conv2dConfig {
             stride: 1,
             init: default_weight_init(),
             bias_init: default_bias_init(),
+            algorithm: ConvAlgorithm::Auto,
         }
     }
 
@@ -92,6 +101,11 @@ impl Conv2dConfig {
         Conv2dConfig { bias_init, ..self }
     }
 
+    /// How the convolution is computed.
+    pub fn algorithm(self, algorithm: ConvAlgorithm) -> Self {
+        Conv2dConfig { algorithm, ..self }
+    }
+
     /// Builds the layer called `name`, drawing its weights from `rng`.
     pub fn build(&self, name: &str, rng: &mut Rng) -> Conv2d {
         let k = self.kernel;
@@ -114,10 +128,10 @@ impl Conv2dConfig {
             input_shape: Vec::new(),
             output: Tensor::zeros(vec![0]),
             grad_input: Tensor::zeros(vec![0]),
-            scratch: ConvScratch::default(),
+            conv: Convolution::new(self.algorithm),
+            cache: None,
             input_grad_needed: true,
             relu_fused: false,
-            have_forward: false,
         }
     }
 }
@@ -130,16 +144,18 @@ pub struct Conv2d {
     pub weight: Param,
     /// One bias per output channel.
     pub bias: Param,
-    /// The last forward input's shape. The input itself is not kept: its
-    /// im2col matrix, which the backward pass needs, stays in `scratch`.
+    /// The last forward input's shape. The input itself is not kept: what
+    /// the backward pass needs of it (its im2col matrix, or its padded
+    /// copy) stays in `conv`, claimed by `cache`.
     input_shape: Vec<usize>,
     output: Tensor,
     grad_input: Tensor,
-    scratch: ConvScratch,
+    conv: Convolution,
+    /// The last forward pass's cache, until a backward pass consumes it.
+    cache: Option<ConvCache>,
     input_grad_needed: bool,
     /// Whether the ReLU after this layer is applied here (see [`Layer::fuse_relu`]).
     relu_fused: bool,
-    have_forward: bool,
 }
 
 impl Conv2d {
@@ -207,37 +223,39 @@ impl Layer for Conv2d {
         self.input_shape.clear();
         self.input_shape.extend_from_slice(input.shape());
         ensure_shape(&mut self.output, &[n, g.out_channels, g.out_h(), g.out_w()]);
-        conv::conv2d_forward_with(
+        let activation = self.activation();
+        self.cache = Some(self.conv.forward(
             &g,
             n,
             data(input),
             data(&self.weight.value),
             data(&self.bias.value),
-            self.activation(),
+            activation,
             data_mut(&mut self.output),
-            &mut self.scratch,
-        );
-        self.have_forward = true;
+        ));
         Ok(&self.output)
     }
 
     fn backward(&mut self, grad_output: &Tensor) -> Result<&Tensor, LayerError> {
-        if !self.have_forward {
+        let Some(cache) = self.cache.take() else {
             return Err(LayerError::new(
                 &self.name,
                 "conv2d",
-                "backward called before forward",
+                "backward called without a forward pass before it",
             ));
-        }
-        let g = self.geometry(&self.input_shape[1..])?;
-        expect_shape(self, grad_output, &[g.out_channels, g.out_h(), g.out_w()]).map_err(|e| {
-            LayerError {
+        };
+        let g = *cache.geometry();
+        let shape_ok = expect_shape(self, grad_output, &[g.out_channels, g.out_h(), g.out_w()]);
+        if let Err(e) = shape_ok {
+            self.cache = Some(cache); // still valid for a corrected call
+            return Err(LayerError {
                 message: format!("output gradient: {}", e.message),
                 ..e
-            }
-        })?;
-        let n = self.input_shape[0];
+            });
+        }
+        let n = cache.batch();
         if grad_output.shape()[0] != n {
+            self.cache = Some(cache);
             return Err(LayerError::new(
                 &self.name,
                 "conv2d",
@@ -256,20 +274,19 @@ impl Layer for Conv2d {
             self.grad_input.fill(0.0);
             None
         };
-        // The scratch still holds what the forward pass left for this pass
-        // (its im2col matrix, or its padded input). A fused ReLU's mask is
-        // the output itself.
+        // A fused ReLU's mask is the output itself.
         let relu_output = self.relu_fused.then(|| data(&self.output));
-        conv::conv2d_backward_after_forward_with(
-            &g,
-            n,
+        let grads = ConvGrads {
+            input: grad_input,
+            weight: data_mut(&mut self.weight.grad),
+            bias: data_mut(&mut self.bias.grad),
+        };
+        self.conv.backward(
+            cache,
             data(&self.weight.value),
             relu_output,
             data(grad_output),
-            grad_input,
-            data_mut(&mut self.weight.grad),
-            data_mut(&mut self.bias.grad),
-            &mut self.scratch,
+            grads,
         );
         Ok(&self.grad_input)
     }

@@ -40,6 +40,7 @@
 //! net.params().into_iter().for_each(|p| assert_eq!(p.grad.shape(), p.value.shape()));
 //! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod config;
 mod conv2d;
@@ -58,6 +59,8 @@ pub use config::{LayerConfig, Named, NetworkConfig};
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use error::{ConfigError, LayerError};
 pub use flatten::Flatten;
+/// How a convolution layer is computed (its config key `algorithm`).
+pub use im2col::ConvAlgorithm;
 pub use layer::{Layer, Param};
 pub use linear::{Linear, LinearConfig};
 pub use loss::{one_hot_into, Loss};

@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use im2col::{ConvAlgorithm, ConvGeometry};
 use tensor::Tensor;
 
-use crate::{ConfigError, Layer, LayerError, NetworkConfig, Param};
+use crate::{ConfigError, Layer, LayerConfig, LayerError, NetworkConfig, Param};
 
 /// Layers in order, built from (and remembering) a [`NetworkConfig`].
 pub struct Network {
@@ -74,6 +75,29 @@ impl Network {
     /// Each layer's output shape for one example.
     pub fn output_shapes(&self) -> &[Vec<usize>] {
         &self.shapes
+    }
+
+    /// Per layer, the algorithm that computes it on this machine when it is
+    /// a convolution (`Im2col` or `Direct`), `None` for other layers.
+    pub fn conv_algorithms(&self) -> Vec<Option<ConvAlgorithm>> {
+        let inputs = std::iter::once(&self.config.input).chain(&self.shapes);
+        self.config
+            .layers
+            .iter()
+            .zip(inputs)
+            .map(|(layer, input)| match layer {
+                LayerConfig::Conv2d(c) => {
+                    ConvGeometry::builder(c.in_channels, c.out_channels, c.kernel)
+                        .input(input[1], input[2])
+                        .pad(c.pad)
+                        .stride(c.stride)
+                        .build()
+                        .ok()
+                        .map(|g| c.algorithm.resolve(&g))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Number of outputs (classes) of the last layer.

@@ -1,7 +1,10 @@
 //! Networks written in code: the builder gives the struct literal's config
 //! and the TOML's, and inputs of any rank run forward and backward.
 
-use layers::{Conv2dConfig, LayerConfig, LinearConfig, Loss, Named, NetworkConfig, Pool2dConfig};
+use layers::{
+    Conv2dConfig, ConvAlgorithm, LayerConfig, LinearConfig, Loss, Named, NetworkConfig,
+    Pool2dConfig,
+};
 use tensor::{Init, Rng, Tensor};
 
 fn seed_toml() -> NetworkConfig {
@@ -53,6 +56,7 @@ fn the_builder_gives_the_struct_literal() {
                 .stride(2)
                 .init(Init::XavierUniform)
                 .bias_init(Init::Uniform { limit: 0.5 })
+                .algorithm(ConvAlgorithm::Im2col)
                 .name("stem"),
         )
         .layer(LayerConfig::relu().name("act"))
@@ -79,6 +83,7 @@ fn the_builder_gives_the_struct_literal() {
                 stride: 2,
                 init: Init::XavierUniform,
                 bias_init: Init::Uniform { limit: 0.5 },
+                algorithm: ConvAlgorithm::Im2col,
             }),
             LayerConfig::Relu(Named {
                 name: Some("act".into()),
@@ -230,5 +235,40 @@ fn an_empty_input_shape_or_a_convolution_on_features_is_refused() {
     assert_eq!(
         config,
         NetworkConfig::new([4]).linear(LinearConfig::new(4, 2))
+    );
+}
+
+/// `algorithm` is read from TOML, written back only when it is not the
+/// default `auto` (so configs without it keep their exact text), and a
+/// misspelt value names the choices.
+#[test]
+fn the_conv_algorithm_key() {
+    let layer = |extra: &str| {
+        format!("input = [1, 6, 6]\n[[layers]]\nkind = \"conv2d\"\nin_channels = 1\nout_channels = 2\nkernel = 3\n{extra}")
+    };
+    let auto: NetworkConfig = toml::from_str(&layer("")).unwrap();
+    let LayerConfig::Conv2d(c) = &auto.layers[0] else {
+        panic!("not a conv")
+    };
+    assert_eq!(c.algorithm, ConvAlgorithm::Auto);
+    assert!(!toml::to_string(&auto).unwrap().contains("algorithm"));
+
+    let mut im2col: NetworkConfig = toml::from_str(&layer("algorithm = \"im2col\"")).unwrap();
+    let LayerConfig::Conv2d(c) = &im2col.layers[0] else {
+        panic!("not a conv")
+    };
+    assert_eq!(c.algorithm, ConvAlgorithm::Im2col);
+    assert!(toml::to_string(&im2col)
+        .unwrap()
+        .contains("algorithm = \"im2col\""));
+    im2col.set_conv_algorithm(ConvAlgorithm::Auto);
+    assert_eq!(im2col, auto);
+
+    let err = toml::from_str::<NetworkConfig>(&layer("algorithm = \"fft\""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("fft") && err.contains("im2col") && err.contains("direct"),
+        "{err}"
     );
 }

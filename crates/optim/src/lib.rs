@@ -29,6 +29,7 @@
 //! assert!((fc.bias.value[0] - (before[0] - 0.4)).abs() < 1e-6);
 //! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::fmt;

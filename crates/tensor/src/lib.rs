@@ -23,6 +23,7 @@
 //! assert_eq!(w, again);
 //! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod init;
 mod rng;
