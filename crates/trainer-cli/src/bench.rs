@@ -55,6 +55,8 @@ pub struct BenchOptions {
     pub data: Option<PathBuf>,
     /// Images to evaluate (forward only) after the training steps.
     pub eval_images: usize,
+    /// The convolution algorithm of every conv layer (default: the config's).
+    pub conv: Option<layers::ConvAlgorithm>,
 }
 
 /// One layer's mean times per step.
@@ -62,7 +64,8 @@ pub struct BenchOptions {
 pub struct LayerTiming {
     /// The layer's name (`conv1`).
     pub name: String,
-    /// Its kind (`conv2d`).
+    /// Its kind (`conv2d`), with the algorithm that ran a convolution
+    /// (`conv2d/im2col`, `conv2d/direct`).
     pub kind: String,
     /// Mean forward time per step.
     pub forward: Duration,
@@ -143,6 +146,9 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let mut config = TrainConfig::load(&opts.config)?;
     if let Some(b) = opts.batch {
         config.training.batch = b;
+    }
+    if let Some(conv) = opts.conv {
+        config.network.set_conv_algorithm(conv);
     }
     config.check()?;
     if opts.steps == 0 {
@@ -268,13 +274,17 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         .iter()
         .map(|s| s.to_string())
         .collect::<Vec<_>>();
+    let algorithms = net.conv_algorithms();
     let layers = net
         .layers()
         .iter()
         .enumerate()
         .map(|(i, l)| LayerTiming {
             name: l.name().to_string(),
-            kind: l.kind().to_string(),
+            kind: match algorithms[i] {
+                Some(a) => format!("{}/{a}", l.kind()),
+                None => l.kind().to_string(),
+            },
             forward: fwd[i] / n,
             backward: bwd[i] / n,
             forward_flops: flops[i],
@@ -369,7 +379,7 @@ impl BenchReport {
         );
         let _ = writeln!(
             s,
-            "\nper layer, the whole batch through one network:\n{:<10} {:<11} {:>10} {:>10} {:>10} {:>9}",
+            "\nper layer, the whole batch through one network:\n{:<10} {:<13} {:>10} {:>10} {:>10} {:>9}",
             "layer", "kind", "fwd ms", "bwd ms", "MFLOP/img", "fwd GF/s"
         );
         let (mut f, mut b) = (Duration::ZERO, Duration::ZERO);
@@ -387,14 +397,14 @@ impl BenchReport {
             if l.fused {
                 let _ = writeln!(
                     s,
-                    "{:<10} {:<11} {:>21}",
+                    "{:<10} {:<13} {:>21}",
                     l.name, l.kind, "(fused, in the layer above)"
                 );
                 continue;
             }
             let _ = writeln!(
                 s,
-                "{:<10} {:<11} {:>10.3} {:>10.3} {:>10.3} {:>9}",
+                "{:<10} {:<13} {:>10.3} {:>10.3} {:>10.3} {:>9}",
                 l.name,
                 l.kind,
                 ms(l.forward),
@@ -405,7 +415,7 @@ impl BenchReport {
         }
         let _ = writeln!(
             s,
-            "{:<10} {:<11} {:>10.3} {:>10.3}",
+            "{:<10} {:<13} {:>10.3} {:>10.3}",
             "layers",
             "",
             ms(f),

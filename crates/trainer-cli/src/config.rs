@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
-use layers::{Network, NetworkConfig};
+use layers::{ConvAlgorithm, Network, NetworkConfig};
 use optim::{OptimizerConfig, Schedule};
 use serde::{Deserialize, Serialize};
 use tensor::Rng;
@@ -159,6 +159,48 @@ impl TrainConfig {
     }
 }
 
+/// Parses a `--conv` value: `auto`, `im2col` or `direct`.
+pub fn parse_conv_algorithm(text: &str) -> std::result::Result<ConvAlgorithm, String> {
+    [
+        ConvAlgorithm::Auto,
+        ConvAlgorithm::Im2col,
+        ConvAlgorithm::Direct,
+    ]
+    .into_iter()
+    .find(|a| a.name() == text)
+    .ok_or_else(|| format!("`{text}` is not a convolution algorithm (auto, im2col, direct)"))
+}
+
+/// Checks that `--conv conv` leaves the network of the run being resumed,
+/// `running` (its checkpoint's), as it is. The two algorithms add the same
+/// products in different orders, so switching would make a run that is
+/// neither; `source` names the checkpoint in the error.
+pub fn check_resumed_conv(
+    running: &NetworkConfig,
+    conv: ConvAlgorithm,
+    source: &Path,
+) -> Result<()> {
+    let mut asked = running.clone();
+    asked.set_conv_algorithm(conv);
+    if &asked == running {
+        return Ok(());
+    }
+    let mut kept: Vec<&str> = running
+        .layers
+        .iter()
+        .filter_map(|l| match l {
+            layers::LayerConfig::Conv2d(c) => Some(c.algorithm.name()),
+            _ => None,
+        })
+        .collect();
+    kept.dedup();
+    Err(anyhow!(
+        "{}: --conv {conv} cannot change a run being resumed: its convolutions use `{}`, and another algorithm rounds differently, so the result would match neither run (resume without --conv, or start a new run)",
+        source.display(),
+        kept.join("`, `")
+    ))
+}
+
 /// The network's input as `[C, H, W]`. The trainer feeds images, so an
 /// input of another rank (e.g. `[20]` features) is an error saying so.
 pub fn image_input(network: &NetworkConfig) -> Result<[usize; 3]> {
@@ -266,5 +308,26 @@ mod tests {
     fn toml_round_trip() {
         let c = TrainConfig::load("improved").unwrap();
         assert_eq!(TrainConfig::from_toml(&c.to_toml(), "again").unwrap(), c);
+    }
+
+    /// A resumed run keeps its convolution algorithm: `--conv` may repeat
+    /// it, and is refused, naming the run's, when it would change it.
+    #[test]
+    fn a_resumed_run_keeps_its_conv_algorithm() {
+        let mut network = TrainConfig::load("seed").unwrap().network;
+        let path = Path::new("run/last.ckpt");
+        check_resumed_conv(&network, ConvAlgorithm::Auto, path).unwrap();
+        let err = check_resumed_conv(&network, ConvAlgorithm::Im2col, path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("run/last.ckpt")
+                && err.contains("--conv im2col cannot change a run being resumed")
+                && err.contains("`auto`"),
+            "{err}"
+        );
+        network.set_conv_algorithm(ConvAlgorithm::Direct);
+        check_resumed_conv(&network, ConvAlgorithm::Direct, path).unwrap();
+        assert!(check_resumed_conv(&network, ConvAlgorithm::Auto, path).is_err());
     }
 }

@@ -57,6 +57,11 @@ enum Command {
         /// Train on the first N training images only.
         #[arg(long, value_name = "N")]
         train_subset: Option<usize>,
+        /// Compute every convolution layer with this algorithm: im2col (im2col/col2im
+        /// and matrix products, as the book teaches), direct (implicit GEMM, AVX2 and
+        /// stride 1; im2col elsewhere) or auto (direct where it runs) [default: the config's].
+        #[arg(long, value_name = "ALGORITHM", value_parser = trainer::config::parse_conv_algorithm)]
+        conv: Option<layers::ConvAlgorithm>,
     },
     /// Loss, accuracy, per-class accuracy and confusion matrix of a checkpoint on a test set.
     Eval {
@@ -105,6 +110,11 @@ enum Command {
         /// Seed of the random input and weights.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Compute every convolution layer with this algorithm: im2col (im2col/col2im
+        /// and matrix products, as the book teaches), direct (implicit GEMM, AVX2 and
+        /// stride 1; im2col elsewhere) or auto (direct where it runs) [default: the config's].
+        #[arg(long, value_name = "ALGORITHM", value_parser = trainer::config::parse_conv_algorithm)]
+        conv: Option<layers::ConvAlgorithm>,
     },
     /// Classify 28x28 grey PNG images: the class and the probability of each class.
     ///
@@ -196,6 +206,10 @@ enum Command {
         /// Images to evaluate after the training steps.
         #[arg(long, default_value_t = 10_000)]
         eval_images: usize,
+        /// Compute every convolution layer with this algorithm: im2col, direct or auto
+        /// [default: the config's]. The table shows the one each layer took.
+        #[arg(long, value_name = "ALGORITHM", value_parser = trainer::config::parse_conv_algorithm)]
+        conv: Option<layers::ConvAlgorithm>,
     },
     /// Plot a run's loss and accuracy curves, train and test, from its metrics.csv.
     Plot {
@@ -299,11 +313,21 @@ fn run_command(cli: Cli) -> Result<()> {
             eval_train,
             checkpoint_every,
             train_subset,
+            conv,
         } => {
+            if let (true, Some(conv)) = (resume, conv) {
+                let last = out.join("last.ckpt");
+                if let Ok(ckpt) = trainer::checkpoint::Checkpoint::load(&last) {
+                    trainer::config::check_resumed_conv(&ckpt.config.network, conv, &last)?;
+                }
+            }
             let config = match config {
                 None if resume => None,
                 name => {
                     let mut config = TrainConfig::load(name.as_deref().unwrap_or("seed"))?;
+                    if let Some(conv) = conv {
+                        config.network.set_conv_algorithm(conv);
+                    }
                     if let Some(b) = batch {
                         config.training.batch = b;
                     }
@@ -388,8 +412,12 @@ fn run_command(cli: Cli) -> Result<()> {
             config,
             batch,
             seed,
+            conv,
         } => {
-            let config = TrainConfig::load(&config)?;
+            let mut config = TrainConfig::load(&config)?;
+            if let Some(conv) = conv {
+                config.network.set_conv_algorithm(conv);
+            }
             let reports = trainer::gradcheck_cmd::run(&config, batch, seed)?;
             let (table, ok) = trainer::gradcheck_cmd::table(&reports, 1e-2);
             print!("{table}");
@@ -448,6 +476,7 @@ fn run_command(cli: Cli) -> Result<()> {
             warmup,
             data,
             eval_images,
+            conv,
         } => {
             let report = trainer::bench::run(&trainer::bench::BenchOptions {
                 config,
@@ -456,6 +485,7 @@ fn run_command(cli: Cli) -> Result<()> {
                 warmup,
                 data,
                 eval_images,
+                conv,
             })?;
             print!("{}", report.table());
         }

@@ -1,5 +1,6 @@
 //! The product as a user meets it, in release mode: train the seed network
-//! for one epoch on real MNIST, then eval, predict, visualize and plot.
+//! for one epoch on real MNIST, then eval, predict, visualize and plot; and
+//! one epoch on the im2col path.
 //!
 //! Ignored by `cargo test` (a debug-mode epoch is slow); `.ci/run` runs it as
 //! `cargo test --release -p trainer-cli --test end_to_end -- --ignored`.
@@ -120,6 +121,55 @@ fn one_epoch_of_the_seed_network_then_every_command() {
     let (ok, _, stderr) = cnn(&["plot", "--run", r, "--out", curves.to_str().unwrap()]);
     assert!(ok, "plot failed:\n{stderr}");
     assert_eq!(png_size(&curves), (1200, 500));
+}
+
+/// The path the book teaches, end to end: one epoch of the seed network on
+/// im2col and col2im reaches the same accuracy, the run records its
+/// algorithm, and resuming it with another is refused.
+#[test]
+#[ignore = "release-mode end to end; .ci/run runs it with --ignored"]
+fn one_epoch_on_the_im2col_path() {
+    let Some(data) = common::mnist_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let (d, r) = (data.to_str().unwrap(), run.to_str().unwrap());
+
+    let (ok, _, stderr) = cnn(&[
+        "train", "--conv", "im2col", "--data", d, "--out", r, "--epochs", "1",
+    ]);
+    assert!(ok, "train --conv im2col failed:\n{stderr}");
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let row: Vec<&str> = metrics
+        .lines()
+        .nth(1)
+        .expect("one epoch row")
+        .split(',')
+        .collect();
+    let test_acc: f64 = row[4].parse().unwrap();
+    assert!(
+        test_acc >= 95.0,
+        "test accuracy after one epoch on the im2col path {test_acc}% < 95%"
+    );
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert_eq!(
+        config.matches("algorithm = \"im2col\"").count(),
+        2,
+        "{config}"
+    );
+
+    let (ok, _, stderr) = cnn(&[
+        "train", "--resume", "--conv", "direct", "--data", d, "--out", r, "--epochs", "2",
+    ]);
+    assert!(!ok, "a resumed im2col run accepted --conv direct");
+    assert!(
+        stderr.contains("--conv direct cannot change a run being resumed")
+            && stderr.contains("`im2col`"),
+        "{stderr}"
+    );
+    let after = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(after, metrics, "the refused resume changed the run");
 }
 
 fn sha256(path: &Path) -> String {
