@@ -3,8 +3,9 @@
 use std::path::Path;
 
 use crate::idx::{check_labels, decompress_maybe_gz, find_file, parse_images, parse_labels};
+use crate::order::validation_permutation;
 use crate::spec::{identify, sha256_hex};
-use crate::{read_maybe_gz, validation_permutation, DatasetSpec, IdxError, Split, MAX_FILE_BYTES};
+use crate::{read_maybe_gz, DatasetSpec, IdxError, Split, MAX_FILE_BYTES};
 
 /// A set of equally sized grey-level images with class labels `0..10`.
 ///
@@ -99,7 +100,7 @@ impl Dataset {
         let images_path = Path::new("<in-memory images>");
         let labels_path = Path::new("<in-memory labels>");
         let per = (rows as u64).saturating_mul(cols as u64);
-        if rows == 0 || cols == 0 || per > crate::MAX_IMAGE_PIXELS {
+        if rows == 0 || cols == 0 || per > crate::idx::MAX_IMAGE_PIXELS {
             return Err(IdxError::BadShape {
                 path: images_path.to_path_buf(),
                 rows: rows as u64,

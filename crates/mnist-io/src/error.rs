@@ -90,7 +90,7 @@ pub enum IdxError {
     },
 
     /// The image shape in the header is unusable (a side of zero, or absurdly large).
-    #[error("{}: images of {rows} x {cols} pixels; expected each side at least 1 and at most {} pixels in all", path.display(), crate::MAX_IMAGE_PIXELS)]
+    #[error("{}: images of {rows} x {cols} pixels; expected each side at least 1 and at most {} pixels in all", path.display(), crate::idx::MAX_IMAGE_PIXELS)]
     BadShape {
         /// The file.
         path: PathBuf,

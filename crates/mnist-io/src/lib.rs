@@ -36,13 +36,12 @@ mod spec;
 pub use dataset::Dataset;
 pub use error::IdxError;
 pub use idx::{
-    decompress_maybe_gz, encode_images, encode_labels, find_file, is_gzip, parse_images,
-    parse_labels, read_maybe_gz, read_maybe_gz_limited, IdxImages, IDX_TYPE_U8, MAX_FILE_BYTES,
-    MAX_IMAGE_PIXELS,
+    encode_images, encode_labels, find_file, is_gzip, read_maybe_gz, read_maybe_gz_limited,
+    MAX_FILE_BYTES,
 };
-pub use order::{batches, epoch_order, mix64, validation_permutation, Batches, SplitMix64};
+pub use order::{batches, epoch_order, Batches};
 pub use spec::{
-    identify, sha256_hex, spec_by_name, verify_bytes, verify_file, DatasetSpec, FileSpec, Split,
+    sha256_hex, spec_by_name, verify_bytes, verify_file, DatasetSpec, FileSpec, Split,
     FASHION_MNIST, KNOWN_DATASETS, MNIST,
 };
 
