@@ -179,7 +179,7 @@ impl Dataset {
     }
 
     /// The known data set whose files these are, recognised by the SHA-256 of
-    /// both files (see [`crate::identify`]); `None` for other or altered files.
+    /// both files; `None` for other or altered files.
     pub fn spec(&self) -> Option<&'static DatasetSpec> {
         self.spec
     }
@@ -299,7 +299,7 @@ impl Dataset {
     }
 
     /// Splits off a validation set, deterministically: with `perm` a permutation of
-    /// `0..len` seeded by `seed` ([`validation_permutation`]), returns
+    /// `0..len` seeded by `seed`, returns
     /// `(examples perm[..len - val], examples perm[len - val..])`, each in permutation order.
     ///
     /// # Panics

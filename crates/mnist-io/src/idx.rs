@@ -255,7 +255,7 @@ pub fn find_file(dir: &Path, name: &str) -> Result<PathBuf, IdxError> {
 
 /// Writes a valid IDX image file's bytes (uncompressed) for `count` images of `rows` x `cols`.
 ///
-/// The inverse of [`parse_images`]; for tests and synthetic data.
+/// The inverse of the IDX image parser; for tests and synthetic data.
 /// Returns `None` if a dimension does not fit in 32 bits or `pixels` has the wrong length.
 pub fn encode_images(pixels: &[u8], rows: usize, cols: usize) -> Option<Vec<u8>> {
     let per = rows.checked_mul(cols)?;
@@ -275,7 +275,7 @@ pub fn encode_images(pixels: &[u8], rows: usize, cols: usize) -> Option<Vec<u8>>
     Some(out)
 }
 
-/// Writes a valid IDX label file's bytes (uncompressed). The inverse of [`parse_labels`].
+/// Writes a valid IDX label file's bytes (uncompressed). The inverse of the IDX label parser.
 ///
 /// Returns `None` if there are 2^32 labels or more.
 pub fn encode_labels(labels: &[u8]) -> Option<Vec<u8>> {

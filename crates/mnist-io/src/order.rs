@@ -74,7 +74,7 @@ fn epoch_rng(seed: u64, epoch: u64) -> SplitMix64 {
 /// The order in which epoch `epoch` of a run with `seed` visits examples `0..n`.
 ///
 /// A pure function of `(n, seed, epoch)`: a Fisher–Yates shuffle driven by
-/// [`SplitMix64`] seeded with `mix64(seed ^ TAG) ^ mix64(epoch + GOLDEN_GAMMA)`.
+/// SplitMix64 seeded with `mix64(seed ^ TAG) ^ mix64(epoch + GOLDEN_GAMMA)`.
 /// Being pure, a run resumed at epoch `e` reproduces the order without saving
 /// any RNG state.
 ///
