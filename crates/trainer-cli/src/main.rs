@@ -241,6 +241,10 @@ enum Command {
     },
     /// One self-contained HTML page about a run: curves, the post's table, confusion
     /// matrix, first-layer figures and the most confident mistakes.
+    ///
+    /// Parts that do not apply are left out, and the page says so: the post's table
+    /// unless the test set is MNIST, the first-layer figures when the network has no
+    /// conv2d layer.
     Report {
         /// The run directory (metrics.csv, best.ckpt or last.ckpt).
         #[arg(long)]
