@@ -48,7 +48,8 @@ enum Command {
         /// Continue the run in --out from its last.ckpt.
         #[arg(long)]
         resume: bool,
-        /// After each epoch, evaluate the whole training set (the post's train loss and accuracy).
+        /// After each epoch, evaluate the whole training set (the post's train loss and
+        /// accuracy); recorded in the run's config.toml as `eval_train = true`.
         #[arg(long)]
         eval_train: bool,
         /// Also checkpoint every K batches.
@@ -88,8 +89,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
         /// The command that made the run, quoted in the page.
-        #[arg(long, default_value = "cnn train --eval-train")]
-        command: String,
+        #[arg(long)]
+        command: Option<String>,
         /// A paragraph to add under the timings (e.g. that the machine was busy).
         #[arg(long)]
         note: Option<String>,
@@ -324,6 +325,25 @@ fn run_command(cli: Cli) -> Result<()> {
             if resume && (batch.is_some() || seed.is_some()) {
                 anyhow::bail!("--batch and --seed cannot change a run being resumed: it would no longer be the same run");
             }
+            // How the train figures are made is part of the run, recorded in its config.
+            let mut config = config;
+            let eval_train = if resume {
+                let last = out.join("last.ckpt");
+                let recorded = trainer::checkpoint::Checkpoint::load(&last)
+                    .map(|c| c.config.training.eval_train)
+                    .unwrap_or(eval_train);
+                if eval_train && !recorded {
+                    anyhow::bail!(
+                        "--eval-train cannot change a run being resumed: {} was trained without it",
+                        last.display()
+                    );
+                }
+                recorded
+            } else {
+                let c = config.as_mut().expect("a new run has a config");
+                c.training.eval_train |= eval_train;
+                c.training.eval_train
+            };
             let options = TrainOptions {
                 config,
                 epochs,
@@ -385,7 +405,7 @@ fn run_command(cli: Cli) -> Result<()> {
             command,
             note,
         } => {
-            trainer::results_md::run(&run, &out, &command, note.as_deref())?;
+            trainer::results_md::run(&run, &out, command.as_deref(), note.as_deref())?;
             println!("wrote {}", out.display());
         }
         Command::Gradcheck {

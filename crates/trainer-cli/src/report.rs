@@ -398,7 +398,14 @@ pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
 
     // Tables.
     if dataset == "mnist" {
-        h.push_str("<h2>Figures beside the post's</h2>\n<p class=\"note\">The post's epoch 0 (after one pass) is set beside our epoch 1; its epoch <i>e</i> beside our epoch <i>e</i>. The post's train figures are full passes over the training set; ours are too when the run was trained with --eval-train, else running means over the epoch.</p>\n");
+        h.push_str("<h2>Figures beside the post's</h2>\n<p class=\"note\">The post's epoch 0 (after one pass) is set beside our epoch 1; its epoch <i>e</i> beside our epoch <i>e</i>. </p>\n");
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">{}</p>",
+            escape(
+                &crate::results_md::train_figures(ckpt.config.training.eval_train).replace('`', "")
+            )
+        );
         h.push_str(&comparison_table(&rows));
     } else {
         let _ = writeln!(
