@@ -107,15 +107,18 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Classify 28x28 grey PNG images: the class and the probability of each class.
+    /// Classify grey PNG images of digits: the class and the probability of each class.
     ///
     /// Any PNG works: 8/16-bit grey, grey+alpha, RGB, RGBA and palette images are
     /// turned into 8-bit grey (luma; transparency over white). An image whose border
     /// is mostly bright (a dark digit on white paper) is inverted, since MNIST digits
-    /// are white on black. Images of another size than the network's input (28x28)
-    /// are resized, not refused: a non-square image is first padded to a square with
-    /// black, then area-averaged (box filter) to 28x28. Every such step is printed as a
-    /// note. A file that cannot be read (missing, not a PNG, corrupt) is reported and
+    /// are white on black. Then the digit is prepared as MNIST's were: cropped to its
+    /// bounding box (pixels brighter than a quarter of the way from the darkest to the
+    /// brightest), fitted into 20x20 keeping its aspect ratio (area averaging), and
+    /// placed in 28x28 with its centre of mass at the centre, so that a small digit in
+    /// a corner of a large drawing is classified as a training digit would be. With
+    /// --no-preprocess the image is only padded to a square with black and
+    /// area-averaged to 28x28. Every step taken is printed as a note. A file that cannot be read (missing, not a PNG, corrupt) is reported and
     /// skipped; the others are still classified, and the exit status is then 1.
     Predict {
         /// A checkpoint (last.ckpt, best.ckpt), or a .safetensors file with --config.
@@ -133,6 +136,10 @@ enum Command {
         /// probabilities, notes, or error) instead of text.
         #[arg(long)]
         json: bool,
+        /// Use each image as it is (inverted and resized only), without centring
+        /// the digit as MNIST's digits were.
+        #[arg(long)]
+        no_preprocess: bool,
         /// PNG files.
         #[arg(required = true)]
         images: Vec<PathBuf>,
@@ -427,6 +434,7 @@ fn run_command(cli: Cli) -> Result<()> {
             config,
             data,
             json,
+            no_preprocess,
             images,
         } => trainer::safetensors_io::predict(
             &model,
@@ -434,6 +442,7 @@ fn run_command(cli: Cli) -> Result<()> {
             data.as_deref(),
             &images,
             json,
+            !no_preprocess,
         )?,
         Command::Visualize {
             model,

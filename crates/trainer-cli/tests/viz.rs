@@ -180,7 +180,13 @@ fn predict_gives_a_distribution_for_real_test_images_and_the_right_class_when_tr
         assert_eq!(pred.probabilities.len(), 10);
         assert!((sum - 1.0).abs() < 1e-4, "probabilities sum to {sum}");
         assert!(pred.class < 10);
-        assert!(pred.notes.is_empty(), "{:?}", pred.notes);
+        // Only the MNIST-style centring, which leaves an MNIST digit much as it is.
+        assert_eq!(pred.notes.len(), 1, "{:?}", pred.notes);
+        assert!(
+            pred.notes[0].starts_with("centred as MNIST"),
+            "{:?}",
+            pred.notes
+        );
         right += usize::from(pred.class == usize::from(ds.label(i)));
     }
     assert!(right >= 8, "only {right} of the first 10 test images right");
@@ -191,7 +197,7 @@ fn predict_inverts_dark_on_light_and_resizes_large_images() {
     let Some(run) = trained_run() else { return };
     let ds = test_images().unwrap();
     let dir = scratch("predict-resize");
-    let mut p = Predictor::load(&run.join("last.ckpt"), None).unwrap();
+    let p = Predictor::load(&run.join("last.ckpt"), None).unwrap();
     // Test image 0 (a 7) at 56x56, nearest-neighbour doubled, dark on white.
     let mut big = GreyImage::filled(56, 56, 0);
     for y in 0..56 {
@@ -200,6 +206,7 @@ fn predict_inverts_dark_on_light_and_resizes_large_images() {
         }
     }
     let file = write(&dir.join("big.png"), &big.to_png().unwrap());
+    let mut p = p.mnist_style(false);
     let pred = p.predict_file(&file).unwrap();
     assert!(
         pred.notes
@@ -561,4 +568,60 @@ fn plot_of_a_real_run() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("over 2 epochs"));
     assert!(std::fs::read_to_string(&out).unwrap().contains("viz-test"));
+}
+
+/// A test digit drawn small (20x20) in the top-left corner of a 200x200 white
+/// canvas, dark on white, as a user's drawing might be: centred as MNIST's
+/// digits were, it is classified as well as the originals; used as it is
+/// (only shrunk to 28x28), it is not.
+#[test]
+fn predict_centres_a_small_digit_in_a_corner_of_a_large_canvas() {
+    let Some(run) = trained_run() else { return };
+    let ds = test_images().unwrap();
+    let dir = scratch("predict-corner");
+    let mut centred = Predictor::load(&run.join("last.ckpt"), None).unwrap();
+    let mut as_is = Predictor::load(&run.join("last.ckpt"), None)
+        .unwrap()
+        .mnist_style(false);
+    let n = 50;
+    let (mut right_centred, mut right_as_is, mut right_original) = (0, 0, 0);
+    for i in 0..n {
+        let label = usize::from(ds.label(i));
+        let original = GreyImage {
+            width: 28,
+            height: 28,
+            pixels: ds.image(i).to_vec(),
+        };
+        let small = original.resize_area(20, 20);
+        let mut canvas = GreyImage::filled(200, 200, 255);
+        for y in 0..20 {
+            for x in 0..20 {
+                canvas.pixels[(6 + y) * 200 + 6 + x] = 255 - small.get(x, y);
+            }
+        }
+        let file = write(&dir.join(format!("{i}.png")), &canvas.to_png().unwrap());
+        let pred = centred.predict_file(&file).unwrap();
+        assert!(
+            pred.notes
+                .iter()
+                .any(|n| n.contains("cropped to the digit")),
+            "{:?}",
+            pred.notes
+        );
+        right_centred += usize::from(pred.class == label);
+        right_as_is += usize::from(as_is.predict_file(&file).unwrap().class == label);
+        right_original += usize::from(argmax(&centred.probabilities(&original).unwrap()) == label);
+    }
+    assert!(
+        right_centred + 3 >= right_original && right_centred >= 40,
+        "centred: {right_centred} of {n} right, the original 28x28 digits: {right_original}"
+    );
+    assert!(
+        right_as_is <= 20,
+        "as is: {right_as_is} of {n} right; the test no longer shows what centring does"
+    );
+}
+
+fn argmax(p: &[f32]) -> usize {
+    (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap()
 }
