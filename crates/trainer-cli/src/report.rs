@@ -32,6 +32,7 @@ use crate::eval::Evaluation;
 use crate::image_io::GreyImage;
 use crate::metrics::{parse_metrics, MetricsRow};
 use crate::plot;
+use crate::results_md::plural;
 
 /// The post's table: (epoch, train loss, test loss, train accuracy %, test accuracy %).
 pub const POST_TABLE: [(u32, f64, f64, f64, f64); 11] = [
@@ -352,7 +353,10 @@ pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| run.display().to_string());
-    let title = format!("{} ({dir_name}) on {dataset}", ckpt.config.name);
+    let title = format!(
+        "{} on {dataset}",
+        plot::run_title(&ckpt.config.name, &dir_name)
+    );
 
     let mut images = 0;
     let mut h = String::new();
@@ -370,8 +374,8 @@ pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
         h,
         "<p>{}</p>",
         escape(&format!(
-            "{} epochs in metrics.csv. Checkpoint {} (after epoch {best_epoch}) on the {} test images of {}: loss {:.4}, accuracy {:.2}%.",
-            rows.len(),
+            "{} in metrics.csv. Checkpoint {} (after epoch {best_epoch}) on the {} test images of {}: loss {:.4}, accuracy {:.2}%.",
+            plural(rows.len(), "epoch"),
             ckpt_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             evaluation.count,
             data.display(),
@@ -541,11 +545,11 @@ pub fn run(opts: &ReportOptions) -> Result<ReportSummary> {
 /// The path a report is written to, for messages.
 pub fn describe(summary: &ReportSummary, out: &Path) -> String {
     format!(
-        "wrote {} ({} KB, {} images): {} epochs; {} on the test set: accuracy {:.2}%, loss {:.4}",
+        "wrote {} ({} KB, {}): {}; {} on the test set: accuracy {:.2}%, loss {:.4}",
         out.display(),
         summary.bytes.div_ceil(1024),
-        summary.images,
-        summary.epochs,
+        plural(summary.images, "image"),
+        plural(summary.epochs, "epoch"),
         summary.checkpoint.display(),
         100.0 * summary.evaluation.accuracy,
         summary.evaluation.loss

@@ -198,6 +198,13 @@ mod tests {
     }
 
     #[test]
+    fn counts_are_singular_or_plural() {
+        assert_eq!(plural(1, "epoch"), "1 epoch");
+        assert_eq!(plural(0, "epoch"), "0 epochs");
+        assert_eq!(plural(20, "image"), "20 images");
+    }
+
+    #[test]
     fn rewriting_keeps_other_data_sets() {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("run");
