@@ -326,6 +326,13 @@ pub fn run(opts: &VisualizeOptions) -> Result<Figure> {
     }
     let ckpt = Checkpoint::load(opts.model)?;
     let mut net = ckpt.network()?;
+    if first_conv(&net).is_err() {
+        bail!(
+            "{}: the network of config `{}` has no conv2d layer; `cnn visualize` draws a convolution layer's kernels and feature maps",
+            opts.model.display(),
+            ckpt.config.name
+        );
+    }
     let figure = if opts.filters {
         filters_figure(&net, opts.scale.unwrap_or(16), opts.gap, opts.cols)?
     } else {
