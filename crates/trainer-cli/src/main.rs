@@ -149,8 +149,10 @@ enum Command {
     /// Feature maps: the test image --index (white on black) then each map of the
     /// first conv2d layer after its ReLU, each scaled to its own range (a constant map
     /// is black), as one grey PNG. --filters: the layer's kernels on one symmetric
-    /// range shared by all (blue negative, white zero, red positive), RGB PNG. Tiles
-    /// are enlarged --scale times (nearest neighbour) with --gap grey pixels between.
+    /// range shared by all (blue negative, white zero, red positive), RGB PNG, titled
+    /// with the layer's name, each kernel numbered by its output channel, the colour
+    /// scale and its end values below. Tiles are enlarged --scale times (nearest
+    /// neighbour) with --gap pixels between.
     Visualize {
         /// A checkpoint.
         #[arg(long)]

@@ -46,7 +46,8 @@ impl Format {
     }
 }
 
-fn register_font() -> Result<()> {
+/// Registers the embedded font as `sans-serif` (once).
+pub(crate) fn register_font() -> Result<()> {
     static DONE: OnceLock<bool> = OnceLock::new();
     let ok = *DONE.get_or_init(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()

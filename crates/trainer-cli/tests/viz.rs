@@ -12,7 +12,6 @@ use trainer::config::TrainConfig;
 use trainer::image_io::{decode_png_grey, GreyImage, RgbImage};
 use trainer::predict::Predictor;
 use trainer::train::{train, Quiet, TrainOptions};
-use trainer::visualize::grid_size;
 
 mod common;
 
@@ -363,7 +362,8 @@ fn predict_library_handles_grey_alpha_16_bit_and_palette_pngs() {
 fn visualize_feature_maps_and_filters_have_the_computed_size() {
     let model = untrained_checkpoint();
     let dir = scratch("visualize");
-    // Filters need no data: 8 kernels of 3x3 in one row, x16, 2-pixel gaps.
+    // Filters need no data: 8 kernels of 3x3 in one row, x16, 2-pixel gaps,
+    // labelled, on white, with the colour scale below.
     let out = dir.join("filters.png");
     let o = Command::new(bin())
         .args(["visualize", "--filters", "--model"])
@@ -373,14 +373,38 @@ fn visualize_feature_maps_and_filters_have_the_computed_size() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let img = decode(&out);
-    assert_eq!((img.width, img.height), grid_size(8, 8, 3, 3, 16, 2));
-    assert_eq!((img.width, img.height), (8 * 48 + 7 * 2, 48));
-    let stdout = String::from_utf8_lossy(&o.stdout);
+    let rgb = decode_png_rgb(&std::fs::read(&out).unwrap());
+    let (w, h) = (rgb.width, rgb.height);
+    let at = |x: usize, y: usize| -> [u8; 3] {
+        let i = 3 * (y * w + x);
+        [rgb.pixels[i], rgb.pixels[i + 1], rgb.pixels[i + 2]]
+    };
+    // Each kernel's 3x3 cells are each one colour (nearest neighbour, x16).
+    let (x0, y0) = trainer::visualize::filters_tile_origin(7, 8, (3, 3), 16, 2);
+    assert!(x0 + 48 <= w && y0 + 48 < h, "{w}x{h}");
+    for (cx, cy) in [(0, 0), (2, 1), (1, 2)] {
+        let cell = at(x0 + 16 * cx, y0 + 16 * cy);
+        assert_eq!(cell, at(x0 + 16 * cx + 15, y0 + 16 * cy + 15));
+    }
+    // A title (dark text on white) above the kernels; below them the colour
+    // scale, blue at its left end, white in the middle, red at its right end.
+    assert_eq!(at(0, 0), [255, 255, 255]);
     assert!(
-        stdout.contains(&format!("{}x{} pixels", img.width, img.height)),
-        "{stdout}"
+        (0..w).any(|x| (0..y0 - 2).any(|y| at(x, y)[0] < 100)),
+        "no title"
     );
+    let bar_y = (y0 + 48..h)
+        .find(|&y| {
+            at(w / 2, y) != [255, 255, 255]
+                && at(12, y) != [255, 255, 255]
+                && at(12, y)[2] > at(12, y)[0]
+        })
+        .expect("no colour bar");
+    let (left, right) = (at(11, bar_y + 2), at(w - 12, bar_y + 2));
+    assert!(left[2] > 150 && left[0] < 60, "{left:?}");
+    assert!(right[0] > 150 && right[2] < 60, "{right:?}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains(&format!("{}x{} pixels", w, h)), "{stdout}");
 
     let Some(data) = common::mnist_or_skip() else {
         return;
@@ -624,4 +648,20 @@ fn predict_centres_a_small_digit_in_a_corner_of_a_large_canvas() {
 
 fn argmax(p: &[f32]) -> usize {
     (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap()
+}
+
+/// The RGB pixels of an 8-bit RGB PNG.
+fn decode_png_rgb(bytes: &[u8]) -> RgbImage {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    buf.truncate(info.buffer_size());
+    RgbImage {
+        width: info.width as usize,
+        height: info.height as usize,
+        pixels: buf,
+    }
 }
