@@ -118,8 +118,9 @@ enum Command {
     /// placed in 28x28 with its centre of mass at the centre, so that a small digit in
     /// a corner of a large drawing is classified as a training digit would be. With
     /// --no-preprocess the image is only padded to a square with black and
-    /// area-averaged to 28x28. Every step taken is printed as a note. A file that cannot be read (missing, not a PNG, corrupt) is reported and
-    /// skipped; the others are still classified, and the exit status is then 1.
+    /// area-averaged to 28x28. Every step taken is printed as a note. A file that
+    /// cannot be read (missing, not a PNG, corrupt) is reported and skipped; the
+    /// others are still classified, and the exit status is then 1.
     Predict {
         /// A checkpoint (last.ckpt, best.ckpt), or a .safetensors file with --config.
         #[arg(long)]

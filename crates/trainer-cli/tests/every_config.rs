@@ -187,6 +187,59 @@ fn improved() {
     every_command("improved");
 }
 
+/// `--eval-train` is recorded in the run, kept by a resume, never added by
+/// one, and `cnn results` says which kind of train figures the run has.
+#[test]
+fn eval_train_is_recorded_and_described() {
+    let Some(data) = common::mnist_or_skip() else {
+        return;
+    };
+    let d = data.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    let (full, plain) = (p("full"), p("plain"));
+    let base = [
+        "train",
+        "--config",
+        "mlp",
+        "--data",
+        d,
+        "--train-subset",
+        "200",
+    ];
+    ok(&[
+        &base[..],
+        &["--out", &full, "--epochs", "1", "--eval-train"],
+    ]
+    .concat());
+    ok(&[&base[..], &["--out", &plain, "--epochs", "1"]].concat());
+    let config = |run: &str| std::fs::read_to_string(format!("{run}/config.toml")).unwrap();
+    assert!(config(&full).contains("eval_train = true"));
+    assert!(!config(&plain).contains("eval_train"));
+
+    ok(&[&base[..], &["--out", &full, "--epochs", "2", "--resume"]].concat());
+    assert!(config(&full).contains("eval_train = true"));
+    let (resumed, _, why) = cnn(&[
+        &base[..],
+        &["--out", &plain, "--epochs", "2", "--resume", "--eval-train"],
+    ]
+    .concat());
+    assert!(
+        !resumed && why.contains("--eval-train cannot change a run being resumed"),
+        "{why}"
+    );
+
+    for (run, says) in [
+        (&full, "a full pass over the training set"),
+        (&plain, "without `--eval-train`"),
+    ] {
+        let md = p("results.md");
+        ok(&["results", "--run", run, "--out", &md]);
+        let page = std::fs::read_to_string(&md).unwrap();
+        assert!(page.contains(says), "{page}");
+    }
+}
+
 #[test]
 fn every_built_in_config_is_covered() {
     let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
