@@ -352,7 +352,7 @@ pub fn filters_figure(
         height,
         png,
         description: format!(
-            "the {o}x{c} kernels ({kw}x{kh}) of {name}, blue -{m:.3} .. white 0 .. red +{m:.3} (one range for all), labelled, with the colour scale"
+            "the {o}x{c} kernels ({kw}x{kh}) of {name}, blue -{m:.3} .. white 0 .. red +{m:.3} (one range for all)"
         ),
     })
 }
