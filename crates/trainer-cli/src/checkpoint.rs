@@ -225,9 +225,26 @@ impl Checkpoint {
 
     /// Reads and checks a checkpoint file.
     pub fn load(path: &Path) -> Result<Self> {
-        let len = std::fs::metadata(path)
-            .with_context(|| format!("{}: cannot read checkpoint", path.display()))?
-            .len();
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("{}: cannot read checkpoint", path.display()))?;
+        if meta.is_dir() {
+            let ckpts: Vec<String> = ["best.ckpt", "last.ckpt"]
+                .iter()
+                .map(|f| path.join(f))
+                .filter(|f| f.exists())
+                .map(|f| f.display().to_string())
+                .collect();
+            bail!(
+                "{}: a directory; expected a checkpoint file{}",
+                path.display(),
+                if ckpts.is_empty() {
+                    " (a run directory's best.ckpt or last.ckpt)".to_string()
+                } else {
+                    format!(", e.g. {}", ckpts.join(" or "))
+                }
+            );
+        }
+        let len = meta.len();
         if len > MAX_BODY + 64 {
             bail!(
                 "{}: {len} bytes is too large for a checkpoint",

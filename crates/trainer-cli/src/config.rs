@@ -29,6 +29,12 @@ pub struct TrainingConfig {
     /// different value changes the rounding of the gradient sums.
     #[serde(default = "default_micro_batch")]
     pub micro_batch: usize,
+    /// Whether each epoch's train loss and accuracy are a full pass over the
+    /// training set after it (`cnn train --eval-train`, as the post's figures
+    /// are) rather than running means over the epoch's batches. Recorded so
+    /// that a run's pages say which. Written only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub eval_train: bool,
 }
 
 /// 25 images: four micro-batches of the seed's batch of 100, enough to keep

@@ -102,6 +102,64 @@ impl GreyImage {
         }
     }
 
+    /// The smallest rectangle `(x0, y0, x1, y1)` (exclusive ends) holding every
+    /// pixel above `threshold`, or `None` when there is none.
+    pub fn bounding_box(&self, threshold: u8) -> Option<(usize, usize, usize, usize)> {
+        let mut bbox: Option<(usize, usize, usize, usize)> = None;
+        for y in 0..self.height {
+            for x in 0..self.width {
+                if self.get(x, y) > threshold {
+                    let (x0, y0, x1, y1) = bbox.unwrap_or((x, y, x + 1, y + 1));
+                    bbox = Some((x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1)));
+                }
+            }
+        }
+        bbox
+    }
+
+    /// The pixels of the rectangle `x0..x1`, `y0..y1`.
+    pub fn crop(&self, (x0, y0, x1, y1): (usize, usize, usize, usize)) -> GreyImage {
+        let mut pixels = Vec::with_capacity((x1 - x0) * (y1 - y0));
+        for y in y0..y1 {
+            pixels.extend_from_slice(&self.pixels[y * self.width + x0..y * self.width + x1]);
+        }
+        GreyImage {
+            width: x1 - x0,
+            height: y1 - y0,
+            pixels,
+        }
+    }
+
+    /// The intensity-weighted mean position `(x, y)` of the pixel centres
+    /// (pixel `(i, j)` covers `[i, i + 1) x [j, j + 1)`), or `None` for a black image.
+    pub fn centre_of_mass(&self) -> Option<(f64, f64)> {
+        let (mut sum, mut sx, mut sy) = (0.0, 0.0, 0.0);
+        for y in 0..self.height {
+            for x in 0..self.width {
+                let v = f64::from(self.get(x, y));
+                sum += v;
+                sx += v * (x as f64 + 0.5);
+                sy += v * (y as f64 + 0.5);
+            }
+        }
+        (sum > 0.0).then(|| (sx / sum, sy / sum))
+    }
+
+    /// A black `width` x `height` canvas with this image pasted at column
+    /// `x0`, row `y0` (which may be negative); what falls outside is cut off.
+    pub fn paste_on_black(&self, width: usize, height: usize, x0: i64, y0: i64) -> GreyImage {
+        let mut out = GreyImage::filled(width, height, 0);
+        for y in 0..self.height {
+            for x in 0..self.width {
+                let (tx, ty) = (x0 + x as i64, y0 + y as i64);
+                if (0..width as i64).contains(&tx) && (0..height as i64).contains(&ty) {
+                    out.pixels[ty as usize * width + tx as usize] = self.get(x, y);
+                }
+            }
+        }
+        out
+    }
+
     /// The PNG file's bytes (8-bit grey).
     pub fn to_png(&self) -> Result<Vec<u8>> {
         encode_png(

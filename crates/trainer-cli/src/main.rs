@@ -48,7 +48,8 @@ enum Command {
         /// Continue the run in --out from its last.ckpt.
         #[arg(long)]
         resume: bool,
-        /// After each epoch, evaluate the whole training set (the post's train loss and accuracy).
+        /// After each epoch, evaluate the whole training set (the post's train loss and
+        /// accuracy); recorded in the run's config.toml as `eval_train = true`.
         #[arg(long)]
         eval_train: bool,
         /// Also checkpoint every K batches.
@@ -93,8 +94,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
         /// The command that made the run, quoted in the page.
-        #[arg(long, default_value = "cnn train --eval-train")]
-        command: String,
+        #[arg(long)]
+        command: Option<String>,
         /// A paragraph to add under the timings (e.g. that the machine was busy).
         #[arg(long)]
         note: Option<String>,
@@ -116,16 +117,20 @@ enum Command {
         #[arg(long, value_name = "ALGORITHM", value_parser = trainer::config::parse_conv_algorithm)]
         conv: Option<layers::ConvAlgorithm>,
     },
-    /// Classify 28x28 grey PNG images: the class and the probability of each class.
+    /// Classify grey PNG images of digits: the class and the probability of each class.
     ///
     /// Any PNG works: 8/16-bit grey, grey+alpha, RGB, RGBA and palette images are
     /// turned into 8-bit grey (luma; transparency over white). An image whose border
     /// is mostly bright (a dark digit on white paper) is inverted, since MNIST digits
-    /// are white on black. Images of another size than the network's input (28x28)
-    /// are resized, not refused: a non-square image is first padded to a square with
-    /// black, then area-averaged (box filter) to 28x28. Every such step is printed as a
-    /// note. A file that cannot be read (missing, not a PNG, corrupt) is reported and
-    /// skipped; the others are still classified, and the exit status is then 1.
+    /// are white on black. Then the digit is prepared as MNIST's were: cropped to its
+    /// bounding box (pixels brighter than a quarter of the way from the darkest to the
+    /// brightest), fitted into 20x20 keeping its aspect ratio (area averaging), and
+    /// placed in 28x28 with its centre of mass at the centre, so that a small digit in
+    /// a corner of a large drawing is classified as a training digit would be. With
+    /// --no-preprocess the image is only padded to a square with black and
+    /// area-averaged to 28x28. Every step taken is printed as a note. A file that
+    /// cannot be read (missing, not a PNG, corrupt) is reported and skipped; the
+    /// others are still classified, and the exit status is then 1.
     Predict {
         /// A checkpoint (last.ckpt, best.ckpt), or a .safetensors file with --config.
         #[arg(long)]
@@ -142,6 +147,10 @@ enum Command {
         /// probabilities, notes, or error) instead of text.
         #[arg(long)]
         json: bool,
+        /// Use each image as it is (inverted and resized only), without centring
+        /// the digit as MNIST's digits were.
+        #[arg(long)]
+        no_preprocess: bool,
         /// PNG files.
         #[arg(required = true)]
         images: Vec<PathBuf>,
@@ -151,8 +160,10 @@ enum Command {
     /// Feature maps: the test image --index (white on black) then each map of the
     /// first conv2d layer after its ReLU, each scaled to its own range (a constant map
     /// is black), as one grey PNG. --filters: the layer's kernels on one symmetric
-    /// range shared by all (blue negative, white zero, red positive), RGB PNG. Tiles
-    /// are enlarged --scale times (nearest neighbour) with --gap grey pixels between.
+    /// range shared by all (blue negative, white zero, red positive), RGB PNG, titled
+    /// with the layer's name, each kernel numbered by its output channel, the colour
+    /// scale and its end values below. Tiles are enlarged --scale times (nearest
+    /// neighbour) with --gap pixels between.
     Visualize {
         /// A checkpoint.
         #[arg(long)]
@@ -255,6 +266,10 @@ enum Command {
     },
     /// One self-contained HTML page about a run: curves, the post's table, confusion
     /// matrix, first-layer figures and the most confident mistakes.
+    ///
+    /// Parts that do not apply are left out, and the page says so: the post's table
+    /// unless the test set is MNIST, the first-layer figures when the network has no
+    /// conv2d layer.
     Report {
         /// The run directory (metrics.csv, best.ckpt or last.ckpt).
         #[arg(long)]
@@ -344,6 +359,25 @@ fn run_command(cli: Cli) -> Result<()> {
             if resume && (batch.is_some() || seed.is_some()) {
                 anyhow::bail!("--batch and --seed cannot change a run being resumed: it would no longer be the same run");
             }
+            // How the train figures are made is part of the run, recorded in its config.
+            let mut config = config;
+            let eval_train = if resume {
+                let last = out.join("last.ckpt");
+                let recorded = trainer::checkpoint::Checkpoint::load(&last)
+                    .map(|c| c.config.training.eval_train)
+                    .unwrap_or(eval_train);
+                if eval_train && !recorded {
+                    anyhow::bail!(
+                        "--eval-train cannot change a run being resumed: {} was trained without it",
+                        last.display()
+                    );
+                }
+                recorded
+            } else {
+                let c = config.as_mut().expect("a new run has a config");
+                c.training.eval_train |= eval_train;
+                c.training.eval_train
+            };
             let options = TrainOptions {
                 config,
                 epochs,
@@ -357,8 +391,8 @@ fn run_command(cli: Cli) -> Result<()> {
             let summary = train(&options, &mut ProgressBar::default())?;
             if let Some(last) = summary.history.last() {
                 println!(
-                    "done: {} epochs, test accuracy {:.2}% (best {:.2}%), {:.1} s training, {:.1} s in all",
-                    last.epoch,
+                    "done: {}, test accuracy {:.2}% (best {:.2}%), {:.1} s training, {:.1} s in all",
+                    trainer::results_md::plural(last.epoch as usize, "epoch"),
                     100.0 * last.test_acc,
                     100.0 * summary.history.iter().map(|r| r.test_acc).fold(0.0, f64::max),
                     summary.train_seconds,
@@ -405,7 +439,7 @@ fn run_command(cli: Cli) -> Result<()> {
             command,
             note,
         } => {
-            trainer::results_md::run(&run, &out, &command, note.as_deref())?;
+            trainer::results_md::run(&run, &out, command.as_deref(), note.as_deref())?;
             println!("wrote {}", out.display());
         }
         Command::Gradcheck {
@@ -431,6 +465,7 @@ fn run_command(cli: Cli) -> Result<()> {
             config,
             data,
             json,
+            no_preprocess,
             images,
         } => trainer::safetensors_io::predict(
             &model,
@@ -438,6 +473,7 @@ fn run_command(cli: Cli) -> Result<()> {
             data.as_deref(),
             &images,
             json,
+            !no_preprocess,
         )?,
         Command::Visualize {
             model,

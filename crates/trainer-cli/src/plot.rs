@@ -46,7 +46,8 @@ impl Format {
     }
 }
 
-fn register_font() -> Result<()> {
+/// Registers the embedded font as `sans-serif` (once).
+pub(crate) fn register_font() -> Result<()> {
     static DONE: OnceLock<bool> = OnceLock::new();
     let ok = *DONE.get_or_init(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
@@ -249,6 +250,15 @@ pub fn run_name(run: &Path) -> Option<String> {
     table.get("name")?.as_str().map(str::to_string)
 }
 
+/// A run's name in titles: its config's name, and its directory's when that differs.
+pub fn run_title(config: &str, dir_name: &str) -> String {
+    if config == dir_name {
+        config.to_string()
+    } else {
+        format!("{config} ({dir_name})")
+    }
+}
+
 /// Reads `<run>/metrics.csv`, draws it and writes `out` atomically; returns the number of epochs.
 pub fn run(run: &Path, out: &Path, width: u32, height: u32) -> Result<usize> {
     let format = Format::from_path(out)?;
@@ -262,7 +272,7 @@ pub fn run(run: &Path, out: &Path, width: u32, height: u32) -> Result<usize> {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| run.display().to_string());
     let title = match run_name(run) {
-        Some(name) => format!("{name} ({dir_name}): loss and accuracy"),
+        Some(name) => format!("{}: loss and accuracy", run_title(&name, &dir_name)),
         None => format!("{dir_name}: loss and accuracy"),
     };
     let bytes = render(&rows, &title, format, width, height)?;
@@ -273,6 +283,12 @@ pub fn run(run: &Path, out: &Path, width: u32, height: u32) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_named_after_its_config_is_titled_once() {
+        assert_eq!(run_title("seed", "seed"), "seed");
+        assert_eq!(run_title("seed", "seed-100"), "seed (seed-100)");
+    }
 
     #[test]
     fn formats() {

@@ -7,10 +7,18 @@
 //! 2. inverted when its border is mostly bright (more than half of the
 //!    outermost pixels above mid-grey): MNIST digits are white on black, a
 //!    photo or scan of a digit is usually dark on white paper;
-//! 3. when not already the network's input size (28x28 for MNIST): padded to
-//!    a square with black (keeping the aspect ratio), then resized by area
+//! 3. made as MNIST's digits were made (unless turned off, `--no-preprocess`):
+//!    cropped to the digit's bounding box (the pixels brighter than a quarter
+//!    of the way from the darkest to the brightest), padded to a square with
+//!    black and resized by area averaging into a 20x20 box (the aspect ratio
+//!    kept; 20/28 of the input side for other square inputs), then pasted on
+//!    a black 28x28 canvas so that its centre of mass lies at the centre. A
+//!    small digit in the corner of a large drawing then looks like the
+//!    training digits;
+//! 4. otherwise, when not already the network's input size: padded to a
+//!    square with black (keeping the aspect ratio), then resized by area
 //!    averaging;
-//! 4. scaled as the checkpoint's config scales training pixels.
+//! 5. scaled as the checkpoint's config scales training pixels.
 //!
 //! Every step taken besides decoding is reported as a note.
 
@@ -87,9 +95,16 @@ pub struct Prepared {
     pub notes: Vec<String>,
 }
 
-/// Inverts a mostly-bright-bordered image, pads it to a square and resizes it
-/// to `width` x `height` (see the module docs).
-pub fn prepare(mut img: GreyImage, width: usize, height: usize) -> Prepared {
+/// The side of the box a digit is fitted into on a `side` x `side` input:
+/// 20 for MNIST's 28, the same proportion for other sizes.
+pub fn digit_box(side: usize) -> usize {
+    ((side * 20 + 14) / 28).max(1)
+}
+
+/// Inverts a mostly-bright-bordered image, then either centres the digit as
+/// MNIST's were (`mnist_style`, square inputs only) or pads it to a square,
+/// and resizes it to `width` x `height` (see the module docs).
+pub fn prepare(mut img: GreyImage, width: usize, height: usize, mnist_style: bool) -> Prepared {
     let mut notes = Vec::new();
     let bright = img.bright_border_fraction();
     if bright > 0.5 {
@@ -98,6 +113,34 @@ pub fn prepare(mut img: GreyImage, width: usize, height: usize) -> Prepared {
             "inverted: {:.0}% of the border is bright, so this looks like a dark digit on a light background; the network was trained on light digits on black",
             100.0 * bright
         ));
+    }
+    if mnist_style && width == height {
+        let lo = img.pixels.iter().copied().min().unwrap_or(0);
+        let hi = img.pixels.iter().copied().max().unwrap_or(0);
+        match img.bounding_box(lo + (hi - lo) / 4).filter(|_| hi > lo) {
+            Some(bbox) => {
+                let (x0, y0, x1, y1) = bbox;
+                let side = digit_box(width);
+                let digit = img.crop(bbox).pad_to_square(0).resize_area(side, side);
+                let half = side as f64 / 2.0;
+                let (cx, cy) = digit.centre_of_mass().unwrap_or((half, half));
+                let at = |centre: usize, c: f64| (centre as f64 / 2.0 - c).round() as i64;
+                notes.push(format!(
+                    "centred as MNIST's digits are: cropped to the digit ({}x{} at column {x0}, row {y0} of {}x{}), fitted into {side}x{side} keeping the aspect ratio, placed by its centre of mass in {width}x{height} (--no-preprocess turns this off)",
+                    x1 - x0,
+                    y1 - y0,
+                    img.width,
+                    img.height
+                ));
+                return Prepared {
+                    image: digit.paste_on_black(width, height, at(width, cx), at(height, cy)),
+                    notes,
+                };
+            }
+            None => notes.push(
+                "no digit found to centre (every pixel has the same value): only resized".into(),
+            ),
+        }
     }
     if (img.width, img.height) != (width, height) {
         let (w0, h0) = (img.width, img.height);
@@ -125,6 +168,7 @@ pub struct Predictor {
     class_names: Vec<String>,
     width: usize,
     height: usize,
+    mnist_style: bool,
 }
 
 impl Predictor {
@@ -150,7 +194,14 @@ impl Predictor {
             class_names,
             width: w,
             height: h,
+            mnist_style: true,
         })
+    }
+
+    /// Whether images are centred as MNIST's digits were (on by default; see [`prepare`]).
+    pub fn mnist_style(mut self, on: bool) -> Self {
+        self.mnist_style = on;
+        self
     }
 
     /// The network's input size, width x height.
@@ -204,7 +255,7 @@ impl Predictor {
                 decoded.source_format
             ));
         }
-        let prepared = prepare(decoded.image, self.width, self.height);
+        let prepared = prepare(decoded.image, self.width, self.height, self.mnist_style);
         notes.extend(prepared.notes);
         let probabilities = self
             .probabilities(&prepared.image)
@@ -272,8 +323,16 @@ pub enum JsonResult {
 /// Classifies every file, printing a block (or, with `json`, one JSON document
 /// listing every file) to standard output. A file that cannot be read is
 /// reported and skipped; the error returned at the end counts them.
-pub fn run(model: &Path, data: Option<&Path>, images: &[PathBuf], json: bool) -> Result<()> {
-    classify_files(Predictor::load(model, data)?, model, images, json)
+/// With `mnist_style`, images are centred as MNIST's digits were (see [`prepare`]).
+pub fn run(
+    model: &Path,
+    data: Option<&Path>,
+    images: &[PathBuf],
+    json: bool,
+    mnist_style: bool,
+) -> Result<()> {
+    let predictor = Predictor::load(model, data)?.mnist_style(mnist_style);
+    classify_files(predictor, model, images, json)
 }
 
 /// [`run`]'s loop, for a predictor however it was loaded (`model` names it in the output).
@@ -343,7 +402,7 @@ mod tests {
                 img.pixels[y * 40 + x] = 0;
             }
         }
-        let p = prepare(img, 28, 28);
+        let p = prepare(img, 28, 28, false);
         assert_eq!((p.image.width, p.image.height), (28, 28));
         assert_eq!(p.notes.len(), 3, "{:?}", p.notes);
         assert!(p.notes[0].starts_with("inverted"));
@@ -352,7 +411,50 @@ mod tests {
         // The bar is now bright in the middle, the padding black.
         assert_eq!(p.image.get(14, 14), 255);
         assert_eq!(p.image.get(14, 0), 0);
-        let same = prepare(GreyImage::filled(28, 28, 0), 28, 28);
+        let same = prepare(GreyImage::filled(28, 28, 0), 28, 28, false);
         assert!(same.notes.is_empty());
+        let flat = prepare(GreyImage::filled(28, 28, 0), 28, 28, true);
+        assert_eq!(flat.image, GreyImage::filled(28, 28, 0));
+        assert!(
+            flat.notes[0].starts_with("no digit found"),
+            "{:?}",
+            flat.notes
+        );
+    }
+
+    /// An L, 12 wide and 30 high, drawn dark at the bottom right of a white
+    /// 200x150 canvas: it comes out 8x20 (aspect kept) with its centre of mass
+    /// within half a pixel of the centre of the 28x28 input.
+    #[test]
+    fn mnist_style_crops_fits_in_20x20_and_centres_by_mass() {
+        let mut img = GreyImage::filled(200, 150, 255);
+        for y in 110..140 {
+            for x in 170..182 {
+                if x < 174 || y >= 136 {
+                    img.pixels[y * 200 + x] = 0;
+                }
+            }
+        }
+        let p = prepare(img, 28, 28, true);
+        assert_eq!(p.notes.len(), 2, "{:?}", p.notes);
+        assert!(p.notes[0].starts_with("inverted"));
+        assert!(
+            p.notes[1].contains(
+                "cropped to the digit (12x30 at column 170, row 110 of 200x150), fitted into 20x20"
+            ),
+            "{:?}",
+            p.notes
+        );
+        let (x0, y0, x1, y1) = p.image.bounding_box(0).unwrap();
+        assert_eq!((x1 - x0, y1 - y0), (8, 20));
+        let (cx, cy) = p.image.centre_of_mass().unwrap();
+        assert!(
+            (cx - 14.0).abs() <= 0.5 && (cy - 14.0).abs() <= 0.5,
+            "{cx} {cy}"
+        );
+        // The bar of the L is on the left, its foot at the bottom.
+        assert_eq!(p.image.get(x0, y0), 255);
+        assert_eq!(p.image.get(x1 - 1, y1 - 1), 255);
+        assert_eq!(p.image.get(x1 - 1, y0), 0);
     }
 }

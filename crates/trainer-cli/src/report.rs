@@ -4,12 +4,15 @@
 //! are `data:` URIs, the CSS is inline):
 //! * the loss and accuracy curves (`cnn plot`'s figure, PNG);
 //! * the per-epoch figures beside the post's table (the post's epoch 0 is
-//!   set beside our epoch 1, its epoch `e > 0` beside our epoch `e`);
+//!   set beside our epoch 1, its epoch `e > 0` beside our epoch `e`), when
+//!   the test set is MNIST;
 //! * the best checkpoint's per-class accuracy and confusion matrix on the
 //!   test set;
-//! * the first conv layer's kernels and feature maps (`cnn visualize`'s figures);
+//! * the first conv layer's kernels and feature maps (`cnn visualize`'s
+//!   figures), when the network has a conv layer;
 //! * the most confident mistakes on the test set, as thumbnails.
 //!
+//! A part that does not apply is left out, and the page says so.
 //! Class names are the data set's (Fashion-MNIST's `T-shirt/top`, ...).
 //! All text is HTML-escaped. A tiny inline script, run on load, writes
 //! whether every image decoded into `<body data-images-ok>` (`true` or
@@ -29,6 +32,7 @@ use crate::eval::Evaluation;
 use crate::image_io::GreyImage;
 use crate::metrics::{parse_metrics, MetricsRow};
 use crate::plot;
+use crate::results_md::plural;
 
 /// The post's table: (epoch, train loss, test loss, train accuracy %, test accuracy %).
 pub const POST_TABLE: [(u32, f64, f64, f64, f64); 11] = [
@@ -349,7 +353,10 @@ pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| run.display().to_string());
-    let title = format!("{} ({dir_name}) on {dataset}", ckpt.config.name);
+    let title = format!(
+        "{} on {dataset}",
+        plot::run_title(&ckpt.config.name, &dir_name)
+    );
 
     let mut images = 0;
     let mut h = String::new();
@@ -367,8 +374,8 @@ pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
         h,
         "<p>{}</p>",
         escape(&format!(
-            "{} epochs in metrics.csv. Checkpoint {} (after epoch {best_epoch}) on the {} test images of {}: loss {:.4}, accuracy {:.2}%.",
-            rows.len(),
+            "{} in metrics.csv. Checkpoint {} (after epoch {best_epoch}) on the {} test images of {}: loss {:.4}, accuracy {:.2}%.",
+            plural(rows.len(), "epoch"),
             ckpt_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             evaluation.count,
             data.display(),
@@ -394,8 +401,26 @@ pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
     }
 
     // Tables.
-    h.push_str("<h2>Figures beside the post's</h2>\n<p class=\"note\">The post's epoch 0 (after one pass) is set beside our epoch 1; its epoch <i>e</i> beside our epoch <i>e</i>. The post's train figures are full passes over the training set; ours are too when the run was trained with --eval-train, else running means over the epoch. The post's figures are for MNIST.</p>\n");
-    h.push_str(&comparison_table(&rows));
+    if dataset == "mnist" {
+        h.push_str("<h2>Figures beside the post's</h2>\n<p class=\"note\">The post's epoch 0 (after one pass) is set beside our epoch 1; its epoch <i>e</i> beside our epoch <i>e</i>. </p>\n");
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">{}</p>",
+            escape(
+                &crate::results_md::train_figures(ckpt.config.training.eval_train).replace('`', "")
+            )
+        );
+        h.push_str(&comparison_table(&rows));
+    } else {
+        let _ = writeln!(
+            h,
+            "<h2>Figures</h2>\n<p class=\"note\">{}</p>",
+            escape(&format!(
+                "The post's table is left out: its figures are for MNIST, and this run's test set is {}.",
+                sets.name().unwrap_or_else(|| "not one recognised as MNIST".into())
+            ))
+        );
+    }
     let _ = write!(
         h,
         "<details><summary>Every epoch of this run ({})</summary>\n{}</details>\n",
@@ -413,32 +438,49 @@ pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
 
     // First layer.
     h.push_str("<h2>First convolution layer</h2>\n");
-    let filters = crate::visualize::filters_figure(&net, 16, 2, None)?;
-    let _ = writeln!(
-        h,
-        "<p>{}</p>{}",
-        escape(&format!("Kernels: {}.", filters.description)),
-        img(&filters.png, "first layer kernels", "fig pixel")
-    );
-    images += 1;
-    if !sets.test.is_empty() {
-        let maps =
-            crate::visualize::feature_maps_figure(&mut net, sets.test.image(0), norm, 4, 2, None)?;
-        let label = usize::from(sets.test.label(0));
+    if crate::visualize::first_conv(&net).is_err() {
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">{}</p>",
+            escape(&format!(
+                "Left out: the {} network has no conv2d layer, so there are no kernels or feature maps to show.",
+                ckpt.config.name
+            ))
+        );
+    } else {
+        let filters = crate::visualize::filters_figure(&net, 16, 2, None)?;
         let _ = writeln!(
             h,
             "<p>{}</p>{}",
-            escape(&format!(
-                "Feature maps of test image 0 ({}): {}.",
-                names
-                    .get(label)
-                    .cloned()
-                    .unwrap_or_else(|| label.to_string()),
-                maps.description
-            )),
-            img(&maps.png, "first layer feature maps", "fig pixel")
+            escape(&format!("Kernels: {}.", filters.description)),
+            img(&filters.png, "first layer kernels", "fig pixel")
         );
         images += 1;
+        if !sets.test.is_empty() {
+            let maps = crate::visualize::feature_maps_figure(
+                &mut net,
+                sets.test.image(0),
+                norm,
+                4,
+                2,
+                None,
+            )?;
+            let label = usize::from(sets.test.label(0));
+            let _ = writeln!(
+                h,
+                "<p>{}</p>{}",
+                escape(&format!(
+                    "Feature maps of test image 0 ({}): {}.",
+                    names
+                        .get(label)
+                        .cloned()
+                        .unwrap_or_else(|| label.to_string()),
+                    maps.description
+                )),
+                img(&maps.png, "first layer feature maps", "fig pixel")
+            );
+            images += 1;
+        }
     }
 
     // Mistakes.
@@ -503,11 +545,11 @@ pub fn run(opts: &ReportOptions) -> Result<ReportSummary> {
 /// The path a report is written to, for messages.
 pub fn describe(summary: &ReportSummary, out: &Path) -> String {
     format!(
-        "wrote {} ({} KB, {} images): {} epochs; {} on the test set: accuracy {:.2}%, loss {:.4}",
+        "wrote {} ({} KB, {}): {}; {} on the test set: accuracy {:.2}%, loss {:.4}",
         out.display(),
         summary.bytes.div_ceil(1024),
-        summary.images,
-        summary.epochs,
+        plural(summary.images, "image"),
+        plural(summary.epochs, "epoch"),
         summary.checkpoint.display(),
         100.0 * summary.evaluation.accuracy,
         summary.evaluation.loss

@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::checkpoint::write_atomic;
+use crate::config::TrainConfig;
 use crate::metrics::{parse_metrics, MetricsRow};
 use crate::report::POST_TABLE;
 
@@ -29,26 +30,47 @@ pub fn machine() -> String {
     format!("{model}, {cores} cores")
 }
 
-/// The Markdown page. `command` is what made the run, `note` an optional closing paragraph.
+/// How a run's train figures were made, in a sentence.
+pub fn train_figures(eval_train: bool) -> &'static str {
+    if eval_train {
+        "Train figures are a full pass over the training set after each epoch (`--eval-train`), as the post's are."
+    } else {
+        "Train figures are running means over each epoch's batches, taken while the weights change \
+         (the run was trained without `--eval-train`); the post's are full passes after the epoch, \
+         so they run higher than ours early on."
+    }
+}
+
+/// The Markdown page for a run of `config` (its name and whether it was
+/// trained with `--eval-train`). `command` is what made the run, when known,
+/// `note` an optional closing paragraph.
 pub fn markdown(
     rows: &[MetricsRow],
-    config: &str,
-    threads: usize,
-    command: &str,
+    config: &TrainConfig,
+    command: Option<&str>,
     machine: &str,
     note: Option<&str>,
 ) -> String {
-    let mut s = String::from("# Results: the seed experiment\n\n");
-    s.push_str(&format!(
-        "Made by `{command}` (config `{config}`, {} epochs, {threads} threads) on {machine}.\n\n",
-        rows.len()
-    ));
+    let name = &config.name;
+    let mut s = if name == "seed" {
+        String::from("# Results: the seed experiment\n\n")
+    } else {
+        format!("# Results: config `{name}`\n\n")
+    };
+    let epochs = plural(rows.len(), "epoch");
+    match command {
+        Some(command) => s.push_str(&format!(
+            "Made by `{command}` (config `{name}`, {epochs}) on {machine}.\n\n"
+        )),
+        None => s.push_str(&format!("Config `{name}`, {epochs}, on {machine}.\n\n")),
+    }
     s.push_str(
         "The post numbers its epochs from 0 and lists 0, 10, ..., 100; its epoch 0 is the state \
          after the first pass (95% test accuracy), so it is set beside our epoch 1, and its epoch \
-         e beside our epoch e for e >= 10. Train figures are a full pass over the training set \
-         after the epoch (`--eval-train`), as the post's are. Accuracies in %.\n\n",
+         e beside our epoch e for e >= 10. ",
     );
+    s.push_str(train_figures(config.training.eval_train));
+    s.push_str(" Accuracies in %.\n\n");
     s.push_str("| epoch | post train loss | ours | post test loss | ours | post train acc | ours | post test acc | ours |\n");
     s.push_str("|---|---|---|---|---|---|---|---|---|\n");
     for (e, tl, vl, ta, va) in POST_TABLE {
@@ -96,22 +118,27 @@ pub fn markdown(
     s
 }
 
+/// `n thing` or `n things`.
+pub fn plural(n: usize, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
 /// Writes the page for the run in `run` to `out`, keeping anything an existing
 /// `out` holds from the [`KEEP_FROM`] heading on.
-pub fn run(run: &Path, out: &Path, command: &str, note: Option<&str>) -> Result<()> {
+pub fn run(run: &Path, out: &Path, command: Option<&str>, note: Option<&str>) -> Result<()> {
     let metrics = run.join("metrics.csv");
     let text = std::fs::read_to_string(&metrics)
         .with_context(|| format!("{}: cannot read", metrics.display()))?;
     let rows = parse_metrics(&text, &metrics)?;
-    let config = crate::plot::run_name(run).unwrap_or_else(|| "?".into());
-    let mut page = markdown(
-        &rows,
-        &config,
-        rayon::current_num_threads(),
-        command,
-        &machine(),
-        note,
-    );
+    let config_path = run.join("config.toml");
+    let config_text = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("{}: cannot read the run's config", config_path.display()))?;
+    let config = TrainConfig::from_toml(&config_text, &config_path.display().to_string())?;
+    let mut page = markdown(&rows, &config, command, &machine(), note);
     if let Ok(old) = std::fs::read_to_string(out) {
         if let Some(i) = old.find(KEEP_FROM) {
             page.push_str(&old[i..]);
@@ -140,13 +167,19 @@ mod tests {
 
     #[test]
     fn table_pairs_post_epoch_zero_with_our_first() {
+        let mut config = TrainConfig::load("seed").unwrap();
+        config.training.eval_train = true;
         let md = markdown(
             &rows(10),
-            "seed",
-            2,
-            "cargo xtask train --epochs 10",
+            &config,
+            Some("cargo xtask train --epochs 10"),
             "a CPU",
             Some("a note"),
+        );
+        assert!(md.starts_with("# Results: the seed experiment\n\nMade by `cargo xtask train --epochs 10` (config `seed`, 10 epochs) on a CPU."), "{md}");
+        assert!(
+            md.contains("a full pass over the training set after each epoch (`--eval-train`)"),
+            "{md}"
         );
         assert!(
             md.contains(
@@ -165,6 +198,13 @@ mod tests {
     }
 
     #[test]
+    fn counts_are_singular_or_plural() {
+        assert_eq!(plural(1, "epoch"), "1 epoch");
+        assert_eq!(plural(0, "epoch"), "0 epochs");
+        assert_eq!(plural(20, "image"), "20 images");
+    }
+
+    #[test]
     fn rewriting_keeps_other_data_sets() {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("run");
@@ -172,10 +212,22 @@ mod tests {
         let mut csv = String::from(crate::metrics::METRICS_HEADER);
         csv.push_str("\n1,0.1,96.0,0.2,95.5,9.0,1.0\n");
         std::fs::write(run.join("metrics.csv"), csv).unwrap();
+        let config = TrainConfig::load("mlp").unwrap();
+        std::fs::write(run.join("config.toml"), config.to_toml()).unwrap();
         let out = dir.path().join("results.md");
         std::fs::write(&out, "old table\n\n## Other data sets\n\nFashion: 79%\n").unwrap();
-        super::run(&run, &out, "cnn results", None).unwrap();
+        super::run(&run, &out, None, None).unwrap();
         let page = std::fs::read_to_string(&out).unwrap();
+        // A run trained without --eval-train is described as such.
+        assert!(
+            page.starts_with("# Results: config `mlp`\n\nConfig `mlp`, 1 epoch, on "),
+            "{page}"
+        );
+        assert!(
+            page.contains("running means over each epoch's batches")
+                && !page.contains("a full pass"),
+            "{page}"
+        );
         assert!(
             page.contains("| 0 | 0.1224 | 0.1000 |") && !page.contains("old table"),
             "{page}"

@@ -271,14 +271,16 @@ pub fn predict(
     data: Option<&Path>,
     images: &[PathBuf],
     json: bool,
+    mnist_style: bool,
 ) -> Result<()> {
     if config.is_none() && !is_safetensors(model) {
-        return crate::predict::run(model, data, images, json);
+        return crate::predict::run(model, data, images, json, mnist_style);
     }
     let ckpt = load_checkpoint(model, config)?;
     let net = ckpt.network()?;
     let norm = crate::predict::input_norm(&ckpt.config, data)?;
-    crate::predict::classify_files(Predictor::new(net, &ckpt, norm)?, model, images, json)
+    let predictor = Predictor::new(net, &ckpt, norm)?.mnist_style(mnist_style);
+    crate::predict::classify_files(predictor, model, images, json)
 }
 
 #[cfg(test)]

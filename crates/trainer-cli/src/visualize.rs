@@ -11,10 +11,12 @@
 //!   filters are strong as well as their shapes.
 //!
 //! Tiles are enlarged `scale` times with nearest-neighbour sampling and laid
-//! out left to right, top to bottom, `cols` per row, with `gap` pixels of mid
-//! grey between them (no outer margin), so a figure of `n` tiles of `w` x `h`
-//! is `cols*w*scale + (cols-1)*gap` wide and `rows*h*scale + (rows-1)*gap`
-//! high, `rows = ceil(n / cols)`.
+//! out left to right, top to bottom, `cols` per row. Feature maps have `gap`
+//! pixels of mid grey between them (no outer margin), so a figure of `n`
+//! tiles of `w` x `h` is `cols*w*scale + (cols-1)*gap` wide and
+//! `rows*h*scale + (rows-1)*gap` high, `rows = ceil(n / cols)`. The kernels
+//! figure is on white, with a title naming the layer, each kernel's channel
+//! number under it, and the colour scale with its end values below.
 
 use std::path::Path;
 
@@ -255,25 +257,94 @@ pub fn filters_figure(
         .iter()
         .filter(|v| v.is_finite())
         .fold(0f32, |m, v| m.max(v.abs()));
-    let tiles: Vec<Tile<[u8; 3]>> = data
-        .chunks_exact(kh * kw)
-        .map(|k| Tile {
-            w: kw,
-            h: kh,
-            pixels: k
-                .iter()
-                .map(|&v| diverging(if m > 0.0 { v / m } else { 0.0 }))
-                .collect(),
-        })
-        .collect();
+    let colour = |v: f32| diverging(if m > 0.0 { v / m } else { 0.0 });
     // One input channel: all kernels in one row (or a grid); else one row per output channel.
-    let cols = cols.unwrap_or(if c == 1 { default_cols(o) } else { c });
-    let grey = [GAP_GREY; 3];
-    let (width, height, pixels) = compose(&tiles, cols, scale, gap, grey);
+    let cols = cols
+        .unwrap_or(if c == 1 { default_cols(o) } else { c })
+        .clamp(1, o * c);
+    let rows = (o * c).div_ceil(cols);
+    let (tw, th) = (kw * scale, kh * scale);
+    let grid_w = cols * tw + (cols - 1) * gap;
+    let width = grid_w.max(FILTERS_MIN_WIDTH) + 2 * FILTERS_MARGIN;
+    let row_pitch = th + FILTERS_LABEL + gap;
+    let grid_top = FILTERS_MARGIN + FILTERS_TITLE;
+    let bar_top = grid_top + rows * row_pitch + FILTERS_MARGIN / 2;
+    let height = bar_top + FILTERS_BAR + FILTERS_LABEL + FILTERS_MARGIN / 2;
+    let title = if c == 1 {
+        format!("{name}: {o} kernels {kw}x{kh}, numbered by output channel")
+    } else {
+        format!("{name}: {o}x{c} kernels {kw}x{kh}, labelled output,input channel")
+    };
+    crate::plot::register_font()?;
+    let mut buf = vec![255u8; 3 * width * height];
+    {
+        use plotters::prelude::*;
+        let err = |e: DrawingAreaErrorKind<_>| anyhow!("drawing the kernels: {e}");
+        let root =
+            BitMapBackend::with_buffer(&mut buf, (width as u32, height as u32)).into_drawing_area();
+        let px = |x: usize, y: usize| (x as i32, y as i32);
+        let rgb = |c: [u8; 3]| RGBColor(c[0], c[1], c[2]);
+        let text = |size: u32| ("sans-serif", size).into_font().color(&BLACK);
+        let centred = |size: u32| {
+            text(size).pos(plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Center,
+                plotters::style::text_anchor::VPos::Top,
+            ))
+        };
+        root.draw_text(&title, &text(15), px(FILTERS_MARGIN, FILTERS_MARGIN - 2))
+            .map_err(err)?;
+        for (i, k) in data.chunks_exact(kh * kw).enumerate() {
+            let (x0, y0) = filters_tile_origin(i, cols, (kw, kh), scale, gap);
+            // A grey frame keeps near-white kernels apart from each other and the page.
+            root.draw(&Rectangle::new(
+                [px(x0 - 1, y0 - 1), px(x0 + tw, y0 + th)],
+                rgb([GAP_GREY; 3]),
+            ))
+            .map_err(err)?;
+            for (j, &v) in k.iter().enumerate() {
+                let (x, y) = (x0 + (j % kw) * scale, y0 + (j / kw) * scale);
+                root.draw(&Rectangle::new(
+                    [px(x, y), px(x + scale, y + scale)],
+                    rgb(colour(v)).filled(),
+                ))
+                .map_err(err)?;
+            }
+            let label = if c == 1 {
+                format!("{}", i / c)
+            } else {
+                format!("{},{}", i / c, i % c)
+            };
+            root.draw_text(&label, &centred(12), px(x0 + tw / 2, y0 + th + 1))
+                .map_err(err)?;
+        }
+        // The colour scale: -m at the left end, 0 in the middle, +m at the right.
+        let bar_w = grid_w.max(FILTERS_MIN_WIDTH);
+        for x in 0..bar_w {
+            let t = 2.0 * x as f32 / (bar_w - 1).max(1) as f32 - 1.0;
+            root.draw(&Rectangle::new(
+                [
+                    px(FILTERS_MARGIN + x, bar_top),
+                    px(FILTERS_MARGIN + x + 1, bar_top + FILTERS_BAR),
+                ],
+                rgb(diverging(t)).filled(),
+            ))
+            .map_err(err)?;
+        }
+        let label_y = bar_top + FILTERS_BAR + 1;
+        for (x, label) in [
+            (FILTERS_MARGIN + 12, format!("-{m:.3}")),
+            (FILTERS_MARGIN + bar_w / 2, "0".to_string()),
+            (FILTERS_MARGIN + bar_w - 12, format!("+{m:.3}")),
+        ] {
+            root.draw_text(&label, &centred(12), px(x, label_y))
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
     let png = RgbImage {
         width,
         height,
-        pixels: pixels.concat(),
+        pixels: buf,
     }
     .to_png()?;
     Ok(Figure {
@@ -284,6 +355,30 @@ pub fn filters_figure(
             "the {o}x{c} kernels ({kw}x{kh}) of {name}, blue -{m:.3} .. white 0 .. red +{m:.3} (one range for all)"
         ),
     })
+}
+
+/// The kernels figure's layout, in pixels: margin around it, the title's
+/// height, a label's height, the colour bar's height, and the least width
+/// (room for the title and the scale's labels).
+const FILTERS_MARGIN: usize = 10;
+const FILTERS_TITLE: usize = 24;
+const FILTERS_LABEL: usize = 16;
+const FILTERS_BAR: usize = 12;
+const FILTERS_MIN_WIDTH: usize = 400;
+
+/// Where kernel `i` of the kernels figure drawn with `cols` columns of
+/// `kw` x `kh` kernels at `scale` and `gap` begins: (column, row) in pixels.
+pub fn filters_tile_origin(
+    i: usize,
+    cols: usize,
+    (kw, kh): (usize, usize),
+    scale: usize,
+    gap: usize,
+) -> (usize, usize) {
+    (
+        FILTERS_MARGIN + (i % cols) * (kw * scale + gap),
+        FILTERS_MARGIN + FILTERS_TITLE + (i / cols) * (kh * scale + FILTERS_LABEL + gap),
+    )
 }
 
 /// What `cnn visualize` was asked to do.
@@ -326,6 +421,13 @@ pub fn run(opts: &VisualizeOptions) -> Result<Figure> {
     }
     let ckpt = Checkpoint::load(opts.model)?;
     let mut net = ckpt.network()?;
+    if first_conv(&net).is_err() {
+        bail!(
+            "{}: the network of config `{}` has no conv2d layer; `cnn visualize` draws a convolution layer's kernels and feature maps",
+            opts.model.display(),
+            ckpt.config.name
+        );
+    }
     let figure = if opts.filters {
         filters_figure(&net, opts.scale.unwrap_or(16), opts.gap, opts.cols)?
     } else {

@@ -260,3 +260,25 @@ fn a_read_only_run_directory_is_a_clear_error_and_loses_nothing() {
     );
     assert_eq!(kept, b"the good checkpoint");
 }
+
+/// `--model runs/seed` (the run directory) instead of a checkpoint file: the
+/// error says a file is expected and names the checkpoints the directory holds.
+#[test]
+fn a_directory_given_as_checkpoint_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = format!("{:#}", Checkpoint::load(dir.path()).unwrap_err());
+    assert!(
+        err.contains(&format!("{}: a directory; expected a checkpoint file (a run directory's best.ckpt or last.ckpt)", dir.path().display())),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("best.ckpt"), bytes()).unwrap();
+    let err = format!("{:#}", Checkpoint::load(dir.path()).unwrap_err());
+    let best = dir.path().join("best.ckpt");
+    assert!(
+        err.ends_with(&format!(
+            "expected a checkpoint file, e.g. {}",
+            best.display()
+        )),
+        "{err}"
+    );
+}

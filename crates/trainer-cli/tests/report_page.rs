@@ -3,7 +3,7 @@
 //! mistakes are the most confident ones, and its errors.
 //! `tests/report_browser.rs` loads a real one in Chromium.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use trainer::config::TrainConfig;
 use trainer::report::{self, ReportOptions};
@@ -40,15 +40,17 @@ fn write_idx(dir: &Path, prefix: &str, n: usize, seed: u32) {
     std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
 }
 
-#[test]
-fn the_page_holds_every_part_and_nothing_external() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    write_idx(&data, "train", 300, 1);
-    write_idx(&data, "t10k", 200, 2);
-    let run = dir.path().join("run");
-    let mut config = TrainConfig::load("seed").unwrap();
+/// The made-up data set in `dir/data` and a 2-epoch run of the built-in
+/// config `name` on it in `dir/run`; returns (data, run).
+fn tiny_run(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let data = dir.join("data");
+    if !data.exists() {
+        std::fs::create_dir(&data).unwrap();
+        write_idx(&data, "train", 300, 1);
+        write_idx(&data, "t10k", 200, 2);
+    }
+    let run = dir.join("run");
+    let mut config = TrainConfig::load(name).unwrap();
     config.training.epochs = 2;
     config.training.batch = 20;
     train(
@@ -65,6 +67,13 @@ fn the_page_holds_every_part_and_nothing_external() {
         &mut Quiet,
     )
     .unwrap();
+    (data, run)
+}
+
+#[test]
+fn the_page_holds_every_part_and_nothing_external() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, run) = tiny_run(dir.path(), "seed");
 
     // The data set is not recorded: --data is required, and said so.
     let out = dir.path().join("report.html");
@@ -97,9 +106,8 @@ fn the_page_holds_every_part_and_nothing_external() {
     }
     for part in [
         "Loss and accuracy",
-        "Figures beside the post",
-        "<td>0.1224</td>",
-        "<td>99.10</td>",
+        // Not MNIST: the post's table does not apply, and the page says so.
+        "The post&#39;s table is left out: its figures are for MNIST, and this run&#39;s test set is not one recognised as MNIST.",
         "Confusion matrix",
         "First convolution layer",
         "most confident mistakes",
@@ -107,6 +115,8 @@ fn the_page_holds_every_part_and_nothing_external() {
     ] {
         assert!(html.contains(part), "{part} missing");
     }
+
+    assert!(!html.contains("<td>0.1224</td>") && !html.contains("Figures beside the post"));
 
     // The mistakes shown are in decreasing confidence.
     let confidences: Vec<f64> = html
@@ -128,4 +138,32 @@ fn the_page_holds_every_part_and_nothing_external() {
     opts.run = dir.path().join("nope");
     let err = format!("{:#}", report::run(&opts).unwrap_err());
     assert!(err.contains("nope/metrics.csv"), "{err}");
+}
+
+/// A network without a convolution (the built-in `mlp`): the page is written,
+/// without the first-layer figures, and says why.
+#[test]
+fn a_network_without_convolution_gets_a_page_without_its_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, run) = tiny_run(dir.path(), "mlp");
+    let out = dir.path().join("report.html");
+    let summary = report::run(&ReportOptions {
+        run,
+        out: out.clone(),
+        data: Some(data),
+    })
+    .unwrap();
+    let html = std::fs::read_to_string(&out).unwrap();
+    let mistakes = summary.evaluation.count
+        - (0..10)
+            .map(|c| summary.evaluation.confusion[c][c] as usize)
+            .sum::<usize>();
+    // The curves and the mistakes; no kernels, no feature maps.
+    assert_eq!(summary.images, 1 + mistakes.min(report::MISTAKES));
+    assert_eq!(html.matches("<img ").count(), summary.images);
+    assert!(
+        html.contains("Left out: the mlp network has no conv2d layer, so there are no kernels or feature maps to show."),
+        "{html}"
+    );
+    assert!(!html.contains("first layer kernels") && html.contains("Confusion matrix"));
 }

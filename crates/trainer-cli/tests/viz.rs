@@ -12,7 +12,6 @@ use trainer::config::TrainConfig;
 use trainer::image_io::{decode_png_grey, GreyImage, RgbImage};
 use trainer::predict::Predictor;
 use trainer::train::{train, Quiet, TrainOptions};
-use trainer::visualize::grid_size;
 
 mod common;
 
@@ -180,7 +179,13 @@ fn predict_gives_a_distribution_for_real_test_images_and_the_right_class_when_tr
         assert_eq!(pred.probabilities.len(), 10);
         assert!((sum - 1.0).abs() < 1e-4, "probabilities sum to {sum}");
         assert!(pred.class < 10);
-        assert!(pred.notes.is_empty(), "{:?}", pred.notes);
+        // Only the MNIST-style centring, which leaves an MNIST digit much as it is.
+        assert_eq!(pred.notes.len(), 1, "{:?}", pred.notes);
+        assert!(
+            pred.notes[0].starts_with("centred as MNIST"),
+            "{:?}",
+            pred.notes
+        );
         right += usize::from(pred.class == usize::from(ds.label(i)));
     }
     assert!(right >= 8, "only {right} of the first 10 test images right");
@@ -191,7 +196,7 @@ fn predict_inverts_dark_on_light_and_resizes_large_images() {
     let Some(run) = trained_run() else { return };
     let ds = test_images().unwrap();
     let dir = scratch("predict-resize");
-    let mut p = Predictor::load(&run.join("last.ckpt"), None).unwrap();
+    let p = Predictor::load(&run.join("last.ckpt"), None).unwrap();
     // Test image 0 (a 7) at 56x56, nearest-neighbour doubled, dark on white.
     let mut big = GreyImage::filled(56, 56, 0);
     for y in 0..56 {
@@ -200,6 +205,7 @@ fn predict_inverts_dark_on_light_and_resizes_large_images() {
         }
     }
     let file = write(&dir.join("big.png"), &big.to_png().unwrap());
+    let mut p = p.mnist_style(false);
     let pred = p.predict_file(&file).unwrap();
     assert!(
         pred.notes
@@ -356,7 +362,8 @@ fn predict_library_handles_grey_alpha_16_bit_and_palette_pngs() {
 fn visualize_feature_maps_and_filters_have_the_computed_size() {
     let model = untrained_checkpoint();
     let dir = scratch("visualize");
-    // Filters need no data: 8 kernels of 3x3 in one row, x16, 2-pixel gaps.
+    // Filters need no data: 8 kernels of 3x3 in one row, x16, 2-pixel gaps,
+    // labelled, on white, with the colour scale below.
     let out = dir.join("filters.png");
     let o = Command::new(bin())
         .args(["visualize", "--filters", "--model"])
@@ -366,14 +373,38 @@ fn visualize_feature_maps_and_filters_have_the_computed_size() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let img = decode(&out);
-    assert_eq!((img.width, img.height), grid_size(8, 8, 3, 3, 16, 2));
-    assert_eq!((img.width, img.height), (8 * 48 + 7 * 2, 48));
-    let stdout = String::from_utf8_lossy(&o.stdout);
+    let rgb = decode_png_rgb(&std::fs::read(&out).unwrap());
+    let (w, h) = (rgb.width, rgb.height);
+    let at = |x: usize, y: usize| -> [u8; 3] {
+        let i = 3 * (y * w + x);
+        [rgb.pixels[i], rgb.pixels[i + 1], rgb.pixels[i + 2]]
+    };
+    // Each kernel's 3x3 cells are each one colour (nearest neighbour, x16).
+    let (x0, y0) = trainer::visualize::filters_tile_origin(7, 8, (3, 3), 16, 2);
+    assert!(x0 + 48 <= w && y0 + 48 < h, "{w}x{h}");
+    for (cx, cy) in [(0, 0), (2, 1), (1, 2)] {
+        let cell = at(x0 + 16 * cx, y0 + 16 * cy);
+        assert_eq!(cell, at(x0 + 16 * cx + 15, y0 + 16 * cy + 15));
+    }
+    // A title (dark text on white) above the kernels; below them the colour
+    // scale, blue at its left end, white in the middle, red at its right end.
+    assert_eq!(at(0, 0), [255, 255, 255]);
     assert!(
-        stdout.contains(&format!("{}x{} pixels", img.width, img.height)),
-        "{stdout}"
+        (0..w).any(|x| (0..y0 - 2).any(|y| at(x, y)[0] < 100)),
+        "no title"
     );
+    let bar_y = (y0 + 48..h)
+        .find(|&y| {
+            at(w / 2, y) != [255, 255, 255]
+                && at(12, y) != [255, 255, 255]
+                && at(12, y)[2] > at(12, y)[0]
+        })
+        .expect("no colour bar");
+    let (left, right) = (at(11, bar_y + 2), at(w - 12, bar_y + 2));
+    assert!(left[2] > 150 && left[0] < 60, "{left:?}");
+    assert!(right[0] > 150 && right[2] < 60, "{right:?}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains(&format!("{}x{} pixels", w, h)), "{stdout}");
 
     let Some(data) = common::mnist_or_skip() else {
         return;
@@ -561,4 +592,76 @@ fn plot_of_a_real_run() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("over 2 epochs"));
     assert!(std::fs::read_to_string(&out).unwrap().contains("viz-test"));
+}
+
+/// A test digit drawn small (20x20) in the top-left corner of a 200x200 white
+/// canvas, dark on white, as a user's drawing might be: centred as MNIST's
+/// digits were, it is classified as well as the originals; used as it is
+/// (only shrunk to 28x28), it is not.
+#[test]
+fn predict_centres_a_small_digit_in_a_corner_of_a_large_canvas() {
+    let Some(run) = trained_run() else { return };
+    let ds = test_images().unwrap();
+    let dir = scratch("predict-corner");
+    let mut centred = Predictor::load(&run.join("last.ckpt"), None).unwrap();
+    let mut as_is = Predictor::load(&run.join("last.ckpt"), None)
+        .unwrap()
+        .mnist_style(false);
+    let n = 50;
+    let (mut right_centred, mut right_as_is, mut right_original) = (0, 0, 0);
+    for i in 0..n {
+        let label = usize::from(ds.label(i));
+        let original = GreyImage {
+            width: 28,
+            height: 28,
+            pixels: ds.image(i).to_vec(),
+        };
+        let small = original.resize_area(20, 20);
+        let mut canvas = GreyImage::filled(200, 200, 255);
+        for y in 0..20 {
+            for x in 0..20 {
+                canvas.pixels[(6 + y) * 200 + 6 + x] = 255 - small.get(x, y);
+            }
+        }
+        let file = write(&dir.join(format!("{i}.png")), &canvas.to_png().unwrap());
+        let pred = centred.predict_file(&file).unwrap();
+        assert!(
+            pred.notes
+                .iter()
+                .any(|n| n.contains("cropped to the digit")),
+            "{:?}",
+            pred.notes
+        );
+        right_centred += usize::from(pred.class == label);
+        right_as_is += usize::from(as_is.predict_file(&file).unwrap().class == label);
+        right_original += usize::from(argmax(&centred.probabilities(&original).unwrap()) == label);
+    }
+    assert!(
+        right_centred + 3 >= right_original && right_centred >= 40,
+        "centred: {right_centred} of {n} right, the original 28x28 digits: {right_original}"
+    );
+    assert!(
+        right_as_is <= 20,
+        "as is: {right_as_is} of {n} right; the test no longer shows what centring does"
+    );
+}
+
+fn argmax(p: &[f32]) -> usize {
+    (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap()
+}
+
+/// The RGB pixels of an 8-bit RGB PNG.
+fn decode_png_rgb(bytes: &[u8]) -> RgbImage {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    buf.truncate(info.buffer_size());
+    RgbImage {
+        width: info.width as usize,
+        height: info.height as usize,
+        pixels: buf,
+    }
 }

@@ -3,25 +3,28 @@
 
 use std::path::PathBuf;
 
-/// Real MNIST: the shared read-only copy that CI has (`../shared/data/mnist`
-/// beside the checkout), else the project's `data/mnist`.
+/// Real MNIST: `$MNIST_DIR`, else the project's `data/mnist`, else the shared
+/// read-only copy CI has (`../shared/data/mnist` beside the checkout).
 pub fn mnist() -> Option<PathBuf> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    [
-        manifest.join("../../../shared/data/mnist"),
-        manifest.join("../../data/mnist"),
-    ]
-    .into_iter()
-    .find(|d| {
-        d.join("t10k-labels-idx1-ubyte.gz").exists() || d.join("t10k-labels-idx1-ubyte").exists()
-    })
+    std::env::var_os("MNIST_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([
+            manifest.join("../../data/mnist"),
+            manifest.join("../../../shared/data/mnist"),
+        ])
+        .find(|d| {
+            d.join("t10k-labels-idx1-ubyte.gz").exists()
+                || d.join("t10k-labels-idx1-ubyte").exists()
+        })
 }
 
 /// [`mnist`], printing why the calling test is skipped when there is none.
 pub fn mnist_or_skip() -> Option<PathBuf> {
     let found = mnist();
     if found.is_none() {
-        println!("skipping: no MNIST in ../shared/data/mnist or data/mnist");
+        println!("skipping: no MNIST in $MNIST_DIR, data/mnist or ../shared/data/mnist");
     }
     found
 }
