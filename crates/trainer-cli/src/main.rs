@@ -16,9 +16,16 @@ use trainer::train::{train, Progress, TrainOptions};
     about = "A CNN written from first principles: train it on MNIST, evaluate it, look inside it."
 )]
 struct Cli {
-    /// Worker threads (default: all cores).
+    /// Worker threads of the commands that run the network: train, eval, bench,
+    /// gradcheck, report, predict and visualize; the others ignore it (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Print errors and the final result only: no progress bar, no log.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print debug logs too (each checkpoint written, ...).
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -256,13 +263,22 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // -q and -v say what to log; without them RUST_LOG may, else info.
+    let filter = match (cli.quiet, cli.verbose) {
+        (true, _) => "error".into(),
+        (_, true) => "debug".into(),
+        _ => {
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())
+        }
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(use_colour(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -271,6 +287,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Colours on a terminal, unless NO_COLOR is set to anything but "" (no-color.org).
+fn use_colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -330,7 +351,11 @@ fn run_command(cli: Cli) -> Result<()> {
                 checkpoint_every,
                 train_subset,
             };
-            let summary = train(&options, &mut ProgressBar::default())?;
+            let mut progress = ProgressBar {
+                bar: None,
+                hidden: cli.quiet,
+            };
+            let summary = train(&options, &mut progress)?;
             if let Some(last) = summary.history.last() {
                 println!(
                     "done: {} epochs, test accuracy {:.2}% (best {:.2}%), {:.1} s training, {:.1} s in all",
@@ -503,14 +528,25 @@ fn run_command(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// `cnn train`'s progress bar, on stderr when it is a terminal.
-#[derive(Default)]
-struct ProgressBar(Option<indicatif::ProgressBar>);
+/// `cnn train`'s progress bar, on stderr when it is a terminal (and not
+/// `hidden`, by -q). It has no colours.
+struct ProgressBar {
+    bar: Option<indicatif::ProgressBar>,
+    hidden: bool,
+}
+
+impl ProgressBar {
+    fn clear(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
 
 impl Progress for ProgressBar {
     fn epoch_started(&mut self, epoch: usize, epochs: usize, batches: u64, done: u64) {
         use std::io::IsTerminal;
-        if !std::io::stderr().is_terminal() {
+        if self.hidden || !std::io::stderr().is_terminal() {
             return;
         }
         let bar = indicatif::ProgressBar::new(batches);
@@ -523,19 +559,38 @@ impl Progress for ProgressBar {
         );
         bar.set_prefix(format!("{epoch}/{epochs}"));
         bar.set_position(done);
-        self.0 = Some(bar);
+        self.bar = Some(bar);
     }
 
     fn batch_done(&mut self, done: u64, loss: f64, accuracy: f64) {
-        if let Some(bar) = &self.0 {
+        if let Some(bar) = &self.bar {
             bar.set_position(done);
             bar.set_message(format!("loss {loss:.4}, acc {:.2}%", 100.0 * accuracy));
         }
     }
 
     fn epoch_trained(&mut self) {
-        if let Some(bar) = self.0.take() {
-            bar.finish_and_clear();
-        }
+        self.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_color_turns_colours_off_when_set_to_anything() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some("".as_ref())));
+        assert!(!use_colour(true, Some("1".as_ref())));
+        assert!(!use_colour(false, None));
+    }
+
+    #[test]
+    fn the_threads_flag_says_which_commands_use_it() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("--threads"), "{help}");
+        assert!(help.contains("train, eval, bench"), "{help}");
     }
 }

@@ -179,6 +179,8 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
     let run = RunDir {
         dir: opts.out.clone(),
     };
+    // The data first: a wrong --data must not leave an empty run directory behind.
+    let data = DataSets::load(&opts.data)?;
     std::fs::create_dir_all(&run.dir)
         .with_context(|| format!("{}: cannot create the run directory", run.dir.display()))?;
     let _lock = lock_run_dir(&run.dir)?;
@@ -239,7 +241,6 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
     // The metrics file must match the checkpoint: drop rows of epochs it does not hold.
     write_atomic(&run.metrics(), metrics_csv(&history, &timings).as_bytes())?;
 
-    let data = DataSets::load(&opts.data)?;
     let dataset_name = data.name();
     // Borrow the training set: a clone would hold a second copy of its 47 MB of pixels.
     let subset;
@@ -263,6 +264,7 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         t.batch,
         rayon::current_num_threads()
     );
+    tracing::info!("network:\n{}", net.summary().trim_end());
 
     let mut parallel = DataParallel::new(t.micro_batch);
     let mut train_seconds_total = 0.0;
@@ -343,6 +345,11 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
                     &history,
                     &run.last(),
                 )?;
+                tracing::debug!(
+                    "wrote {} at batch {}",
+                    run.last().display(),
+                    partial.batches
+                );
             }
         }
         let train_seconds = started.elapsed().as_secs_f64();
@@ -404,6 +411,11 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
                 .with_context(|| format!("{}: cannot write", run.best().display()))?;
         }
         write_atomic(&run.metrics(), metrics_csv(&history, &timings).as_bytes())?;
+        tracing::debug!(
+            "wrote {} and {}",
+            run.last().display(),
+            run.metrics().display()
+        );
         tracing::info!(
             "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | lr {lr:.4} | {:.1} s, {:.0} img/s{}",
             record.epoch,
