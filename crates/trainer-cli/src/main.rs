@@ -1,7 +1,8 @@
 //! `cnn`: train, evaluate and inspect the seed CNN. See `cnn --help`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -282,16 +283,89 @@ fn main() -> ExitCode {
         .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<Interrupted>() {
+            Some(stop) => {
+                eprintln!("{stop}");
+                // 128 + SIGINT, as shells report a process that Ctrl-C ended.
+                ExitCode::from(130)
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
 /// Colours on a terminal, unless NO_COLOR is set to anything but "" (no-color.org).
 fn use_colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
     terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Set by the first Ctrl-C during `cnn train`; the training loop stops at the end of its batch.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// `cnn train` stopped by Ctrl-C: where it stands and the command that continues it.
+#[derive(Debug)]
+struct Interrupted {
+    at: trainer::train::Position,
+    last: PathBuf,
+    resume: String,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "interrupted at {}: {} holds it. Resume with:\n    {}",
+            self.at,
+            self.last.display(),
+            self.resume
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// A word for the shell: as it is when it is plain, else in single quotes.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The `cnn train --resume` command that continues a run started with these arguments.
+fn resume_command(
+    threads: Option<usize>,
+    data: &Path,
+    out: &Path,
+    eval_train: bool,
+    checkpoint_every: Option<u64>,
+    train_subset: Option<usize>,
+) -> String {
+    let program = std::env::args().next().unwrap_or_else(|| "cnn".into());
+    let mut words = vec![shell_word(&program)];
+    if let Some(t) = threads {
+        words.push(format!("--threads {t}"));
+    }
+    words.push("train --resume".into());
+    words.push(format!("--data {}", shell_word(&data.to_string_lossy())));
+    words.push(format!("--out {}", shell_word(&out.to_string_lossy())));
+    if eval_train {
+        words.push("--eval-train".into());
+    }
+    if let Some(k) = checkpoint_every {
+        words.push(format!("--checkpoint-every {k}"));
+    }
+    if let Some(n) = train_subset {
+        words.push(format!("--train-subset {n}"));
+    }
+    words.join(" ")
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -308,6 +382,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn run_command(cli: Cli) -> Result<()> {
+    let threads = cli.threads;
     match cli.command {
         Command::Train {
             config,
@@ -341,6 +416,22 @@ fn run_command(cli: Cli) -> Result<()> {
             if resume && (batch.is_some() || seed.is_some()) {
                 anyhow::bail!("--batch and --seed cannot change a run being resumed: it would no longer be the same run");
             }
+            // The first Ctrl-C asks the loop to stop after its batch; a second quits at once.
+            ctrlc::set_handler(|| {
+                if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                eprintln!("\nCtrl-C: stopping after this batch (press it again to quit at once)");
+            })
+            .context("installing the Ctrl-C handler")?;
+            let resume_with = resume_command(
+                threads,
+                &data,
+                &out,
+                eval_train,
+                checkpoint_every,
+                train_subset,
+            );
             let options = TrainOptions {
                 config,
                 epochs,
@@ -356,6 +447,15 @@ fn run_command(cli: Cli) -> Result<()> {
                 hidden: cli.quiet,
             };
             let summary = train(&options, &mut progress)?;
+            progress.clear();
+            if let Some(at) = summary.stopped_at {
+                return Err(Interrupted {
+                    at,
+                    last: options.out.join("last.ckpt"),
+                    resume: resume_with,
+                }
+                .into());
+            }
             if let Some(last) = summary.history.last() {
                 println!(
                     "done: {} epochs, test accuracy {:.2}% (best {:.2}%), {:.1} s training, {:.1} s in all",
@@ -529,7 +629,7 @@ fn run_command(cli: Cli) -> Result<()> {
 }
 
 /// `cnn train`'s progress bar, on stderr when it is a terminal (and not
-/// `hidden`, by -q). It has no colours.
+/// `hidden`, by -q). It has no colours; the Ctrl-C flag is read through it.
 struct ProgressBar {
     bar: Option<indicatif::ProgressBar>,
     hidden: bool,
@@ -572,6 +672,10 @@ impl Progress for ProgressBar {
     fn epoch_trained(&mut self) {
         self.clear();
     }
+
+    fn stop_requested(&self) -> bool {
+        INTERRUPTED.load(Ordering::SeqCst)
+    }
 }
 
 #[cfg(test)]
@@ -584,6 +688,14 @@ mod tests {
         assert!(use_colour(true, Some("".as_ref())));
         assert!(!use_colour(true, Some("1".as_ref())));
         assert!(!use_colour(false, None));
+    }
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_word("runs/seed-1"), "runs/seed-1");
+        assert_eq!(shell_word("my runs/a"), "'my runs/a'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word(""), "''");
     }
 
     #[test]

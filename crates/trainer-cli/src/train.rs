@@ -62,6 +62,32 @@ pub struct RunSummary {
     pub train_seconds: f64,
     /// Wall-clock seconds of this process's run.
     pub wall_seconds: f64,
+    /// Where the run stopped when [`Progress::stop_requested`] asked it to
+    /// (`last.ckpt` holds that point); `None` when every epoch was trained.
+    pub stopped_at: Option<Position>,
+}
+
+/// A point in a run: what a checkpoint holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// Epochs finished.
+    pub epochs_done: u64,
+    /// Batches finished in the next epoch.
+    pub batches: u64,
+    /// Batches in an epoch.
+    pub batches_per_epoch: u64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "epoch {}, {} of {} batches done",
+            self.epochs_done + 1,
+            self.batches,
+            self.batches_per_epoch
+        )
+    }
 }
 
 /// Paths inside a run directory.
@@ -165,6 +191,12 @@ pub trait Progress {
     fn batch_done(&mut self, _done: u64, _loss: f64, _accuracy: f64) {}
     /// The epoch's training is over; evaluation comes next.
     fn epoch_trained(&mut self) {}
+    /// Whether the run should stop (the user pressed Ctrl-C, say). Asked
+    /// before each batch; on `true`, [`train`] saves `last.ckpt` where the
+    /// run stands, mid-epoch, and returns with [`RunSummary::stopped_at`] set.
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// Reports nothing.
@@ -302,6 +334,32 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         );
         let started = Instant::now();
         for (_, indices) in mnist_io::batches(&order, t.batch).skip(partial.batches as usize) {
+            if progress.stop_requested() {
+                save(
+                    &config,
+                    &net,
+                    &optimizer,
+                    epochs_done,
+                    partial.clone(),
+                    &history,
+                    &run.last(),
+                )?;
+                tracing::debug!(
+                    "wrote {} at batch {}",
+                    run.last().display(),
+                    partial.batches
+                );
+                return Ok(RunSummary {
+                    history,
+                    train_seconds: train_seconds_total + started.elapsed().as_secs_f64(),
+                    wall_seconds: wall.elapsed().as_secs_f64(),
+                    stopped_at: Some(Position {
+                        epochs_done,
+                        batches: partial.batches,
+                        batches_per_epoch,
+                    }),
+                });
+            }
             let batch = DatasetBatch {
                 data: train_set,
                 indices,
@@ -433,5 +491,6 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         history,
         train_seconds: train_seconds_total,
         wall_seconds: wall.elapsed().as_secs_f64(),
+        stopped_at: None,
     })
 }
