@@ -267,6 +267,16 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
     if let Some(e) = opts.epochs {
         config.training.epochs = e;
     }
+    if opts.resume && epochs_done as usize >= config.training.epochs {
+        bail!(
+            "{}: nothing to do: the run has finished {epochs_done} epochs{}; to train further, pass --epochs with more than {epochs_done}",
+            run.dir.display(),
+            match opts.epochs {
+                Some(e) => format!(" and --epochs {e} asks for no more"),
+                None => format!(" of {}", config.training.epochs),
+            }
+        );
+    }
     let t = config.training.clone();
     write_atomic(&run.config(), config.to_toml().as_bytes())?;
     let mut timings = read_timings(&run.metrics(), history.len());
@@ -301,6 +311,17 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
     let mut parallel = DataParallel::new(t.micro_batch);
     let mut train_seconds_total = 0.0;
     let batches_per_epoch = train_set.len().div_ceil(t.batch) as u64;
+    if opts.resume {
+        tracing::info!(
+            "resuming {} at {}",
+            run.dir.display(),
+            Position {
+                epochs_done,
+                batches: partial.batches,
+                batches_per_epoch
+            }
+        );
+    }
     let save = |config: &TrainConfig,
                 net: &Network,
                 opt: &Optimizer,

@@ -1,8 +1,10 @@
 //! `cnn train` as a user runs it, on a tiny made-up data set (fast, no real
-//! MNIST needed): what it prints and writes.
+//! MNIST needed): what it says when it resumes, and when there is nothing to do.
 
 use std::path::Path;
 use std::process::Command;
+
+use trainer::train::{train, Progress, TrainOptions};
 
 mod common;
 
@@ -30,6 +32,77 @@ fn cnn_train(data: &Path, out: &Path, more: &[&str]) -> (bool, String, String) {
     ];
     args.extend(more);
     cnn(&args)
+}
+
+/// Stops the run before its third batch.
+struct StopBeforeBatch3(u64);
+
+impl Progress for StopBeforeBatch3 {
+    fn batch_done(&mut self, _done: u64, _loss: f64, _accuracy: f64) {
+        self.0 += 1;
+    }
+    fn stop_requested(&self) -> bool {
+        self.0 >= 2
+    }
+}
+
+#[test]
+fn resuming_says_from_which_epoch_and_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, out) = (dir.path().join("data"), dir.path().join("run"));
+    common::made_up_mnist(&data, 200, 50);
+    let mut config = trainer::config::TrainConfig::load("seed").unwrap();
+    config.training.batch = 50;
+    let opts = TrainOptions {
+        config: Some(config),
+        epochs: Some(2),
+        data: data.clone(),
+        out: out.clone(),
+        resume: false,
+        eval_train: false,
+        checkpoint_every: None,
+        train_subset: None,
+    };
+    let stopped = train(&opts, &mut StopBeforeBatch3(0)).unwrap();
+    assert!(stopped.stopped_at.is_some());
+
+    let (ok, _, stderr) = cnn_train(&data, &out, &["--resume"]);
+    assert!(ok, "{stderr}");
+    let expected = format!("resuming {} at epoch 1, 2 of 4 batches done", out.display());
+    assert!(stderr.contains(&expected), "no `{expected}` in:\n{stderr}");
+}
+
+#[test]
+fn resuming_a_run_with_nothing_left_to_do_says_so_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, out) = (dir.path().join("data"), dir.path().join("run"));
+    common::made_up_mnist(&data, 100, 50);
+    let (ok, _, stderr) = cnn_train(&data, &out, &["--epochs", "2", "--batch", "50"]);
+    assert!(ok, "{stderr}");
+    let before = std::fs::read(out.join("last.ckpt")).unwrap();
+    let metrics = std::fs::read(out.join("metrics.csv")).unwrap();
+
+    for epochs in [&[][..], &["--epochs", "2"], &["--epochs", "1"]] {
+        let mut args = vec!["--resume"];
+        args.extend(epochs);
+        let (ok, stdout, stderr) = cnn_train(&data, &out, &args);
+        assert!(!ok, "{args:?} succeeded:\n{stdout}");
+        assert!(
+            stderr.contains("nothing to do") && stderr.contains("finished 2 epochs"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("--epochs with more than 2"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(std::fs::read(out.join("last.ckpt")).unwrap() == before);
+    assert_eq!(std::fs::read(out.join("metrics.csv")).unwrap(), metrics);
+
+    // More epochs asked for: it trains them.
+    let (ok, _, stderr) = cnn_train(&data, &out, &["--resume", "--epochs", "3"]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("epoch 3/3"), "{stderr}");
 }
 
 #[test]

@@ -196,6 +196,10 @@ fn ctrl_c_saves_mid_epoch_prints_the_resume_command_and_resuming_gives_the_same_
             let resumed = Command::new(&words[0]).args(&words[1..]).output().unwrap();
             let resumed_log = String::from_utf8_lossy(&resumed.stderr);
             assert!(resumed.status.success(), "{command}:\n{resumed_log}");
+            assert!(
+                resumed_log.contains("resuming") && resumed_log.contains("batches done"),
+                "the resume log says where it starts:\n{resumed_log}"
+            );
         }
         // The run ended before the signal arrived: nothing to resume.
         Some(0) => println!("the run finished before SIGINT arrived"),
