@@ -652,7 +652,7 @@ impl Progress for ProgressBar {
         let bar = indicatif::ProgressBar::new(batches);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "epoch {prefix} [{bar:30}] {pos}/{len} batches, {msg} ({eta} left)",
+                "epoch {prefix} [{bar:30}] {pos}/{len} batches, {msg} ({eta} left in this epoch)",
             )
             .expect("a valid template")
             .progress_chars("=> "),

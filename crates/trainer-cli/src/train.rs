@@ -322,6 +322,7 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
             }
         );
     }
+    let mut epoch_seconds = Vec::new();
     let save = |config: &TrainConfig,
                 net: &Network,
                 opt: &Optimizer,
@@ -495,8 +496,9 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
             run.last().display(),
             run.metrics().display()
         );
+        epoch_seconds.push(started.elapsed().as_secs_f64());
         tracing::info!(
-            "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | lr {lr:.4} | {:.1} s, {:.0} img/s{}",
+            "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | lr {lr:.4} | {:.1} s, {:.0} img/s{}{}",
             record.epoch,
             t.epochs,
             record.train_loss,
@@ -505,7 +507,10 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
             100.0 * record.test_acc,
             train_seconds,
             train_set.len() as f64 / train_seconds,
-            if best { " (best)" } else { "" }
+            if best { " (best)" } else { "" },
+            time_left(&epoch_seconds, t.epochs - epochs_done as usize)
+                .map(|s| format!(" | {s}"))
+                .unwrap_or_default()
         );
     }
     Ok(RunSummary {
@@ -514,4 +519,34 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         wall_seconds: wall.elapsed().as_secs_f64(),
         stopped_at: None,
     })
+}
+
+/// The time the remaining `epochs_left` epochs will take, from the mean of
+/// the epochs timed so far (training, evaluation and checkpoints), in words:
+/// `about 6 min left`. `None` when nothing is left or nothing was timed.
+fn time_left(epoch_seconds: &[f64], epochs_left: usize) -> Option<String> {
+    if epochs_left == 0 || epoch_seconds.is_empty() {
+        return None;
+    }
+    let mean = epoch_seconds.iter().sum::<f64>() / epoch_seconds.len() as f64;
+    let left = (mean * epochs_left as f64).round() as u64;
+    Some(match left {
+        0..90 => format!("about {left} s left"),
+        90..5400 => format!("about {} min left", (left + 30) / 60),
+        _ => format!("about {:.1} h left", left as f64 / 3600.0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::time_left;
+
+    #[test]
+    fn time_left_is_the_mean_epoch_times_the_epochs_left() {
+        assert_eq!(time_left(&[], 10), None);
+        assert_eq!(time_left(&[4.0], 0), None);
+        assert_eq!(time_left(&[3.0, 5.0], 10).unwrap(), "about 40 s left");
+        assert_eq!(time_left(&[4.2], 99).unwrap(), "about 7 min left");
+        assert_eq!(time_left(&[60.0], 120).unwrap(), "about 2.0 h left");
+    }
 }
