@@ -163,18 +163,26 @@ pub fn run(args: FetchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How to get the data without network, for error messages.
+/// How to get the data without network, for error messages: only paths of
+/// the user's own machine (a folder they hold, or a system package's).
 fn from_hint(spec: &DatasetSpec) -> String {
     let example = match spec.name {
         "fashion-mnist" => {
             "/usr/share/datasets/fashion-mnist   (apt-get install dataset-fashion-mnist)"
         }
-        _ => "../shared/data/mnist",
+        _ => "DIR",
     };
+    let files: Vec<String> = spec
+        .files
+        .iter()
+        .map(|f| format!("{}.gz", f.name))
+        .collect();
     format!(
         "Without network access, copy the files from a local folder with --from:\n    \
-         cargo xtask fetch-data --dataset {} --from {example}",
-        spec.name
+         cargo xtask fetch-data --dataset {} --from {example}\n\
+         where the folder holds {}, gzipped or not.",
+        spec.name,
+        files.join(", ")
     )
 }
 
@@ -530,7 +538,13 @@ mod tests {
     fn mnist_dir() -> Option<PathBuf> {
         let dir = match std::env::var_os("MNIST_DIR") {
             Some(d) => PathBuf::from(d),
-            None => crate::workspace_root().join("../shared/data/mnist"),
+            None => {
+                let root = crate::workspace_root();
+                [root.join("data/mnist"), root.join("../shared/data/mnist")]
+                    .into_iter()
+                    .find(|d| crate::has_mnist(d))
+                    .unwrap_or_default()
+            }
         };
         dir.is_dir().then_some(dir)
     }
@@ -586,7 +600,11 @@ mod tests {
         ))
         .unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.contains("--from ../shared/data/mnist"), "{msg}");
+        assert!(msg.contains("--from DIR"), "{msg}");
+        assert!(msg.contains("train-images-idx3-ubyte.gz"), "{msg}");
+        // The user sees the mirrors tried and their own paths, never the build machine's.
+        assert!(msg.contains("http://127.0.0.1:9/"), "{msg}");
+        assert!(!msg.contains("shared"), "{msg}");
         assert!(start.elapsed() < Duration::from_secs(20));
         assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
     }

@@ -24,7 +24,8 @@ enum Task {
     /// Download (or copy with --from) a data set into data/DATASET/, each file
     /// verified by the SHA-256 of its decompressed content before it is moved into place.
     FetchData(fetch::FetchArgs),
-    /// Run the seed experiment (fetching MNIST if needed) and write docs/results.md.
+    /// Run the seed experiment (fetching MNIST if needed) and write its results
+    /// table and figures into the run folder (and docs/ with --update-docs).
     Train(train::TrainArgs),
     /// Time the seed network's training step and evaluation (`cnn bench`); with
     /// --vs-pytorch also one training epoch of the same network in PyTorch.
@@ -47,10 +48,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Builds `cnn` in release mode and returns its path.
+/// Builds `cnn` in release mode and returns its path. Cargo shows its own
+/// progress: from a fresh clone the build takes a few minutes.
 pub(crate) fn build_cnn(root: &Path) -> anyhow::Result<PathBuf> {
+    eprintln!("building cnn in release mode (cargo build --release -p trainer-cli)");
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--release", "--quiet", "-p", "trainer-cli"])
+        .args(["build", "--release", "-p", "trainer-cli"])
         .current_dir(root)
         .status()?;
     if !status.success() {

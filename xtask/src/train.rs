@@ -1,6 +1,7 @@
 //! `cargo xtask train`: the seed experiment end to end. Fetches MNIST when it
 //! is missing, builds `cnn` in release mode, trains (resuming an unfinished
-//! run), and writes `docs/results.md`: the post's table beside ours.
+//! run), and writes into the run folder `results.md` (the post's table beside
+//! ours) and the figures; `--update-docs` writes them into `docs/` as well.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,9 +26,10 @@ pub struct TrainArgs {
     /// Worker threads for `cnn` [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Where to write the results table [default: docs/results.md].
-    #[arg(long, value_name = "FILE")]
-    pub results: Option<PathBuf>,
+    /// Also write results.md and the figures into docs/ (files tracked in git),
+    /// not only into the run folder.
+    #[arg(long)]
+    pub update_docs: bool,
     /// A paragraph to add under the timings (e.g. that the machine was busy).
     #[arg(long)]
     pub note: Option<String>,
@@ -105,20 +107,41 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     }
 
-    let results = args.results.unwrap_or_else(|| root.join("docs/results.md"));
-    let mut cmd = Command::new(&cnn);
-    if let Some(t) = args.threads {
-        cmd.args(["--threads", &t.to_string()]);
+    for dir in destinations(&out, args.update_docs.then(|| root.join("docs"))) {
+        write_results(&cnn, &out, &data, &dir, args.epochs, args.note.as_deref())?;
     }
+    if !args.update_docs {
+        eprintln!(
+            "docs/ is unchanged; `cargo xtask train --update-docs` writes these files there too"
+        );
+    }
+    Ok(())
+}
+
+/// The folders the results and figures go to: the run's own, and `docs`
+/// when given (--update-docs), so that a plain run leaves the checkout as it was.
+fn destinations(run: &Path, docs: Option<PathBuf>) -> Vec<PathBuf> {
+    std::iter::once(run.to_path_buf()).chain(docs).collect()
+}
+
+/// Writes `results.md`, `feature_maps.png`, `filters.png` and `curves.png` of
+/// the run `out` into `dir`.
+fn write_results(
+    cnn: &Path,
+    out: &Path,
+    data: &Path,
+    dir: &Path,
+    epochs: usize,
+    note: Option<&str>,
+) -> Result<()> {
+    let results = dir.join("results.md");
+    let mut cmd = Command::new(cnn);
     cmd.args(["results", "--run"])
-        .arg(&out)
+        .arg(out)
         .arg("--out")
         .arg(&results);
-    cmd.args([
-        "--command",
-        &format!("cargo xtask train --epochs {}", args.epochs),
-    ]);
-    if let Some(note) = &args.note {
+    cmd.args(["--command", &format!("cargo xtask train --epochs {epochs}")]);
+    if let Some(note) = note {
         cmd.args(["--note", note]);
     }
     if !cmd.status()?.success() {
@@ -126,10 +149,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
 
     // The pictures the README shows, from the same run.
-    let docs = results
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| root.join("docs"));
     let model = out.join("best.ckpt");
     let figures: [(&str, Vec<std::ffi::OsString>); 3] = [
         (
@@ -139,7 +158,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 "--model".into(),
                 model.clone().into(),
                 "--data".into(),
-                data.clone().into(),
+                data.into(),
                 "--index".into(),
                 "0".into(),
             ],
@@ -155,18 +174,50 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ),
         (
             "curves.png",
-            vec!["plot".into(), "--run".into(), out.clone().into()],
+            vec!["plot".into(), "--run".into(), out.into()],
         ),
     ];
     for (file, args) in figures {
-        let status = Command::new(&cnn)
+        let path = dir.join(file);
+        let status = Command::new(cnn)
             .args(&args)
             .arg("--out")
-            .arg(docs.join(file))
+            .arg(&path)
             .status()?;
         if !status.success() {
-            bail!("making docs/{file} failed");
+            bail!("making {} failed", path.display());
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_go_to_the_run_folder_and_to_docs_only_when_asked() {
+        let run = Path::new("runs/seed-100");
+        assert_eq!(destinations(run, None), [run]);
+        assert_eq!(
+            destinations(run, Some("docs".into())),
+            [run, Path::new("docs")]
+        );
+    }
+
+    #[test]
+    fn docs_are_updated_only_with_the_flag() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            train: TrainArgs,
+        }
+        assert!(!Cli::parse_from(["train"]).train.update_docs);
+        assert!(
+            Cli::parse_from(["train", "--update-docs"])
+                .train
+                .update_docs
+        );
+    }
 }

@@ -1,7 +1,8 @@
 //! `cnn`: train, evaluate and inspect the seed CNN. See `cnn --help`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -16,9 +17,16 @@ use trainer::train::{train, Progress, TrainOptions};
     about = "A CNN written from first principles: train it on MNIST, evaluate it, look inside it."
 )]
 struct Cli {
-    /// Worker threads (default: all cores).
+    /// Worker threads of the commands that run the network: train, eval, bench,
+    /// gradcheck, report, predict and visualize; the others ignore it (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Print errors and the final result only: no progress bar, no log.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print debug logs too (each checkpoint written, ...).
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -285,21 +293,108 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // -q and -v say what to log; without them RUST_LOG may, else info.
+    let filter = match (cli.quiet, cli.verbose) {
+        (true, _) => "error".into(),
+        (_, true) => "debug".into(),
+        _ => {
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())
+        }
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(use_colour(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<Interrupted>() {
+            Some(stop) => {
+                eprintln!("{stop}");
+                // 128 + SIGINT, as shells report a process that Ctrl-C ended.
+                ExitCode::from(130)
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+/// Colours on a terminal, unless NO_COLOR is set to anything but "" (no-color.org).
+fn use_colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Set by the first Ctrl-C during `cnn train`; the training loop stops at the end of its batch.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// `cnn train` stopped by Ctrl-C: where it stands and the command that continues it.
+#[derive(Debug)]
+struct Interrupted {
+    at: trainer::train::Position,
+    last: PathBuf,
+    resume: String,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "interrupted at {}: {} holds it. Resume with:\n    {}",
+            self.at,
+            self.last.display(),
+            self.resume
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// A word for the shell: as it is when it is plain, else in single quotes.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The `cnn train --resume` command that continues a run started with these arguments.
+fn resume_command(
+    threads: Option<usize>,
+    data: &Path,
+    out: &Path,
+    eval_train: bool,
+    checkpoint_every: Option<u64>,
+    train_subset: Option<usize>,
+) -> String {
+    let program = std::env::args().next().unwrap_or_else(|| "cnn".into());
+    let mut words = vec![shell_word(&program)];
+    if let Some(t) = threads {
+        words.push(format!("--threads {t}"));
+    }
+    words.push("train --resume".into());
+    words.push(format!("--data {}", shell_word(&data.to_string_lossy())));
+    words.push(format!("--out {}", shell_word(&out.to_string_lossy())));
+    if eval_train {
+        words.push("--eval-train".into());
+    }
+    if let Some(k) = checkpoint_every {
+        words.push(format!("--checkpoint-every {k}"));
+    }
+    if let Some(n) = train_subset {
+        words.push(format!("--train-subset {n}"));
+    }
+    words.join(" ")
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -316,6 +411,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn run_command(cli: Cli) -> Result<()> {
+    let threads = cli.threads;
     match cli.command {
         Command::Train {
             config,
@@ -378,6 +474,22 @@ fn run_command(cli: Cli) -> Result<()> {
                 c.training.eval_train |= eval_train;
                 c.training.eval_train
             };
+            // The first Ctrl-C asks the loop to stop after its batch; a second quits at once.
+            ctrlc::set_handler(|| {
+                if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                eprintln!("\nCtrl-C: stopping after this batch (press it again to quit at once)");
+            })
+            .context("installing the Ctrl-C handler")?;
+            let resume_with = resume_command(
+                threads,
+                &data,
+                &out,
+                eval_train,
+                checkpoint_every,
+                train_subset,
+            );
             let options = TrainOptions {
                 config,
                 epochs,
@@ -388,7 +500,20 @@ fn run_command(cli: Cli) -> Result<()> {
                 checkpoint_every,
                 train_subset,
             };
-            let summary = train(&options, &mut ProgressBar::default())?;
+            let mut progress = ProgressBar {
+                bar: None,
+                hidden: cli.quiet,
+            };
+            let summary = train(&options, &mut progress)?;
+            progress.clear();
+            if let Some(at) = summary.stopped_at {
+                return Err(Interrupted {
+                    at,
+                    last: options.out.join("last.ckpt"),
+                    resume: resume_with,
+                }
+                .into());
+            }
             if let Some(last) = summary.history.last() {
                 println!(
                     "done: {}, test accuracy {:.2}% (best {:.2}%), {:.1} s training, {:.1} s in all",
@@ -569,39 +694,81 @@ fn run_command(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// `cnn train`'s progress bar, on stderr when it is a terminal.
-#[derive(Default)]
-struct ProgressBar(Option<indicatif::ProgressBar>);
+/// `cnn train`'s progress bar, on stderr when it is a terminal (and not
+/// `hidden`, by -q). It has no colours; the Ctrl-C flag is read through it.
+struct ProgressBar {
+    bar: Option<indicatif::ProgressBar>,
+    hidden: bool,
+}
+
+impl ProgressBar {
+    fn clear(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
 
 impl Progress for ProgressBar {
     fn epoch_started(&mut self, epoch: usize, epochs: usize, batches: u64, done: u64) {
         use std::io::IsTerminal;
-        if !std::io::stderr().is_terminal() {
+        if self.hidden || !std::io::stderr().is_terminal() {
             return;
         }
         let bar = indicatif::ProgressBar::new(batches);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "epoch {prefix} [{bar:30}] {pos}/{len} batches, {msg} ({eta} left)",
+                "epoch {prefix} [{bar:30}] {pos}/{len} batches, {msg} ({eta} left in this epoch)",
             )
             .expect("a valid template")
             .progress_chars("=> "),
         );
         bar.set_prefix(format!("{epoch}/{epochs}"));
         bar.set_position(done);
-        self.0 = Some(bar);
+        self.bar = Some(bar);
     }
 
     fn batch_done(&mut self, done: u64, loss: f64, accuracy: f64) {
-        if let Some(bar) = &self.0 {
+        if let Some(bar) = &self.bar {
             bar.set_position(done);
             bar.set_message(format!("loss {loss:.4}, acc {:.2}%", 100.0 * accuracy));
         }
     }
 
     fn epoch_trained(&mut self) {
-        if let Some(bar) = self.0.take() {
-            bar.finish_and_clear();
-        }
+        self.clear();
+    }
+
+    fn stop_requested(&self) -> bool {
+        INTERRUPTED.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_color_turns_colours_off_when_set_to_anything() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some("".as_ref())));
+        assert!(!use_colour(true, Some("1".as_ref())));
+        assert!(!use_colour(false, None));
+    }
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_word("runs/seed-1"), "runs/seed-1");
+        assert_eq!(shell_word("my runs/a"), "'my runs/a'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
+    fn the_threads_flag_says_which_commands_use_it() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("--threads"), "{help}");
+        assert!(help.contains("train, eval, bench"), "{help}");
     }
 }

@@ -62,6 +62,32 @@ pub struct RunSummary {
     pub train_seconds: f64,
     /// Wall-clock seconds of this process's run.
     pub wall_seconds: f64,
+    /// Where the run stopped when [`Progress::stop_requested`] asked it to
+    /// (`last.ckpt` holds that point); `None` when every epoch was trained.
+    pub stopped_at: Option<Position>,
+}
+
+/// A point in a run: what a checkpoint holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// Epochs finished.
+    pub epochs_done: u64,
+    /// Batches finished in the next epoch.
+    pub batches: u64,
+    /// Batches in an epoch.
+    pub batches_per_epoch: u64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "epoch {}, {} of {} batches done",
+            self.epochs_done + 1,
+            self.batches,
+            self.batches_per_epoch
+        )
+    }
 }
 
 /// Paths inside a run directory.
@@ -165,6 +191,12 @@ pub trait Progress {
     fn batch_done(&mut self, _done: u64, _loss: f64, _accuracy: f64) {}
     /// The epoch's training is over; evaluation comes next.
     fn epoch_trained(&mut self) {}
+    /// Whether the run should stop (the user pressed Ctrl-C, say). Asked
+    /// before each batch; on `true`, [`train`] saves `last.ckpt` where the
+    /// run stands, mid-epoch, and returns with [`RunSummary::stopped_at`] set.
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// Reports nothing.
@@ -179,6 +211,8 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
     let run = RunDir {
         dir: opts.out.clone(),
     };
+    // The data first: a wrong --data must not leave an empty run directory behind.
+    let data = DataSets::load(&opts.data)?;
     std::fs::create_dir_all(&run.dir)
         .with_context(|| format!("{}: cannot create the run directory", run.dir.display()))?;
     let _lock = lock_run_dir(&run.dir)?;
@@ -233,13 +267,22 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
     if let Some(e) = opts.epochs {
         config.training.epochs = e;
     }
+    if opts.resume && epochs_done as usize >= config.training.epochs {
+        bail!(
+            "{}: nothing to do: the run has finished {epochs_done} epochs{}; to train further, pass --epochs with more than {epochs_done}",
+            run.dir.display(),
+            match opts.epochs {
+                Some(e) => format!(" and --epochs {e} asks for no more"),
+                None => format!(" of {}", config.training.epochs),
+            }
+        );
+    }
     let t = config.training.clone();
     write_atomic(&run.config(), config.to_toml().as_bytes())?;
     let mut timings = read_timings(&run.metrics(), history.len());
     // The metrics file must match the checkpoint: drop rows of epochs it does not hold.
     write_atomic(&run.metrics(), metrics_csv(&history, &timings).as_bytes())?;
 
-    let data = DataSets::load(&opts.data)?;
     let dataset_name = data.name();
     // Borrow the training set: a clone would hold a second copy of its 47 MB of pixels.
     let subset;
@@ -254,19 +297,33 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
     let classes = net.outputs();
     let loss_fn = config.loss_fn();
     tracing::info!(
-        "training `{}` on {} ({} train / {} test images), {} epochs of batch {}, {} threads",
+        "training `{}` on {} ({} train / {} test images), {} epoch{} of batch {}, {} threads",
         config.name,
         opts.data.display(),
         train_set.len(),
         data.test.len(),
         t.epochs,
+        if t.epochs == 1 { "" } else { "s" },
         t.batch,
         rayon::current_num_threads()
     );
+    tracing::info!("network:\n{}", net.summary().trim_end());
 
     let mut parallel = DataParallel::new(t.micro_batch);
     let mut train_seconds_total = 0.0;
     let batches_per_epoch = train_set.len().div_ceil(t.batch) as u64;
+    if opts.resume {
+        tracing::info!(
+            "resuming {} at {}",
+            run.dir.display(),
+            Position {
+                epochs_done,
+                batches: partial.batches,
+                batches_per_epoch
+            }
+        );
+    }
+    let mut epoch_seconds = Vec::new();
     let save = |config: &TrainConfig,
                 net: &Network,
                 opt: &Optimizer,
@@ -300,6 +357,32 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         );
         let started = Instant::now();
         for (_, indices) in mnist_io::batches(&order, t.batch).skip(partial.batches as usize) {
+            if progress.stop_requested() {
+                save(
+                    &config,
+                    &net,
+                    &optimizer,
+                    epochs_done,
+                    partial.clone(),
+                    &history,
+                    &run.last(),
+                )?;
+                tracing::debug!(
+                    "wrote {} at batch {}",
+                    run.last().display(),
+                    partial.batches
+                );
+                return Ok(RunSummary {
+                    history,
+                    train_seconds: train_seconds_total + started.elapsed().as_secs_f64(),
+                    wall_seconds: wall.elapsed().as_secs_f64(),
+                    stopped_at: Some(Position {
+                        epochs_done,
+                        batches: partial.batches,
+                        batches_per_epoch,
+                    }),
+                });
+            }
             let batch = DatasetBatch {
                 data: train_set,
                 indices,
@@ -343,6 +426,11 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
                     &history,
                     &run.last(),
                 )?;
+                tracing::debug!(
+                    "wrote {} at batch {}",
+                    run.last().display(),
+                    partial.batches
+                );
             }
         }
         let train_seconds = started.elapsed().as_secs_f64();
@@ -404,8 +492,14 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
                 .with_context(|| format!("{}: cannot write", run.best().display()))?;
         }
         write_atomic(&run.metrics(), metrics_csv(&history, &timings).as_bytes())?;
+        tracing::debug!(
+            "wrote {} and {}",
+            run.last().display(),
+            run.metrics().display()
+        );
+        epoch_seconds.push(started.elapsed().as_secs_f64());
         tracing::info!(
-            "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | lr {lr:.4} | {:.1} s, {:.0} img/s{}",
+            "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | lr {lr:.4} | {:.1} s, {:.0} img/s{}{}",
             record.epoch,
             t.epochs,
             record.train_loss,
@@ -414,12 +508,46 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
             100.0 * record.test_acc,
             train_seconds,
             train_set.len() as f64 / train_seconds,
-            if best { " (best)" } else { "" }
+            if best { " (best)" } else { "" },
+            time_left(&epoch_seconds, t.epochs - epochs_done as usize)
+                .map(|s| format!(" | {s}"))
+                .unwrap_or_default()
         );
     }
     Ok(RunSummary {
         history,
         train_seconds: train_seconds_total,
         wall_seconds: wall.elapsed().as_secs_f64(),
+        stopped_at: None,
     })
+}
+
+/// The time the remaining `epochs_left` epochs will take, from the mean of
+/// the epochs timed so far (training, evaluation and checkpoints), in words:
+/// `about 6 min left`. `None` when nothing is left or nothing was timed.
+fn time_left(epoch_seconds: &[f64], epochs_left: usize) -> Option<String> {
+    if epochs_left == 0 || epoch_seconds.is_empty() {
+        return None;
+    }
+    let mean = epoch_seconds.iter().sum::<f64>() / epoch_seconds.len() as f64;
+    let left = (mean * epochs_left as f64).round() as u64;
+    Some(match left {
+        0..90 => format!("about {left} s left"),
+        90..5400 => format!("about {} min left", (left + 30) / 60),
+        _ => format!("about {:.1} h left", left as f64 / 3600.0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::time_left;
+
+    #[test]
+    fn time_left_is_the_mean_epoch_times_the_epochs_left() {
+        assert_eq!(time_left(&[], 10), None);
+        assert_eq!(time_left(&[4.0], 0), None);
+        assert_eq!(time_left(&[3.0, 5.0], 10).unwrap(), "about 40 s left");
+        assert_eq!(time_left(&[4.2], 99).unwrap(), "about 7 min left");
+        assert_eq!(time_left(&[60.0], 120).unwrap(), "about 2.0 h left");
+    }
 }

@@ -6,6 +6,8 @@ use proptest::prelude::*;
 use trainer::checkpoint::{write_atomic, Checkpoint, PartialEpoch};
 use trainer::config::TrainConfig;
 
+mod common;
+
 fn real_checkpoint() -> Vec<u8> {
     let config = TrainConfig::load("seed").unwrap();
     let net = config.build_network().unwrap();
@@ -204,8 +206,14 @@ fn run_directory_that_is_a_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
+    // Good data: it is loaded before the run directory is made.
+    let data = dir.path().join("data");
+    common::made_up_mnist(&data, 10, 10);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cnn"))
-        .args(["train", "--data", "/nonexistent", "--out"])
+        .arg("train")
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
         .arg(&file)
         .output()
         .unwrap();

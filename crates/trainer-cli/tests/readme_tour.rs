@@ -1,0 +1,118 @@
+//! The README's quick tour as a newcomer walks it in a fresh clone: every
+//! command of the block under "## Quick tour", run in order in an empty
+//! folder (with `data/mnist` in it) against the `cnn` program, so that the
+//! README's commands cannot go stale. Only the training is shortened: one
+//! epoch on 2,000 images instead of the tour's epochs.
+//!
+//! Ignored by `cargo test` (it needs the release build the tour makes);
+//! `.ci/run` runs it as
+//! `cargo test --release -p trainer-cli --test readme_tour -- --ignored`.
+
+use std::path::Path;
+use std::process::Command;
+
+mod common;
+
+/// The tour's first line, which builds the program; the test runs the program
+/// this build makes (`CARGO_BIN_EXE_cnn`) instead of building it again.
+const BUILD: &str = "cargo build --release -p trainer-cli && alias cnn=target/release/cnn";
+
+/// The commands of the README's quick tour: the indented block after the
+/// heading, without the comments.
+fn quick_tour(readme: &str) -> Vec<String> {
+    readme
+        .lines()
+        .skip_while(|l| l.trim() != "## Quick tour")
+        .skip(1)
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| l.starts_with("    ") || l.trim().is_empty())
+        .map(|l| l.split(" #").next().unwrap_or_default().trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// The training made short: `--epochs N` becomes `--epochs 1 --train-subset 2000`.
+fn shortened(mut words: Vec<String>) -> Vec<String> {
+    if words.get(1).map(String::as_str) == Some("train") {
+        if let Some(i) = words.iter().position(|w| w == "--epochs") {
+            words.drain(i..(i + 2).min(words.len()));
+        }
+        words.extend(["--epochs", "1", "--train-subset", "2000"].map(String::from));
+    }
+    words
+}
+
+/// Writes the first MNIST test image (a 7) as `path`, a 28x28 grey PNG.
+fn write_digit(data: &Path, path: &Path) {
+    let test = mnist_io::Dataset::load(data, mnist_io::Split::Test).unwrap();
+    let grey = trainer::image_io::GreyImage {
+        width: 28,
+        height: 28,
+        pixels: test.image(0).to_vec(),
+    };
+    std::fs::write(path, grey.to_png().unwrap()).unwrap();
+}
+
+#[test]
+fn the_quick_tour_is_read_from_the_readme() {
+    let tour = quick_tour(include_str!("../../../README.md"));
+    assert_eq!(tour.first().map(String::as_str), Some(BUILD), "{tour:#?}");
+    assert!(tour.len() > 5, "{tour:#?}");
+    assert!(tour[1..].iter().all(|c| c.starts_with("cnn ")), "{tour:#?}");
+    assert_eq!(
+        shortened(
+            ["cnn", "train", "--epochs", "20", "--out", "r"]
+                .map(String::from)
+                .to_vec()
+        ),
+        [
+            "cnn",
+            "train",
+            "--out",
+            "r",
+            "--epochs",
+            "1",
+            "--train-subset",
+            "2000"
+        ]
+    );
+}
+
+#[test]
+#[cfg(unix)]
+#[ignore = "needs the release build; .ci/run runs it with --ignored"]
+fn every_command_of_the_readme_quick_tour_succeeds() {
+    let Some(mnist) = common::mnist_or_skip() else {
+        return;
+    };
+    let tour = quick_tour(include_str!("../../../README.md"));
+    assert_eq!(
+        tour.first().map(String::as_str),
+        Some(BUILD),
+        "the tour's build line changed; this test runs what that line builds, so update it"
+    );
+
+    // A fresh clone's folder, as the tour expects it: data/mnist (fetched) and a digit to classify.
+    let dir = tempfile::tempdir().unwrap();
+    let mnist = std::fs::canonicalize(mnist).unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::os::unix::fs::symlink(&mnist, dir.path().join("data/mnist")).unwrap();
+    write_digit(&mnist, &dir.path().join("my-digit.png"));
+
+    for line in &tour[1..] {
+        let words = shortened(line.split_whitespace().map(String::from).collect());
+        assert_eq!(words[0], "cnn", "{line}: not a `cnn` command");
+        let out = Command::new(env!("CARGO_BIN_EXE_cnn"))
+            .args(&words[1..])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "the README's `{line}` (run as `{}`) failed:\n{stderr}",
+            words.join(" ")
+        );
+        println!("ok: {}", words.join(" "));
+    }
+}
