@@ -1,17 +1,59 @@
-//! Plain nested-loop convolution and pooling, written straight from the
-//! definitions with f64 accumulation. Slow on purpose: the tests and
+//! Plain convolution and pooling, written straight from the definitions
+//! with f64 accumulation; the convolution on ndarray views, as the post's
+//! NumPy reads (pad, take each output position's window, multiply, sum). Slow on purpose: the tests and
 //! benchmarks hold the fast kernels to these.
+
+use ndarray::{s, Array4, ArrayView1, ArrayView4, Axis};
 
 use crate::{ConvGeometry, PoolGeometry};
 
-/// `x[n, c, iy, ix]` for a padded coordinate, or `None` in the zero padding.
-fn at(g: &ConvGeometry, input: &[f32], n: usize, c: usize, iy: isize, ix: isize) -> Option<usize> {
-    (iy >= 0 && ix >= 0 && (iy as usize) < g.in_h && (ix as usize) < g.in_w)
-        .then(|| ((n * g.in_channels + c) * g.in_h + iy as usize) * g.in_w + ix as usize)
-        .filter(|&i| i < input.len())
+/// The input as an `[N, C, H + 2P, W + 2P]` array of f64, zero on the border:
+/// NumPy's `np.pad(x, ((0, 0), (0, 0), (P, P), (P, P)))`.
+fn padded(g: &ConvGeometry, batch: usize, input: &[f32]) -> Array4<f64> {
+    let x = ArrayView4::from_shape((batch, g.in_channels, g.in_h, g.in_w), input)
+        .expect("the input holds batch x C x H x W values");
+    let mut xp = Array4::zeros((
+        batch,
+        g.in_channels,
+        g.in_h + 2 * g.pad_h,
+        g.in_w + 2 * g.pad_w,
+    ));
+    xp.slice_mut(s![
+        ..,
+        ..,
+        g.pad_h..g.pad_h + g.in_h,
+        g.pad_w..g.pad_w + g.in_w
+    ])
+    .assign(&x.mapv(f64::from));
+    xp
 }
 
-/// `y[n,o,oy,ox] = b[o] + Σ_{c,i,j} w[o,c,i,j] · x[n, c, oy·s + i − p, ox·s + j − p]`.
+/// The kernels as an `[O, C, KH, KW]` array of f64.
+fn kernels(g: &ConvGeometry, weight: &[f32]) -> Array4<f64> {
+    ArrayView4::from_shape(
+        (g.out_channels, g.in_channels, g.kernel_h, g.kernel_w),
+        weight,
+    )
+    .expect("the weights hold O x C x KH x KW values")
+    .mapv(f64::from)
+}
+
+/// The window of the padded input that output `(oy, ox)` sees, for every
+/// image and channel: `x_pad[:, :, oy*s : oy*s + KH, ox*s : ox*s + KW]`.
+fn window_of<'a>(
+    g: &ConvGeometry,
+    xp: &'a Array4<f64>,
+    oy: usize,
+    ox: usize,
+) -> ArrayView4<'a, f64> {
+    let (y, x) = (oy * g.stride_h, ox * g.stride_w);
+    xp.slice(s![.., .., y..y + g.kernel_h, x..x + g.kernel_w])
+}
+
+/// `y[n, o, oy, ox] = b[o] + Σ_{c,i,j} w[o, c, i, j] · x_pad[n, c, oy·s + i, ox·s + j]`:
+/// for each output position, every image's window times every kernel,
+/// summed over channels and taps, as the post's NumPy writes it
+/// (`np.sum(window[:, None] * w[None], axis=(2, 3, 4)) + b`).
 pub fn conv2d_forward(
     g: &ConvGeometry,
     batch: usize,
@@ -19,36 +61,28 @@ pub fn conv2d_forward(
     weight: &[f32],
     bias: &[f32],
 ) -> Vec<f32> {
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let mut out = vec![0f32; batch * g.out_size()];
-    for n in 0..batch {
-        for o in 0..g.out_channels {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut acc = bias[o] as f64;
-                    for c in 0..g.in_channels {
-                        for i in 0..g.kernel_h {
-                            for j in 0..g.kernel_w {
-                                let iy = (oy * g.stride_h + i) as isize - g.pad_h as isize;
-                                let ix = (ox * g.stride_w + j) as isize - g.pad_w as isize;
-                                if let Some(xi) = at(g, input, n, c, iy, ix) {
-                                    let wi =
-                                        ((o * g.in_channels + c) * g.kernel_h + i) * g.kernel_w + j;
-                                    acc += weight[wi] as f64 * input[xi] as f64;
-                                }
-                            }
-                        }
-                    }
-                    out[((n * g.out_channels + o) * oh + oy) * ow + ox] = acc as f32;
+    let (xp, w) = (padded(g, batch, input), kernels(g, weight));
+    let b = ArrayView1::from(bias).mapv(f64::from);
+    let mut y = Array4::<f64>::zeros((batch, g.out_channels, g.out_h(), g.out_w()));
+    for oy in 0..g.out_h() {
+        for ox in 0..g.out_w() {
+            let window = window_of(g, &xp, oy, ox);
+            for n in 0..batch {
+                for o in 0..g.out_channels {
+                    let sum = (&window.index_axis(Axis(0), n) * &w.index_axis(Axis(0), o)).sum();
+                    y[[n, o, oy, ox]] = sum + b[o];
                 }
             }
         }
     }
-    out
+    y.iter().map(|&v| v as f32).collect()
 }
 
 /// The three gradients of [`conv2d_forward`], by the chain rule applied to
-/// each term of its sum: (input, weight, bias).
+/// each term of its sum: (input, weight, bias). Each output gradient
+/// `dy[n, o, oy, ox]` sends `dy · w[o]` back to the window it saw and adds
+/// `dy · window` to the kernel `o`; the bias gradient is `dy` summed over
+/// images and positions.
 pub fn conv2d_backward(
     g: &ConvGeometry,
     batch: usize,
@@ -56,36 +90,41 @@ pub fn conv2d_backward(
     weight: &[f32],
     grad_output: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let mut gx = vec![0f64; input.len()];
-    let mut gw = vec![0f64; weight.len()];
-    let mut gb = vec![0f64; g.out_channels];
-    for n in 0..batch {
-        for o in 0..g.out_channels {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let dy = grad_output[((n * g.out_channels + o) * oh + oy) * ow + ox] as f64;
-                    gb[o] += dy;
-                    for c in 0..g.in_channels {
-                        for i in 0..g.kernel_h {
-                            for j in 0..g.kernel_w {
-                                let iy = (oy * g.stride_h + i) as isize - g.pad_h as isize;
-                                let ix = (ox * g.stride_w + j) as isize - g.pad_w as isize;
-                                if let Some(xi) = at(g, input, n, c, iy, ix) {
-                                    let wi =
-                                        ((o * g.in_channels + c) * g.kernel_h + i) * g.kernel_w + j;
-                                    gx[xi] += dy * weight[wi] as f64;
-                                    gw[wi] += dy * input[xi] as f64;
-                                }
-                            }
-                        }
-                    }
+    let (xp, w) = (padded(g, batch, input), kernels(g, weight));
+    let dy = ArrayView4::from_shape((batch, g.out_channels, g.out_h(), g.out_w()), grad_output)
+        .expect("the output gradient holds N x O x OH x OW values")
+        .mapv(f64::from);
+    let mut dxp = Array4::<f64>::zeros(xp.raw_dim());
+    let mut dw = Array4::<f64>::zeros(w.raw_dim());
+    for oy in 0..g.out_h() {
+        for ox in 0..g.out_w() {
+            let window = window_of(g, &xp, oy, ox);
+            let (y, x) = (oy * g.stride_h, ox * g.stride_w);
+            for n in 0..batch {
+                for o in 0..g.out_channels {
+                    let d = dy[[n, o, oy, ox]];
+                    dw.index_axis_mut(Axis(0), o)
+                        .scaled_add(d, &window.index_axis(Axis(0), n));
+                    dxp.slice_mut(s![n, .., y..y + g.kernel_h, x..x + g.kernel_w])
+                        .scaled_add(d, &w.index_axis(Axis(0), o));
                 }
             }
         }
     }
-    let f = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
-    (f(gx), f(gw), f(gb))
+    // The padding's share of the gradient belongs to no input.
+    let dx = dxp.slice(s![
+        ..,
+        ..,
+        g.pad_h..g.pad_h + g.in_h,
+        g.pad_w..g.pad_w + g.in_w
+    ]);
+    let db = dy.sum_axis(Axis(3)).sum_axis(Axis(2)).sum_axis(Axis(0));
+    let f32s = |v: ndarray::ArrayViewD<'_, f64>| v.iter().map(|&x| x as f32).collect();
+    (
+        f32s(dx.into_dyn()),
+        f32s(dw.view().into_dyn()),
+        f32s(db.view().into_dyn()),
+    )
 }
 
 /// The input gradient as the post derives it, for stride 1: the *full*
