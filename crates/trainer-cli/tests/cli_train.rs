@@ -2,24 +2,11 @@
 //! MNIST needed): what it says when it resumes, and when there is nothing to do.
 
 use std::path::Path;
-use std::process::Command;
 
 use trainer::train::{train, Progress, TrainOptions};
 
 mod common;
-
-/// Runs `cnn` with `args`; returns success, stdout and stderr.
-fn cnn(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cnn"))
-        .args(args)
-        .output()
-        .expect("cnn runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::cnn;
 
 /// `cnn train --data DATA --out OUT` followed by `more`.
 fn cnn_train(data: &Path, out: &Path, more: &[&str]) -> (bool, String, String) {

@@ -2,19 +2,8 @@
 //! every conv layer, `cnn gradcheck` passes on each, and `cnn bench` says
 //! which one each layer took.
 
-use std::process::Command;
-
-fn cnn(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cnn"))
-        .args(args)
-        .output()
-        .expect("cnn runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::cnn;
 
 /// Whether this machine runs the direct algorithm (x86-64 with AVX2 and FMA).
 fn direct_runs_here() -> bool {

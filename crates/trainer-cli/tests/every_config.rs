@@ -5,25 +5,12 @@
 //! without it the test prints "skipping: ..." and passes.
 
 use std::path::Path;
-use std::process::Command;
 
 use trainer::config::BUILTIN;
 use trainer::image_io::GreyImage;
 
 mod common;
-
-/// Runs `cnn ARGS`; returns (success, stdout, stderr).
-fn cnn(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cnn"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::cnn;
 
 /// Runs `cnn ARGS` and fails the test, showing its output, unless it succeeds; returns stdout.
 fn ok(args: &[&str]) -> String {

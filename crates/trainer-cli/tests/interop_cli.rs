@@ -3,24 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use trainer::checkpoint::Checkpoint;
 use trainer::config::TrainConfig;
 use trainer::image_io::GreyImage;
 use trainer::safetensors_io;
 
-fn cnn(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cnn"))
-        .args(args)
-        .output()
-        .expect("cnn runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::cnn;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -66,3 +66,16 @@ fn write_idx(dir: &Path, prefix: &str, n: usize, seed: u32) {
     std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
     std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
 }
+
+/// Runs the `cnn` binary with `args`; returns success, stdout and stderr.
+pub fn cnn(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cnn"))
+        .args(args)
+        .output()
+        .expect("cnn runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
