@@ -9,45 +9,14 @@ use trainer::config::TrainConfig;
 use trainer::report::{self, ReportOptions};
 use trainer::train::{train, Quiet, TrainOptions};
 
-/// Writes IDX files of `n` 28x28 images per split: class `c` is a bright
-/// bar at a class-dependent place, with noise, so that a network learns a little.
-fn write_idx(dir: &Path, prefix: &str, n: usize, seed: u32) {
-    let mut images = vec![0, 0, 8, 3];
-    images.extend((n as u32).to_be_bytes());
-    images.extend(28u32.to_be_bytes());
-    images.extend(28u32.to_be_bytes());
-    let mut labels = vec![0, 0, 8, 1];
-    labels.extend((n as u32).to_be_bytes());
-    let mut state = seed.wrapping_mul(2654435761).max(1);
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        state
-    };
-    for i in 0..n {
-        let c = i % 10;
-        labels.push(c as u8);
-        for y in 0..28 {
-            for x in 0..28 {
-                let bar = (2 + 2 * c..4 + 2 * c).contains(&x) && (4..24).contains(&y);
-                let noise = (next() % 64) as u8;
-                images.push(if bar { 191 + noise } else { noise });
-            }
-        }
-    }
-    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
-    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
-}
+mod common;
 
 /// The made-up data set in `dir/data` and a 2-epoch run of the built-in
 /// config `name` on it in `dir/run`; returns (data, run).
 fn tiny_run(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let data = dir.join("data");
     if !data.exists() {
-        std::fs::create_dir(&data).unwrap();
-        write_idx(&data, "train", 300, 1);
-        write_idx(&data, "t10k", 200, 2);
+        common::made_up_mnist(&data, 300, 200);
     }
     let run = dir.join("run");
     let mut config = TrainConfig::load(name).unwrap();
@@ -61,6 +30,7 @@ fn tiny_run(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
             out: run.clone(),
             resume: false,
             eval_train: false,
+            conv: None,
             checkpoint_every: None,
             train_subset: None,
         },
