@@ -426,19 +426,10 @@ fn run_command(cli: Cli) -> Result<()> {
             train_subset,
             conv,
         } => {
-            if let (true, Some(conv)) = (resume, conv) {
-                let last = out.join("last.ckpt");
-                if let Ok(ckpt) = trainer::checkpoint::Checkpoint::load(&last) {
-                    trainer::config::check_resumed_conv(&ckpt.config.network, conv, &last)?;
-                }
-            }
             let config = match config {
                 None if resume => None,
                 name => {
                     let mut config = TrainConfig::load(name.as_deref().unwrap_or("seed"))?;
-                    if let Some(conv) = conv {
-                        config.network.set_conv_algorithm(conv);
-                    }
                     if let Some(b) = batch {
                         config.training.batch = b;
                     }
@@ -455,25 +446,6 @@ fn run_command(cli: Cli) -> Result<()> {
             if resume && (batch.is_some() || seed.is_some()) {
                 anyhow::bail!("--batch and --seed cannot change a run being resumed: it would no longer be the same run");
             }
-            // How the train figures are made is part of the run, recorded in its config.
-            let mut config = config;
-            let eval_train = if resume {
-                let last = out.join("last.ckpt");
-                let recorded = trainer::checkpoint::Checkpoint::load(&last)
-                    .map(|c| c.config.training.eval_train)
-                    .unwrap_or(eval_train);
-                if eval_train && !recorded {
-                    anyhow::bail!(
-                        "--eval-train cannot change a run being resumed: {} was trained without it",
-                        last.display()
-                    );
-                }
-                recorded
-            } else {
-                let c = config.as_mut().expect("a new run has a config");
-                c.training.eval_train |= eval_train;
-                c.training.eval_train
-            };
             // The first Ctrl-C asks the loop to stop after its batch; a second quits at once.
             ctrlc::set_handler(|| {
                 if INTERRUPTED.swap(true, Ordering::SeqCst) {
@@ -497,6 +469,7 @@ fn run_command(cli: Cli) -> Result<()> {
                 out,
                 resume,
                 eval_train,
+                conv,
                 checkpoint_every,
                 train_subset,
             };

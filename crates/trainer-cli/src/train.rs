@@ -45,8 +45,13 @@ pub struct TrainOptions {
     pub out: PathBuf,
     /// Continue from `<out>/last.ckpt`.
     pub resume: bool,
-    /// After each epoch, evaluate the whole training set (the post's train figures).
+    /// After each epoch, evaluate the whole training set (the post's train
+    /// figures). Recorded in the run's config; a resumed run keeps its own,
+    /// and refuses to add it.
     pub eval_train: bool,
+    /// The algorithm of every conv layer of a new run. A resumed run keeps
+    /// its own, and refuses another: the algorithms round differently.
+    pub conv: Option<layers::ConvAlgorithm>,
     /// Also checkpoint every this many batches.
     pub checkpoint_every: Option<u64>,
     /// Train on the first this many training images only (quick runs, tests).
@@ -222,8 +227,21 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         .resume
     {
         let ckpt = Checkpoint::load(&run.last()).context("--resume needs the run's last.ckpt")?;
+        if let Some(conv) = opts.conv {
+            crate::config::check_resumed_conv(&ckpt.config.network, conv, &run.last())?;
+        }
+        if opts.eval_train && !ckpt.config.training.eval_train {
+            bail!(
+                "--eval-train cannot change a run being resumed: {} was trained without it",
+                run.last().display()
+            );
+        }
         if let Some(given) = &opts.config {
-            if given.network != ckpt.config.network {
+            let mut network = given.network.clone();
+            if let Some(conv) = opts.conv {
+                network.set_conv_algorithm(conv);
+            }
+            if network != ckpt.config.network {
                 bail!(
                     "{}: the checkpoint is of network `{}`, which differs from the network of the `{}` config given with --config",
                     run.last().display(),
@@ -249,10 +267,15 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         if run.last().exists() {
             bail!("{} already holds a run (last.ckpt); continue it with --resume, or choose another --out", run.dir.display());
         }
-        let config = opts
+        let mut config = opts
             .config
             .clone()
             .ok_or_else(|| anyhow!("a new run needs a config"))?;
+        if let Some(conv) = opts.conv {
+            config.network.set_conv_algorithm(conv);
+        }
+        // How the train figures are made is part of the run, recorded in its config.
+        config.training.eval_train |= opts.eval_train;
         let net = config.build_network()?;
         let optimizer = Optimizer::new(config.optimizer.clone());
         (
@@ -324,23 +347,34 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         );
     }
     let mut epoch_seconds = Vec::new();
-    let save = |config: &TrainConfig,
-                net: &Network,
+    // Writes last.ckpt: the weights, the optimizer, and where the run stands
+    // (`done` epochs and `partial`'s batches of the next).
+    let last = run.last();
+    let save = |net: &Network,
                 opt: &Optimizer,
                 done: u64,
-                partial: PartialEpoch,
-                history: &[EpochRecord],
-                path: &Path| {
+                partial: &PartialEpoch,
+                history: &[EpochRecord]| {
         Checkpoint::capture(
-            config,
+            &config,
             dataset_name.clone(),
             net,
             opt.state(),
             done,
-            partial,
+            partial.clone(),
             history.to_vec(),
         )
-        .save(path)
+        .save(&last)?;
+        if partial.batches > 0 {
+            // Mid-epoch (an end of epoch is logged with its metrics).
+            let epoch = done + 1;
+            tracing::debug!(
+                "wrote {} at batch {} of epoch {epoch}",
+                last.display(),
+                partial.batches
+            );
+        }
+        anyhow::Ok(())
     };
 
     while (epochs_done as usize) < t.epochs {
@@ -358,20 +392,7 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         let started = Instant::now();
         for (_, indices) in mnist_io::batches(&order, t.batch).skip(partial.batches as usize) {
             if progress.stop_requested() {
-                save(
-                    &config,
-                    &net,
-                    &optimizer,
-                    epochs_done,
-                    partial.clone(),
-                    &history,
-                    &run.last(),
-                )?;
-                tracing::debug!(
-                    "wrote {} at batch {}",
-                    run.last().display(),
-                    partial.batches
-                );
+                save(&net, &optimizer, epochs_done, &partial, &history)?;
                 return Ok(RunSummary {
                     history,
                     train_seconds: train_seconds_total + started.elapsed().as_secs_f64(),
@@ -417,20 +438,7 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
                 .checkpoint_every
                 .is_some_and(|k| k > 0 && partial.batches % k == 0);
             if checkpoint_due && partial.batches < batches_per_epoch {
-                save(
-                    &config,
-                    &net,
-                    &optimizer,
-                    epochs_done,
-                    partial.clone(),
-                    &history,
-                    &run.last(),
-                )?;
-                tracing::debug!(
-                    "wrote {} at batch {}",
-                    run.last().display(),
-                    partial.batches
-                );
+                save(&net, &optimizer, epochs_done, &partial, &history)?;
             }
         }
         let train_seconds = started.elapsed().as_secs_f64();
@@ -439,7 +447,7 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
 
         let eval_started = Instant::now();
         let test = evaluate(&mut net, &data.test, t.batch, norm)?;
-        let (train_loss, train_acc) = if opts.eval_train {
+        let (train_loss, train_acc) = if t.eval_train {
             let e = evaluate(&mut net, train_set, t.batch, norm)?;
             (e.loss, e.accuracy)
         } else {
@@ -477,15 +485,7 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
 
         // Checkpoint first, then the metrics that describe it: after a crash
         // between the two, resuming rewrites the metrics from the checkpoint.
-        save(
-            &config,
-            &net,
-            &optimizer,
-            epochs_done,
-            partial.clone(),
-            &history,
-            &run.last(),
-        )?;
+        save(&net, &optimizer, epochs_done, &partial, &history)?;
         if best {
             std::fs::copy(run.last(), run.dir.join(".best.ckpt.tmp"))
                 .and_then(|_| std::fs::rename(run.dir.join(".best.ckpt.tmp"), run.best()))

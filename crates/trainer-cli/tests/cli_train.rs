@@ -47,6 +47,7 @@ fn resuming_says_from_which_epoch_and_batch() {
         out: out.clone(),
         resume: false,
         eval_train: false,
+        conv: None,
         checkpoint_every: None,
         train_subset: None,
     };

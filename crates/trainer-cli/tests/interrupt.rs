@@ -36,6 +36,7 @@ fn options(data: &Path, out: &Path) -> TrainOptions {
         out: out.to_path_buf(),
         resume: false,
         eval_train: false,
+        conv: None,
         checkpoint_every: None,
         train_subset: None,
     }

@@ -16,6 +16,7 @@ fn options(config: TrainConfig, data: PathBuf, out: PathBuf) -> TrainOptions {
         out,
         resume: false,
         eval_train: false,
+        conv: None,
         checkpoint_every: Some(1),
         train_subset: Some(300),
     }

@@ -132,6 +132,7 @@ fn trained_run() -> Option<PathBuf> {
                 out: out.clone(),
                 resume: false,
                 eval_train: false,
+                conv: None,
                 checkpoint_every: None,
                 train_subset: Some(3000),
             },
