@@ -205,7 +205,6 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let (mut t_data, mut t_loss, mut t_opt) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut steps = Vec::with_capacity(opts.steps);
     let mut buf = Batch::default();
-    let mut target = Tensor::zeros(vec![0]);
     let mut grad = Tensor::zeros(vec![0]);
     for s in 0..opts.warmup + opts.steps {
         let timed = s >= opts.warmup;
@@ -222,9 +221,8 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             .forward_timed(&buf.images, &mut fwd)
             .map_err(|e| anyhow!("{e}"))?;
         let t1 = Instant::now();
-        one_hot_into(&buf.labels, classes, &mut target);
         let loss = loss_fn
-            .forward_backward(logits, &target, &mut grad)
+            .with_labels_into(logits, &buf.labels, &mut grad)
             .map_err(|e| anyhow!("{e}"))?;
         let t2 = Instant::now();
         net.backward_timed(&grad, &mut bwd)
