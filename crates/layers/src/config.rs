@@ -128,6 +128,48 @@ impl LayerConfig {
         }
     }
 
+    /// The number of parameters the layer holds, from its config alone (no
+    /// weight is allocated): an error when a size is zero or the count does
+    /// not fit in a `usize`.
+    pub fn param_count(&self) -> Result<usize, String> {
+        let positive = |fields: &[(&str, usize)]| match fields.iter().find(|(_, v)| *v == 0) {
+            Some((field, _)) => Err(format!("`{field}` is 0; it must be at least 1")),
+            None => Ok(()),
+        };
+        let too_many = || "its parameter count does not fit in 64 bits".to_string();
+        match self {
+            LayerConfig::Conv2d(c) => {
+                positive(&[
+                    ("in_channels", c.in_channels),
+                    ("out_channels", c.out_channels),
+                    ("kernel", c.kernel),
+                    ("stride", c.stride),
+                ])?;
+                c.out_channels
+                    .checked_mul(c.in_channels)
+                    .and_then(|n| n.checked_mul(c.kernel))
+                    .and_then(|n| n.checked_mul(c.kernel))
+                    .and_then(|n| n.checked_add(c.out_channels))
+                    .ok_or_else(too_many)
+            }
+            LayerConfig::Linear(c) => {
+                positive(&[
+                    ("in_features", c.in_features),
+                    ("out_features", c.out_features),
+                ])?;
+                c.out_features
+                    .checked_mul(c.in_features)
+                    .and_then(|n| n.checked_add(c.out_features))
+                    .ok_or_else(too_many)
+            }
+            LayerConfig::AvgPool2d(c) | LayerConfig::MaxPool2d(c) => {
+                positive(&[("kernel", c.kernel), ("stride", c.stride.unwrap_or(1))])?;
+                Ok(0)
+            }
+            LayerConfig::Relu(_) | LayerConfig::Sigmoid(_) | LayerConfig::Flatten(_) => Ok(0),
+        }
+    }
+
     /// Builds the layer, drawing initial weights from `rng`.
     pub fn build(&self, name: &str, rng: &mut Rng) -> Box<dyn Layer> {
         match self {
@@ -263,11 +305,50 @@ impl NetworkConfig {
             .collect()
     }
 
-    /// Builds the network: checks names, then that each layer's input is the
-    /// previous layer's output, and that the last output is a vector the loss
-    /// can take. Reports the first layer that does not fit.
+    /// The number of parameters of the network, computed from the config
+    /// alone with checked arithmetic, before any weight is allocated. An
+    /// error names the first layer with a zero size or a count that
+    /// overflows. Check it against a limit before [`NetworkConfig::build`]
+    /// when the config comes from outside.
+    pub fn param_count(&self) -> Result<usize, ConfigError> {
+        let mut total = 0usize;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let error = |message: String| ConfigError {
+                index: Some(i),
+                kind: Some(layer.kind()),
+                message,
+            };
+            let n = layer.param_count().map_err(error)?;
+            total = total.checked_add(n).ok_or_else(|| {
+                error("the network's parameter count does not fit in 64 bits".into())
+            })?;
+        }
+        Ok(total)
+    }
+
+    /// Builds the network: checks names and sizes (with
+    /// [`NetworkConfig::param_count`], before any weight is allocated), then
+    /// that each layer's input is the previous layer's output, and that the
+    /// last output is a vector the loss can take. Reports the first layer
+    /// that does not fit.
     pub fn build(&self, rng: &mut Rng) -> Result<Network, ConfigError> {
         let names = self.layer_names();
+        self.param_count()?;
+        if self
+            .input
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .is_none()
+        {
+            return Err(ConfigError {
+                index: None,
+                kind: None,
+                message: format!(
+                    "input shape {:?} has more elements than fit in 64 bits",
+                    self.input
+                ),
+            });
+        }
         if self.layers.is_empty() {
             return Err(ConfigError {
                 index: None,

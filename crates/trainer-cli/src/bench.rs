@@ -141,6 +141,9 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// The most timed (or warm-up) steps `cnn bench` takes; it evaluates at most a hundred times as many images.
+pub const MAX_STEPS: usize = 10_000;
+
 /// Runs the benchmark.
 pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let mut config = TrainConfig::load(&opts.config)?;
@@ -151,8 +154,14 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         config.network.set_conv_algorithm(conv);
     }
     config.check()?;
-    if opts.steps == 0 {
-        bail!("--steps must be at least 1");
+    if !(1..=MAX_STEPS).contains(&opts.steps)
+        || opts.warmup > MAX_STEPS
+        || opts.eval_images > MAX_STEPS * 100
+    {
+        bail!(
+            "--steps must be 1 to {MAX_STEPS}, --warmup at most {MAX_STEPS}, --eval-images at most {}",
+            MAX_STEPS * 100
+        );
     }
     let batch = config.training.batch;
     let mut net = config.build_network()?;

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tensor::Tensor;
 
-use crate::config::TrainConfig;
+use crate::config::{TrainConfig, DEFAULT_MAX_PARAMS};
 
 /// First bytes of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"CNNCKPT\0";
@@ -144,7 +144,21 @@ impl Checkpoint {
             .params
             .iter()
             .map(|t| {
-                let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
+                let shape: Vec<usize> = t
+                    .shape
+                    .iter()
+                    .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
+                    .collect();
+                let fits =
+                    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) == Some(t.data.len());
+                if !fits {
+                    bail!(
+                        "tensor `{}`: shape {:?} does not hold {} values",
+                        t.name,
+                        t.shape,
+                        t.data.len()
+                    );
+                }
                 Tensor::from_shape_vec(shape, t.data.clone())
                     .map(|v| (t.name.clone(), v))
                     .map_err(|_| {
@@ -163,7 +177,7 @@ impl Checkpoint {
     pub fn network(&self) -> Result<Network> {
         let mut net = self.config.build_network()?;
         net.load_named_params(&self.tensors()?)
-            .map_err(|e| anyhow!("{e}"))?;
+            .map_err(|e| anyhow!("the stored weights do not fit the stored config: {e}"))?;
         Ok(net)
     }
 
@@ -219,7 +233,14 @@ impl Checkpoint {
                 length as usize - used
             );
         }
-        let config = TrainConfig::from_toml(&body.config_toml, &format!("stored in {p}"))?;
+        let source = format!("stored in {p}");
+        let config = TrainConfig::parse(&body.config_toml, &source)?;
+        check_weights(
+            &config,
+            body.params.iter().map(|t| (t.name.as_str(), &t.data[..])),
+            path,
+        )?;
+        config.check().with_context(|| format!("config {source}"))?;
         Ok(Checkpoint { config, body })
     }
 
@@ -244,15 +265,7 @@ impl Checkpoint {
                 }
             );
         }
-        let len = meta.len();
-        if len > MAX_BODY + 64 {
-            bail!(
-                "{}: {len} bytes is too large for a checkpoint",
-                path.display()
-            );
-        }
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("{}: cannot read checkpoint", path.display()))?;
+        let bytes = crate::files::read_limited(path, MAX_BODY + 64, "a checkpoint")?;
         Self::from_bytes(&bytes, path)
     }
 
@@ -260,6 +273,42 @@ impl Checkpoint {
     pub fn save(&self, path: &Path) -> Result<()> {
         write_atomic(path, &self.to_bytes())
     }
+}
+
+/// Checks weights read from a file (`path`, named in errors) before the
+/// network of `config` is built for them: every value finite, and a network
+/// larger than [`DEFAULT_MAX_PARAMS`] only with as many weights in the file.
+/// The second check comes before anything is allocated for the network, so
+/// a config forged to describe a huge network is refused instead of built:
+/// the file's size bounds what it holds. (Which tensor is missing or of the
+/// wrong shape is told when the weights are loaded into the network.)
+pub fn check_weights<'a>(
+    config: &TrainConfig,
+    tensors: impl IntoIterator<Item = (&'a str, &'a [f32])>,
+    path: &Path,
+) -> Result<()> {
+    let p = path.display();
+    let mut stored = 0usize;
+    for (name, values) in tensors {
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            bail!(
+                "{p}: tensor `{name}` holds {} at index {i}; weights must be finite numbers",
+                values[i]
+            );
+        }
+        stored += values.len();
+    }
+    let wanted = config
+        .network
+        .param_count()
+        .map_err(|e| anyhow!("{p}: stored config: network: {e}"))?;
+    if wanted > stored.max(DEFAULT_MAX_PARAMS) {
+        bail!(
+            "{p}: holds {stored} weights, but the network of config `{}` has {wanted} parameters",
+            config.name
+        );
+    }
+    Ok(())
 }
 
 fn hex(bytes: &[u8]) -> String {

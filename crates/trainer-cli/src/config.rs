@@ -35,7 +35,37 @@ pub struct TrainingConfig {
     /// that a run's pages say which. Written only when true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub eval_train: bool,
+    /// The most parameters the network may have; a larger one is refused
+    /// before any weight is allocated. Written only when not the default,
+    /// [`DEFAULT_MAX_PARAMS`]; `cnn train --max-params` sets it.
+    #[serde(
+        default = "default_max_params",
+        skip_serializing_if = "is_default_max_params"
+    )]
+    pub max_params: usize,
+    /// With `input_scaling = "standardized"`: the training set's pixel mean
+    /// and std (of `v / 255`), `[mean, std]`. A new run computes and records
+    /// them, so that the model carries them (in its checkpoints and
+    /// exports) and needs no training set to classify an image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_mean_std: Option<[f32; 2]>,
 }
+
+/// 20 million parameters (80 MB of weights; the seed network has 0.2 million).
+pub const DEFAULT_MAX_PARAMS: usize = 20_000_000;
+
+fn default_max_params() -> usize {
+    DEFAULT_MAX_PARAMS
+}
+
+fn is_default_max_params(n: &usize) -> bool {
+    *n == DEFAULT_MAX_PARAMS
+}
+
+/// The most values a batch's layer outputs may hold in all (the
+/// convolutions' im2col columns included): 2^27, 512 MB of f32.
+/// The seed network takes batches of up to about 5,000 images.
+pub const MAX_BATCH_VALUES: usize = 1 << 27;
 
 /// 25 images: four micro-batches of the seed's batch of 100, enough to keep
 /// two to four threads busy, and each large enough for efficient kernels.
@@ -87,19 +117,34 @@ pub const BUILTIN: [(&str, &str); 3] = [
 impl TrainConfig {
     /// Parses and checks a config; `source` names it in errors (a path or `built-in seed`).
     pub fn from_toml(text: &str, source: &str) -> Result<Self> {
-        let config: TrainConfig =
-            toml::from_str(text).map_err(|e| match layer_diagnosis(text) {
-                Some(layer) => anyhow!("config {source}: {layer}\n{e}"),
-                None => anyhow!("config {source}: {e}"),
-            })?;
+        let config = Self::parse(text, source)?;
         config.check().with_context(|| format!("config {source}"))?;
         Ok(config)
     }
 
-    /// A built-in config by name, or a TOML file by path.
+    /// Parses a config without [checking](Self::check) it (nothing is
+    /// allocated for its network); `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| match layer_diagnosis(text) {
+            Some(layer) => anyhow!("config {source}: {layer}\n{e}"),
+            None => anyhow!("config {source}: {e}"),
+        })
+    }
+
+    /// A built-in config by name, or a TOML file by path, checked.
     pub fn load(name_or_path: &str) -> Result<Self> {
+        let config = Self::read(name_or_path)?;
+        config
+            .check()
+            .with_context(|| format!("config {name_or_path}"))?;
+        Ok(config)
+    }
+
+    /// [`TrainConfig::load`] without the check, for a caller that changes
+    /// settings (`--epochs`, `--max-params`) and checks the result.
+    pub fn read(name_or_path: &str) -> Result<Self> {
         if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
-            return Self::from_toml(text, &format!("built-in `{name_or_path}`"));
+            return Self::parse(text, &format!("built-in `{name_or_path}`"));
         }
         let path = Path::new(name_or_path);
         if !path.exists() {
@@ -109,9 +154,9 @@ impl TrainConfig {
                 names.join(", ")
             ));
         }
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("config {}: cannot read", path.display()))?;
-        Self::from_toml(&text, &path.display().to_string())
+        let text =
+            crate::files::read_text_limited(path, crate::files::MAX_CONFIG_BYTES, "a config")?;
+        Self::parse(&text, &path.display().to_string())
     }
 
     /// The TOML text of this config.
@@ -130,25 +175,53 @@ impl TrainConfig {
                 t.micro_batch
             ));
         }
-        if !(self.optimizer.lr() > 0.0 && self.optimizer.lr().is_finite()) {
+        if let Some([mean, std]) = t.input_mean_std {
+            if !(mean.is_finite() && std.is_finite() && std > 0.0) {
+                return Err(anyhow!(
+                    "training: input_mean_std must be [mean, std] with a positive std, got [{mean}, {std}]"
+                ));
+            }
+        }
+        check_optimizer(&self.optimizer)?;
+        image_input(&self.network)?;
+        let params = self
+            .network
+            .param_count()
+            .map_err(|e| anyhow!("network: {e}"))?;
+        if params > t.max_params {
             return Err(anyhow!(
-                "optimizer: lr must be a positive number, got {}",
-                self.optimizer.lr()
+                "network: {params} parameters, more than the {} allowed by training.max_params; raise it (cnn train --max-params N) if the machine has the memory",
+                t.max_params
             ));
         }
-        image_input(&self.network)?;
-        self.network
+        let net = self
+            .network
             .build(&mut Rng::seed_from_u64(0))
             .map_err(|e| anyhow!("network: {e}"))?;
+        let per_example = values_per_example(&net)
+            .ok_or_else(|| anyhow!("network: its layer outputs do not fit in 64 bits"))?;
+        let batch_values = per_example.saturating_mul(t.batch);
+        if batch_values > MAX_BATCH_VALUES {
+            return Err(anyhow!(
+                "training: batch {} needs {batch_values} values of layer outputs, more than the {MAX_BATCH_VALUES} allowed; this network takes batches of up to {}",
+                t.batch,
+                MAX_BATCH_VALUES / per_example.max(1)
+            ));
+        }
         Ok(())
     }
 
-    /// The (mean, std) that [`mnist_io::Dataset::fill_batch`] applies after dividing by 255, for this config's scaling.
+    /// The (mean, std) that [`mnist_io::Dataset::fill_batch`] applies after
+    /// dividing by 255, for this config's scaling. Standardised inputs use
+    /// the recorded [`TrainingConfig::input_mean_std`], else `train`'s.
     pub fn input_norm(&self, train: &mnist_io::Dataset) -> Option<(f32, f32)> {
         match self.training.input_scaling {
             InputScaling::Unit => None,
             InputScaling::Centered => Some((128.0 / 255.0, 1.0)),
-            InputScaling::Standardized => Some(train.pixel_mean_std()),
+            InputScaling::Standardized => match self.training.input_mean_std {
+                Some([mean, std]) => Some((mean, std)),
+                None => Some(train.pixel_mean_std()),
+            },
         }
     }
 
@@ -163,6 +236,83 @@ impl TrainConfig {
             .build(&mut Rng::seed_from_u64(self.training.seed))
             .map_err(|e| anyhow!("network: {e}"))
     }
+}
+
+/// Checks the optimizer's settings: a positive learning rate, momentum and
+/// Adam's betas in [0, 1), a non-negative weight decay, a positive epsilon.
+fn check_optimizer(optimizer: &OptimizerConfig) -> Result<()> {
+    let lr = optimizer.lr();
+    if !(lr > 0.0 && lr.is_finite()) {
+        return Err(anyhow!("optimizer: lr must be a positive number, got {lr}"));
+    }
+    let in_unit = |key: &str, v: f32| {
+        if (0.0..1.0).contains(&v) {
+            Ok(())
+        } else {
+            Err(anyhow!("optimizer: {key} must be in [0, 1), got {v}"))
+        }
+    };
+    let decay = |v: f32| {
+        if v >= 0.0 && v.is_finite() {
+            Ok(())
+        } else {
+            Err(anyhow!(
+                "optimizer: weight_decay must be a number of at least 0, got {v}"
+            ))
+        }
+    };
+    match *optimizer {
+        OptimizerConfig::Sgd {
+            momentum,
+            weight_decay,
+            ..
+        } => {
+            in_unit("momentum", momentum)?;
+            decay(weight_decay)
+        }
+        OptimizerConfig::Adam {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            ..
+        } => {
+            in_unit("beta1", beta1)?;
+            in_unit("beta2", beta2)?;
+            if !(eps > 0.0 && eps.is_finite()) {
+                return Err(anyhow!(
+                    "optimizer: eps must be a positive number, got {eps}"
+                ));
+            }
+            decay(weight_decay)
+        }
+    }
+}
+
+/// The values one example's pass holds: the input, every layer's output,
+/// and each convolution's im2col columns. `None` on overflow.
+fn values_per_example(net: &Network) -> Option<usize> {
+    let inputs = std::iter::once(&net.config().input).chain(net.output_shapes());
+    let mut total = net.config().input.iter().product::<usize>();
+    for ((layer, input), output) in net
+        .config()
+        .layers
+        .iter()
+        .zip(inputs)
+        .zip(net.output_shapes())
+    {
+        let out = output.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?;
+        total = total.checked_add(out)?;
+        if let layers::LayerConfig::Conv2d(c) = layer {
+            // One column of C x K x K values per output position.
+            let positions = out / c.out_channels.max(1);
+            let cols = positions
+                .checked_mul(input[0])?
+                .checked_mul(c.kernel * c.kernel)?;
+            total = total.checked_add(cols)?;
+        }
+    }
+    Some(total)
 }
 
 /// Parses a `--conv` value: `auto`, `im2col` or `direct`.

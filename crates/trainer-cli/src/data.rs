@@ -34,6 +34,34 @@ impl DataSets {
     }
 }
 
+/// Checks that the network `net` can take the examples of `ds` (`what`
+/// names the set in errors, e.g. `the test set in data/mnist`): the set is
+/// not empty, its images are the network's input size, and the network has
+/// one output per class.
+pub fn check_fits(net: &layers::Network, ds: &Dataset, what: &str) -> Result<()> {
+    if ds.is_empty() {
+        anyhow::bail!("{what} is empty: it has no images");
+    }
+    let [c, h, w] = crate::config::image_input(net.config())?;
+    if [c, h, w] != [1, ds.rows(), ds.cols()] {
+        anyhow::bail!(
+            "{what} holds {}x{} grey images (input [1, {}, {}]), but the network's input is [{c}, {h}, {w}]",
+            ds.rows(),
+            ds.cols(),
+            ds.rows(),
+            ds.cols()
+        );
+    }
+    let classes = ds.label_histogram().len();
+    if net.outputs() != classes {
+        anyhow::bail!(
+            "{what} has {classes} classes, but the network ends with {} outputs; its last layer must have one output per class",
+            net.outputs()
+        );
+    }
+    Ok(())
+}
+
 /// Class names of a known data set, or the digits 0-9.
 pub fn class_names(ds: &Dataset) -> Vec<String> {
     match ds.class_names() {

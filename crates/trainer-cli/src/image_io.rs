@@ -7,6 +7,8 @@ use anyhow::{anyhow, bail, Context, Result};
 
 /// Largest PNG (in decoded bytes) `read_png_grey` accepts: 64 MB, png's default limit.
 pub const MAX_DECODED_BYTES: usize = 64 << 20;
+/// Longest side, in pixels, of a PNG `read_png_grey` accepts.
+pub const MAX_SIDE: usize = 8192;
 
 /// An 8-bit grey image, row-major.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -278,6 +280,15 @@ pub fn decode_png_grey(bytes: &[u8], path: &Path) -> Result<Decoded> {
         .map_err(|e| anyhow!("{p}: unreadable PNG header: {e}"))?;
     let source = {
         let info = reader.info();
+        // Checked before anything is decoded: preparing an image pads it to a
+        // square of its longer side, so a 1 x 60,000,000 sliver must not pass.
+        if info.width as usize > MAX_SIDE || info.height as usize > MAX_SIDE {
+            bail!(
+                "{p}: image of {}x{} pixels; at most {MAX_SIDE} pixels a side are read",
+                info.width,
+                info.height
+            );
+        }
         format!("{:?} {}-bit", info.color_type, info.bit_depth as u8)
     };
     let size = reader
@@ -340,14 +351,7 @@ pub fn decode_png_grey(bytes: &[u8], path: &Path) -> Result<Decoded> {
 
 /// Reads a PNG file as 8-bit grey (see [`decode_png_grey`]).
 pub fn read_png_grey(path: &Path) -> Result<Decoded> {
-    let len = std::fs::metadata(path)
-        .with_context(|| format!("{}: cannot read image", path.display()))?
-        .len();
-    if len > MAX_DECODED_BYTES as u64 {
-        bail!("{}: {len} bytes is too large for an image", path.display());
-    }
-    let bytes =
-        std::fs::read(path).with_context(|| format!("{}: cannot read image", path.display()))?;
+    let bytes = crate::files::read_limited(path, crate::files::MAX_PNG_BYTES, "a PNG image")?;
     decode_png_grey(&bytes, path)
 }
 

@@ -8,6 +8,7 @@
 //! | `config.rs` | [`config::TrainConfig`]: a run as data; the built-in configs |
 //! | `step.rs` | [`step::DataParallel`]: one training step, micro-batches in parallel |
 //! | `train.rs` | [`train::train`]: the training loop, epoch after epoch |
+//! | `files.rs` | bounded reads of outside files; output paths that spare a run's own files |
 //! | `checkpoint.rs` | [`checkpoint::Checkpoint`]: checked, atomic save and load |
 //! | `metrics.rs` | `metrics.csv`: its header and a parser |
 //! | `eval.rs` | loss, accuracy, per-class accuracy, confusion matrix |
@@ -33,6 +34,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod eval;
+pub mod files;
 pub mod gradcheck_cmd;
 pub mod metrics;
 pub mod step;

@@ -56,6 +56,14 @@ enum Command {
         /// Continue the run in --out from its last.ckpt.
         #[arg(long)]
         resume: bool,
+        /// Start a new run in a folder holding an earlier run's files, deleting them
+        /// (without it, such a folder is refused).
+        #[arg(long, conflicts_with = "resume")]
+        force: bool,
+        /// Allow a network of up to N parameters (default: the config's
+        /// training.max_params, 20 million unless it says otherwise); recorded in the run's config.
+        #[arg(long, value_name = "N")]
+        max_params: Option<usize>,
         /// After each epoch, evaluate the whole training set (the post's train loss and
         /// accuracy); recorded in the run's config.toml as `eval_train = true`.
         #[arg(long)]
@@ -326,6 +334,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// The largest batch `cnn gradcheck --batch` takes.
+const MAX_GRADCHECK_BATCH: usize = 64;
+
 /// Colours on a terminal, unless NO_COLOR is set to anything but "" (no-color.org).
 fn use_colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
     terminal && no_color.is_none_or(|v| v.is_empty())
@@ -400,7 +411,7 @@ fn resume_command(
 fn run(cli: Cli) -> Result<()> {
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(t) = cli.threads {
-        pool = pool.num_threads(t.max(1));
+        pool = pool.num_threads(capped_threads(t));
     }
     let pool = pool.build().context("setting up the thread pool")?;
     // The command runs on one of the pool's own threads: a parallel loop is
@@ -408,6 +419,17 @@ fn run(cli: Cli) -> Result<()> {
     // to the pool by a thread that sleeps until it is done (one more sleep
     // and wake-up per loop, which costs dearly on a busy machine).
     pool.install(|| run_command(cli))
+}
+
+/// `--threads t`, at least 1 and at most the machine's cores: more threads
+/// than cores only take turns (and a huge number would exhaust the memory
+/// for their stacks). Results do not depend on the number of threads.
+fn capped_threads(t: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if t > cores {
+        tracing::warn!("--threads {t}: this machine has {cores} cores; using {cores} threads");
+    }
+    t.clamp(1, cores)
 }
 
 fn run_command(cli: Cli) -> Result<()> {
@@ -421,6 +443,8 @@ fn run_command(cli: Cli) -> Result<()> {
             batch,
             seed,
             resume,
+            force,
+            max_params,
             eval_train,
             checkpoint_every,
             train_subset,
@@ -429,7 +453,11 @@ fn run_command(cli: Cli) -> Result<()> {
             let config = match config {
                 None if resume => None,
                 name => {
-                    let mut config = TrainConfig::load(name.as_deref().unwrap_or("seed"))?;
+                    let name = name.as_deref().unwrap_or("seed");
+                    let mut config = TrainConfig::read(name)?;
+                    if let Some(n) = max_params {
+                        config.training.max_params = n;
+                    }
                     if let Some(b) = batch {
                         config.training.batch = b;
                     }
@@ -439,12 +467,12 @@ fn run_command(cli: Cli) -> Result<()> {
                     if let Some(e) = epochs {
                         config.training.epochs = e;
                     }
-                    config.check()?;
+                    config.check().with_context(|| format!("config {name}"))?;
                     Some(config)
                 }
             };
-            if resume && (batch.is_some() || seed.is_some()) {
-                anyhow::bail!("--batch and --seed cannot change a run being resumed: it would no longer be the same run");
+            if resume && (batch.is_some() || seed.is_some() || max_params.is_some()) {
+                anyhow::bail!("--batch, --seed and --max-params cannot change a run being resumed: it would no longer be the same run");
             }
             // The first Ctrl-C asks the loop to stop after its batch; a second quits at once.
             ctrlc::set_handler(|| {
@@ -468,6 +496,7 @@ fn run_command(cli: Cli) -> Result<()> {
                 data,
                 out,
                 resume,
+                force,
                 eval_train,
                 conv,
                 checkpoint_every,
@@ -509,6 +538,15 @@ fn run_command(cli: Cli) -> Result<()> {
             let sets = DataSets::load(&data)?;
             let norm = ckpt.config.input_norm(&sets.train);
             let ds = if train_set { &sets.train } else { &sets.test };
+            trainer::data::check_fits(
+                &net,
+                ds,
+                &format!(
+                    "the {} set in {}",
+                    if train_set { "training" } else { "test" },
+                    data.display()
+                ),
+            )?;
             let e = trainer::eval::evaluate(&mut net, ds, 100, norm)?;
             println!(
                 "{} on {} ({} set)\n",
@@ -546,10 +584,16 @@ fn run_command(cli: Cli) -> Result<()> {
             seed,
             conv,
         } => {
+            if !(1..=MAX_GRADCHECK_BATCH).contains(&batch) {
+                anyhow::bail!("--batch {batch}: give 1 to {MAX_GRADCHECK_BATCH} examples (each costs two passes per parameter checked)");
+            }
             let mut config = TrainConfig::load(&config)?;
             if let Some(conv) = conv {
                 config.network.set_conv_algorithm(conv);
             }
+            // The batch's layer outputs are bounded as a training batch's are.
+            config.training.batch = batch;
+            config.check().context("--batch")?;
             let reports = trainer::gradcheck_cmd::run(&config, batch, seed)?;
             let (table, ok) = trainer::gradcheck_cmd::table(&reports, 1e-2);
             print!("{table}");

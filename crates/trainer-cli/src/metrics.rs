@@ -103,6 +103,48 @@ pub fn parse_metrics(text: &str, path: &Path) -> Result<Vec<MetricsRow>> {
     Ok(rows)
 }
 
+/// The largest epoch number and loss a plot shows.
+pub const MAX_PLOTTED: f64 = 1e6;
+
+/// Why a row cannot be drawn, if it cannot: an epoch that is not a whole
+/// number in 0..=[`MAX_PLOTTED`], a loss that is not a finite number in
+/// 0..=[`MAX_PLOTTED`], or an accuracy outside 0..=100 %. A value far out
+/// of an axis's range would otherwise make the plotting library draw a
+/// line across billions of pixels.
+pub fn unplottable(r: &MetricsRow) -> Option<String> {
+    let within = |v: f64, hi: f64| (0.0..=hi).contains(&v);
+    if !(within(r.epoch, MAX_PLOTTED) && r.epoch.fract() == 0.0) {
+        return Some(format!(
+            "epoch {} is not a whole number in 0..=1e6",
+            r.epoch
+        ));
+    }
+    for (name, v, hi) in [
+        ("train_loss", r.train_loss, MAX_PLOTTED),
+        ("test_loss", r.test_loss, MAX_PLOTTED),
+        ("train_acc", r.train_acc, 100.0),
+        ("test_acc", r.test_acc, 100.0),
+    ] {
+        if !within(v, hi) {
+            return Some(format!("epoch {}: {name} {v} is outside 0..={hi}", r.epoch));
+        }
+    }
+    None
+}
+
+/// The rows that can be drawn (see [`unplottable`]); a warning names the
+/// others, and the file `path`.
+pub fn plottable(rows: &[MetricsRow], path: &Path) -> Vec<MetricsRow> {
+    let mut kept = Vec::with_capacity(rows.len());
+    for r in rows {
+        match unplottable(r) {
+            None => kept.push(r.clone()),
+            Some(why) => tracing::warn!("{}: row skipped in the plot: {why}", path.display()),
+        }
+    }
+    kept
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +168,18 @@ mod tests {
         let err = format!("{:#}", parse_metrics("a,b\n", p).unwrap_err());
         assert!(err.contains("line 1") && err.contains("epoch"), "{err}");
         assert!(parse_metrics("epoch,train_loss,train_acc,test_loss,test_acc\n", p).is_err());
+    }
+
+    #[test]
+    fn rows_a_plot_cannot_show_are_named_and_skipped() {
+        let p = Path::new("run/metrics.csv");
+        let text = "epoch,train_loss,train_acc,test_loss,test_acc\n1,0.5,90,0.4,91\n2,inf,90,0.4,91\n2.5,0.5,90,0.4,91\n3,0.5,1e300,0.4,91\n4,0.3,95,NaN,96\n5,0.2,96,0.1,97\n";
+        let rows = parse_metrics(text, p).unwrap();
+        let kept = plottable(&rows, p);
+        assert_eq!(kept.iter().map(|r| r.epoch).collect::<Vec<_>>(), [1.0, 5.0]);
+        assert!(unplottable(&rows[1]).unwrap().contains("train_loss inf"));
+        assert!(unplottable(&rows[2]).unwrap().contains("epoch 2.5"));
+        assert!(unplottable(&rows[3]).unwrap().contains("train_acc"));
+        assert!(unplottable(&rows[4]).unwrap().contains("test_loss NaN"));
     }
 }

@@ -7,13 +7,13 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::checkpoint::write_atomic;
 use crate::image_io::RgbImage;
-use crate::metrics::{parse_metrics, MetricsRow};
+use crate::metrics::{parse_metrics, plottable, MetricsRow};
 
 /// The font every plot's text uses.
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
@@ -245,7 +245,12 @@ pub fn render(
 
 /// The run's config name from `<run>/config.toml` (`name = ...`), if it has one.
 pub fn run_name(run: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(run.join("config.toml")).ok()?;
+    let text = crate::files::read_text_limited(
+        &run.join("config.toml"),
+        crate::files::MAX_CONFIG_BYTES,
+        "a config",
+    )
+    .ok()?;
     let table: toml::Table = toml::from_str(&text).ok()?;
     table.get("name")?.as_str().map(str::to_string)
 }
@@ -263,9 +268,19 @@ pub fn run_title(config: &str, dir_name: &str) -> String {
 pub fn run(run: &Path, out: &Path, width: u32, height: u32) -> Result<usize> {
     let format = Format::from_path(out)?;
     let metrics = run.join("metrics.csv");
-    let text = std::fs::read_to_string(&metrics)
-        .with_context(|| format!("{}: cannot read the run's metrics", metrics.display()))?;
-    let rows = parse_metrics(&text, &metrics)?;
+    crate::files::check_output(out, &[&metrics])?;
+    let text = crate::files::read_text_limited(
+        &metrics,
+        crate::files::MAX_METRICS_BYTES,
+        "a run's metrics",
+    )?;
+    let rows = plottable(&parse_metrics(&text, &metrics)?, &metrics);
+    if rows.is_empty() {
+        bail!(
+            "{}: no row holds figures a plot can show",
+            metrics.display()
+        );
+    }
     let dir_name = run
         .canonicalize()
         .ok()

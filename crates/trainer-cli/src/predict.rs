@@ -39,7 +39,8 @@ use crate::image_io::{read_png_grey, GreyImage};
 /// training set, read from `data`; the others need no data.
 pub fn input_norm(config: &TrainConfig, data: Option<&Path>) -> Result<Option<(f32, f32)>> {
     match config.training.input_scaling {
-        InputScaling::Standardized => {
+        // A model from before the constants were recorded: from the training set.
+        InputScaling::Standardized if config.training.input_mean_std.is_none() => {
             let dir = data.ok_or_else(|| {
                 anyhow!("this checkpoint standardises its inputs with the training set's pixel mean and std: pass --data <dir> with the training IDX files")
             })?;
@@ -75,6 +76,7 @@ pub fn checkpoint_class_names(ckpt: &Checkpoint, classes: usize) -> Vec<String> 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Prediction {
     /// The file.
+    #[serde(serialize_with = "lossy_path")]
     pub file: PathBuf,
     /// Index of the most probable class.
     pub class: usize,
@@ -305,6 +307,12 @@ impl Prediction {
     }
 }
 
+/// A path as JSON text: bytes that are not UTF-8 become U+FFFD, as
+/// `Path::display` shows them, instead of failing the whole document.
+fn lossy_path<S: serde::Serializer>(path: &Path, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
+}
+
 /// What `cnn predict` prints for one file in `--json` mode: a prediction or the error.
 #[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
@@ -314,6 +322,7 @@ pub enum JsonResult {
     /// It could not be read or classified.
     Err {
         /// The file.
+        #[serde(serialize_with = "lossy_path")]
         file: PathBuf,
         /// Why.
         error: String,
@@ -371,7 +380,7 @@ pub fn classify_files(
     }
     if json {
         let doc = serde_json::json!({
-            "model": model,
+            "model": model.to_string_lossy(),
             "classes": predictor.class_names(),
             "results": results,
         });

@@ -22,7 +22,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use layers::Network;
 use mnist_io::Dataset;
 
@@ -305,8 +305,11 @@ fn confusion_table(e: &Evaluation, names: &[String]) -> String {
 pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
     let run = &opts.run;
     let metrics_path = run.join("metrics.csv");
-    let text = std::fs::read_to_string(&metrics_path)
-        .with_context(|| format!("{}: cannot read the run's metrics", metrics_path.display()))?;
+    let text = crate::files::read_text_limited(
+        &metrics_path,
+        crate::files::MAX_METRICS_BYTES,
+        "a run's metrics",
+    )?;
     let rows = parse_metrics(&text, &metrics_path)?;
     let ckpt_path = [run.join("best.ckpt"), run.join("last.ckpt")]
         .into_iter()
@@ -339,6 +342,11 @@ pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
         }
     }
     let mut net = ckpt.network()?;
+    crate::data::check_fits(
+        &net,
+        &sets.test,
+        &format!("the test set in {}", data.display()),
+    )?;
     let norm = ckpt.config.input_norm(&sets.train);
     let names = class_names(&sets.test);
     let classes = net.outputs();
@@ -386,11 +394,12 @@ pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
 
     // Curves.
     h.push_str("<h2>Loss and accuracy</h2>\n");
-    if rows.is_empty() {
-        h.push_str("<p class=\"note\">metrics.csv has no finished epoch yet.</p>\n");
+    let drawn = crate::metrics::plottable(&rows, &metrics_path);
+    if drawn.is_empty() {
+        h.push_str("<p class=\"note\">metrics.csv has no row a plot can show.</p>\n");
     } else {
         let png = plot::render(
-            &rows,
+            &drawn,
             &format!("{title}: loss and accuracy"),
             plot::Format::Png,
             1100,
@@ -537,6 +546,7 @@ pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
 
 /// Builds the page and writes it atomically to `opts.out`.
 pub fn run(opts: &ReportOptions) -> Result<ReportSummary> {
+    crate::files::check_output(&opts.out, &[&opts.run.join("metrics.csv")])?;
     let (html, summary) = render(opts)?;
     write_atomic(&opts.out, html.as_bytes())?;
     Ok(summary)

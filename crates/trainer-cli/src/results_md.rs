@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::checkpoint::write_atomic;
 use crate::config::TrainConfig;
@@ -131,15 +131,21 @@ pub fn plural(n: usize, thing: &str) -> String {
 /// `out` holds from the [`KEEP_FROM`] heading on.
 pub fn run(run: &Path, out: &Path, command: Option<&str>, note: Option<&str>) -> Result<()> {
     let metrics = run.join("metrics.csv");
-    let text = std::fs::read_to_string(&metrics)
-        .with_context(|| format!("{}: cannot read", metrics.display()))?;
+    let text = crate::files::read_text_limited(
+        &metrics,
+        crate::files::MAX_METRICS_BYTES,
+        "a run's metrics",
+    )?;
     let rows = parse_metrics(&text, &metrics)?;
     let config_path = run.join("config.toml");
-    let config_text = std::fs::read_to_string(&config_path)
-        .with_context(|| format!("{}: cannot read the run's config", config_path.display()))?;
+    let config_text =
+        crate::files::read_text_limited(&config_path, crate::files::MAX_CONFIG_BYTES, "a config")?;
     let config = TrainConfig::from_toml(&config_text, &config_path.display().to_string())?;
     let mut page = markdown(&rows, &config, command, &machine(), note);
-    if let Ok(old) = std::fs::read_to_string(out) {
+    crate::files::check_output(out, &[&metrics, &config_path])?;
+    if out.exists() {
+        let old =
+            crate::files::read_text_limited(out, crate::files::MAX_PAGE_BYTES, "a Markdown page")?;
         if let Some(i) = old.find(KEEP_FROM) {
             page.push_str(&old[i..]);
         }

@@ -56,7 +56,7 @@ use optim::Optimizer;
 use safetensors::{Dtype, SafeTensors};
 use tensor::Tensor;
 
-use crate::checkpoint::{write_atomic, Checkpoint, PartialEpoch};
+use crate::checkpoint::{check_weights, write_atomic, Checkpoint, PartialEpoch};
 use crate::config::TrainConfig;
 use crate::predict::Predictor;
 
@@ -139,7 +139,11 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<TensorFile> {
 
 /// Reads a safetensors file (see [`from_bytes`]).
 pub fn read(path: &Path) -> Result<TensorFile> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let bytes = crate::files::read_limited(
+        path,
+        crate::files::MAX_SAFETENSORS_BYTES,
+        "a safetensors file",
+    )?;
     from_bytes(&bytes, path)
 }
 
@@ -157,6 +161,16 @@ pub fn write(
 /// the network must be in the file with its shape, and nothing else (an
 /// error names the tensor and `path`).
 pub fn network_from(config: &TrainConfig, file: &TensorFile, path: &Path) -> Result<Network> {
+    check_weights(
+        config,
+        file.tensors
+            .iter()
+            .map(|(name, t)| (name.as_str(), t.as_slice().unwrap_or(&[]))),
+        path,
+    )?;
+    config
+        .check()
+        .with_context(|| format!("{}: config `{}`", path.display(), config.name))?;
     let mut net = config.build_network()?;
     net.load_named_params(&file.tensors).map_err(|e| {
         anyhow!(
@@ -196,7 +210,8 @@ pub fn load_checkpoint(path: &Path, config: Option<&str>) -> Result<Checkpoint> 
         let config = match (config, file.metadata.get(META_CONFIG)) {
             (Some(name), _) => TrainConfig::load(name)?,
             // Written by `cnn export`: the config travels in the metadata.
-            (None, Some(text)) => TrainConfig::from_toml(text, &format!("stored in {}", path.display()))?,
+            // Checked by `network_from`, after its size is compared with the file's.
+            (None, Some(text)) => TrainConfig::parse(text, &format!("stored in {}", path.display()))?,
             (None, None) => bail!(
                 "{}: a safetensors file holds weights only; pass --config <file|name> with the network they belong to",
                 path.display()
@@ -235,6 +250,7 @@ pub fn export(model: &Path, out: &Path) -> Result<usize> {
     if !is_safetensors(out) {
         bail!("{}: give a file name ending in .safetensors", out.display());
     }
+    crate::files::check_output(out, &[model])?;
     let ckpt = Checkpoint::load(model)?;
     let net = ckpt.network()?;
     let tensors = net.named_params();
@@ -253,6 +269,7 @@ pub fn export(model: &Path, out: &Path) -> Result<usize> {
 /// `weights` and saves it as a checkpoint (epoch 0, empty optimizer state);
 /// returns the number of tensors.
 pub fn import(config: &str, weights: &Path, out: &Path) -> Result<usize> {
+    crate::files::check_output(out, &[weights])?;
     let config = TrainConfig::load(config)?;
     let file = read(weights)?;
     let net = network_from(&config, &file, weights)?;

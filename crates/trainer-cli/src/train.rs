@@ -25,8 +25,8 @@ use layers::Network;
 use optim::Optimizer;
 
 use crate::checkpoint::{write_atomic, Checkpoint, EpochRecord, PartialEpoch};
-use crate::config::TrainConfig;
-use crate::data::{DataSets, DatasetBatch};
+use crate::config::{InputScaling, TrainConfig};
+use crate::data::{check_fits, DataSets, DatasetBatch};
 use crate::eval::evaluate;
 use crate::metrics::METRICS_HEADER;
 use crate::step::DataParallel;
@@ -45,6 +45,9 @@ pub struct TrainOptions {
     pub out: PathBuf,
     /// Continue from `<out>/last.ckpt`.
     pub resume: bool,
+    /// Start a new run in a folder that holds an earlier run's files,
+    /// deleting them (without it, such a folder is refused).
+    pub force: bool,
     /// After each epoch, evaluate the whole training set (the post's train
     /// figures). Recorded in the run's config; a resumed run keeps its own,
     /// and refuses to add it.
@@ -118,6 +121,123 @@ impl RunDir {
     pub fn config(&self) -> PathBuf {
         self.dir.join("config.toml")
     }
+    /// What the run trains on (see [`DataIdentity`]).
+    pub fn dataset(&self) -> PathBuf {
+        self.dir.join("dataset.toml")
+    }
+    /// The files of a run that exist in the directory: what a new run
+    /// there would overwrite.
+    pub fn existing_files(&self) -> Vec<PathBuf> {
+        [
+            self.last(),
+            self.best(),
+            self.metrics(),
+            self.config(),
+            self.dataset(),
+        ]
+        .into_iter()
+        .filter(|f| f.symlink_metadata().is_ok())
+        .collect()
+    }
+}
+
+/// What a run trains and tests on, recorded in its `dataset.toml` so that
+/// `--resume` can refuse other data: the sets' sizes, the image size, the
+/// training subset and the SHA-256 of each set's pixels and labels.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataIdentity {
+    /// Images in the training set used (after `--train-subset`).
+    pub train_images: usize,
+    /// Images in the test set.
+    pub test_images: usize,
+    /// Rows of each image.
+    pub rows: usize,
+    /// Columns of each image.
+    pub cols: usize,
+    /// `--train-subset`, when given.
+    pub train_subset: Option<usize>,
+    /// SHA-256 of the training set's pixels then labels.
+    pub train_sha256: String,
+    /// SHA-256 of the test set's pixels then labels.
+    pub test_sha256: String,
+}
+
+impl DataIdentity {
+    /// As `dataset.toml` holds it.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a data identity always serialises")
+    }
+
+    /// The identity of a run's training set (after the subset) and test set.
+    pub fn of(train: &mnist_io::Dataset, test: &mnist_io::Dataset, subset: Option<usize>) -> Self {
+        let sha = |ds: &mnist_io::Dataset| {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            h.update(ds.pixels());
+            h.update(ds.labels());
+            h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        };
+        DataIdentity {
+            train_images: train.len(),
+            test_images: test.len(),
+            rows: train.rows(),
+            cols: train.cols(),
+            train_subset: subset,
+            train_sha256: sha(train),
+            test_sha256: sha(test),
+        }
+    }
+
+    /// The first field in which `other` differs, with both values.
+    pub fn difference(&self, other: &DataIdentity) -> Option<String> {
+        let (a, b) = (
+            toml::Table::try_from(self).ok()?,
+            toml::Table::try_from(other).ok()?,
+        );
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        let first = keys.into_iter().find_map(|k| {
+            let show = |t: &toml::Table| t.get(k).map_or("none".to_string(), |v| v.to_string());
+            (a.get(k) != b.get(k)).then(|| format!("{k}: {} then, {} now", show(&a), show(&b)))
+        });
+        first
+    }
+}
+
+/// The first key (`optimizer.lr`, `network.layers.2.out_channels`) whose
+/// value differs between two configs, with both values; `None` when equal.
+pub fn config_difference(was: &TrainConfig, now: &TrainConfig) -> Option<String> {
+    fn walk(path: &str, a: &toml::Value, b: &toml::Value) -> Option<String> {
+        let join = |k: &str| {
+            if path.is_empty() {
+                k.to_string()
+            } else {
+                format!("{path}.{k}")
+            }
+        };
+        match (a, b) {
+            (toml::Value::Table(x), toml::Value::Table(y)) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
+                    (Some(u), Some(v)) => walk(&join(k), u, v),
+                    (u, v) => Some(format!(
+                        "{}: {} then, {} now",
+                        join(k),
+                        u.map_or("unset".into(), |u| u.to_string()),
+                        v.map_or("unset".into(), |v| v.to_string())
+                    )),
+                })
+            }
+            (toml::Value::Array(x), toml::Value::Array(y)) if x.len() == y.len() => x
+                .iter()
+                .zip(y)
+                .enumerate()
+                .find_map(|(i, (u, v))| walk(&join(&i.to_string()), u, v)),
+            _ => (a != b).then(|| format!("{path}: {a} then, {b} now")),
+        }
+    }
+    let table = |c: &TrainConfig| toml::Value::try_from(c).ok();
+    walk("", &table(was)?, &table(now)?)
 }
 
 /// Timings of finished epochs, kept beside the (timing-free) checkpoint history.
@@ -149,10 +269,11 @@ fn metrics_csv(history: &[EpochRecord], timings: &[Option<Timing>]) -> String {
 
 /// Timings of earlier epochs from an existing metrics.csv (missing or unreadable: none).
 fn read_timings(path: &Path, epochs: usize) -> Vec<Option<Timing>> {
-    let rows = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| crate::metrics::parse_metrics(&text, path).ok())
-        .unwrap_or_default();
+    let rows =
+        crate::files::read_text_limited(path, crate::files::MAX_METRICS_BYTES, "a run's metrics")
+            .ok()
+            .and_then(|text| crate::metrics::parse_metrics(&text, path).ok())
+            .unwrap_or_default();
     let mut out = vec![None; epochs];
     for r in rows {
         let epoch = r.epoch as usize;
@@ -183,6 +304,50 @@ fn lock_run_dir(dir: &Path) -> Result<std::fs::File> {
             Err(anyhow!("{}: cannot lock: {e}", path.display()))
         }
     }
+}
+
+/// Copies `from` to `to` through a temporary file renamed into place; on
+/// any error (a full disk, say) the temporary file is removed and `to` is
+/// left as it was.
+fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = to.with_file_name(format!(".{name}.tmp"));
+    let result = std::fs::copy(from, &tmp).and_then(|_| std::fs::rename(&tmp, to));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("{}: cannot write: {e}", to.display());
+    }
+    Ok(())
+}
+
+/// On `--resume`: checks that the data is what the run was trained on, as
+/// its `dataset.toml` records (a run from before it was recorded gets one).
+fn check_same_data(run: &RunDir, now: &DataIdentity) -> Result<()> {
+    let path = run.dataset();
+    if !path.exists() {
+        tracing::warn!(
+            "{}: missing; the data cannot be checked against the run's, and is recorded from now on",
+            path.display()
+        );
+        return Ok(());
+    }
+    let text = crate::files::read_text_limited(
+        &path,
+        crate::files::MAX_CONFIG_BYTES,
+        "a run's data record",
+    )?;
+    let was: DataIdentity =
+        toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    if let Some(diff) = was.difference(now) {
+        bail!(
+            "{}: the data differs from the run's ({diff}); a resumed run must train on the same data, with the same --train-subset",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// What a run reports while an epoch trains (a progress bar, say). Every
@@ -221,6 +386,25 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
     std::fs::create_dir_all(&run.dir)
         .with_context(|| format!("{}: cannot create the run directory", run.dir.display()))?;
     let _lock = lock_run_dir(&run.dir)?;
+    if !opts.resume {
+        // Never overwrite an earlier run's files unless told to.
+        let earlier = run.existing_files();
+        if !earlier.is_empty() && !opts.force {
+            let names: Vec<String> = earlier
+                .iter()
+                .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect();
+            bail!(
+                "{} holds an earlier run's files ({}); continue it with --resume, start over with --force (which deletes them), or choose another --out",
+                run.dir.display(),
+                names.join(", ")
+            );
+        }
+        for file in earlier {
+            std::fs::remove_file(&file)
+                .with_context(|| format!("{}: cannot delete (--force)", file.display()))?;
+        }
+    }
 
     // Where to start: a fresh network, or the last checkpoint.
     let (mut config, mut net, mut optimizer, mut epochs_done, mut partial, mut history) = if opts
@@ -237,16 +421,18 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
             );
         }
         if let Some(given) = &opts.config {
-            let mut network = given.network.clone();
+            // Only the epoch count may change; the rest is what makes the run.
+            let mut given = given.clone();
             if let Some(conv) = opts.conv {
-                network.set_conv_algorithm(conv);
+                given.network.set_conv_algorithm(conv);
             }
-            if network != ckpt.config.network {
+            given.training.epochs = ckpt.config.training.epochs;
+            given.training.eval_train = ckpt.config.training.eval_train;
+            given.training.input_mean_std = ckpt.config.training.input_mean_std;
+            if let Some(key) = config_difference(&ckpt.config, &given) {
                 bail!(
-                    "{}: the checkpoint is of network `{}`, which differs from the network of the `{}` config given with --config",
+                    "{}: the config given with --config differs from the run's in {key}; a resumed run may change only its number of epochs",
                     run.last().display(),
-                    ckpt.config.name,
-                    given.name
                 );
             }
         }
@@ -264,9 +450,6 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
             ckpt.body.history.clone(),
         )
     } else {
-        if run.last().exists() {
-            bail!("{} already holds a run (last.ckpt); continue it with --resume, or choose another --out", run.dir.display());
-        }
         let mut config = opts
             .config
             .clone()
@@ -300,13 +483,6 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
             }
         );
     }
-    let t = config.training.clone();
-    write_atomic(&run.config(), config.to_toml().as_bytes())?;
-    let mut timings = read_timings(&run.metrics(), history.len());
-    // The metrics file must match the checkpoint: drop rows of epochs it does not hold.
-    write_atomic(&run.metrics(), metrics_csv(&history, &timings).as_bytes())?;
-
-    let dataset_name = data.name();
     // Borrow the training set: a clone would hold a second copy of its 47 MB of pixels.
     let subset;
     let train_set = match opts.train_subset {
@@ -316,6 +492,33 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         }
         _ => &data.train,
     };
+    // Everything that would make the run meaningless is refused before it starts.
+    let dir = opts.data.display();
+    check_fits(&net, train_set, &format!("the training set in {dir}"))?;
+    check_fits(&net, &data.test, &format!("the test set in {dir}"))?;
+    let identity = DataIdentity::of(train_set, &data.test, opts.train_subset);
+    if opts.resume {
+        check_same_data(&run, &identity)?;
+    }
+    if config.training.input_scaling == InputScaling::Standardized
+        && config.training.input_mean_std.is_none()
+    {
+        // The constants travel with the model: predict, eval and visualize need no training set.
+        let (mean, std) = train_set.pixel_mean_std();
+        if std.is_nan() || std <= 0.0 {
+            bail!("the training set in {dir} has the same value in every pixel: input_scaling = \"standardized\" would divide by a standard deviation of 0");
+        }
+        config.training.input_mean_std = Some([mean, std]);
+    }
+
+    let t = config.training.clone();
+    write_atomic(&run.config(), config.to_toml().as_bytes())?;
+    write_atomic(&run.dataset(), identity.to_toml().as_bytes())?;
+    let mut timings = read_timings(&run.metrics(), history.len());
+    // The metrics file must match the checkpoint: drop rows of epochs it does not hold.
+    write_atomic(&run.metrics(), metrics_csv(&history, &timings).as_bytes())?;
+
+    let dataset_name = data.name();
     let norm = config.input_norm(train_set);
     let classes = net.outputs();
     let loss_fn = config.loss_fn();
@@ -419,11 +622,15 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
                 non_finite.map(|name| format!("parameter `{name}` became NaN or infinite"))
             };
             if let Some(why) = why {
-                bail!(
-                    "epoch {} batch {b}: {why}; stopping. The last good checkpoint, {}, is intact",
-                    epoch + 1,
-                    run.last().display()
-                );
+                let kept = if run.last().exists() {
+                    format!(
+                        "The last good checkpoint, {}, is intact",
+                        run.last().display()
+                    )
+                } else {
+                    "No checkpoint was written yet (a lower lr may help)".to_string()
+                };
+                bail!("epoch {} batch {b}: {why}; stopping. {kept}", epoch + 1);
             }
             partial.batches = b;
             partial.loss_sum += r.loss * indices.len() as f64;
@@ -487,9 +694,7 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         // between the two, resuming rewrites the metrics from the checkpoint.
         save(&net, &optimizer, epochs_done, &partial, &history)?;
         if best {
-            std::fs::copy(run.last(), run.dir.join(".best.ckpt.tmp"))
-                .and_then(|_| std::fs::rename(run.dir.join(".best.ckpt.tmp"), run.best()))
-                .with_context(|| format!("{}: cannot write", run.best().display()))?;
+            copy_atomic(&run.last(), &run.best())?;
         }
         write_atomic(&run.metrics(), metrics_csv(&history, &timings).as_bytes())?;
         tracing::debug!(

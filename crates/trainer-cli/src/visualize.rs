@@ -92,6 +92,19 @@ fn compose<T: Copy>(
     (width, height, out)
 }
 
+/// The largest `--scale` and `--gap`.
+pub const MAX_SCALE: usize = 64;
+/// The most pixels a figure may have: 64 million (a 8000 x 8000 picture).
+pub const MAX_FIGURE_PIXELS: u128 = 64_000_000;
+
+/// Refuses a figure too large to draw (plotters takes sides below 2^15).
+fn check_figure_size(width: usize, height: usize) -> Result<()> {
+    if width > 32_000 || height > 32_000 || width as u128 * height as u128 > MAX_FIGURE_PIXELS {
+        bail!("the figure would be {width}x{height} pixels, more than the {MAX_FIGURE_PIXELS} drawn at most; lower --scale, --gap or --cols");
+    }
+    Ok(())
+}
+
 /// Values scaled to 0..=255 by their own range; constant or empty → all 0.
 /// Non-finite values count as the minimum.
 pub fn to_own_range(values: &[f32]) -> Vec<u8> {
@@ -208,6 +221,9 @@ pub fn feature_maps_figure(
         });
     }
     let cols = cols.unwrap_or_else(|| default_cols(tiles.len()));
+    let cell = |f: fn(&Tile<u8>) -> usize| tiles.iter().map(f).max().unwrap_or(1);
+    let (width, height) = grid_size(tiles.len(), cols, cell(|t| t.w), cell(|t| t.h), scale, gap);
+    check_figure_size(width, height)?;
     let (width, height, pixels) = compose(&tiles, cols, scale, gap, GAP_GREY);
     let png = GreyImage {
         width,
@@ -270,6 +286,7 @@ pub fn filters_figure(
     let grid_top = FILTERS_MARGIN + FILTERS_TITLE;
     let bar_top = grid_top + rows * row_pitch + FILTERS_MARGIN / 2;
     let height = bar_top + FILTERS_BAR + FILTERS_LABEL + FILTERS_MARGIN / 2;
+    check_figure_size(width, height)?;
     let title = if c == 1 {
         format!("{name}: {o} kernels {kw}x{kh}, numbered by output channel")
     } else {
@@ -419,6 +436,10 @@ pub fn run(opts: &VisualizeOptions) -> Result<Figure> {
     if opts.scale == Some(0) || opts.cols == Some(0) {
         bail!("--scale and --cols must be at least 1");
     }
+    if opts.scale.unwrap_or(1) > MAX_SCALE || opts.gap > MAX_SCALE {
+        bail!("--scale and --gap must be at most {MAX_SCALE}");
+    }
+    crate::files::check_output(opts.out, &[opts.model])?;
     let ckpt = Checkpoint::load(opts.model)?;
     let mut net = ckpt.network()?;
     if first_conv(&net).is_err() {
@@ -442,6 +463,11 @@ pub fn run(opts: &VisualizeOptions) -> Result<Figure> {
         let set_name = if opts.train_set { "training" } else { "test" };
         let ds = Dataset::load(dir, split)
             .with_context(|| format!("loading the {set_name} set from {}", dir.display()))?;
+        crate::data::check_fits(
+            &net,
+            &ds,
+            &format!("the {set_name} set in {}", dir.display()),
+        )?;
         if opts.index >= ds.len() {
             bail!(
                 "--index {}: the {set_name} set in {} has {} images (indices 0..{})",

@@ -46,6 +46,7 @@ fn resuming_says_from_which_epoch_and_batch() {
         data: data.clone(),
         out: out.clone(),
         resume: false,
+        force: false,
         eval_train: false,
         conv: None,
         checkpoint_every: None,

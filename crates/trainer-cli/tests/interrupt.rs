@@ -35,6 +35,7 @@ fn options(data: &Path, out: &Path) -> TrainOptions {
         data: data.to_path_buf(),
         out: out.to_path_buf(),
         resume: false,
+        force: false,
         eval_train: false,
         conv: None,
         checkpoint_every: None,

@@ -29,6 +29,7 @@ fn tiny_run(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
             data: data.clone(),
             out: run.clone(),
             resume: false,
+            force: false,
             eval_train: false,
             conv: None,
             checkpoint_every: None,

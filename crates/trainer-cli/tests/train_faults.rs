@@ -15,6 +15,7 @@ fn options(config: TrainConfig, data: PathBuf, out: PathBuf) -> TrainOptions {
         data,
         out,
         resume: false,
+        force: false,
         eval_train: false,
         conv: None,
         checkpoint_every: Some(1),

@@ -131,6 +131,7 @@ fn trained_run() -> Option<PathBuf> {
                 data,
                 out: out.clone(),
                 resume: false,
+                force: false,
                 eval_train: false,
                 conv: None,
                 checkpoint_every: None,

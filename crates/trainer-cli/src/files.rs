@@ -1,0 +1,199 @@
+//! Reading files that come from outside, and guarding what a user made.
+//!
+//! Every file the trainer reads goes through [`read_limited`]: regular files
+//! only (opening a FIFO blocks until someone writes to it, a device such as
+//! `/dev/zero` never ends), and never more bytes than a limit fixed per kind
+//! of file, so that a wrong path cannot hang a command or fill the memory.
+//! Every output command checks its destination with [`check_output`]:
+//! it never replaces a checkpoint, a `metrics.csv` or a config.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// Largest config (TOML) file read: 1 MiB (the built-in ones are under 2 kB).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// Largest `metrics.csv` read: 16 MiB (a 100-epoch run's is under 10 kB).
+pub const MAX_METRICS_BYTES: u64 = 16 << 20;
+/// Largest PNG file read by `cnn predict`: 64 MiB.
+pub const MAX_PNG_BYTES: u64 = 64 << 20;
+/// Largest safetensors file read: 1 GiB, as for checkpoints.
+pub const MAX_SAFETENSORS_BYTES: u64 = 1 << 30;
+/// Largest Markdown page `cnn results` reads back to keep its tail: 16 MiB.
+pub const MAX_PAGE_BYTES: u64 = 16 << 20;
+
+/// Reads `path` whole. Refuses a directory, anything that is not a regular
+/// file, and a file of more than `limit` bytes (checked before reading, and
+/// again while reading, in case it grows). `what` names the kind of file
+/// in errors (`a checkpoint`, `a config`), which all name the path.
+pub fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
+    let p = path.display();
+    let meta = std::fs::metadata(path).with_context(|| format!("{p}: cannot read {what}"))?;
+    check_regular(path, &meta, what)?;
+    if meta.len() > limit {
+        bail!(
+            "{p}: {} bytes is more than the {} accepted for {what}",
+            meta.len(),
+            human_bytes(limit)
+        );
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("{p}: cannot read {what}"))?;
+    // The path may have been replaced between the two looks.
+    check_regular(path, &file.metadata()?, what)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("{p}: cannot read {what}"))?;
+    if bytes.len() as u64 > limit {
+        bail!(
+            "{p}: more than the {} accepted for {what}",
+            human_bytes(limit)
+        );
+    }
+    Ok(bytes)
+}
+
+/// [`read_limited`], as UTF-8 text.
+pub fn read_text_limited(path: &Path, limit: u64, what: &str) -> Result<String> {
+    let bytes = read_limited(path, limit, what)?;
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow!(
+            "{}: {what} must be UTF-8 text; byte {} is not",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+fn check_regular(path: &Path, meta: &std::fs::Metadata, what: &str) -> Result<()> {
+    if meta.is_dir() {
+        bail!("{}: a directory; expected {what}", path.display());
+    }
+    if !meta.is_file() {
+        bail!(
+            "{}: not a regular file (a pipe, socket or device); expected {what}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// `1 GiB`, `16 MiB`, `512 bytes`.
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        _ if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{} GiB", n >> 30),
+        _ if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        _ => format!("{n} bytes"),
+    }
+}
+
+/// Checks that an output command may write `out`: a path that does not
+/// exist yet, or a regular file that is none of a run's own files (a
+/// checkpoint, `metrics.csv`, a config) and none of `inputs`, the files
+/// the command reads.
+pub fn check_output(out: &Path, inputs: &[&Path]) -> Result<()> {
+    let o = out.display();
+    let Ok(meta) = std::fs::metadata(out) else {
+        return Ok(());
+    };
+    if !meta.is_file() {
+        bail!("{o}: exists and is not a regular file; choose another output path");
+    }
+    let same = |input: &Path| match (out.canonicalize(), input.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if inputs.iter().any(|i| same(i)) {
+        bail!("{o}: is one of this command's inputs; choose another output path");
+    }
+    if let Some(kind) = precious_kind(out) {
+        bail!(
+            "{o}: holds {kind}, which this command will not overwrite; choose another output path"
+        );
+    }
+    Ok(())
+}
+
+/// What a run's own file is (`a checkpoint`, `a run's metrics`, `a config`), by name or content.
+fn precious_kind(path: &Path) -> Option<&'static str> {
+    let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let mut head = [0u8; 8];
+    let starts_like_checkpoint = std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head == crate::checkpoint::MAGIC;
+    if starts_like_checkpoint || ext.as_deref() == Some("ckpt") {
+        Some("a checkpoint")
+    } else if name == "metrics.csv" {
+        Some("a run's metrics")
+    } else if ext.as_deref() == Some("toml") {
+        Some("a config")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_and_file_kinds_are_checked_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("small.toml");
+        std::fs::write(&small, "a = 1\n").unwrap();
+        assert_eq!(read_limited(&small, 6, "a config").unwrap(), b"a = 1\n");
+        let err = format!("{:#}", read_limited(&small, 5, "a config").unwrap_err());
+        assert!(
+            err.contains("small.toml") && err.contains("6 bytes is more than the 5 bytes"),
+            "{err}"
+        );
+        let err = format!("{:#}", read_limited(dir.path(), 5, "a config").unwrap_err());
+        assert!(err.contains("a directory; expected a config"), "{err}");
+        let err = format!(
+            "{:#}",
+            read_limited(Path::new("/dev/zero"), 5, "a config").unwrap_err()
+        );
+        assert!(err.contains("/dev/zero: not a regular file"), "{err}");
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            // Opening it would block until a writer came: it is never opened.
+            let err = format!("{:#}", read_limited(&fifo, 5, "a config").unwrap_err());
+            assert!(err.contains("not a regular file"), "{err}");
+        }
+        std::fs::write(&small, [b'a', 0xff]).unwrap();
+        let err = format!(
+            "{:#}",
+            read_text_limited(&small, 9, "a config").unwrap_err()
+        );
+        assert!(err.contains("must be UTF-8 text; byte 1"), "{err}");
+    }
+
+    #[test]
+    fn outputs_never_replace_a_runs_files_or_an_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name);
+        check_output(&at("new.png"), &[]).unwrap();
+        std::fs::write(at("old.png"), "png").unwrap();
+        check_output(&at("old.png"), &[]).unwrap();
+        let err = check_output(&at("old.png"), &[&at("old.png")]).unwrap_err();
+        assert!(err.to_string().contains("one of this command's inputs"));
+        for (name, bytes, kind) in [
+            ("metrics.csv", &b"epoch\n"[..], "a run's metrics"),
+            ("run.toml", b"name = 'x'", "a config"),
+            ("best.ckpt", b"x", "a checkpoint"),
+            ("model.png", b"CNNCKPT\0rest", "a checkpoint"),
+        ] {
+            std::fs::write(at(name), bytes).unwrap();
+            let err = check_output(&at(name), &[]).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains(kind), "{err}");
+        }
+        let err = check_output(dir.path(), &[]).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+}
