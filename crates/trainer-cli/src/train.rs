@@ -206,7 +206,13 @@ impl DataIdentity {
 
 /// The first key (`optimizer.lr`, `network.layers.2.out_channels`) whose
 /// value differs between two configs, with both values; `None` when equal.
+/// The name and description are not compared: they do not change a run.
 pub fn config_difference(was: &TrainConfig, now: &TrainConfig) -> Option<String> {
+    let now = TrainConfig {
+        name: was.name.clone(),
+        description: was.description.clone(),
+        ..now.clone()
+    };
     fn walk(path: &str, a: &toml::Value, b: &toml::Value) -> Option<String> {
         let join = |k: &str| {
             if path.is_empty() {
@@ -223,21 +229,31 @@ pub fn config_difference(was: &TrainConfig, now: &TrainConfig) -> Option<String>
                     (u, v) => Some(format!(
                         "{}: {} then, {} now",
                         join(k),
-                        u.map_or("unset".into(), |u| u.to_string()),
-                        v.map_or("unset".into(), |v| v.to_string())
+                        u.map_or("unset".into(), show),
+                        v.map_or("unset".into(), show)
                     )),
                 })
             }
-            (toml::Value::Array(x), toml::Value::Array(y)) if x.len() == y.len() => x
+            (toml::Value::Array(x), toml::Value::Array(y)) if x.len() != y.len() => {
+                Some(format!("{path}: {} entries then, {} now", x.len(), y.len()))
+            }
+            (toml::Value::Array(x), toml::Value::Array(y)) => x
                 .iter()
                 .zip(y)
                 .enumerate()
                 .find_map(|(i, (u, v))| walk(&join(&i.to_string()), u, v)),
-            _ => (a != b).then(|| format!("{path}: {a} then, {b} now")),
+            _ => (a != b).then(|| format!("{path}: {} then, {} now", show(a), show(b))),
+        }
+    }
+    // The config's numbers are f32: shown as such, 0.01 rather than 0.009999999776482582.
+    fn show(v: &toml::Value) -> String {
+        match v {
+            toml::Value::Float(f) => (*f as f32).to_string(),
+            v => v.to_string(),
         }
     }
     let table = |c: &TrainConfig| toml::Value::try_from(c).ok();
-    walk("", &table(was)?, &table(now)?)
+    walk("", &table(was)?, &table(&now)?)
 }
 
 /// Timings of finished epochs, kept beside the (timing-free) checkpoint history.
