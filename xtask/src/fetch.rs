@@ -252,21 +252,20 @@ enum Present {
     Invalid(Vec<PathBuf>),
 }
 
+/// Checks the copy the readers would use: the plain name when both exist,
+/// as `mnist_io::find_file` chooses.
 fn present(out: &Path, file: &FileSpec) -> Present {
-    let mut invalid = Vec::new();
-    for path in final_paths(out, file) {
-        if !path.exists() {
-            continue;
-        }
-        match mnist_io::verify_file(&path, file) {
-            Ok(()) => return Present::Valid(path),
-            Err(e) => {
-                println!("{e}; fetching it again");
-                invalid.push(path);
-            }
+    let [gz, plain] = final_paths(out, file);
+    let Some(path) = [plain, gz].into_iter().find(|p| p.exists()) else {
+        return Present::Invalid(Vec::new());
+    };
+    match mnist_io::verify_file(&path, file) {
+        Ok(()) => Present::Valid(path),
+        Err(e) => {
+            println!("{e}; fetching it again");
+            Present::Invalid(vec![path])
         }
     }
-    Present::Invalid(invalid)
 }
 
 /// The two final names a file may have in the output folder: gzipped first.

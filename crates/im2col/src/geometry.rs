@@ -53,7 +53,10 @@ fn out_size(
             "{what}: kernel and stride must be at least 1 (kernel {kernel}, stride {stride})"
         )));
     }
-    let padded = input + 2 * pad;
+    let padded = pad
+        .checked_mul(2)
+        .and_then(|p| p.checked_add(input))
+        .ok_or_else(|| GeometryError(format!("{what}: padding {pad} is too large")))?;
     if padded < kernel {
         return Err(GeometryError(format!(
             "{what}: kernel {kernel} is larger than the padded input {padded} ({input} + 2 x {pad})"
@@ -91,14 +94,32 @@ impl ConvGeometry {
                 "convolution with an empty dimension: {self:?}"
             )));
         }
-        out_size(
+        let out_w = out_size("width", self.in_w, self.kernel_w, self.pad_w, self.stride_w)?;
+        let out_h = out_size(
             "height",
             self.in_h,
             self.kernel_h,
             self.pad_h,
             self.stride_h,
         )?;
-        out_size("width", self.in_w, self.kernel_w, self.pad_w, self.stride_w)?;
+        // Every size the kernels compute from the geometry must fit in a usize.
+        let product = |factors: &[usize]| factors.iter().try_fold(1usize, |n, &f| n.checked_mul(f));
+        let sizes = [
+            product(&[self.in_channels, self.in_h, self.in_w]),
+            product(&[self.out_channels, out_h, out_w]),
+            product(&[self.in_channels, self.kernel_h, self.kernel_w, out_h, out_w]),
+            product(&[
+                self.out_channels,
+                self.in_channels,
+                self.kernel_h,
+                self.kernel_w,
+            ]),
+        ];
+        if sizes.contains(&None) {
+            return Err(GeometryError(format!(
+                "convolution too large: its sizes do not fit in 64 bits: {self:?}"
+            )));
+        }
         Ok(())
     }
 
@@ -237,8 +258,17 @@ impl PoolGeometry {
                 "pooling padding {pad} must be smaller than the window {kernel}"
             )));
         }
-        out_size("height", in_h, kernel, pad, stride)?;
-        out_size("width", in_w, kernel, pad, stride)?;
+        let out_h = out_size("height", in_h, kernel, pad, stride)?;
+        let out_w = out_size("width", in_w, kernel, pad, stride)?;
+        let sizes = [channels.checked_mul(in_h), channels.checked_mul(out_h)];
+        if sizes
+            .iter()
+            .any(|s| s.and_then(|n| n.checked_mul(in_w.max(out_w))).is_none())
+        {
+            return Err(GeometryError(format!(
+                "pooling too large: its sizes do not fit in 64 bits ({channels}x{in_h}x{in_w})"
+            )));
+        }
         Ok(PoolGeometry {
             channels,
             in_h,

@@ -176,6 +176,12 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let (train, test) = match &opts.data {
         Some(dir) => {
             let d = DataSets::load(dir)?;
+            crate::data::check_fits(
+                &net,
+                &d.train,
+                &format!("the training set in {}", dir.display()),
+            )?;
+            crate::data::check_fits(&net, &d.test, &format!("the test set in {}", dir.display()))?;
             (d.train, d.test)
         }
         None => {

@@ -194,6 +194,20 @@ impl TrainConfig {
                 t.max_params
             ));
         }
+        if params > DEFAULT_MAX_PARAMS {
+            // A raised limit may ask for more than the machine has: ask for the
+            // memory of the weights, their gradients and the optimizer's buffer
+            // first, so that it fails with a message rather than an abort.
+            let mut probe: Vec<f32> = Vec::new();
+            if params
+                .checked_mul(3)
+                .is_none_or(|n| probe.try_reserve_exact(n).is_err())
+            {
+                return Err(anyhow!(
+                    "network: {params} parameters: this machine cannot allocate the memory for them"
+                ));
+            }
+        }
         let net = self
             .network
             .build(&mut Rng::seed_from_u64(0))

@@ -534,7 +534,9 @@ fn run_command(cli: Cli) -> Result<()> {
             train_set,
         } => {
             let ckpt = trainer::safetensors_io::load_checkpoint(&model, config.as_deref())?;
-            let mut net = ckpt.network()?;
+            let mut net = ckpt
+                .network()
+                .with_context(|| format!("{}", model.display()))?;
             let sets = DataSets::load(&data)?;
             let norm = ckpt.config.input_norm(&sets.train);
             let ds = if train_set { &sets.train } else { &sets.test };

@@ -177,7 +177,9 @@ impl Predictor {
     /// Loads a checkpoint. `data` is needed only when its config standardises inputs.
     pub fn load(model: &Path, data: Option<&Path>) -> Result<Self> {
         let ckpt = Checkpoint::load(model)?;
-        let net = ckpt.network()?;
+        let net = ckpt
+            .network()
+            .with_context(|| format!("{}", model.display()))?;
         let norm = input_norm(&ckpt.config, data)?;
         Self::new(net, &ckpt, norm)
     }

@@ -22,7 +22,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use layers::Network;
 use mnist_io::Dataset;
 
@@ -341,7 +341,9 @@ pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
             );
         }
     }
-    let mut net = ckpt.network()?;
+    let mut net = ckpt
+        .network()
+        .with_context(|| format!("{}", ckpt_path.display()))?;
     crate::data::check_fits(
         &net,
         &sets.test,

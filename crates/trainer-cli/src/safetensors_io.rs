@@ -182,6 +182,20 @@ pub fn network_from(config: &TrainConfig, file: &TensorFile, path: &Path) -> Res
     Ok(net)
 }
 
+/// `config` given for a file's weights, with the standardisation constants
+/// the file's stored config records when `config` has none: they belong to
+/// the weights, not to the network's description.
+fn with_stored_constants(mut config: TrainConfig, file: &TensorFile) -> TrainConfig {
+    if config.training.input_mean_std.is_none() {
+        config.training.input_mean_std = file
+            .metadata
+            .get(META_CONFIG)
+            .and_then(|text| TrainConfig::parse(text, "metadata").ok())
+            .and_then(|stored| stored.training.input_mean_std);
+    }
+    config
+}
+
 /// A checkpoint holding `net` with no training behind it: epoch 0, empty optimizer state, no history.
 pub fn fresh_checkpoint(
     config: &TrainConfig,
@@ -208,7 +222,7 @@ pub fn load_checkpoint(path: &Path, config: Option<&str>) -> Result<Checkpoint> 
     if is_safetensors(path) {
         let file = read(path)?;
         let config = match (config, file.metadata.get(META_CONFIG)) {
-            (Some(name), _) => TrainConfig::load(name)?,
+            (Some(name), _) => with_stored_constants(TrainConfig::load(name)?, &file),
             // Written by `cnn export`: the config travels in the metadata.
             // Checked by `network_from`, after its size is compared with the file's.
             (None, Some(text)) => TrainConfig::parse(text, &format!("stored in {}", path.display()))?,
@@ -252,7 +266,9 @@ pub fn export(model: &Path, out: &Path) -> Result<usize> {
     }
     crate::files::check_output(out, &[model])?;
     let ckpt = Checkpoint::load(model)?;
-    let net = ckpt.network()?;
+    let net = ckpt
+        .network()
+        .with_context(|| format!("{}", model.display()))?;
     let tensors = net.named_params();
     let mut metadata = BTreeMap::from([
         ("format".to_string(), "pt".to_string()),
@@ -270,8 +286,8 @@ pub fn export(model: &Path, out: &Path) -> Result<usize> {
 /// returns the number of tensors.
 pub fn import(config: &str, weights: &Path, out: &Path) -> Result<usize> {
     crate::files::check_output(out, &[weights])?;
-    let config = TrainConfig::load(config)?;
     let file = read(weights)?;
+    let config = with_stored_constants(TrainConfig::load(config)?, &file);
     let net = network_from(&config, &file, weights)?;
     let dataset = file.metadata.get(META_DATASET).cloned();
     fresh_checkpoint(&config, dataset, &net).save(out)?;
@@ -294,7 +310,9 @@ pub fn predict(
         return crate::predict::run(model, data, images, json, mnist_style);
     }
     let ckpt = load_checkpoint(model, config)?;
-    let net = ckpt.network()?;
+    let net = ckpt
+        .network()
+        .with_context(|| format!("{}", model.display()))?;
     let norm = crate::predict::input_norm(&ckpt.config, data)?;
     let predictor = Predictor::new(net, &ckpt, norm)?.mnist_style(mnist_style);
     crate::predict::classify_files(predictor, model, images, json)

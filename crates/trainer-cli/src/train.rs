@@ -452,7 +452,9 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
                 );
             }
         }
-        let net = ckpt.network()?;
+        let net = ckpt
+            .network()
+            .with_context(|| format!("{}", run.last().display()))?;
         let mut optimizer = Optimizer::new(ckpt.config.optimizer.clone());
         optimizer
             .load_state(ckpt.body.optimizer.clone(), net.params())

@@ -441,7 +441,9 @@ pub fn run(opts: &VisualizeOptions) -> Result<Figure> {
     }
     crate::files::check_output(opts.out, &[opts.model])?;
     let ckpt = Checkpoint::load(opts.model)?;
-    let mut net = ckpt.network()?;
+    let mut net = ckpt
+        .network()
+        .with_context(|| format!("{}", opts.model.display()))?;
     if first_conv(&net).is_err() {
         bail!(
             "{}: the network of config `{}` has no conv2d layer; `cnn visualize` draws a convolution layer's kernels and feature maps",
