@@ -82,8 +82,8 @@ fn check_regular(path: &Path, meta: &std::fs::Metadata, what: &str) -> Result<()
 /// `1 GiB`, `16 MiB`, `512 bytes`.
 pub fn human_bytes(n: u64) -> String {
     match n {
-        _ if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{} GiB", n >> 30),
-        _ if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        _ if n >= 1 << 30 && n.is_multiple_of(1 << 30) => format!("{} GiB", n >> 30),
+        _ if n >= 1 << 20 && n.is_multiple_of(1 << 20) => format!("{} MiB", n >> 20),
         _ => format!("{n} bytes"),
     }
 }

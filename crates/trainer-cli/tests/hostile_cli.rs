@@ -219,7 +219,9 @@ fn resuming_on_other_data_or_with_another_config_is_refused_naming_what_differs(
 #[test]
 fn nonsense_configs_and_data_are_refused_before_training_naming_the_key() {
     let t = setup(false);
-    let cases: [(&str, fn(String) -> String, &str); 6] = [
+    /// A case's name, its edit of the config text, and what the error says.
+    type Case = (&'static str, fn(String) -> String, &'static str);
+    let cases: [Case; 6] = [
         (
             "outputs",
             |t| t.replace("out_features = 10", "out_features = 5"),
