@@ -125,19 +125,25 @@ impl RunDir {
     pub fn dataset(&self) -> PathBuf {
         self.dir.join("dataset.toml")
     }
-    /// The files of a run that exist in the directory: what a new run
-    /// there would overwrite.
-    pub fn existing_files(&self) -> Vec<PathBuf> {
-        [
-            self.last(),
-            self.best(),
-            self.metrics(),
-            self.config(),
-            self.dataset(),
-        ]
-        .into_iter()
-        .filter(|f| f.symlink_metadata().is_ok())
-        .collect()
+    /// The results of an earlier run in the directory, which a new run
+    /// there would overwrite: its checkpoints, and its `metrics.csv` when it
+    /// records a finished epoch (or cannot be read). A run stopped before
+    /// its first checkpoint leaves only its config, data record and a
+    /// metrics header, which a new run may replace.
+    pub fn earlier_results(&self) -> Vec<PathBuf> {
+        let exists = |f: &PathBuf| f.symlink_metadata().is_ok();
+        let has_epochs = |f: &PathBuf| {
+            crate::files::read_text_limited(f, crate::files::MAX_METRICS_BYTES, "a run's metrics")
+                .map_or(true, |text| {
+                    text.lines().skip(1).any(|l| !l.trim().is_empty())
+                })
+        };
+        let mut found: Vec<PathBuf> = [self.last(), self.best()]
+            .into_iter()
+            .filter(exists)
+            .collect();
+        found.extend(Some(self.metrics()).filter(|m| exists(m) && has_epochs(m)));
+        found
     }
 }
 
@@ -191,16 +197,52 @@ impl DataIdentity {
 
     /// The first field in which `other` differs, with both values.
     pub fn difference(&self, other: &DataIdentity) -> Option<String> {
-        let (a, b) = (
-            toml::Table::try_from(self).ok()?,
-            toml::Table::try_from(other).ok()?,
-        );
-        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-        let first = keys.into_iter().find_map(|k| {
-            let show = |t: &toml::Table| t.get(k).map_or("none".to_string(), |v| v.to_string());
-            (a.get(k) != b.get(k)).then(|| format!("{k}: {} then, {} now", show(&a), show(&b)))
-        });
-        first
+        let table = |d: &DataIdentity| toml::Value::try_from(d).ok();
+        first_difference("", &table(self)?, &table(other)?)
+    }
+}
+
+/// The first key under `path` whose value differs between `a` and `b`, as
+/// `key: A then, B now` (arrays of another length by their lengths).
+fn first_difference(path: &str, a: &toml::Value, b: &toml::Value) -> Option<String> {
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match (a, b) {
+        (toml::Value::Table(x), toml::Value::Table(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
+                (Some(u), Some(v)) => first_difference(&join(k), u, v),
+                (u, v) => Some(format!(
+                    "{}: {} then, {} now",
+                    join(k),
+                    u.map_or("unset".into(), show),
+                    v.map_or("unset".into(), show)
+                )),
+            })
+        }
+        (toml::Value::Array(x), toml::Value::Array(y)) if x.len() != y.len() => {
+            Some(format!("{path}: {} entries then, {} now", x.len(), y.len()))
+        }
+        (toml::Value::Array(x), toml::Value::Array(y)) => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (u, v))| first_difference(&join(&i.to_string()), u, v)),
+        _ => (a != b).then(|| format!("{path}: {} then, {} now", show(a), show(b))),
+    }
+}
+
+/// A value in a difference. The config's numbers are f32: shown as such,
+/// 0.01 rather than 0.009999999776482582.
+fn show(v: &toml::Value) -> String {
+    match v {
+        toml::Value::Float(f) => (*f as f32).to_string(),
+        v => v.to_string(),
     }
 }
 
@@ -213,47 +255,8 @@ pub fn config_difference(was: &TrainConfig, now: &TrainConfig) -> Option<String>
         description: was.description.clone(),
         ..now.clone()
     };
-    fn walk(path: &str, a: &toml::Value, b: &toml::Value) -> Option<String> {
-        let join = |k: &str| {
-            if path.is_empty() {
-                k.to_string()
-            } else {
-                format!("{path}.{k}")
-            }
-        };
-        match (a, b) {
-            (toml::Value::Table(x), toml::Value::Table(y)) => {
-                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-                keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
-                    (Some(u), Some(v)) => walk(&join(k), u, v),
-                    (u, v) => Some(format!(
-                        "{}: {} then, {} now",
-                        join(k),
-                        u.map_or("unset".into(), show),
-                        v.map_or("unset".into(), show)
-                    )),
-                })
-            }
-            (toml::Value::Array(x), toml::Value::Array(y)) if x.len() != y.len() => {
-                Some(format!("{path}: {} entries then, {} now", x.len(), y.len()))
-            }
-            (toml::Value::Array(x), toml::Value::Array(y)) => x
-                .iter()
-                .zip(y)
-                .enumerate()
-                .find_map(|(i, (u, v))| walk(&join(&i.to_string()), u, v)),
-            _ => (a != b).then(|| format!("{path}: {} then, {} now", show(a), show(b))),
-        }
-    }
-    // The config's numbers are f32: shown as such, 0.01 rather than 0.009999999776482582.
-    fn show(v: &toml::Value) -> String {
-        match v {
-            toml::Value::Float(f) => (*f as f32).to_string(),
-            v => v.to_string(),
-        }
-    }
     let table = |c: &TrainConfig| toml::Value::try_from(c).ok();
-    walk("", &table(was)?, &table(&now)?)
+    first_difference("", &table(was)?, &table(&now)?)
 }
 
 /// Timings of finished epochs, kept beside the (timing-free) checkpoint history.
@@ -403,8 +406,8 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         .with_context(|| format!("{}: cannot create the run directory", run.dir.display()))?;
     let _lock = lock_run_dir(&run.dir)?;
     if !opts.resume {
-        // Never overwrite an earlier run's files unless told to.
-        let earlier = run.existing_files();
+        // Never overwrite an earlier run's results unless told to.
+        let earlier = run.earlier_results();
         if !earlier.is_empty() && !opts.force {
             let names: Vec<String> = earlier
                 .iter()
