@@ -357,4 +357,19 @@ mod tests {
         assert!(PoolGeometry::new(1, 4, 4, 2, 2, 2).is_err());
         assert!(PoolGeometry::new(1, 1, 1, 2, 2, 0).is_err());
     }
+
+    /// Sizes from a hostile config: errors, never an overflow.
+    #[test]
+    fn sizes_that_overflow_are_errors() {
+        let conv = ConvGeometry::builder;
+        assert!(conv(1, 1, 3)
+            .input(4, 4)
+            .pad(usize::MAX / 2 + 1)
+            .build()
+            .is_err());
+        assert!(conv(1, 1, 1).input(1 << 40, 1 << 40).build().is_err());
+        assert!(conv(1 << 40, 1 << 40, 1).input(1, 1).build().is_err());
+        assert!(PoolGeometry::new(1, 4, 4, 2, 2, usize::MAX / 2 + 1).is_err());
+        assert!(PoolGeometry::new(1 << 40, 1 << 40, 1, 1, 1, 0).is_err());
+    }
 }

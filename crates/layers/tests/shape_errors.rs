@@ -191,3 +191,29 @@ fn network_is_bit_identical_on_any_thread_count() {
         assert!(one == other, "{t} threads differ from 1");
     }
 }
+
+/// Zero sizes and parameter counts that overflow are found from the config
+/// alone, before any weight is allocated.
+#[test]
+fn sizes_are_checked_before_any_weight_is_allocated() {
+    use layers::{Conv2dConfig, LinearConfig, NetworkConfig};
+    let huge = NetworkConfig::new([4])
+        .linear(LinearConfig::new(usize::MAX / 2, 4))
+        .linear(LinearConfig::new(4, 2));
+    let err = huge.param_count().unwrap_err().to_string();
+    assert!(
+        err.contains("layer 0 (linear)") && err.contains("64 bits"),
+        "{err}"
+    );
+    // build() checks first: it fails at once instead of asking for 2^64 floats.
+    assert!(huge.build(&mut tensor::Rng::seed_from_u64(1)).is_err());
+
+    let zero = NetworkConfig::new([1, 8, 8]).conv2d(Conv2dConfig::new(1, 0, 3));
+    let err = zero.param_count().unwrap_err().to_string();
+    assert!(err.contains("`out_channels` is 0"), "{err}");
+
+    let seed = NetworkConfig::new([1, 28, 28])
+        .conv2d(Conv2dConfig::new(1, 8, 3).pad(1))
+        .linear(LinearConfig::new(10, 2));
+    assert_eq!(seed.param_count().unwrap(), 8 * 9 + 8 + 10 * 2 + 2);
+}
