@@ -18,7 +18,7 @@ use trainer::train::{train, Progress, TrainOptions};
 )]
 struct Cli {
     /// Worker threads of the commands that run the network: train, eval, bench,
-    /// gradcheck, report, predict and visualize; the others ignore it (default: all cores).
+    /// gradcheck, report, predict and visualize; the others ignore it (default and most: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
     /// Print errors and the final result only: no progress bar, no log.
@@ -121,7 +121,7 @@ enum Command {
         /// A TOML file or a built-in config name.
         #[arg(long, default_value = "seed")]
         config: String,
-        /// Examples in the random batch.
+        /// Examples in the random batch (1 to 64).
         #[arg(long, default_value_t = 2)]
         batch: usize,
         /// Seed of the random input and weights.
@@ -199,10 +199,10 @@ enum Command {
         /// The PNG file to write.
         #[arg(long)]
         out: PathBuf,
-        /// Enlargement of each tile, nearest neighbour [default: 4, or 16 with --filters].
+        /// Enlargement of each tile, nearest neighbour, at most 64 [default: 4, or 16 with --filters].
         #[arg(long)]
         scale: Option<usize>,
-        /// Pixels between tiles.
+        /// Pixels between tiles (at most 64).
         #[arg(long, default_value_t = 2)]
         gap: usize,
         /// Tiles per row [default: all in one row up to 9 tiles, else a square-ish grid].
@@ -221,16 +221,16 @@ enum Command {
         /// Mini-batch size (default: the config's).
         #[arg(long)]
         batch: Option<usize>,
-        /// Timed training steps.
+        /// Timed training steps (at most 10,000).
         #[arg(long, default_value_t = 50)]
         steps: usize,
-        /// Untimed steps first.
+        /// Untimed steps first (at most 10,000).
         #[arg(long, default_value_t = 5)]
         warmup: usize,
         /// Folder with the IDX files (default: random images).
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Images to evaluate after the training steps.
+        /// Images to evaluate after the training steps (at most 1,000,000).
         #[arg(long, default_value_t = 10_000)]
         eval_images: usize,
         /// Compute every convolution layer with this algorithm: im2col, direct or auto
