@@ -422,7 +422,12 @@ fn route(
             Ok(drawing) => {
                 let (w, h) = predictor.input_size();
                 let prepared = prepare(drawing, w, h, true);
-                look_inside(predictor, shown, &prepared.image, prepared.notes)
+                // The page has no `cnn predict` flags to mention.
+                let notes = prepared
+                    .notes
+                    .iter()
+                    .map(|n| n.replace(" (--no-preprocess turns this off)", ""));
+                look_inside(predictor, shown, &prepared.image, notes.collect())
             }
             Err(e) => return Reply::error(400, e),
         },

@@ -381,10 +381,10 @@ fn serve_page_draws_digits_in_headless_chromium() {
         &format!("{url}?strokes={}", DRAWN[3].1),
         &[
             format!("--screenshot={}", shot.display()),
-            "--window-size=1100,1150".into(),
+            "--window-size=1100,1200".into(),
         ],
     );
     assert!(console_lines(&stderr).is_empty(), "{stderr}");
-    assert_eq!(png_size(&shot), (1100, 1150));
+    assert_eq!(png_size(&shot), (1100, 1200));
     println!("screenshot: {}", shot.display());
 }
