@@ -32,7 +32,10 @@
 //!
 //! # How it serves
 //!
-//! Plain `std::net`, with `httparse` reading the request header. [`WORKERS`]
+//! Plain `std::net`, with `httparse` reading the request header: a server
+//! crate would have to be trusted with every bound (tiny_http 0.12, for one,
+//! allocates the announced length of a body it was not asked to read, so a
+//! single request announcing a terabyte aborts it). [`WORKERS`]
 //! threads each take a connection, read one request (every size checked
 //! before anything is allocated for it, and the whole request within
 //! [`TIMEOUT`]), answer it and close the connection; more connections wait in
