@@ -332,12 +332,26 @@ fn serve_page_draws_digits_in_headless_chromium() {
     let url = format!("http://{}/", served.addr);
     let profile = tempfile::tempdir().unwrap();
     let look = |query: &str| {
-        let (dom, stderr) = run_chromium(
-            &bin,
-            profile.path(),
-            &format!("{url}?{query}"),
-            &["--dump-dom".into()],
-        );
+        // Chromium's virtual time can run out before the page's requests are
+        // answered and its images decoded on a busy machine: the page then
+        // still says "loading", and is loaded again (an error or a wrong
+        // answer is never retried).
+        let mut attempts = 0;
+        let (dom, stderr) = loop {
+            let (dom, stderr) = run_chromium(
+                &bin,
+                profile.path(),
+                &format!("{url}?{query}"),
+                &["--dump-dom".into()],
+            );
+            attempts += 1;
+            if body_attr(&dom, "state") != Some("loading") || attempts == 5 {
+                break (dom, stderr);
+            }
+            println!(
+                "?{query}: the page was still loading when Chromium stopped; loading it again"
+            );
+        };
         assert!(
             console_lines(&stderr).is_empty(),
             "console messages on ?{query}:\n{}",
