@@ -27,6 +27,7 @@
 //! | `safetensors_io.rs` | `cnn export` / `cnn import`: weights as PyTorch `state_dict` safetensors; `safetensors_io::load_model` |
 //! | `report.rs` | `cnn report`: one self-contained HTML page about a run |
 //! | `results_md.rs` | `cnn results`: a run's metrics as Markdown |
+//! | `serve.rs` | `cnn serve`: a page to draw a digit on, and the network's layers looking at it |
 #![deny(missing_docs)]
 
 pub mod bench;
@@ -52,6 +53,8 @@ pub mod report;
 pub mod results_md;
 #[cfg(feature = "cli")]
 pub mod safetensors_io;
+#[cfg(feature = "cli")]
+pub mod serve;
 #[cfg(feature = "cli")]
 pub mod visualize;
 

@@ -297,6 +297,31 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Serve a page to draw a digit on and watch the network think: the
+    /// prediction, every convolution's and pooling layer's feature maps, the
+    /// first layer's kernels.
+    ///
+    /// The drawing is prepared as `cnn predict` prepares a PNG, and classified
+    /// by the network as `cnn eval` runs it; the page only draws. With --data,
+    /// the page can also show random test images beside their true label, and
+    /// go through the test images the network gets wrong. Listens on this
+    /// machine only unless --addr says otherwise; Ctrl-C stops it.
+    Serve {
+        /// A checkpoint (last.ckpt, best.ckpt), or a .safetensors file with --config.
+        #[arg(long)]
+        model: PathBuf,
+        /// The config (TOML file or built-in name) of a .safetensors model's network
+        /// [default: the one `cnn export` stored in the file].
+        #[arg(long)]
+        config: Option<String>,
+        /// Folder with the IDX files: test images to show (and the training set,
+        /// for a checkpoint that standardises its inputs).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Address and port to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -709,6 +734,17 @@ fn run_command(cli: Cli) -> Result<()> {
             })?;
             println!("{}", trainer::report::describe(&summary, &out));
         }
+        Command::Serve {
+            model,
+            config,
+            data,
+            addr,
+        } => trainer::serve::run(&trainer::serve::ServeOptions {
+            model,
+            config,
+            data,
+            addr,
+        })?,
     }
     Ok(())
 }

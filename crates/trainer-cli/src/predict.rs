@@ -218,8 +218,24 @@ impl Predictor {
         &self.class_names
     }
 
+    /// The network, to look at the output of any layer ([`Network::forward_to`]).
+    pub fn network(&mut self) -> &mut Network {
+        &mut self.net
+    }
+
     /// Class probabilities of an image already of the input size (white on black).
     pub fn probabilities(&mut self, img: &GreyImage) -> Result<Vec<f32>> {
+        let input = self.input_tensor(img)?;
+        let out = self.net.forward(&input).map_err(|e| anyhow!("{e}"))?;
+        let row = out
+            .as_slice()
+            .ok_or_else(|| anyhow!("network output is not contiguous"))?;
+        Ok(self.loss.probabilities(row))
+    }
+
+    /// The network's input for an image already of the input size (white on
+    /// black): a batch of one, pixels scaled as in training.
+    pub fn input_tensor(&self, img: &GreyImage) -> Result<Tensor> {
         if (img.width, img.height) != (self.width, self.height) {
             bail!(
                 "image is {}x{}, the network takes {}x{}",
@@ -240,13 +256,8 @@ impl Predictor {
                 }
             })
             .collect();
-        let input = Tensor::from_shape_vec(vec![1, 1, self.height, self.width], values)
-            .map_err(|e| anyhow!("input tensor: {e}"))?;
-        let out = self.net.forward(&input).map_err(|e| anyhow!("{e}"))?;
-        let row = out
-            .as_slice()
-            .ok_or_else(|| anyhow!("network output is not contiguous"))?;
-        Ok(self.loss.probabilities(row))
+        Tensor::from_shape_vec(vec![1, 1, self.height, self.width], values)
+            .map_err(|e| anyhow!("input tensor: {e}"))
     }
 
     /// Reads, prepares and classifies one PNG file.

@@ -2,7 +2,8 @@
 //! command of the block under "## Quick tour", run in order in an empty
 //! folder (with `data/mnist` in it) against the `cnn` program, so that the
 //! README's commands cannot go stale. Only the training is shortened: one
-//! epoch on 2,000 images instead of the tour's epochs.
+//! epoch on 2,000 images instead of the tour's epochs; `cnn serve` listens on
+//! any free port, answers a few requests, and is stopped by Ctrl-C.
 //!
 //! Ignored by `cargo test` (it needs the release build the tour makes);
 //! `.ci/run` runs it as
@@ -102,6 +103,22 @@ fn every_command_of_the_readme_quick_tour_succeeds() {
     for line in &tour[1..] {
         let words = shortened(line.split_whitespace().map(String::from).collect());
         assert_eq!(words[0], "cnn", "{line}: not a `cnn` command");
+        if words[1] == "serve" {
+            // It serves until Ctrl-C: it must answer, then stop cleanly.
+            let args: Vec<&str> = words[2..].iter().map(String::as_str).collect();
+            let mut served = common::serve(dir.path(), &args);
+            for path in ["/", "/api/model", "/api/test/0"] {
+                let (status, body) = common::get(&served.addr, path);
+                assert_eq!(status, 200, "the README's `{line}`: GET {path}: {body}");
+            }
+            let status = common::interrupt(&mut served);
+            assert!(
+                status.success(),
+                "the README's `{line}` ended with {status} after Ctrl-C"
+            );
+            println!("ok: {line} (served, then stopped by Ctrl-C)");
+            continue;
+        }
         let out = Command::new(env!("CARGO_BIN_EXE_cnn"))
             .args(&words[1..])
             .current_dir(dir.path())

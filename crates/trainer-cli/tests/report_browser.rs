@@ -10,6 +10,12 @@
 //! with a broken image and a console error is also loaded, to show that the
 //! checks catch both.
 //!
+//! `cnn serve` too: a short MNIST run served, and its page made to draw
+//! digits stroke by stroke (`?strokes=`) and to show test images (`?test=`);
+//! the digit the page shows must be the one drawn (or the test image's
+//! network answer beside its true label), every feature map must decode, and
+//! the console stay silent. Its screenshot is `docs/serve.png`.
+//!
 //! Ignored by `cargo test` (it trains for a few seconds in release mode);
 //! `.ci/run` installs Chromium and runs it with
 //! `cargo test --release -p trainer-cli --test report_browser -- --ignored`.
@@ -59,10 +65,13 @@ fn cnn(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs headless Chromium on `page` with `extra` arguments; returns (stdout, stderr).
+fn file_url(page: &Path) -> String {
+    format!("file://{}", page.canonicalize().unwrap().display())
+}
+
+/// Runs headless Chromium on `url` with `extra` arguments; returns (stdout, stderr).
 /// Killed after two minutes.
-fn run_chromium(bin: &Path, profile: &Path, page: &Path, extra: &[String]) -> (String, String) {
-    let url = format!("file://{}", page.canonicalize().unwrap().display());
+fn run_chromium(bin: &Path, profile: &Path, url: &str, extra: &[String]) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
     let mut child = Command::new(bin)
@@ -83,7 +92,7 @@ fn run_chromium(bin: &Path, profile: &Path, page: &Path, extra: &[String]) -> (S
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
-        .arg(&url)
+        .arg(url)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(std::fs::File::create(&err_path).unwrap())
@@ -205,7 +214,12 @@ fn report_renders_in_headless_chromium() {
     }
 
     let profile = tempfile::tempdir().unwrap();
-    let (dom, stderr) = run_chromium(&bin, profile.path(), &page, &["--dump-dom".into()]);
+    let (dom, stderr) = run_chromium(
+        &bin,
+        profile.path(),
+        &file_url(&page),
+        &["--dump-dom".into()],
+    );
     assert!(
         console_lines(&stderr).is_empty(),
         "console messages while loading the report:\n{}",
@@ -223,7 +237,7 @@ fn report_renders_in_headless_chromium() {
     let (_, stderr) = run_chromium(
         &bin,
         profile.path(),
-        &page,
+        &file_url(&page),
         &[
             format!("--screenshot={}", shot.display()),
             "--window-size=1200,2400".into(),
@@ -255,10 +269,136 @@ fn report_renders_in_headless_chromium() {
         ),
     )
     .unwrap();
-    let (dom, stderr) = run_chromium(&bin, profile.path(), &bad, &["--dump-dom".into()]);
+    let (dom, stderr) = run_chromium(
+        &bin,
+        profile.path(),
+        &file_url(&bad),
+        &["--dump-dom".into()],
+    );
     assert_eq!(body_attr(&dom, "images-ok"), Some("false"), "{dom}");
     assert!(
         console_lines(&stderr).iter().any(|l| l.contains("boom")),
         "{stderr}"
     );
+}
+
+/// Digits drawn on the page's 280x280 pad, stroke by stroke (`x,y,x,y,...`).
+const DRAWN: [(usize, &str); 4] = [
+    (7, "60,60,220,60,120,240"),
+    (1, "140,40,140,240"),
+    (
+        0,
+        "140,40,90,70,70,140,90,220,140,245,190,220,210,140,190,70,140,40",
+    ),
+    (
+        3,
+        "70,50,140,40,200,60,210,100,150,140,210,180,200,230,140,250,70,230",
+    ),
+];
+
+#[test]
+#[ignore = "release-mode training and a browser; .ci/run runs it with --ignored"]
+fn serve_page_draws_digits_in_headless_chromium() {
+    let Some(bin) = chromium() else {
+        println!(
+            "skipping: no chromium binary on PATH (apt-get install chromium, or set CHROMIUM)"
+        );
+        return;
+    };
+    let Some(mnist) = common::mnist_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let (d, r) = (mnist.to_str().unwrap(), run.to_str().unwrap());
+    cnn(&[
+        "train",
+        "--config",
+        "improved",
+        "--data",
+        d,
+        "--out",
+        r,
+        "--epochs",
+        "1",
+        "--train-subset",
+        "10000",
+    ]);
+    let model = run.join("last.ckpt");
+    let served = common::serve(
+        dir.path(),
+        &["--model", model.to_str().unwrap(), "--data", d],
+    );
+    let url = format!("http://{}/", served.addr);
+    let profile = tempfile::tempdir().unwrap();
+    let look = |query: &str| {
+        // Chromium's virtual time can run out before the page's requests are
+        // answered and its images decoded on a busy machine: the page then
+        // still says "loading", and is loaded again (an error or a wrong
+        // answer is never retried).
+        let mut attempts = 0;
+        let (dom, stderr) = loop {
+            let (dom, stderr) = run_chromium(
+                &bin,
+                profile.path(),
+                &format!("{url}?{query}"),
+                &["--dump-dom".into()],
+            );
+            attempts += 1;
+            if body_attr(&dom, "state") != Some("loading") || attempts == 5 {
+                break (dom, stderr);
+            }
+            println!(
+                "?{query}: the page was still loading when Chromium stopped; loading it again"
+            );
+        };
+        assert!(
+            console_lines(&stderr).is_empty(),
+            "console messages on ?{query}:\n{}",
+            console_lines(&stderr).join("\n")
+        );
+        assert_eq!(body_attr(&dom, "state"), Some("ready"), "?{query}");
+        // 8 + 8 + 16 + 16 maps: both convolutions after their ReLU, both poolings.
+        assert_eq!(body_attr(&dom, "maps"), Some("48"), "?{query}");
+        assert_eq!(
+            body_attr(&dom, "images-ok"),
+            Some("true"),
+            "?{query}: not every image decoded with a non-zero size"
+        );
+        let attr = |name: &str| body_attr(&dom, name).unwrap_or_default().to_string();
+        (attr("predicted"), attr("truth"))
+    };
+
+    for (digit, strokes) in DRAWN {
+        let (predicted, truth) = look(&format!("strokes={strokes}"));
+        assert_eq!(predicted, digit.to_string(), "the drawn {digit}");
+        assert_eq!(truth, "", "a drawing has no true label");
+    }
+    // The first test image (a 7, which a 95% network gets right), and the
+    // first of the mistakes, which the page shows beside their true label.
+    assert_eq!(look("test=0"), ("7".to_string(), "7".to_string()));
+    let (status, about) = common::get(&served.addr, "/api/model");
+    assert_eq!(status, 200);
+    let about: serde_json::Value = serde_json::from_str(&about).unwrap();
+    let first_mistake = about["mistakes"][0].as_u64().expect("some mistakes");
+    let (predicted, truth) = look(&format!("test={first_mistake}"));
+    assert_ne!(
+        predicted, truth,
+        "test image {first_mistake} is listed as a mistake"
+    );
+
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("serve.png");
+    let _ = std::fs::remove_file(&shot);
+    let (_, stderr) = run_chromium(
+        &bin,
+        profile.path(),
+        &format!("{url}?strokes={}", DRAWN[3].1),
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=1100,1200".into(),
+        ],
+    );
+    assert!(console_lines(&stderr).is_empty(), "{stderr}");
+    assert_eq!(png_size(&shot), (1100, 1200));
+    println!("screenshot: {}", shot.display());
 }

@@ -79,3 +79,111 @@ pub fn cnn(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A running `cnn serve`, killed when dropped.
+pub struct Served {
+    pub child: std::process::Child,
+    /// `127.0.0.1:PORT`, as the server printed it.
+    pub addr: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `cnn -q serve ARGS --addr 127.0.0.1:0` (any free port) in `dir`
+/// and waits for the line that gives its address.
+pub fn serve(dir: &Path, args: &[&str]) -> Served {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cnn"))
+        .args(["-q", "serve"])
+        .args(args)
+        .args(["--addr", "127.0.0.1:0"])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cnn serve starts");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap_or_else(|| panic!("no address in cnn serve's first line: {first:?}"))
+        .to_string();
+    // Keep reading its output, so that it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Served { child, addr }
+}
+
+/// Sends `request` (raw HTTP) to `addr`; returns the status and the body.
+/// A connection the server reset before the answer gives status 0.
+pub fn http(addr: &str, request: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connecting to cnn serve");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let _ = stream.write_all(request);
+    // Nothing more comes: a request cut short is answered at once, not after a timeout.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|s| s.get(..3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// `GET path`.
+pub fn get(addr: &str, path: &str) -> (u16, String) {
+    http(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+    )
+}
+
+/// `POST path` with `body`.
+pub fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
+    http(
+        addr,
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+/// Sends SIGINT (Ctrl-C) to a running `cnn serve` and waits for it to end.
+#[cfg(unix)]
+pub fn interrupt(served: &mut Served) -> std::process::ExitStatus {
+    let pid = served.child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -INT {pid} failed");
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "cnn serve did not stop within 60 s of Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
