@@ -35,6 +35,23 @@ pub struct TrainingConfig {
     /// that a run's pages say which. Written only when true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub eval_train: bool,
+    /// Random motions of the training images, drawn anew for every image of
+    /// every step; none when absent (the test set is never moved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<Augmentation>,
+}
+
+/// Data augmentation: each training image is rotated by a uniform angle in
+/// `[−rotation, rotation]` degrees and shifted by a whole number of pixels
+/// in `−shift..=shift`, rows and columns each (see [`mnist_io::Motion`]).
+/// In a config: `augment = { shift = 2, rotation = 10.0 }` under `[training]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Augmentation {
+    /// Largest shift, in pixels.
+    pub shift: u32,
+    /// Largest rotation, in degrees.
+    pub rotation: f32,
 }
 
 /// 25 images: four micro-batches of the seed's batch of 100, enough to keep
@@ -78,10 +95,11 @@ pub struct TrainConfig {
 }
 
 /// The built-in configs: (name, TOML text).
-pub const BUILTIN: [(&str, &str); 3] = [
+pub const BUILTIN: [(&str, &str); 4] = [
     ("seed", include_str!("../configs/seed.toml")),
     ("mlp", include_str!("../configs/mlp.toml")),
     ("improved", include_str!("../configs/improved.toml")),
+    ("modern", include_str!("../configs/modern.toml")),
 ];
 
 impl TrainConfig {
@@ -129,6 +147,15 @@ impl TrainConfig {
                 t.epochs,
                 t.micro_batch
             ));
+        }
+        if let Some(a) = &t.augment {
+            if a.shift > 8 || !(0.0..=45.0).contains(&a.rotation) {
+                return Err(anyhow!(
+                    "training.augment: shift must be at most 8 pixels and rotation between 0 and 45 degrees, got shift {} and rotation {}",
+                    a.shift,
+                    a.rotation
+                ));
+            }
         }
         if !(self.optimizer.lr() > 0.0 && self.optimizer.lr().is_finite()) {
             return Err(anyhow!(

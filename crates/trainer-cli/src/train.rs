@@ -23,6 +23,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use layers::Network;
 use optim::Optimizer;
+use tensor::Rng;
 
 use crate::checkpoint::{write_atomic, Checkpoint, EpochRecord, PartialEpoch};
 use crate::config::TrainConfig;
@@ -30,6 +31,10 @@ use crate::data::{DataSets, DatasetBatch};
 use crate::eval::evaluate;
 use crate::metrics::METRICS_HEADER;
 use crate::step::DataParallel;
+
+/// The stream keys of a step's dropout masks and of its augmentation.
+const DROPOUT_STREAM: u64 = 0;
+const AUGMENT_STREAM: u64 = 1;
 
 /// What `cnn train` was asked to do.
 #[derive(Clone, Debug)]
@@ -404,13 +409,25 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
                     }),
                 });
             }
+            // The step's random streams (dropout masks, augmentation), keyed by
+            // the run's seed and the step's place: a resumed run draws the same.
+            let step_key =
+                |stream: u64| Rng::from_keys(&[t.seed, epoch, partial.batches, stream]).next_u64();
             let batch = DatasetBatch {
                 data: train_set,
                 indices,
                 norm,
+                augment: t.augment.as_ref().map(|a| (a, step_key(AUGMENT_STREAM))),
             };
             let (r, non_finite) = parallel
-                .step(&mut net, &loss_fn, &batch, &mut optimizer, lr)
+                .step(
+                    &mut net,
+                    &loss_fn,
+                    &batch,
+                    &mut optimizer,
+                    lr,
+                    step_key(DROPOUT_STREAM),
+                )
                 .map_err(|e| anyhow!("{e}"))?;
             let b = partial.batches + 1;
             let why = if !r.loss.is_finite() {
