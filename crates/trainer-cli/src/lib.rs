@@ -51,6 +51,8 @@ pub mod results_md;
 #[cfg(feature = "cli")]
 pub mod safetensors_io;
 #[cfg(feature = "cli")]
+pub mod seed_table;
+#[cfg(feature = "cli")]
 pub mod visualize;
 
 /// The README's example, compiled and run as a doctest.
