@@ -165,13 +165,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
 /// `--seeds`: one run per seed in `OUT/seed-N/`, then `OUT/seeds.md`.
 fn run_seeds(cnn: &Path, root: &Path, data: &Path, args: &TrainArgs, seeds: &[u64]) -> Result<()> {
-    let out = args.out.clone().unwrap_or_else(|| {
-        root.join(format!(
-            "runs/{}-{}-seeds",
-            args.config.replace(['/', '.'], "_"),
-            args.epochs
-        ))
-    });
+    // A config file is named by its stem: runs/seed-he-100-seeds.
+    let name = match Path::new(&args.config).file_stem() {
+        Some(stem) if args.config.ends_with(".toml") => stem.to_string_lossy().into_owned(),
+        _ => args.config.replace(['/', '.'], "_"),
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| root.join(format!("runs/{name}-{}-seeds", args.epochs)));
     for (i, seed) in seeds.iter().enumerate() {
         let run = out.join(format!("seed-{seed}"));
         let done = epochs_done(&run.join("metrics.csv"));

@@ -318,7 +318,7 @@ mod tests {
         );
 
         let err = format!("{:#}", TrainConfig::load("no-such-config").unwrap_err());
-        assert!(err.contains("seed, mlp, improved"), "{err}");
+        assert!(err.contains("seed, mlp, improved, modern"), "{err}");
     }
 
     #[test]
