@@ -234,11 +234,7 @@ pub fn run(runs: &[PathBuf], data: &Path) -> Result<String> {
                 sweep.unfinished.join(", ")
             ));
         }
-        let title = dir.file_name().map_or_else(
-            || dir.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        let _ = writeln!(out, "### {title}\n\n{}", markdown(&sweep));
+        let _ = writeln!(out, "### `{}`\n\n{}", sweep.config, markdown(&sweep));
     }
     Ok(out)
 }
