@@ -32,7 +32,7 @@ pub struct TrainArgs {
     /// Train once per seed, e.g. `1-5` or `1,3,8`, and write the table of the
     /// distribution over them (OUT/seeds.md).
     #[arg(long, value_name = "SEEDS", value_parser = parse_seeds)]
-    pub seeds: Option<Vec<u64>>,
+    pub seeds: Option<Seeds>,
     /// Worker threads for `cnn` [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -45,8 +45,12 @@ pub struct TrainArgs {
     pub note: Option<String>,
 }
 
+/// The seeds of `--seeds`, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Seeds(pub Vec<u64>);
+
 /// Parses `1-5` (inclusive) or `1,3,8` (or a mix, `1-3,7`) into seeds, in order.
-fn parse_seeds(text: &str) -> std::result::Result<Vec<u64>, String> {
+fn parse_seeds(text: &str) -> std::result::Result<Seeds, String> {
     let bad = || format!("`{text}`: expected seeds like 1-5 or 1,3,8");
     let mut seeds = Vec::new();
     for part in text.split(',') {
@@ -71,7 +75,7 @@ fn parse_seeds(text: &str) -> std::result::Result<Vec<u64>, String> {
     if let Some(twice) = seeds.iter().find(|s| !seen.insert(**s)) {
         return Err(format!("`{text}`: seed {twice} is given twice"));
     }
-    Ok(seeds)
+    Ok(Seeds(seeds))
 }
 
 /// Epochs recorded in a run's metrics.csv (0 when there is none).
@@ -114,7 +118,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         if args.update_docs || args.note.is_some() {
             bail!("--update-docs and --note are for a single run; with --seeds the table goes to OUT/seeds.md");
         }
-        return run_seeds(&cnn, &root, &data, &args, seeds);
+        return run_seeds(&cnn, &root, &data, &args, &seeds.0);
     }
     let out = args.out.unwrap_or_else(|| {
         root.join(format!(
@@ -315,9 +319,9 @@ mod tests {
 
     #[test]
     fn seeds_are_ranges_and_lists() {
-        assert_eq!(parse_seeds("1-5").unwrap(), [1, 2, 3, 4, 5]);
-        assert_eq!(parse_seeds("1,3,8").unwrap(), [1, 3, 8]);
-        assert_eq!(parse_seeds("1-3, 7").unwrap(), [1, 2, 3, 7]);
+        assert_eq!(parse_seeds("1-5").unwrap().0, [1, 2, 3, 4, 5]);
+        assert_eq!(parse_seeds("1,3,8").unwrap().0, [1, 3, 8]);
+        assert_eq!(parse_seeds("1-3, 7").unwrap().0, [1, 2, 3, 7]);
         assert!(parse_seeds("5-1").is_err());
         assert!(parse_seeds("1-3,2").unwrap_err().contains("twice"));
         assert!(parse_seeds("one").is_err());
@@ -333,6 +337,8 @@ mod tests {
             train: TrainArgs,
         }
         assert!(!Cli::parse_from(["train"]).train.update_docs);
+        let seeds = Cli::parse_from(["train", "--seeds", "2-4"]).train.seeds;
+        assert_eq!(seeds, Some(Seeds(vec![2, 3, 4])));
         assert!(
             Cli::parse_from(["train", "--update-docs"])
                 .train

@@ -22,6 +22,7 @@ use crate::data::DataSets;
 use crate::eval::evaluate;
 use crate::metrics::{parse_metrics, MetricsRow};
 use crate::report::POST_TABLE;
+use crate::results_md::plural;
 
 /// One complete run of a sweep.
 #[derive(Clone, Debug)]
@@ -156,10 +157,10 @@ pub fn markdown(sweep: &Sweep) -> String {
     let n = sweep.runs.len();
     let _ = writeln!(
         s,
-        "Config `{}`, {} epochs, {n} seed{} ({}); test accuracy, %:\n",
+        "Config `{}`, {}, {} ({}); test accuracy, %:\n",
         sweep.config,
-        sweep.epochs,
-        if n == 1 { "" } else { "s" },
+        plural(sweep.epochs, "epoch"),
+        plural(n, "seed"),
         sweep
             .runs
             .iter()
