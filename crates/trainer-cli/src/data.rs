@@ -160,8 +160,7 @@ mod tests {
 
     /// With augmentation, an example's moved image depends on the key and
     /// its place in the batch only: filling it as part of any range gives
-    /// the same values, another key moves it otherwise, and a shift-only
-    /// motion keeps its pixels (moved whole).
+    /// the same values, another key moves it otherwise, and the images do move.
     #[test]
     fn augmented_examples_do_not_depend_on_the_range_that_fills_them() {
         let pixels = (0..20 * 64).map(|i| (i * 7 % 256) as u8).collect();

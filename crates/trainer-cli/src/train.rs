@@ -4,7 +4,7 @@
 //! ([`DataParallel::step`], in `step.rs`):
 //! 1. the batch is cut into micro-batches; each one, on its own copy of the
 //!    network and in parallel: [`DatasetBatch`] turns its u8 pixels into an
-//!    n x 1 x 28 x 28 tensor, [`Network::forward`] runs the layers in order
+//!    n x 1 x 28 x 28 tensor, [`Network::forward_train`] runs the layers in order
 //!    and gives the logits, [`layers::Loss::forward_backward`] gives the mean
 //!    loss and d(loss)/d(logits), [`Network::backward`] runs the layers in
 //!    reverse and leaves each parameter's gradient;
@@ -12,7 +12,8 @@
 //! 3. [`Optimizer::step`] updates every parameter: `d = μd + (g + λW); W -= ηd`.
 //!
 //! The order of epoch `e` is [`mnist_io::epoch_order`]`(n, seed, e)`, a pure
-//! function, and the initial weights come from the config's seed, so a run is
+//! function, the step's random streams (dropout masks, augmentation) are
+//! keyed by (seed, epoch, batch), and the initial weights come from the config's seed, so a run is
 //! fully determined by its config and data; a checkpoint needs only the
 //! weights, the optimizer state and the position to continue it exactly.
 
