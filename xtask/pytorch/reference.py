@@ -28,6 +28,21 @@ When the config ends in a ReLU, the weights are redrawn (next seed) until
 the logits hold both zeros and positive values, so the test exercises the
 final ReLU's mask.
 
+Networks with batch norm or dropout run in training mode, as `cnn`'s
+training step does (`Network::forward_train`): batch norm normalises by the
+batch's statistics and updates its running statistics, dropout draws its
+masks from `cnn`'s random stream (xoshiro256** seeded by SplitMix64 from
+the seed in the metadata `noise_seed`, one uniform draw per value, layers
+in order; a value is kept when the draw is at least p), rewritten below so
+both sides drop the same values. Batch norm's γ, β and running statistics
+are drawn at random too (so loading them is tested); the file then also holds
+
+    after.<bn>.running_mean, after.<bn>.running_var, after.<bn>.num_batches_tracked
+                          the running statistics after the training forward
+    logits_eval           the logits in evaluation mode, with those statistics
+
+(`num_batches_tracked` is int64, as in PyTorch's state_dict.)
+
 The Rust test `crates/trainer-cli/tests/pytorch_reference.rs` loads the
 weights through `cnn import`'s code and compares. Regenerate the committed
 fixture (a reduced seed network, same layer kinds) with
@@ -60,7 +75,54 @@ from seed_net import read_idx  # noqa: E402  (one IDX reader for both scripts)
 SEED_TOML = os.path.join(HERE, "..", "..", "crates", "trainer-cli", "configs", "seed.toml")
 
 PREFIX = {"conv2d": "conv", "linear": "fc", "avg_pool2d": "pool", "max_pool2d": "pool",
-          "relu": "relu", "sigmoid": "sigmoid", "flatten": "flatten"}
+          "relu": "relu", "sigmoid": "sigmoid", "flatten": "flatten", "dropout": "dropout",
+          "batch_norm2d": "bn", "batch_norm1d": "bn"}
+MASK64 = (1 << 64) - 1
+
+
+class CnnRng:
+    """cnn's tensor::Rng: xoshiro256** seeded through SplitMix64."""
+
+    def __init__(self, seed):
+        self.s = []
+        sm = seed
+        for _ in range(4):
+            sm = (sm + 0x9E3779B97F4A7C15) & MASK64
+            z = sm
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+            self.s.append(z ^ (z >> 31))
+
+    def next_u64(self):
+        s = self.s
+        rotl = lambda x, k: ((x << k) | (x >> (64 - k))) & MASK64
+        result = (rotl((s[1] * 5) & MASK64, 7) * 9) & MASK64
+        t = (s[1] << 17) & MASK64
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = rotl(s[3], 45)
+        return result
+
+    def uniform(self):
+        return (self.next_u64() >> 11) * (1.0 / (1 << 53))
+
+
+class CnnDropout:
+    """Inverted dropout with cnn's mask: value i kept when its draw is >= p."""
+
+    def __init__(self, p):
+        self.p = p
+        self.rng = None  # set before each training forward
+
+    def __call__(self, x):
+        if self.rng is None:
+            return x
+        keep = [self.rng.uniform() >= self.p for _ in range(x.numel())]
+        mask = torch.tensor(keep, dtype=x.dtype).reshape(x.shape)
+        return x * mask / (1.0 - self.p)
 
 
 class Net(nn.Module):
@@ -97,12 +159,28 @@ class Net(nn.Module):
                     self.steps.append((name, lambda x, k=k, s=s, p=p: F.max_pool2d(x, k, s, p)))
             elif kind == "flatten":
                 self.steps.append((name, lambda x: x.flatten(1)))
+            elif kind in ("batch_norm2d", "batch_norm1d"):
+                cls = nn.BatchNorm2d if kind == "batch_norm2d" else nn.BatchNorm1d
+                m = cls(layer["num_features"], eps=layer.get("eps", 1e-5), momentum=layer.get("momentum", 0.1))
+                setattr(self, name, m)  # weight, bias, running_mean, running_var, num_batches_tracked
+                self.steps.append((name, m))
+            elif kind == "dropout":
+                self.steps.append((name, CnnDropout(layer["p"])))
             else:
                 raise ValueError(f"layer kind {kind} not supported")
         self.inits = {}
         for layer, (name, m) in zip(net_cfg["layers"], self.steps):
-            if isinstance(m, nn.Module):
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
                 self.inits[name] = layer.get("init", {"kind": "normal", "std": 0.1})
+
+    def noisy(self):
+        """Whether the network has layers that train differently from how they evaluate."""
+        return any(isinstance(f, (CnnDropout, nn.modules.batchnorm._BatchNorm)) for _, f in self.steps)
+
+    def set_noise(self, rng):
+        for _, f in self.steps:
+            if isinstance(f, CnnDropout):
+                f.rng = rng
 
     def forward(self, x):
         for _, f in self.steps:
@@ -127,6 +205,14 @@ class Net(nn.Module):
                     std = 0.1
                 w.copy_(torch.randn(w.shape, generator=gen) * std)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
+            for _, m in self.steps:
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    c = m.num_features
+                    m.weight.copy_(0.5 + torch.rand(c, generator=gen))
+                    m.bias.copy_(torch.randn(c, generator=gen) * 0.1)
+                    m.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
+                    m.running_var.copy_(0.5 + torch.rand(c, generator=gen))
+                    m.num_batches_tracked.fill_(3)
 
 
 def main():
@@ -135,6 +221,7 @@ def main():
     p.add_argument("--data", default=None, help="folder with t10k-* IDX files (default: random inputs)")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise-seed", type=int, default=7, help="seed of cnn's random stream for dropout masks")
     p.add_argument("--out", required=True)
     a = p.parse_args()
 
@@ -170,7 +257,9 @@ def main():
         with torch.no_grad():
             for prm in model.parameters():
                 prm.copy_(prm.float().double())
-        logits = model(x)
+        model.eval()
+        with torch.no_grad():
+            logits = model(x)
         zeros, positive = (logits == 0).sum().item(), (logits > 0).sum().item()
         if not final_relu or (zeros >= logits.numel() // 5 and positive >= logits.numel() // 5
                               and all((logits[i] > 0).any() for i in range(len(y)))):
@@ -178,13 +267,30 @@ def main():
     else:
         sys.exit("could not draw weights giving both zero and positive logits")
 
+    # The state before the training forward (which updates batch norm's running statistics).
+    state = {name: t.detach().clone() for name, t in model.state_dict().items()}
+    noisy = model.noisy()
+    model.train()
+    model.set_noise(CnnRng(a.noise_seed) if noisy else None)
     xg = x.clone().requires_grad_(True)
     model.zero_grad()
     logits = model(xg)
     loss = F.cross_entropy(logits, y)
     loss.backward()
 
-    out = {name: t.detach().float().contiguous() for name, t in model.state_dict().items()}
+    def stored(name, t):
+        # Counts stay int64, as PyTorch keeps them; everything else as f32.
+        return t.contiguous() if name.endswith("num_batches_tracked") else t.detach().float().contiguous()
+
+    out = {name: stored(name, t) for name, t in state.items()}
+    if noisy:
+        for name, t in model.state_dict().items():
+            if "running_" in name or name.endswith("num_batches_tracked"):
+                out[f"after.{name}"] = stored(name, t)
+        model.eval()
+        model.set_noise(None)
+        with torch.no_grad():
+            out["logits_eval"] = model(x).float().contiguous()
     out["input"] = x.float().contiguous()
     out["labels"] = y.float()
     out["logits"] = logits.detach().float().contiguous()
@@ -194,8 +300,10 @@ def main():
     out["grad.input"] = xg.grad.float().contiguous()
     meta = {"format": "pt", "source": source, "config": os.path.basename(a.config),
             "torch": torch.__version__, "seed": str(a.seed), "draws": str(attempt + 1)}
+    if noisy:
+        meta["noise_seed"] = str(a.noise_seed)
     save_file(out, a.out, metadata=meta)
-    n = sum(t.numel() for k, t in model.state_dict().items())
+    n = sum(t.numel() for t in model.parameters())
     print(f"wrote {a.out} ({os.path.getsize(a.out)} bytes): {n} parameters, inputs: {source}, "
           f"loss {loss.item():.6f}, logits: {(logits == 0).sum().item()} zero / {(logits > 0).sum().item()} positive "
           f"of {logits.numel()} (weights drawn {attempt + 1} times)")

@@ -2,6 +2,11 @@
 //! is missing, builds `cnn` in release mode, trains (resuming an unfinished
 //! run), and writes into the run folder `results.md` (the post's table beside
 //! ours) and the figures; `--update-docs` writes them into `docs/` as well.
+//!
+//! With `--seeds 1-5` it trains the config once per seed instead, each run in
+//! its own folder `OUT/seed-N/` (skipping complete runs, resuming unfinished
+//! ones), and writes `OUT/seeds.md`, the results as a distribution over the
+//! seeds (`cnn seed-table`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,9 +25,14 @@ pub struct TrainArgs {
     /// Config: a built-in name or a TOML file.
     #[arg(long, default_value = "seed")]
     pub config: String,
-    /// Run directory [default: runs/CONFIG-EPOCHS].
+    /// Run directory [default: runs/CONFIG-EPOCHS; with --seeds: runs/CONFIG-EPOCHS-seeds,
+    /// one run folder per seed inside].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Train once per seed, e.g. `1-5` or `1,3,8`, and write the table of the
+    /// distribution over them (OUT/seeds.md).
+    #[arg(long, value_name = "SEEDS", value_parser = parse_seeds)]
+    pub seeds: Option<Seeds>,
     /// Worker threads for `cnn` [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -35,6 +45,39 @@ pub struct TrainArgs {
     pub note: Option<String>,
 }
 
+/// The seeds of `--seeds`, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Seeds(pub Vec<u64>);
+
+/// Parses `1-5` (inclusive) or `1,3,8` (or a mix, `1-3,7`) into seeds, in order.
+fn parse_seeds(text: &str) -> std::result::Result<Seeds, String> {
+    let bad = || format!("`{text}`: expected seeds like 1-5 or 1,3,8");
+    let mut seeds = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u64, u64) = (
+                    a.trim().parse().map_err(|_| bad())?,
+                    b.trim().parse().map_err(|_| bad())?,
+                );
+                if a > b || b - a >= 1000 {
+                    return Err(format!(
+                        "`{part}`: a range from low to high, at most 1000 seeds"
+                    ));
+                }
+                seeds.extend(a..=b);
+            }
+            None => seeds.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = seeds.iter().find(|s| !seen.insert(**s)) {
+        return Err(format!("`{text}`: seed {twice} is given twice"));
+    }
+    Ok(Seeds(seeds))
+}
+
 /// Epochs recorded in a run's metrics.csv (0 when there is none).
 fn epochs_done(metrics: &Path) -> usize {
     std::fs::read_to_string(metrics)
@@ -45,7 +88,7 @@ fn epochs_done(metrics: &Path) -> usize {
 /// Runs the experiment.
 pub fn run(args: TrainArgs) -> Result<()> {
     let root = crate::workspace_root();
-    let data = match args.data {
+    let data = match args.data.clone() {
         Some(d) => {
             if !crate::has_mnist(&d) {
                 bail!("{}: the four MNIST files are not there (fetch them with `cargo xtask fetch-data --out {}`)", d.display(), d.display());
@@ -71,6 +114,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
 
     let cnn = crate::build_cnn(&root)?;
+    if let Some(seeds) = &args.seeds {
+        if args.update_docs || args.note.is_some() {
+            bail!("--update-docs and --note are for a single run; with --seeds the table goes to OUT/seeds.md");
+        }
+        return run_seeds(&cnn, &root, &data, &args, &seeds.0);
+    }
     let out = args.out.unwrap_or_else(|| {
         root.join(format!(
             "runs/{}-{}",
@@ -115,6 +164,69 @@ pub fn run(args: TrainArgs) -> Result<()> {
             "docs/ is unchanged; `cargo xtask train --update-docs` writes these files there too"
         );
     }
+    Ok(())
+}
+
+/// `--seeds`: one run per seed in `OUT/seed-N/`, then `OUT/seeds.md`.
+fn run_seeds(cnn: &Path, root: &Path, data: &Path, args: &TrainArgs, seeds: &[u64]) -> Result<()> {
+    // A config file is named by its stem: runs/seed-he-100-seeds.
+    let name = match Path::new(&args.config).file_stem() {
+        Some(stem) if args.config.ends_with(".toml") => stem.to_string_lossy().into_owned(),
+        _ => args.config.replace(['/', '.'], "_"),
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| root.join(format!("runs/{name}-{}-seeds", args.epochs)));
+    for (i, seed) in seeds.iter().enumerate() {
+        let run = out.join(format!("seed-{seed}"));
+        let done = epochs_done(&run.join("metrics.csv"));
+        if done >= args.epochs {
+            eprintln!("seed {seed}: {} is complete", run.display());
+            continue;
+        }
+        eprintln!(
+            "seed {seed} ({} of {}): training into {}",
+            i + 1,
+            seeds.len(),
+            run.display()
+        );
+        let mut cmd = Command::new(cnn);
+        if let Some(t) = args.threads {
+            cmd.args(["--threads", &t.to_string()]);
+        }
+        cmd.args([
+            "train",
+            "--config",
+            &args.config,
+            "--seed",
+            &seed.to_string(),
+        ]);
+        cmd.args(["--epochs", &args.epochs.to_string()]);
+        cmd.arg("--data").arg(data).arg("--out").arg(&run);
+        if run.join("last.ckpt").exists() {
+            cmd.arg("--resume");
+        }
+        let status = cmd
+            .status()
+            .with_context(|| format!("running {}", cnn.display()))?;
+        if !status.success() {
+            bail!("training seed {seed} failed");
+        }
+    }
+    let table = out.join("seeds.md");
+    let status = Command::new(cnn)
+        .args(["seed-table", "--runs"])
+        .arg(&out)
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(&table)
+        .status()?;
+    if !status.success() {
+        bail!("writing {} failed", table.display());
+    }
+    print!("{}", std::fs::read_to_string(&table)?);
     Ok(())
 }
 
@@ -206,6 +318,17 @@ mod tests {
     }
 
     #[test]
+    fn seeds_are_ranges_and_lists() {
+        assert_eq!(parse_seeds("1-5").unwrap().0, [1, 2, 3, 4, 5]);
+        assert_eq!(parse_seeds("1,3,8").unwrap().0, [1, 3, 8]);
+        assert_eq!(parse_seeds("1-3, 7").unwrap().0, [1, 2, 3, 7]);
+        assert!(parse_seeds("5-1").is_err());
+        assert!(parse_seeds("1-3,2").unwrap_err().contains("twice"));
+        assert!(parse_seeds("one").is_err());
+        assert!(parse_seeds("0-100000").is_err());
+    }
+
+    #[test]
     fn docs_are_updated_only_with_the_flag() {
         use clap::Parser;
         #[derive(Parser)]
@@ -214,6 +337,8 @@ mod tests {
             train: TrainArgs,
         }
         assert!(!Cli::parse_from(["train"]).train.update_docs);
+        let seeds = Cli::parse_from(["train", "--seeds", "2-4"]).train.seeds;
+        assert_eq!(seeds, Some(Seeds(vec![2, 3, 4])));
         assert!(
             Cli::parse_from(["train", "--update-docs"])
                 .train

@@ -25,7 +25,9 @@
 use serde::{Deserialize, Serialize};
 use tensor::Rng;
 
+use crate::batch_norm::BatchNormConfig;
 use crate::conv2d::Conv2dConfig;
+use crate::dropout::{Dropout, DropoutConfig};
 use crate::linear::LinearConfig;
 use crate::pool2d::{Pool2d, Pool2dConfig, PoolKind};
 use crate::{ConfigError, Flatten, Layer, Loss, Network, Relu, Sigmoid};
@@ -60,6 +62,12 @@ pub enum LayerConfig {
     Linear(LinearConfig),
     /// [`Flatten`] (the post's Reshape).
     Flatten(Named),
+    /// [`Dropout`]: inverted dropout, in training only.
+    Dropout(DropoutConfig),
+    /// [`crate::BatchNorm`] over the channels of N x C x H x W maps.
+    BatchNorm2d(BatchNormConfig),
+    /// [`crate::BatchNorm`] over the features of N x F vectors.
+    BatchNorm1d(BatchNormConfig),
 }
 
 impl LayerConfig {
@@ -86,6 +94,8 @@ impl LayerConfig {
             LayerConfig::Linear(c) => &mut c.name,
             LayerConfig::AvgPool2d(c) | LayerConfig::MaxPool2d(c) => &mut c.name,
             LayerConfig::Relu(n) | LayerConfig::Sigmoid(n) | LayerConfig::Flatten(n) => &mut n.name,
+            LayerConfig::Dropout(c) => &mut c.name,
+            LayerConfig::BatchNorm2d(c) | LayerConfig::BatchNorm1d(c) => &mut c.name,
         };
         *slot = Some(name.into());
         self
@@ -101,6 +111,9 @@ impl LayerConfig {
             LayerConfig::MaxPool2d(_) => "max_pool2d",
             LayerConfig::Linear(_) => "linear",
             LayerConfig::Flatten(_) => "flatten",
+            LayerConfig::Dropout(_) => "dropout",
+            LayerConfig::BatchNorm2d(_) => "batch_norm2d",
+            LayerConfig::BatchNorm1d(_) => "batch_norm1d",
         }
     }
 
@@ -113,10 +126,13 @@ impl LayerConfig {
             LayerConfig::Relu(n) | LayerConfig::Sigmoid(n) | LayerConfig::Flatten(n) => {
                 n.name.as_deref()
             }
+            LayerConfig::Dropout(c) => c.name.as_deref(),
+            LayerConfig::BatchNorm2d(c) | LayerConfig::BatchNorm1d(c) => c.name.as_deref(),
         }
     }
 
-    /// Prefix of default names: `conv`, `fc`, `pool`, `relu`, `sigmoid`, `flatten`.
+    /// Prefix of default names: `conv`, `fc`, `pool`, `relu`, `sigmoid`,
+    /// `flatten`, `dropout`, `bn` (both batch norm kinds).
     fn default_prefix(&self) -> &'static str {
         match self {
             LayerConfig::Conv2d(_) => "conv",
@@ -125,6 +141,8 @@ impl LayerConfig {
             LayerConfig::Relu(_) => "relu",
             LayerConfig::Sigmoid(_) => "sigmoid",
             LayerConfig::Flatten(_) => "flatten",
+            LayerConfig::Dropout(_) => "dropout",
+            LayerConfig::BatchNorm2d(_) | LayerConfig::BatchNorm1d(_) => "bn",
         }
     }
 
@@ -166,7 +184,15 @@ impl LayerConfig {
                 positive(&[("kernel", c.kernel), ("stride", c.stride.unwrap_or(1))])?;
                 Ok(0)
             }
-            LayerConfig::Relu(_) | LayerConfig::Sigmoid(_) | LayerConfig::Flatten(_) => Ok(0),
+            LayerConfig::BatchNorm2d(c) | LayerConfig::BatchNorm1d(c) => {
+                positive(&[("num_features", c.num_features)])?;
+                // γ and β; the running statistics are buffers, not parameters.
+                c.num_features.checked_mul(2).ok_or_else(too_many)
+            }
+            LayerConfig::Relu(_)
+            | LayerConfig::Sigmoid(_)
+            | LayerConfig::Flatten(_)
+            | LayerConfig::Dropout(_) => Ok(0),
         }
     }
 
@@ -180,6 +206,9 @@ impl LayerConfig {
             LayerConfig::Flatten(_) => Box::new(Flatten::new(name)),
             LayerConfig::AvgPool2d(c) => Box::new(Pool2d::new(name, PoolKind::Average, c.clone())),
             LayerConfig::MaxPool2d(c) => Box::new(Pool2d::new(name, PoolKind::Max, c.clone())),
+            LayerConfig::Dropout(c) => Box::new(Dropout::new(name, c.p)),
+            LayerConfig::BatchNorm2d(c) => Box::new(c.build(name, true)),
+            LayerConfig::BatchNorm1d(c) => Box::new(c.build(name, false)),
         }
     }
 }
@@ -278,6 +307,21 @@ impl NetworkConfig {
     /// Appends a sigmoid.
     pub fn sigmoid(self) -> Self {
         self.layer(LayerConfig::sigmoid())
+    }
+
+    /// Appends inverted dropout dropping with probability `p`.
+    pub fn dropout(self, p: f32) -> Self {
+        self.layer(LayerConfig::Dropout(DropoutConfig::new(p)))
+    }
+
+    /// Appends batch normalisation of `channels` feature maps (N x C x H x W).
+    pub fn batch_norm2d(self, channels: usize) -> Self {
+        self.layer(LayerConfig::BatchNorm2d(BatchNormConfig::new(channels)))
+    }
+
+    /// Appends batch normalisation of `features` features (N x F).
+    pub fn batch_norm1d(self, features: usize) -> Self {
+        self.layer(LayerConfig::BatchNorm1d(BatchNormConfig::new(features)))
     }
 
     /// Appends a flatten layer.

@@ -1,4 +1,4 @@
-use tensor::Tensor;
+use tensor::{Rng, Tensor};
 
 use crate::LayerError;
 
@@ -22,6 +22,17 @@ impl Param {
     }
 }
 
+/// A tensor a layer keeps but the optimizer does not train (batch norm's
+/// running statistics), with its name in checkpoints and exported files
+/// (`bn1.running_mean`).
+#[derive(Clone, Debug)]
+pub struct Buffer {
+    /// `<layer>.<tensor>`, e.g. `bn1.running_var`.
+    pub name: String,
+    /// The values.
+    pub value: Tensor,
+}
+
 /// One layer: a forward pass, its backward pass, and its parameters.
 ///
 /// `forward` keeps what `backward` needs (the input, an arg-max, a mask) and
@@ -40,8 +51,18 @@ pub trait Layer: Send + Sync {
     /// or an error naming both shapes.
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError>;
 
-    /// Computes the output for a batch.
+    /// Computes the output for a batch, in evaluation mode: dropout passes
+    /// its input through, batch norm uses its running statistics.
     fn forward(&mut self, input: &Tensor) -> Result<&Tensor, LayerError>;
+
+    /// Computes the output for a batch in training mode: dropout draws its
+    /// mask from `noise`, batch norm normalises with the batch's own
+    /// statistics and folds them into its running statistics. The caller
+    /// owns `noise`, so the same stream gives the same mask. Layers that
+    /// train as they evaluate (all others) run [`Layer::forward`] and draw nothing.
+    fn forward_train(&mut self, input: &Tensor, _noise: &mut Rng) -> Result<&Tensor, LayerError> {
+        self.forward(input)
+    }
 
     /// Given d(loss)/d(output) for the last forward batch, writes the
     /// parameters' gradients and returns d(loss)/d(input).
@@ -56,6 +77,28 @@ pub trait Layer: Send + Sync {
     fn params_mut(&mut self) -> Vec<&mut Param> {
         Vec::new()
     }
+
+    /// The layer's buffers (running statistics), in a fixed order (none by default).
+    fn buffers(&self) -> Vec<&Buffer> {
+        Vec::new()
+    }
+
+    /// The same buffers, mutably, in the same order.
+    fn buffers_mut(&mut self) -> Vec<&mut Buffer> {
+        Vec::new()
+    }
+
+    /// What the last [`Layer::forward_train`] measured that feeds the running
+    /// statistics (batch norm: the batch's per-channel mean and unbiased
+    /// variance), for [`Layer::track_running_stats`]; none by default.
+    fn batch_stats(&self) -> Vec<&Tensor> {
+        Vec::new()
+    }
+
+    /// Folds `stats`, what [`Layer::batch_stats`] of this layer or of a copy
+    /// of it gave, into the running statistics, exactly as `forward_train`
+    /// folds its own. Does nothing by default.
+    fn track_running_stats(&mut self, _stats: &[&Tensor]) {}
 
     /// Whether `backward` must produce the input gradient. The first layer of
     /// a network is told `false`, which spares a convolution's costliest product.

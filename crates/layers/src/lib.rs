@@ -3,12 +3,14 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | [`layer`](Layer) | the [`Layer`] trait and [`Param`] (a tensor, its gradient, its name) |
+//! | [`layer`](Layer) | the [`Layer`] trait, [`Param`] (a tensor, its gradient, its name) and [`Buffer`] (a tensor the optimizer does not train) |
 //! | `conv2d.rs` | [`Conv2d`], around the kernels of the `im2col` crate |
 //! | `relu.rs`, `sigmoid.rs` | [`Relu`], [`Sigmoid`] |
 //! | `pool2d.rs` | [`Pool2d`]: average and max pooling |
 //! | `linear.rs` | [`Linear`] |
 //! | `flatten.rs` | [`Flatten`] (the post's Reshape) |
+//! | `dropout.rs` | [`Dropout`]: inverted dropout, its mask from the caller's random stream |
+//! | `batch_norm.rs` | [`BatchNorm`]: `batch_norm2d` and `batch_norm1d`, with running statistics ([`Buffer`]s) |
 //! | `loss.rs` | [`Loss`]: softmax cross-entropy, MSE, sigmoid + binary cross-entropy |
 //! | `config.rs` | [`NetworkConfig`], [`LayerConfig`]: a network as data |
 //! | `network.rs` | [`Network`]: forward in order, backward in reverse |
@@ -42,8 +44,10 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod batch_norm;
 mod config;
 mod conv2d;
+mod dropout;
 mod error;
 mod flatten;
 pub mod gradcheck;
@@ -55,13 +59,15 @@ mod pool2d;
 mod relu;
 mod sigmoid;
 
+pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use config::{LayerConfig, Named, NetworkConfig};
 pub use conv2d::{Conv2d, Conv2dConfig};
+pub use dropout::{Dropout, DropoutConfig};
 pub use error::{ConfigError, LayerError};
 pub use flatten::Flatten;
 /// How a convolution layer is computed (its config key `algorithm`).
 pub use im2col::ConvAlgorithm;
-pub use layer::{Layer, Param};
+pub use layer::{Buffer, Layer, Param};
 pub use linear::{Linear, LinearConfig};
 pub use loss::{one_hot_into, Loss};
 pub use network::Network;

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use im2col::{ConvAlgorithm, ConvGeometry};
-use tensor::Tensor;
+use tensor::{Rng, Tensor};
 
-use crate::{ConfigError, Layer, LayerConfig, LayerError, NetworkConfig, Param};
+use crate::{Buffer, ConfigError, Layer, LayerConfig, LayerError, NetworkConfig, Param};
 
 /// Layers in order, built from (and remembering) a [`NetworkConfig`].
 pub struct Network {
@@ -123,7 +123,8 @@ impl Network {
     }
 
     /// The output for a batch `input` of shape `[N, input...]`: N x C x H x W
-    /// for an image input C x H x W, N x F for F features.
+    /// for an image input C x H x W, N x F for F features. Evaluation mode:
+    /// dropout passes its input through, batch norm uses its running statistics.
     pub fn forward<'a>(&'a mut self, input: &'a Tensor) -> Result<&'a Tensor, LayerError> {
         let last = self.layers.len() - 1;
         self.forward_to(input, last)
@@ -152,6 +153,46 @@ impl Network {
             }
         }
         Ok(x)
+    }
+
+    /// The output for a batch in training mode (see [`Layer::forward_train`]):
+    /// dropout layers draw their masks from `noise`, in layer order, and batch
+    /// norm layers use and track the batch's statistics. For a network
+    /// without such layers this is [`Network::forward`], and draws nothing.
+    pub fn forward_train<'a>(
+        &'a mut self,
+        input: &'a Tensor,
+        noise: &mut Rng,
+    ) -> Result<&'a Tensor, LayerError> {
+        self.check_input(input)?;
+        self.restore_fusion();
+        let mut x = input;
+        for (layer, &skip) in self.layers.iter_mut().zip(&self.skipped) {
+            if !skip {
+                x = layer.forward_train(x, noise)?;
+            }
+        }
+        Ok(x)
+    }
+
+    /// Folds the batch statistics that `copy`, a network of the same config,
+    /// measured in its last [`Network::forward_train`] into this network's
+    /// running statistics, layer by layer ([`Layer::track_running_stats`]),
+    /// as if this network had run that forward pass itself.
+    ///
+    /// # Panics
+    /// If `copy` was not built from the same config.
+    pub fn track_running_stats_of(&mut self, copy: &Network) {
+        assert!(
+            copy.config == self.config,
+            "track_running_stats_of: a network of another config"
+        );
+        for (mine, theirs) in self.layers.iter_mut().zip(&copy.layers) {
+            let stats = theirs.batch_stats();
+            if !stats.is_empty() {
+                mine.track_running_stats(&stats);
+            }
+        }
     }
 
     fn restore_fusion(&mut self) {
@@ -253,6 +294,19 @@ impl Network {
             .collect()
     }
 
+    /// Every buffer (running statistics), layer by layer, in a fixed order.
+    pub fn buffers(&self) -> Vec<&Buffer> {
+        self.layers.iter().flat_map(|l| l.buffers()).collect()
+    }
+
+    /// Every buffer, mutably, in the same order.
+    pub fn buffers_mut(&mut self) -> Vec<&mut Buffer> {
+        self.layers
+            .iter_mut()
+            .flat_map(|l| l.buffers_mut())
+            .collect()
+    }
+
     /// Number of trainable values.
     pub fn param_count(&self) -> usize {
         self.params().iter().map(|p| p.value.len()).sum()
@@ -295,16 +349,19 @@ impl Network {
             .sum()
     }
 
-    /// Copies of every parameter, by name.
+    /// Copies of every parameter and buffer, by name: what PyTorch's
+    /// `state_dict` holds (`conv1.weight`, `bn1.running_mean`, ...).
     pub fn named_params(&self) -> BTreeMap<String, Tensor> {
-        self.params()
-            .into_iter()
-            .map(|p| (p.name.clone(), p.value.clone()))
+        let params = self.params().into_iter().map(|p| (&p.name, &p.value));
+        let buffers = self.buffers().into_iter().map(|b| (&b.name, &b.value));
+        params
+            .chain(buffers)
+            .map(|(name, value)| (name.clone(), value.clone()))
             .collect()
     }
 
-    /// Replaces every parameter's value. Refuses, changing nothing, when a
-    /// tensor is missing, extra, or of the wrong shape, naming it.
+    /// Replaces every parameter's and buffer's value. Refuses, changing
+    /// nothing, when a tensor is missing, extra, or of the wrong shape, naming it.
     pub fn load_named_params(
         &mut self,
         tensors: &BTreeMap<String, Tensor>,
@@ -316,19 +373,19 @@ impl Network {
         };
         let mut problems = Vec::new();
         let mut expected = 0;
-        for p in self.params() {
+        let wanted = self.params().into_iter().map(|p| (&p.name, &p.value));
+        let wanted = wanted.chain(self.buffers().into_iter().map(|b| (&b.name, &b.value)));
+        for (name, value) in wanted {
             expected += 1;
-            match tensors.get(&p.name) {
+            match tensors.get(name) {
                 None => problems.push(format!(
-                    "missing tensor `{}` of shape {:?}",
-                    p.name,
-                    p.value.shape()
+                    "missing tensor `{name}` of shape {:?}",
+                    value.shape()
                 )),
-                Some(t) if t.shape() != p.value.shape() => problems.push(format!(
-                    "tensor `{}` has shape {:?}, the network needs {:?}",
-                    p.name,
+                Some(t) if t.shape() != value.shape() => problems.push(format!(
+                    "tensor `{name}` has shape {:?}, the network needs {:?}",
                     t.shape(),
-                    p.value.shape()
+                    value.shape()
                 )),
                 Some(_) => {}
             }
@@ -351,6 +408,9 @@ impl Network {
         }
         for p in self.params_mut() {
             p.value.assign(&tensors[&p.name]);
+        }
+        for b in self.buffers_mut() {
+            b.value.assign(&tensors[&b.name]);
         }
         Ok(())
     }

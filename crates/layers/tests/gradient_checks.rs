@@ -4,12 +4,18 @@
 
 use layers::gradcheck::{check_layer, check_loss, well_spaced, GradCheckOptions};
 use layers::{
-    Conv2dConfig, Flatten, Layer, LinearConfig, Loss, Pool2d, Pool2dConfig, PoolKind, Relu, Sigmoid,
+    BatchNorm, BatchNormConfig, Conv2dConfig, Dropout, Flatten, Layer, LinearConfig, Loss, Pool2d,
+    Pool2dConfig, PoolKind, Relu, Sigmoid,
 };
 use proptest::prelude::*;
 use tensor::{Init, Rng, Tensor};
 
 const TOL: f64 = 1e-2;
+
+/// Batch norm's, on its smallest channels (64 values): each input moves every
+/// output of its channel, so the difference carries the f32 rounding of all
+/// of them, and the rare components of a small gradient reach 1.1·10⁻².
+const BATCH_NORM_TOL: f64 = 2e-2;
 
 fn input(shape: &[usize], rng: &mut Rng) -> Tensor {
     Tensor::from_shape_vec(shape.to_vec(), well_spaced(shape.iter().product(), rng)).unwrap()
@@ -17,12 +23,17 @@ fn input(shape: &[usize], rng: &mut Rng) -> Tensor {
 
 fn assert_layer(layer: &mut dyn Layer, x: &Tensor, seed: u64) -> Result<(), TestCaseError> {
     let mut rng = Rng::seed_from_u64(seed);
-    let opts = GradCheckOptions::for_kind(layer.kind());
+    let opts = GradCheckOptions::for_layer(layer.kind(), x.shape());
     let checks =
         check_layer(layer, x, &mut rng, opts).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let tol = if layer.kind().starts_with("batch_norm") {
+        BATCH_NORM_TOL
+    } else {
+        TOL
+    };
     for c in checks {
         prop_assert!(
-            c.max_rel_error < TOL,
+            c.max_rel_error < tol,
             "{} {}: {} at input {:?}",
             layer.name(),
             c.tensor,
@@ -93,6 +104,33 @@ proptest! {
     }
 
     #[test]
+    fn dropout(batch in 1usize..3, c in 1usize..3, h in 1usize..6, w in 1usize..6, p in 0.0f32..0.9,
+               seed in any::<u64>()) {
+        let mut rng = Rng::seed_from_u64(seed);
+        let x = input(&[batch, c, h, w], &mut rng);
+        assert_layer(&mut Dropout::new("dropout1", p), &x, seed)?;
+    }
+
+    /// At least 64 values per channel, as `cnn gradcheck` takes them: with
+    /// fewer, each input's share of μ and σ² curves L so much that no ε keeps
+    /// both the truncation and the rounding error of the difference small.
+    #[test]
+    fn batch_norm2d(batch in 1usize..4, c in 1usize..4, h in 8usize..12, w in 8usize..12, seed in any::<u64>()) {
+        let mut rng = Rng::seed_from_u64(seed);
+        let mut layer = batch_norm(c, true, &mut rng);
+        let x = per_channel_input(&[batch, c, h, w], &mut rng);
+        assert_layer(&mut layer, &x, seed)?;
+    }
+
+    #[test]
+    fn batch_norm1d(batch in 64usize..100, f in 1usize..12, seed in any::<u64>()) {
+        let mut rng = Rng::seed_from_u64(seed);
+        let mut layer = batch_norm(f, false, &mut rng);
+        let x = per_channel_input(&[batch, f], &mut rng);
+        assert_layer(&mut layer, &x, seed)?;
+    }
+
+    #[test]
     fn losses(batch in 1usize..5, k in 2usize..12, scale in 0.1f32..20.0, seed in any::<u64>()) {
         let mut rng = Rng::seed_from_u64(seed);
         let x = input(&[batch, k], &mut rng).mapv(|v| v * scale);
@@ -113,6 +151,35 @@ proptest! {
     }
 }
 
+/// Each channel's values a shuffled grid of [`well_spaced`] on its own: batch
+/// norm divides by the channel's spread σ, so a few values drawn close
+/// together would make ε large against σ and the difference no derivative.
+fn per_channel_input(shape: &[usize], rng: &mut Rng) -> Tensor {
+    let (n, c) = (shape[0], shape[1]);
+    let s: usize = shape[2..].iter().product();
+    let channels: Vec<Vec<f32>> = (0..c).map(|_| well_spaced(n * s, rng)).collect();
+    let mut values = vec![0.0; n * c * s];
+    for (i, v) in values.iter_mut().enumerate() {
+        let (example, channel, pos) = (i / (c * s), i / s % c, i % s);
+        *v = channels[channel][example * s + pos];
+    }
+    Tensor::from_shape_vec(shape.to_vec(), values).unwrap()
+}
+
+/// Batch norm with γ in (0.5, 1.5) and β in (−0.5, 0.5), so both are tested away from 1 and 0.
+fn batch_norm(c: usize, spatial: bool, rng: &mut Rng) -> BatchNorm {
+    let mut layer = BatchNormConfig::new(c).build("bn1", spatial);
+    layer
+        .weight
+        .value
+        .mapv_inplace(|_| rng.uniform(0.5, 1.5) as f32);
+    layer
+        .bias
+        .value
+        .mapv_inplace(|_| rng.uniform(-0.5, 0.5) as f32);
+    layer
+}
+
 /// A layer whose backward pass is off by 10%: the input gradient and every
 /// parameter's gradient are those of the layer it wraps, times 1.1.
 struct TenPercentOff(Box<dyn Layer>, Tensor);
@@ -129,6 +196,13 @@ impl Layer for TenPercentOff {
     }
     fn forward(&mut self, x: &Tensor) -> Result<&Tensor, layers::LayerError> {
         self.0.forward(x)
+    }
+    fn forward_train(
+        &mut self,
+        x: &Tensor,
+        noise: &mut Rng,
+    ) -> Result<&Tensor, layers::LayerError> {
+        self.0.forward_train(x, noise)
     }
     fn backward(&mut self, g: &Tensor) -> Result<&Tensor, layers::LayerError> {
         self.1 = self.0.backward(g)?.mapv(|v| v * 1.1);
@@ -161,6 +235,8 @@ fn full_size_activations_pass_and_a_ten_percent_error_is_caught() {
                 Pool2dConfig::new(2),
             )),
             Box::new(Conv2dConfig::new(8, 4, 3).pad(1).build("conv2", rng)),
+            Box::new(Dropout::new("dropout1", 0.3)),
+            Box::new(batch_norm(8, true, rng)),
         ]
     }
     for seed in 1..=3 {
@@ -172,7 +248,7 @@ fn full_size_activations_pass_and_a_ten_percent_error_is_caught() {
             .map(|l| Box::new(TenPercentOff(l, Tensor::zeros(vec![0]))) as Box<dyn Layer>)
             .collect();
         for (mut right, mut wrong) in right.into_iter().zip(wrong) {
-            let opts = GradCheckOptions::for_kind(right.kind());
+            let opts = GradCheckOptions::for_layer(right.kind(), x.shape());
             for c in check_layer(right.as_mut(), &x, &mut rng, opts).unwrap() {
                 assert!(
                     c.max_rel_error < TOL,

@@ -5,6 +5,7 @@
 //!   input is an [`IdxError`] naming the file, never a panic.
 //! * Pixels are kept as `u8`; [`Dataset::fill_batch`] turns a mini-batch into
 //!   `f32` (N x 1 x rows x cols) without allocating.
+//! * [`Motion`] rotates and shifts an image (data augmentation).
 //! * [`epoch_order`] and [`batches`] give a reproducible order of examples per
 //!   epoch, a pure function of `(n, seed, epoch)`.
 //! * [`MNIST`] and [`FASHION_MNIST`] describe the known data sets: file names,
@@ -27,12 +28,14 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod augment;
 mod dataset;
 mod error;
 mod idx;
 mod order;
 mod spec;
 
+pub use augment::Motion;
 pub use dataset::Dataset;
 pub use error::IdxError;
 pub use idx::{

@@ -30,13 +30,16 @@ fn main() -> anyhow::Result<()> {
 
     for epoch in 0..epochs {
         let order = epoch_order(train_set.len(), config.training.seed, epoch);
-        for (_, indices) in batches(&order, config.training.batch) {
+        for (b, indices) in batches(&order, config.training.batch) {
             let batch = DatasetBatch {
                 data: &train_set,
                 indices,
                 norm,
+                augment: None, // the seed config moves no image
             };
-            step.step(&mut net, &loss, &batch, &mut optimizer, lr)?;
+            // The step's key: it seeds dropout's masks (the seed network has none).
+            let key = epoch << 32 | b as u64;
+            step.step(&mut net, &loss, &batch, &mut optimizer, lr, key)?;
         }
         let test = evaluate(&mut net, &data.test, 1000, norm)?;
         println!(

@@ -265,10 +265,18 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             data: &train,
             indices: batches[s % batches.len()],
             norm,
+            augment: config.training.augment.as_ref().map(|a| (a, s as u64)),
         };
         let start = Instant::now();
         let (result, non_finite) = parallel
-            .step(&mut net_dp, &loss_fn, &batch, &mut optimizer_dp, lr)
+            .step(
+                &mut net_dp,
+                &loss_fn,
+                &batch,
+                &mut optimizer_dp,
+                lr,
+                s as u64,
+            )
             .map_err(|e| anyhow!("{e}"))?;
         let took = start.elapsed();
         if !result.loss.is_finite() {

@@ -84,7 +84,7 @@ pub struct Body {
     pub config_toml: String,
     /// The data set the run trains on, when known (`mnist`, `fashion-mnist`).
     pub dataset: Option<String>,
-    /// Every parameter.
+    /// Every parameter, then every buffer (batch norm's running statistics).
     pub params: Vec<NamedTensor>,
     /// Momentum buffers and step count.
     pub optimizer: OptimizerState,
@@ -116,14 +116,17 @@ impl Checkpoint {
         partial: PartialEpoch,
         history: Vec<EpochRecord>,
     ) -> Self {
-        let mut params = Vec::new();
-        for p in net.params() {
-            params.push(NamedTensor {
-                name: p.name.clone(),
-                shape: p.value.shape().iter().map(|&d| d as u64).collect(),
-                data: p.value.iter().copied().collect(),
+        // The parameters, then the buffers (running statistics), in network order.
+        let params = net.params().into_iter().map(|p| (&p.name, &p.value));
+        let buffers = net.buffers().into_iter().map(|b| (&b.name, &b.value));
+        let params = params
+            .chain(buffers)
+            .map(|(name, value)| NamedTensor {
+                name: name.clone(),
+                shape: value.shape().iter().map(|&d| d as u64).collect(),
+                data: value.iter().copied().collect(),
             })
-        }
+            .collect();
         Checkpoint {
             config: config.clone(),
             body: Body {
@@ -138,7 +141,7 @@ impl Checkpoint {
         }
     }
 
-    /// The parameters as tensors, by name.
+    /// The parameters and buffers as tensors, by name.
     pub fn tensors(&self) -> Result<BTreeMap<String, Tensor>> {
         self.body
             .params

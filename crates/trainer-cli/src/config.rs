@@ -49,6 +49,23 @@ pub struct TrainingConfig {
     /// exports) and needs no training set to classify an image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_mean_std: Option<[f32; 2]>,
+    /// Random motions of the training images, drawn anew for every image of
+    /// every step; none when absent (the test set is never moved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<Augmentation>,
+}
+
+/// Data augmentation: each training image is rotated by a uniform angle in
+/// `[−rotation, rotation]` degrees and shifted by a whole number of pixels
+/// in `−shift..=shift`, rows and columns each (see [`mnist_io::Motion`]).
+/// In a config: `augment = { shift = 2, rotation = 10.0 }` under `[training]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Augmentation {
+    /// Largest shift, in pixels.
+    pub shift: u32,
+    /// Largest rotation, in degrees.
+    pub rotation: f32,
 }
 
 /// 20 million parameters (80 MB of weights; the seed network has 0.2 million).
@@ -108,10 +125,11 @@ pub struct TrainConfig {
 }
 
 /// The built-in configs: (name, TOML text).
-pub const BUILTIN: [(&str, &str); 3] = [
+pub const BUILTIN: [(&str, &str); 4] = [
     ("seed", include_str!("../configs/seed.toml")),
     ("mlp", include_str!("../configs/mlp.toml")),
     ("improved", include_str!("../configs/improved.toml")),
+    ("modern", include_str!("../configs/modern.toml")),
 ];
 
 impl TrainConfig {
@@ -174,6 +192,15 @@ impl TrainConfig {
                 t.epochs,
                 t.micro_batch
             ));
+        }
+        if let Some(a) = &t.augment {
+            if a.shift > 8 || !(0.0..=45.0).contains(&a.rotation) {
+                return Err(anyhow!(
+                    "training.augment: shift must be at most 8 pixels and rotation between 0 and 45 degrees, got shift {} and rotation {}",
+                    a.shift,
+                    a.rotation
+                ));
+            }
         }
         if let Some([mean, std]) = t.input_mean_std {
             if !(mean.is_finite() && std.is_finite() && std > 0.0) {
@@ -455,7 +482,7 @@ mod tests {
         );
 
         let err = format!("{:#}", TrainConfig::load("no-such-config").unwrap_err());
-        assert!(err.contains("seed, mlp, improved"), "{err}");
+        assert!(err.contains("seed, mlp, improved, modern"), "{err}");
     }
 
     #[test]

@@ -5,9 +5,10 @@ use std::path::Path;
 use std::ops::Range;
 
 use anyhow::{Context, Result};
-use mnist_io::{Dataset, Split};
-use tensor::Tensor;
+use mnist_io::{Dataset, Motion, Split};
+use tensor::{Rng, Tensor};
 
+use crate::config::Augmentation;
 use crate::step::BatchSource;
 
 /// A training and a test set from one folder.
@@ -113,6 +114,21 @@ pub struct DatasetBatch<'a> {
     pub indices: &'a [usize],
     /// `(mean, std)` to normalise pixels with, after scaling them to [0, 1].
     pub norm: Option<(f32, f32)>,
+    /// Random motions, and the step's key: example j of the batch is moved
+    /// by a motion drawn from `Rng::from_keys(&[key, j])`, whichever
+    /// micro-batch and thread fill it.
+    pub augment: Option<(&'a Augmentation, u64)>,
+}
+
+/// A motion within `augment`'s limits, drawn from `rng`: the shifts first
+/// (columns, rows), then the angle.
+pub fn draw_motion(augment: &Augmentation, rng: &mut Rng) -> Motion {
+    let s = u64::from(augment.shift);
+    let mut shift = || (rng.below(2 * s + 1) as i64 - s as i64) as f32;
+    let (dx, dy) = (shift(), shift());
+    let degrees = f64::from(augment.rotation);
+    let angle = rng.uniform(-degrees, degrees).to_radians() as f32;
+    Motion { angle, dx, dy }
 }
 
 impl BatchSource for DatasetBatch<'_> {
@@ -123,8 +139,21 @@ impl BatchSource for DatasetBatch<'_> {
         vec![1, self.data.rows(), self.data.cols()]
     }
     fn fill(&self, range: Range<usize>, images: &mut [f32], labels: &mut [usize]) {
+        let first = range.start;
         self.data
             .fill_batch(&self.indices[range], self.norm, images, labels);
+        let Some((augment, key)) = self.augment else {
+            return;
+        };
+        // What a black pixel (byte 0) becomes: the moved image's background.
+        let background = self.norm.map_or(0.0, |(mean, std)| -mean / std);
+        let (rows, cols) = (self.data.rows(), self.data.cols());
+        let mut original = vec![0.0; rows * cols];
+        for (j, image) in images.chunks_exact_mut(rows * cols).enumerate() {
+            let motion = draw_motion(augment, &mut Rng::from_keys(&[key, (first + j) as u64]));
+            original.copy_from_slice(image);
+            motion.apply(&original, rows, cols, background, image);
+        }
     }
 }
 
@@ -147,6 +176,7 @@ mod tests {
             data: &ds,
             indices: &indices,
             norm,
+            augment: None,
         };
         assert_eq!(batch.len(), 7);
         assert_eq!(batch.example_shape(), vec![1, 6, 5]);
@@ -154,5 +184,55 @@ mod tests {
         batch.fill(2..5, &mut images, &mut labels);
         assert_eq!(images, whole.images.as_slice().unwrap()[2 * 30..5 * 30]);
         assert_eq!(labels, whole.labels[2..5]);
+    }
+
+    /// With augmentation, an example's moved image depends on the key and
+    /// its place in the batch only: filling it as part of any range gives
+    /// the same values, another key moves it otherwise, and the images do move.
+    #[test]
+    fn augmented_examples_do_not_depend_on_the_range_that_fills_them() {
+        let pixels = (0..20 * 64).map(|i| (i * 7 % 256) as u8).collect();
+        let labels = (0..20).map(|i| (i % 10) as u8).collect();
+        let ds = Dataset::from_parts(pixels, labels, 8, 8).unwrap();
+        let indices = [4, 17, 0, 9, 9, 12, 3];
+        let augment = Augmentation {
+            shift: 2,
+            rotation: 10.0,
+        };
+        let fill = |key: u64, range: Range<usize>| {
+            let batch = DatasetBatch {
+                data: &ds,
+                indices: &indices,
+                norm: Some((0.13, 0.31)),
+                augment: Some((&augment, key)),
+            };
+            let mut images = vec![0.0; range.len() * 64];
+            let mut labels = vec![0; range.len()];
+            batch.fill(range, &mut images, &mut labels);
+            images
+        };
+        let whole = fill(7, 0..7);
+        assert_eq!(fill(7, 2..5), whole[2 * 64..5 * 64]);
+        assert_eq!(fill(7, 6..7), whole[6 * 64..]);
+        assert_ne!(fill(8, 0..7), whole);
+        let mut plain = Batch::default();
+        plain.fill(&ds, &indices, Some((0.13, 0.31)));
+        assert_ne!(whole, plain.images.as_slice().unwrap());
+    }
+
+    #[test]
+    fn motions_stay_within_the_limits() {
+        let augment = Augmentation {
+            shift: 2,
+            rotation: 10.0,
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for j in 0..500 {
+            let m = draw_motion(&augment, &mut Rng::from_keys(&[1, j]));
+            assert!(m.dx.abs() <= 2.0 && m.dy.abs() <= 2.0 && m.dx.fract() == 0.0);
+            assert!(m.angle.abs() <= 10f32.to_radians());
+            seen.insert(m.dx as i64);
+        }
+        assert_eq!(seen.len(), 5, "every shift from -2 to 2 is drawn");
     }
 }

@@ -54,6 +54,8 @@ pub mod results_md;
 #[cfg(feature = "cli")]
 pub mod safetensors_io;
 #[cfg(feature = "cli")]
+pub mod seed_table;
+#[cfg(feature = "cli")]
 pub mod serve;
 #[cfg(feature = "cli")]
 pub mod visualize;

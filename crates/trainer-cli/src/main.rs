@@ -101,6 +101,22 @@ enum Command {
         /// Print this config's TOML.
         name: Option<String>,
     },
+    /// The seed experiment as a distribution: for each sweep folder (one run
+    /// folder per seed, as `cargo xtask train --seeds` writes them), the mean,
+    /// standard deviation, minimum and maximum test accuracy at epoch 1 and
+    /// every tenth epoch beside the post's, and the fraction of seeds whose
+    /// final model never predicts some class. Unfinished runs are left out.
+    SeedTable {
+        /// Sweep folders, each holding one run folder per seed.
+        #[arg(long, required = true, num_args = 1..)]
+        runs: Vec<PathBuf>,
+        /// Folder with the IDX files the runs trained on (its test set finds dead units).
+        #[arg(long)]
+        data: PathBuf,
+        /// Write the Markdown to this file instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Write a run's metrics as Markdown, the post's table beside ours (docs/results.md).
     Results {
         /// The run directory (its metrics.csv and config.toml).
@@ -595,6 +611,16 @@ fn run_command(cli: Cli) -> Result<()> {
                 .find(|(n, _)| *n == name)
                 .with_context(|| format!("no built-in config `{name}`"))?;
             print!("{text}");
+        }
+        Command::SeedTable { runs, data, out } => {
+            let text = trainer::seed_table::run(&runs, &data)?;
+            match out {
+                Some(path) => {
+                    trainer::checkpoint::write_atomic(&path, text.as_bytes())?;
+                    println!("wrote {}", path.display());
+                }
+                None => print!("{text}"),
+            }
         }
         Command::Results {
             run,

@@ -58,11 +58,15 @@ pub fn markdown(
         format!("# Results: config `{name}`\n\n")
     };
     let epochs = plural(rows.len(), "epoch");
+    // One run is one draw of the random seed: say which.
+    let seed = config.training.seed;
     match command {
         Some(command) => s.push_str(&format!(
-            "Made by `{command}` (config `{name}`, {epochs}) on {machine}.\n\n"
+            "Made by `{command}` (config `{name}`, {epochs}, seed {seed}: one draw) on {machine}.\n\n"
         )),
-        None => s.push_str(&format!("Config `{name}`, {epochs}, on {machine}.\n\n")),
+        None => s.push_str(&format!(
+            "Config `{name}`, {epochs}, seed {seed} (one draw), on {machine}.\n\n"
+        )),
     }
     s.push_str(
         "The post numbers its epochs from 0 and lists 0, 10, ..., 100; its epoch 0 is the state \
@@ -182,7 +186,7 @@ mod tests {
             "a CPU",
             Some("a note"),
         );
-        assert!(md.starts_with("# Results: the seed experiment\n\nMade by `cargo xtask train --epochs 10` (config `seed`, 10 epochs) on a CPU."), "{md}");
+        assert!(md.starts_with("# Results: the seed experiment\n\nMade by `cargo xtask train --epochs 10` (config `seed`, 10 epochs, seed 5: one draw) on a CPU."), "{md}");
         assert!(
             md.contains("a full pass over the training set after each epoch (`--eval-train`)"),
             "{md}"
@@ -226,7 +230,9 @@ mod tests {
         let page = std::fs::read_to_string(&out).unwrap();
         // A run trained without --eval-train is described as such.
         assert!(
-            page.starts_with("# Results: config `mlp`\n\nConfig `mlp`, 1 epoch, on "),
+            page.starts_with(
+                "# Results: config `mlp`\n\nConfig `mlp`, 1 epoch, seed 1 (one draw), on "
+            ),
             "{page}"
         );
         assert!(

@@ -10,6 +10,12 @@
 //! | `conv1.bias` | `[out]` | `nn.Conv2d.bias` |
 //! | `fc1.weight` | `[out, in]` | `nn.Linear.weight` |
 //! | `fc1.bias` | `[out]` | `nn.Linear.bias` |
+//! | `bn1.weight`, `bn1.bias` | `[C]` | `nn.BatchNorm2d` / `nn.BatchNorm1d` γ and β |
+//! | `bn1.running_mean`, `bn1.running_var` | `[C]` | the running statistics |
+//! | `bn1.num_batches_tracked` | `[]`, int64 | the running statistics' count |
+//!
+//! Every tensor is f32 but `num_batches_tracked`, which PyTorch keeps as an
+//! int64 scalar; it is written so and read back from int64 (or f32).
 //!
 //! The flatten before `fc1` takes C x H x W in row-major order, as
 //! `nn.Flatten` does, so no permutation is needed. For the seed network
@@ -65,7 +71,7 @@ pub const META_CONFIG: &str = "cnn.config";
 /// Metadata key of the data set name (`mnist`, `fashion-mnist`).
 pub const META_DATASET: &str = "cnn.dataset";
 
-/// A safetensors file's tensors (all f32) and metadata.
+/// A safetensors file's tensors (as f32) and metadata.
 #[derive(Clone, Debug, Default)]
 pub struct TensorFile {
     /// Tensors by name.
@@ -80,22 +86,33 @@ pub fn is_safetensors(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
 }
 
-/// The bytes of a safetensors file holding `tensors` as f32 (row-major, little-endian).
+/// Whether PyTorch keeps the tensor `name` as an integer count.
+fn is_count(name: &str) -> bool {
+    name.ends_with(".num_batches_tracked")
+}
+
+/// The bytes of a safetensors file holding `tensors` as f32 (row-major,
+/// little-endian), counts (`num_batches_tracked`) as int64.
 pub fn to_bytes(
     tensors: &BTreeMap<String, Tensor>,
     metadata: &BTreeMap<String, String>,
 ) -> Result<Vec<u8>> {
-    let raw: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+    let raw: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, t)| {
-            let bytes = t.iter().flat_map(|v| v.to_le_bytes()).collect();
-            (name.clone(), t.shape().to_vec(), bytes)
+            let (dtype, bytes) = if is_count(name) {
+                let counts = t.iter().flat_map(|&v| (v as i64).to_le_bytes());
+                (Dtype::I64, counts.collect())
+            } else {
+                (Dtype::F32, t.iter().flat_map(|v| v.to_le_bytes()).collect())
+            };
+            (name.clone(), dtype, t.shape().to_vec(), bytes)
         })
         .collect();
     let views = raw
         .iter()
-        .map(|(name, shape, bytes)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)
+        .map(|(name, dtype, shape, bytes)| {
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
                 .map(|v| (name.as_str(), v))
                 .map_err(|e| anyhow!("tensor `{name}`: {e}"))
         })
@@ -104,7 +121,8 @@ pub fn to_bytes(
     safetensors::serialize(views, Some(meta)).map_err(|e| anyhow!("serialising: {e}"))
 }
 
-/// Parses a safetensors file's bytes; every tensor must be f32. `path` names it in errors.
+/// Parses a safetensors file's bytes; every tensor must be f32, but counts
+/// (`num_batches_tracked`) may be int64. `path` names it in errors.
 pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<TensorFile> {
     let p = path.display();
     let st = SafeTensors::deserialize(bytes)
@@ -113,17 +131,21 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<TensorFile> {
         .map_err(|e| anyhow!("{p}: not a valid safetensors file: {e}"))?;
     let mut tensors = BTreeMap::new();
     for (name, view) in st.iter() {
-        if view.dtype() != Dtype::F32 {
-            bail!(
-                "{p}: tensor `{name}` is {:?}; only f32 tensors are read (convert with `t.float()` in PyTorch before saving)",
-                view.dtype()
-            );
-        }
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::I64 if is_count(name) => view
+                .data()
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+                .collect(),
+            other => bail!(
+                "{p}: tensor `{name}` is {other:?}; only f32 tensors (and int64 num_batches_tracked) are read (convert with `t.float()` in PyTorch before saving)"
+            ),
+        };
         let t = Tensor::from_shape_vec(view.shape().to_vec(), values)
             .map_err(|e| anyhow!("{p}: tensor `{name}`: {e}"))?;
         tensors.insert(name.to_string(), t);
@@ -321,6 +343,32 @@ pub fn predict(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_statistics_travel_with_pytorch_names_and_dtypes() {
+        let config = TrainConfig::load("modern").unwrap();
+        let mut net = config.build_network().unwrap();
+        for b in net.buffers_mut() {
+            b.value.mapv_inplace(|v| v + 3.0);
+        }
+        let tensors = net.named_params();
+        for name in [
+            "bn1.running_mean",
+            "bn1.running_var",
+            "bn3.num_batches_tracked",
+        ] {
+            assert!(tensors.contains_key(name), "{name}");
+        }
+        let bytes = to_bytes(&tensors, &BTreeMap::new()).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let count = st.tensor("bn2.num_batches_tracked").unwrap();
+        assert_eq!((count.dtype(), count.shape()), (Dtype::I64, &[][..]));
+        assert_eq!(count.data(), 3i64.to_le_bytes());
+        assert_eq!(st.tensor("bn2.running_var").unwrap().dtype(), Dtype::F32);
+        let path = Path::new("modern.safetensors");
+        let back = network_from(&config, &from_bytes(&bytes, path).unwrap(), path).unwrap();
+        assert_eq!(back.named_params(), tensors);
+    }
 
     #[test]
     fn round_trip_and_errors_name_the_tensor() {

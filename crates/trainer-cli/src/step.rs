@@ -9,13 +9,25 @@
 //! order, each weighted by its share of the batch, `n_k / n`. So which thread
 //! ran which micro-batch, and how many threads there were, changes nothing.
 //!
+//! **Randomness and batch statistics.** Micro-batch k draws its dropout
+//! masks from its own stream, `Rng::from_keys(&[noise, k])`, where `noise`
+//! is the step's key (the loop derives it from the run's seed and the step's
+//! place), so the masks depend on the step and k only. Batch norm normalises
+//! each micro-batch by that micro-batch's own mean and variance: each
+//! replica computes them alone, with no exchange between threads. The
+//! network's running statistics then take the micro-batches' statistics in
+//! order k, one update each (as PyTorch would running the micro-batches one
+//! after another), so they too are the same bits on any thread count.
+//!
 //! A step, for one batch:
 //! 1. in parallel (rayon), for each micro-batch k on replica k: copy the
-//!    network's weights, fill the input from the batch, forward, loss and
-//!    d(loss)/d(logits), backward: the replica's `Param::grad` now holds the
-//!    gradient of micro-batch k's mean loss;
+//!    network's weights, fill the input from the batch, forward in training
+//!    mode, loss and d(loss)/d(logits), backward: the replica's
+//!    `Param::grad` now holds the gradient of micro-batch k's mean loss;
 //! 2. sum: `grad = Σ_k (n_k / n) · grad_k`, in order k, into the network's
 //!    own gradients (parallel over pieces of each parameter: elementwise);
+//!    fold each replica's batch statistics, in order k, into the network's
+//!    running statistics;
 //! 3. the optimizer's update of the network: `d = μd + (g + λW); W -= ηd`.
 
 use std::ops::Range;
@@ -23,7 +35,7 @@ use std::ops::Range;
 use layers::{LayerError, Loss, Network, Param};
 use optim::Optimizer;
 use rayon::prelude::*;
-use tensor::Tensor;
+use tensor::{Rng, Tensor};
 
 use crate::eval::count_correct;
 
@@ -40,6 +52,7 @@ pub trait BatchSource: Sync {
     fn example_shape(&self) -> Vec<usize>;
     /// Writes the examples `range` into `images` (one after another, each as
     /// [`BatchSource::example_shape`] says) and their labels into `labels`.
+    /// The same range gives the same values on any thread.
     fn fill(&self, range: Range<usize>, images: &mut [f32], labels: &mut [usize]);
 }
 
@@ -84,15 +97,17 @@ struct Replica {
 }
 
 impl Replica {
-    /// Forward, loss and backward for the examples `range` of `batch`, from
-    /// `weights`; leaves the gradient of the micro-batch's mean loss in the
-    /// replica's parameters and returns that loss and the correct count.
+    /// Forward in training mode (dropout drawing from `noise`), loss and
+    /// backward for the examples `range` of `batch`, from `weights`; leaves
+    /// the gradient of the micro-batch's mean loss in the replica's
+    /// parameters and returns that loss and the correct count.
     fn forward_backward(
         &mut self,
         weights: &[&Param],
         loss_fn: &Loss,
         batch: &dyn BatchSource,
         range: Range<usize>,
+        noise: &mut Rng,
     ) -> Result<(f64, usize), LayerError> {
         for (mine, master) in self.net.params_mut().into_iter().zip(weights) {
             let values = master.value.as_slice().expect("parameters are contiguous");
@@ -110,7 +125,7 @@ impl Replica {
         let images = self.input.as_slice_mut().expect("contiguous");
         batch.fill(range, images, &mut self.labels);
 
-        let logits = self.net.forward(&self.input)?;
+        let logits = self.net.forward_train(&self.input, noise)?;
         let loss = loss_fn.with_labels_into(logits, &self.labels, &mut self.grad)?;
         let correct = count_correct(logits, &self.labels);
         self.net.backward(&self.grad)?;
@@ -136,14 +151,18 @@ impl DataParallel {
         }
     }
 
-    /// Forward, loss and backward for `batch`: leaves the gradient of the
-    /// batch's mean loss in `net`'s parameters (`Param::grad`) and returns
-    /// the loss and the correct count. `net`'s weights are not changed.
+    /// Forward (training mode), loss and backward for `batch`: leaves the
+    /// gradient of the batch's mean loss in `net`'s parameters
+    /// (`Param::grad`), folds the micro-batches' statistics into its running
+    /// statistics (batch norm), and returns the loss and the correct count.
+    /// `net`'s weights are not changed. `noise` is the step's key: micro-batch
+    /// k's dropout masks come from `Rng::from_keys(&[noise, k])`.
     pub fn forward_backward(
         &mut self,
         net: &mut Network,
         loss_fn: &Loss,
         batch: &dyn BatchSource,
+        noise: u64,
     ) -> Result<StepResult, LayerError> {
         let n = batch.len();
         if n == 0 {
@@ -182,7 +201,10 @@ impl DataParallel {
         let parts = self.replicas[..count]
             .par_iter_mut()
             .enumerate()
-            .map(|(k, replica)| replica.forward_backward(&weights, loss_fn, batch, range(k)))
+            .map(|(k, replica)| {
+                let mut stream = Rng::from_keys(&[noise, k as u64]);
+                replica.forward_backward(&weights, loss_fn, batch, range(k), &mut stream)
+            })
             .collect::<Result<Vec<(f64, usize)>, LayerError>>()?;
 
         // 2. The batch gradient: Σ_k (n_k / n) · grad_k, in order k.
@@ -214,6 +236,11 @@ impl DataParallel {
                 });
         }
 
+        // The running statistics: each micro-batch's, in order k.
+        for replica in &self.replicas[..count] {
+            net.track_running_stats_of(&replica.net);
+        }
+
         let mut result = StepResult {
             loss: 0.0,
             correct: 0,
@@ -225,8 +252,8 @@ impl DataParallel {
         Ok(result)
     }
 
-    /// One training step: [`DataParallel::forward_backward`], then
-    /// `optimizer`'s update of `net` at learning rate `lr`. Returns the
+    /// One training step: [`DataParallel::forward_backward`] with the step's
+    /// key `noise`, then `optimizer`'s update of `net` at learning rate `lr`. Returns the
     /// batch's loss and correct count, and the name of a parameter that
     /// became NaN or infinite, if any. A batch the network cannot take is an
     /// error, and then nothing is updated.
@@ -237,8 +264,9 @@ impl DataParallel {
         batch: &dyn BatchSource,
         optimizer: &mut Optimizer,
         lr: f32,
+        noise: u64,
     ) -> Result<(StepResult, Option<String>), LayerError> {
-        let result = self.forward_backward(net, loss_fn, batch)?;
+        let result = self.forward_backward(net, loss_fn, batch, noise)?;
         let non_finite = optimizer.step(net.params_mut(), lr);
         Ok((result, non_finite))
     }
@@ -286,7 +314,7 @@ mod tests {
         labels: &[usize],
     ) -> StepResult {
         let batch = TensorBatch { images: x, labels };
-        dp.forward_backward(net, &Loss::SoftmaxCrossEntropy, &batch)
+        dp.forward_backward(net, &Loss::SoftmaxCrossEntropy, &batch, 0)
             .unwrap()
     }
 
@@ -449,7 +477,14 @@ mod tests {
                 for (x, labels) in &batches {
                     let batch = TensorBatch { images: x, labels };
                     let (_, bad) = dp
-                        .step(&mut net, &Loss::SoftmaxCrossEntropy, &batch, &mut opt, 0.05)
+                        .step(
+                            &mut net,
+                            &Loss::SoftmaxCrossEntropy,
+                            &batch,
+                            &mut opt,
+                            0.05,
+                            0,
+                        )
                         .unwrap();
                     assert_eq!(bad, None);
                 }
@@ -457,6 +492,97 @@ mod tests {
             });
             assert!(got == by_hand, "{threads} threads");
         }
+    }
+
+    /// Every buffer (batch norm's running statistics), by value.
+    fn buffers(net: &Network) -> Vec<Vec<f32>> {
+        net.buffers()
+            .iter()
+            .map(|b| b.value.iter().copied().collect())
+            .collect()
+    }
+
+    /// With batch norm and dropout (the `modern` network): steps on 1, 2
+    /// and 3 threads give the same weights, gradients and running
+    /// statistics, bit for bit; another step key draws other dropout masks.
+    #[test]
+    fn batch_norm_and_dropout_give_the_same_bits_on_any_thread_count() {
+        let config = TrainConfig::load("modern").unwrap();
+        let batches: Vec<(Tensor, Vec<usize>)> = (0..2).map(|s| batch(30, s)).collect();
+        let run = |threads: usize, key: u64| {
+            pool(threads).install(|| {
+                let mut net = config.build_network().unwrap();
+                let mut opt = Optimizer::new(config.optimizer.clone());
+                let mut dp = DataParallel::new(7);
+                for (i, (x, labels)) in batches.iter().enumerate() {
+                    let batch = TensorBatch { images: x, labels };
+                    dp.step(
+                        &mut net,
+                        &config.loss_fn(),
+                        &batch,
+                        &mut opt,
+                        0.05,
+                        key + i as u64,
+                    )
+                    .unwrap();
+                }
+                (grads_and_values(&net), buffers(&net))
+            })
+        };
+        let one = run(1, 10);
+        assert_eq!(run(2, 10), one);
+        assert_eq!(run(3, 10), one);
+        assert_ne!(run(1, 20).0, one.0, "other keys, other dropout masks");
+        assert!(one
+            .1
+            .iter()
+            .any(|b| b.iter().any(|&v| v != 0.0 && v != 1.0)));
+    }
+
+    /// The running statistics after a step are those of one network running
+    /// the micro-batches one after another in training mode (what PyTorch
+    /// does), and each micro-batch's dropout masks come from its own
+    /// stream `Rng::from_keys(&[key, k])`: the step's gradient is the
+    /// weighted sum of those sequential runs' gradients.
+    #[test]
+    fn running_statistics_take_the_micro_batches_in_order() {
+        let config = TrainConfig::load("modern").unwrap();
+        let (x, labels) = batch(12, 3);
+        let mut net = config.build_network().unwrap();
+        let batch_ref = TensorBatch {
+            images: &x,
+            labels: &labels,
+        };
+        DataParallel::new(5)
+            .forward_backward(&mut net, &config.loss_fn(), &batch_ref, 99)
+            .unwrap();
+
+        let mut one = config.build_network().unwrap();
+        let mut want: Vec<Vec<f32>> = Vec::new();
+        for (k, r) in [0..5, 5..10, 10..12].into_iter().enumerate() {
+            let pixels = &x.as_slice().unwrap()[r.start * 784..r.end * 784];
+            let xs = Tensor::from_shape_vec(vec![r.len(), 1, 28, 28], pixels.to_vec()).unwrap();
+            let logits = one
+                .forward_train(&xs, &mut Rng::from_keys(&[99, k as u64]))
+                .unwrap()
+                .clone();
+            let mut grad = Tensor::zeros(vec![0]);
+            config
+                .loss_fn()
+                .with_labels_into(&logits, &labels[r.clone()], &mut grad)
+                .unwrap();
+            one.backward(&grad).unwrap();
+            let w = r.len() as f32 / 12.0;
+            for (j, g) in grads(&one).into_iter().enumerate() {
+                if k == 0 {
+                    want.push(g.iter().map(|v| w * v).collect());
+                } else {
+                    want[j].iter_mut().zip(&g).for_each(|(a, b)| *a += w * b);
+                }
+            }
+        }
+        assert_eq!(buffers(&net), buffers(&one));
+        assert_eq!(grads(&net), want);
     }
 
     /// A weight pushed to infinity by the update is named: the first such
@@ -477,6 +603,7 @@ mod tests {
                 &batch,
                 &mut opt,
                 f32::INFINITY,
+                0,
             )
             .unwrap();
         assert_eq!(bad.as_deref(), Some(net.params()[0].name.as_str()));
@@ -498,7 +625,14 @@ mod tests {
                     labels: &labels,
                 };
                 let err = DataParallel::new(2)
-                    .step(&mut net, &Loss::SoftmaxCrossEntropy, &batch, &mut opt, 0.1)
+                    .step(
+                        &mut net,
+                        &Loss::SoftmaxCrossEntropy,
+                        &batch,
+                        &mut opt,
+                        0.1,
+                        0,
+                    )
                     .unwrap_err();
                 assert!(err.to_string().contains("expected a batch"), "{err}");
                 assert_eq!(grads_and_values(&net), before);
@@ -516,7 +650,7 @@ mod tests {
         };
         let mut net = seed_network();
         let err = DataParallel::new(4)
-            .forward_backward(&mut net, &Loss::SoftmaxCrossEntropy, &batch)
+            .forward_backward(&mut net, &Loss::SoftmaxCrossEntropy, &batch, 0)
             .unwrap_err();
         assert!(err.to_string().contains("at least one example"), "{err}");
     }

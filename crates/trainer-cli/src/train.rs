@@ -4,7 +4,7 @@
 //! ([`DataParallel::step`], in `step.rs`):
 //! 1. the batch is cut into micro-batches; each one, on its own copy of the
 //!    network and in parallel: [`DatasetBatch`] turns its u8 pixels into an
-//!    n x 1 x 28 x 28 tensor, [`Network::forward`] runs the layers in order
+//!    n x 1 x 28 x 28 tensor, [`Network::forward_train`] runs the layers in order
 //!    and gives the logits, [`layers::Loss::forward_backward`] gives the mean
 //!    loss and d(loss)/d(logits), [`Network::backward`] runs the layers in
 //!    reverse and leaves each parameter's gradient;
@@ -12,7 +12,8 @@
 //! 3. [`Optimizer::step`] updates every parameter: `d = μd + (g + λW); W -= ηd`.
 //!
 //! The order of epoch `e` is [`mnist_io::epoch_order`]`(n, seed, e)`, a pure
-//! function, and the initial weights come from the config's seed, so a run is
+//! function, the step's random streams (dropout masks, augmentation) are
+//! keyed by (seed, epoch, batch), and the initial weights come from the config's seed, so a run is
 //! fully determined by its config and data; a checkpoint needs only the
 //! weights, the optimizer state and the position to continue it exactly.
 
@@ -23,6 +24,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use layers::Network;
 use optim::Optimizer;
+use tensor::Rng;
 
 use crate::checkpoint::{write_atomic, Checkpoint, EpochRecord, PartialEpoch};
 use crate::config::{InputScaling, TrainConfig};
@@ -30,6 +32,10 @@ use crate::data::{check_fits, DataSets, DatasetBatch};
 use crate::eval::evaluate;
 use crate::metrics::METRICS_HEADER;
 use crate::step::DataParallel;
+
+/// The stream keys of a step's dropout masks and of its augmentation.
+const DROPOUT_STREAM: u64 = 0;
+const AUGMENT_STREAM: u64 = 1;
 
 /// What `cnn train` was asked to do.
 #[derive(Clone, Debug)]
@@ -628,13 +634,25 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
                     }),
                 });
             }
+            // The step's random streams (dropout masks, augmentation), keyed by
+            // the run's seed and the step's place: a resumed run draws the same.
+            let step_key =
+                |stream: u64| Rng::from_keys(&[t.seed, epoch, partial.batches, stream]).next_u64();
             let batch = DatasetBatch {
                 data: train_set,
                 indices,
                 norm,
+                augment: t.augment.as_ref().map(|a| (a, step_key(AUGMENT_STREAM))),
             };
             let (r, non_finite) = parallel
-                .step(&mut net, &loss_fn, &batch, &mut optimizer, lr)
+                .step(
+                    &mut net,
+                    &loss_fn,
+                    &batch,
+                    &mut optimizer,
+                    lr,
+                    step_key(DROPOUT_STREAM),
+                )
                 .map_err(|e| anyhow!("{e}"))?;
             let b = partial.batches + 1;
             let why = if !r.loss.is_finite() {

@@ -139,15 +139,17 @@ pub fn diverging(t: f32) -> [u8; 3] {
 }
 
 /// The first `conv2d` layer: its index, and the index of the layer whose
-/// output to show (the ReLU right after it, if there is one).
+/// output to show (the ReLU right after it, or after its batch norm, if there is one).
 pub fn first_conv(net: &Network) -> Result<(usize, usize)> {
     let layers = net.layers();
     let i = layers
         .iter()
         .position(|l| l.kind() == "conv2d")
         .ok_or_else(|| anyhow!("the network has no conv2d layer to visualise"))?;
-    let shown = match layers.get(i + 1) {
-        Some(next) if next.kind() == "relu" => i + 1,
+    let kinds: Vec<&str> = layers[i + 1..].iter().take(2).map(|l| l.kind()).collect();
+    let shown = match kinds[..] {
+        ["relu", ..] => i + 1,
+        ["batch_norm2d", "relu"] => i + 2,
         _ => i,
     };
     Ok((i, shown))

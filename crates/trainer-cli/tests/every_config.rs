@@ -174,6 +174,11 @@ fn improved() {
     every_command("improved");
 }
 
+#[test]
+fn modern() {
+    every_command("modern");
+}
+
 /// `--eval-train` is recorded in the run, kept by a resume, never added by
 /// one, and `cnn results` says which kind of train figures the run has.
 #[test]
@@ -232,7 +237,7 @@ fn every_built_in_config_is_covered() {
     let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
     assert_eq!(
         names,
-        ["seed", "mlp", "improved"],
+        ["seed", "mlp", "improved", "modern"],
         "add a test above for each new config"
     );
 }

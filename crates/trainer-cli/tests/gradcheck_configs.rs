@@ -33,11 +33,16 @@ fn improved_config() {
 }
 
 #[test]
+fn modern_config() {
+    passes_for_seeds_1_to_5("modern");
+}
+
+#[test]
 fn every_built_in_config_is_covered() {
     let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
     assert_eq!(
         names,
-        ["seed", "mlp", "improved"],
+        ["seed", "mlp", "improved", "modern"],
         "add a test above for each new config"
     );
 }
