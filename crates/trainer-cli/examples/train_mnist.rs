@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
             };
             step.step(&mut net, &loss, &batch, &mut optimizer, lr)?;
         }
-        let test = evaluate(&mut net, &data.test, 1000, norm)?;
+        let test = evaluate(&net, &data.test, 1000, norm)?;
         println!(
             "epoch {}: test accuracy {:.2}%",
             epoch + 1,

@@ -505,11 +505,11 @@ fn run_command(cli: Cli) -> Result<()> {
             train_set,
         } => {
             let ckpt = trainer::safetensors_io::load_checkpoint(&model, config.as_deref())?;
-            let mut net = ckpt.network()?;
+            let net = ckpt.network()?;
             let sets = DataSets::load(&data)?;
             let norm = ckpt.config.input_norm(&sets.train);
             let ds = if train_set { &sets.train } else { &sets.test };
-            let e = trainer::eval::evaluate(&mut net, ds, 100, norm)?;
+            let e = trainer::eval::evaluate(&net, ds, 100, norm)?;
             println!(
                 "{} on {} ({} set)\n",
                 model.display(),
