@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
             let key = epoch << 32 | b as u64;
             step.step(&mut net, &loss, &batch, &mut optimizer, lr, key)?;
         }
-        let test = evaluate(&mut net, &data.test, 1000, norm)?;
+        let test = evaluate(&net, &data.test, 1000, norm)?;
         println!(
             "epoch {}: test accuracy {:.2}%",
             epoch + 1,

@@ -575,7 +575,7 @@ fn run_command(cli: Cli) -> Result<()> {
             train_set,
         } => {
             let ckpt = trainer::safetensors_io::load_checkpoint(&model, config.as_deref())?;
-            let mut net = ckpt
+            let net = ckpt
                 .network()
                 .with_context(|| format!("{}", model.display()))?;
             let sets = DataSets::load(&data)?;
@@ -590,7 +590,7 @@ fn run_command(cli: Cli) -> Result<()> {
                     data.display()
                 ),
             )?;
-            let e = trainer::eval::evaluate(&mut net, ds, 100, norm)?;
+            let e = trainer::eval::evaluate(&net, ds, 100, norm)?;
             println!(
                 "{} on {} ({} set)\n",
                 model.display(),

@@ -118,9 +118,9 @@ pub fn read_sweep(dir: &Path, data: &DataSets) -> Result<Sweep> {
             continue;
         }
         let ckpt = Checkpoint::load(&folder.join("last.ckpt"))?;
-        let mut net = ckpt.network()?;
+        let net = ckpt.network()?;
         let norm = ckpt.config.input_norm(&data.train);
-        let test = evaluate(&mut net, &data.test, 500, norm)?;
+        let test = evaluate(&net, &data.test, 500, norm)?;
         let dead_classes = (0..test.confusion.len())
             .filter(|&c| test.confusion.iter().all(|row| row[c] == 0))
             .collect();

@@ -692,9 +692,9 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         progress.epoch_trained();
 
         let eval_started = Instant::now();
-        let test = evaluate(&mut net, &data.test, t.batch, norm)?;
+        let test = evaluate(&net, &data.test, t.batch, norm)?;
         let (train_loss, train_acc) = if t.eval_train {
-            let e = evaluate(&mut net, train_set, t.batch, norm)?;
+            let e = evaluate(&net, train_set, t.batch, norm)?;
             (e.loss, e.accuracy)
         } else {
             (
