@@ -120,41 +120,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         return run_seeds(&cnn, &root, &data, &args, &seeds.0);
     }
-    let out = args.out.unwrap_or_else(|| {
-        root.join(format!(
-            "runs/{}-{}",
-            args.config.replace(['/', '.'], "_"),
-            args.epochs
-        ))
-    });
-    let metrics = out.join("metrics.csv");
-    let done = epochs_done(&metrics);
-
-    if done < args.epochs {
-        let mut cmd = Command::new(&cnn);
-        if let Some(t) = args.threads {
-            cmd.args(["--threads", &t.to_string()]);
-        }
-        cmd.args([
-            "train",
-            "--config",
-            &args.config,
-            "--eval-train",
-            "--epochs",
-            &args.epochs.to_string(),
-        ]);
-        cmd.arg("--data").arg(&data).arg("--out").arg(&out);
-        if out.join("last.ckpt").exists() {
-            eprintln!("continuing the run in {} from epoch {done}", out.display());
-            cmd.arg("--resume");
-        }
-        let status = cmd
-            .status()
-            .with_context(|| format!("running {}", cnn.display()))?;
-        if !status.success() {
-            bail!("training failed");
-        }
-    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| root.join(format!("runs/{}-{}", run_name(&args.config), args.epochs)));
+    train_run(&cnn, &args, &data, &out, &["--eval-train"]).context("training failed")?;
 
     for dir in destinations(&out, args.update_docs.then(|| root.join("docs"))) {
         write_results(&cnn, &out, &data, &dir, args.epochs, args.note.as_deref())?;
@@ -169,50 +139,23 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
 /// `--seeds`: one run per seed in `OUT/seed-N/`, then `OUT/seeds.md`.
 fn run_seeds(cnn: &Path, root: &Path, data: &Path, args: &TrainArgs, seeds: &[u64]) -> Result<()> {
-    // A config file is named by its stem: runs/seed-he-100-seeds.
-    let name = match Path::new(&args.config).file_stem() {
-        Some(stem) if args.config.ends_with(".toml") => stem.to_string_lossy().into_owned(),
-        _ => args.config.replace(['/', '.'], "_"),
-    };
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| root.join(format!("runs/{name}-{}-seeds", args.epochs)));
+    let out = args.out.clone().unwrap_or_else(|| {
+        root.join(format!(
+            "runs/{}-{}-seeds",
+            run_name(&args.config),
+            args.epochs
+        ))
+    });
     for (i, seed) in seeds.iter().enumerate() {
         let run = out.join(format!("seed-{seed}"));
-        let done = epochs_done(&run.join("metrics.csv"));
-        if done >= args.epochs {
-            eprintln!("seed {seed}: {} is complete", run.display());
-            continue;
-        }
         eprintln!(
-            "seed {seed} ({} of {}): training into {}",
+            "seed {seed} ({} of {}): {}",
             i + 1,
             seeds.len(),
             run.display()
         );
-        let mut cmd = Command::new(cnn);
-        if let Some(t) = args.threads {
-            cmd.args(["--threads", &t.to_string()]);
-        }
-        cmd.args([
-            "train",
-            "--config",
-            &args.config,
-            "--seed",
-            &seed.to_string(),
-        ]);
-        cmd.args(["--epochs", &args.epochs.to_string()]);
-        cmd.arg("--data").arg(data).arg("--out").arg(&run);
-        if run.join("last.ckpt").exists() {
-            cmd.arg("--resume");
-        }
-        let status = cmd
-            .status()
-            .with_context(|| format!("running {}", cnn.display()))?;
-        if !status.success() {
-            bail!("training seed {seed} failed");
-        }
+        train_run(cnn, args, data, &run, &["--seed", &seed.to_string()])
+            .with_context(|| format!("training seed {seed} failed"))?;
     }
     let table = out.join("seeds.md");
     let status = Command::new(cnn)
@@ -227,6 +170,44 @@ fn run_seeds(cnn: &Path, root: &Path, data: &Path, args: &TrainArgs, seeds: &[u6
         bail!("writing {} failed", table.display());
     }
     print!("{}", std::fs::read_to_string(&table)?);
+    Ok(())
+}
+
+/// A run folder's name for a config: a config file by its stem
+/// (`docs/configs/seed-he.toml`: `seed-he`), a built-in by its name.
+fn run_name(config: &str) -> String {
+    match Path::new(config).file_stem() {
+        Some(stem) if config.ends_with(".toml") => stem.to_string_lossy().into_owned(),
+        _ => config.replace(['/', '.'], "_"),
+    }
+}
+
+/// Trains the run in `out` up to `args.epochs` epochs with `cnn train
+/// --config CONFIG EXTRA...`, continuing it (`--resume`) where it has a
+/// checkpoint; a complete run is left as it is.
+fn train_run(cnn: &Path, args: &TrainArgs, data: &Path, out: &Path, extra: &[&str]) -> Result<()> {
+    let done = epochs_done(&out.join("metrics.csv"));
+    if done >= args.epochs {
+        eprintln!("{} is complete", out.display());
+        return Ok(());
+    }
+    let mut cmd = Command::new(cnn);
+    if let Some(t) = args.threads {
+        cmd.args(["--threads", &t.to_string()]);
+    }
+    cmd.args(["train", "--config", &args.config]).args(extra);
+    cmd.args(["--epochs", &args.epochs.to_string()]);
+    cmd.arg("--data").arg(data).arg("--out").arg(out);
+    if out.join("last.ckpt").exists() {
+        eprintln!("continuing the run in {} from epoch {done}", out.display());
+        cmd.arg("--resume");
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("running {}", cnn.display()))?;
+    if !status.success() {
+        bail!("cnn train exited with {status}");
+    }
     Ok(())
 }
 
