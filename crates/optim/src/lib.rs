@@ -110,6 +110,50 @@ impl OptimizerConfig {
             OptimizerConfig::Sgd { lr, .. } | OptimizerConfig::Adam { lr, .. } => *lr,
         }
     }
+
+    /// Checks the settings before any step: a positive learning rate,
+    /// momentum and Adam's betas in [0, 1), a non-negative weight decay, a
+    /// positive epsilon. The error names the key.
+    pub fn check(&self) -> Result<(), String> {
+        let lr = self.lr();
+        if !(lr > 0.0 && lr.is_finite()) {
+            return Err(format!("lr must be a positive number, got {lr}"));
+        }
+        let in_unit = |key: &str, v: f32| match (0.0..1.0).contains(&v) {
+            true => Ok(()),
+            false => Err(format!("{key} must be in [0, 1), got {v}")),
+        };
+        let decay = |v: f32| match v >= 0.0 && v.is_finite() {
+            true => Ok(()),
+            false => Err(format!(
+                "weight_decay must be a number of at least 0, got {v}"
+            )),
+        };
+        match *self {
+            OptimizerConfig::Sgd {
+                momentum,
+                weight_decay,
+                ..
+            } => {
+                in_unit("momentum", momentum)?;
+                decay(weight_decay)
+            }
+            OptimizerConfig::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            } => {
+                in_unit("beta1", beta1)?;
+                in_unit("beta2", beta2)?;
+                if !(eps > 0.0 && eps.is_finite()) {
+                    return Err(format!("eps must be a positive number, got {eps}"));
+                }
+                decay(weight_decay)
+            }
+        }
+    }
 }
 
 /// How the learning rate changes over epochs.

@@ -209,7 +209,9 @@ impl TrainConfig {
                 ));
             }
         }
-        check_optimizer(&self.optimizer)?;
+        self.optimizer
+            .check()
+            .map_err(|e| anyhow!("optimizer: {e}"))?;
         image_input(&self.network)?;
         let params = self
             .network
@@ -276,57 +278,6 @@ impl TrainConfig {
         self.network
             .build(&mut Rng::seed_from_u64(self.training.seed))
             .map_err(|e| anyhow!("network: {e}"))
-    }
-}
-
-/// Checks the optimizer's settings: a positive learning rate, momentum and
-/// Adam's betas in [0, 1), a non-negative weight decay, a positive epsilon.
-fn check_optimizer(optimizer: &OptimizerConfig) -> Result<()> {
-    let lr = optimizer.lr();
-    if !(lr > 0.0 && lr.is_finite()) {
-        return Err(anyhow!("optimizer: lr must be a positive number, got {lr}"));
-    }
-    let in_unit = |key: &str, v: f32| {
-        if (0.0..1.0).contains(&v) {
-            Ok(())
-        } else {
-            Err(anyhow!("optimizer: {key} must be in [0, 1), got {v}"))
-        }
-    };
-    let decay = |v: f32| {
-        if v >= 0.0 && v.is_finite() {
-            Ok(())
-        } else {
-            Err(anyhow!(
-                "optimizer: weight_decay must be a number of at least 0, got {v}"
-            ))
-        }
-    };
-    match *optimizer {
-        OptimizerConfig::Sgd {
-            momentum,
-            weight_decay,
-            ..
-        } => {
-            in_unit("momentum", momentum)?;
-            decay(weight_decay)
-        }
-        OptimizerConfig::Adam {
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-            ..
-        } => {
-            in_unit("beta1", beta1)?;
-            in_unit("beta2", beta2)?;
-            if !(eps > 0.0 && eps.is_finite()) {
-                return Err(anyhow!(
-                    "optimizer: eps must be a positive number, got {eps}"
-                ));
-            }
-            decay(weight_decay)
-        }
     }
 }
 
