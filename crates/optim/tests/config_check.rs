@@ -13,7 +13,10 @@ fn settings_out_of_range_are_refused_by_name() {
         (OptimizerConfig::sgd(0.01, 1.0, 1e-4), "momentum"),
         (OptimizerConfig::sgd(0.01, -0.1, 1e-4), "momentum"),
         (OptimizerConfig::sgd(0.01, 0.9, -1e-4), "weight_decay"),
-        (OptimizerConfig::sgd(0.01, 0.9, f32::INFINITY), "weight_decay"),
+        (
+            OptimizerConfig::sgd(0.01, 0.9, f32::INFINITY),
+            "weight_decay",
+        ),
     ] {
         let err = config.check().expect_err(key);
         assert!(err.starts_with(key), "{key}: {err}");
