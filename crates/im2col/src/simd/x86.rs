@@ -318,13 +318,31 @@ unsafe fn dot_block_512(
         }
         for (r, row) in acc.iter().enumerate() {
             for (p, acc) in row.iter().enumerate() {
-                let lo = _mm512_castps512_ps256(*acc);
-                let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(*acc)));
-                *out.add(r * ld + 2 * p) = horizontal_sum(lo);
-                *out.add(r * ld + 2 * p + 1) = horizontal_sum(hi);
+                let (lo, hi) = horizontal_sums_512(*acc);
+                *out.add(r * ld + 2 * p) = lo;
+                *out.add(r * ld + 2 * p + 1) = hi;
             }
         }
     }
+}
+
+/// The two 8-lane halves of `v`, each summed as [`horizontal_sum`] sums
+/// its lanes, by the same additions in 512-bit registers. Casting a half to
+/// 256 bits instead would hand the register itself to 256-bit (VEX)
+/// instructions, which reach only zmm0-15; the block's 16 sums would then
+/// no longer fit in registers, and the compiler would keep some of them on
+/// the stack inside the loop.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn horizontal_sums_512(v: __m512) -> (f32, f32) {
+    // Lane j + (j + 4) of each half: swap neighbouring 128-bit blocks.
+    let quad = _mm512_add_ps(v, _mm512_shuffle_f32x4::<0b10_11_00_01>(v, v));
+    let pair = _mm512_add_ps(quad, _mm512_permute_ps::<0b11_10_11_10>(quad));
+    let single = _mm512_add_ps(pair, _mm512_permute_ps::<0b01>(pair));
+    (
+        _mm512_cvtss_f32(single),
+        _mm_cvtss_f32(_mm512_extractf32x4_ps::<2>(single)),
+    )
 }
 
 /// Lanes summed as ((0+4)+(2+6)) + ((1+5)+(3+7)): a fixed order.
