@@ -1,6 +1,6 @@
-//! The x86-64 kernels. The two matrix micro-kernels each keep a 4 x (8·V)
-//! block of sums in 12 or fewer registers and walk the inner dimension once,
-//! in order. Every function here is reached only through the checked
+//! The x86-64 kernels. The two matrix micro-kernels each keep a block of
+//! 4 output rows' sums in registers (at most 16 of them) and walk the inner
+//! dimension once, in order. Every function here is reached only through the checked
 //! wrappers in `simd/mod.rs`, which test the CPU and the slice bounds first.
 use super::{LANES, MR};
 use std::arch::x86_64::*;
