@@ -9,47 +9,9 @@
 //! method) changes every training result, so don't; the golden tests in this
 //! module pin the exact output.
 
-/// SplitMix64 (Steele, Lea & Flood 2014): a tiny, fast PRNG whose whole state is one `u64`.
-#[derive(Debug, Clone)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-/// The SplitMix64 output function: a bijective 64-bit mixer.
-pub fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+use tensor::SplitMix64;
 
 const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-
-impl SplitMix64 {
-    /// A generator starting from `seed`.
-    pub fn new(seed: u64) -> Self {
-        SplitMix64 { state: seed }
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(GOLDEN_GAMMA);
-        mix64(self.state)
-    }
-
-    /// A uniform integer in `0..bound` (`bound > 0`), without modulo bias
-    /// (Lemire's multiply-and-reject method).
-    pub fn below(&mut self, bound: u64) -> u64 {
-        debug_assert!(bound > 0);
-        let mut m = u128::from(self.next_u64()) * u128::from(bound);
-        if (m as u64) < bound {
-            let threshold = bound.wrapping_neg() % bound;
-            while (m as u64) < threshold {
-                m = u128::from(self.next_u64()) * u128::from(bound);
-            }
-        }
-        (m >> 64) as u64
-    }
-}
 
 /// Domain tags so that epoch orders and validation splits with the same seed are unrelated.
 const TAG_EPOCH: u64 = 0x6570_6f63_685f_6f72; // "epoch_or"
@@ -68,13 +30,15 @@ pub(crate) fn permutation(n: usize, rng: &mut SplitMix64) -> Vec<usize> {
 
 /// The generator seeded for one `(seed, epoch)` pair.
 fn epoch_rng(seed: u64, epoch: u64) -> SplitMix64 {
-    SplitMix64::new(mix64(seed ^ TAG_EPOCH) ^ mix64(epoch.wrapping_add(GOLDEN_GAMMA)))
+    SplitMix64::new(
+        SplitMix64::mix(seed ^ TAG_EPOCH) ^ SplitMix64::mix(epoch.wrapping_add(GOLDEN_GAMMA)),
+    )
 }
 
 /// The order in which epoch `epoch` of a run with `seed` visits examples `0..n`.
 ///
 /// A pure function of `(n, seed, epoch)`: a Fisher–Yates shuffle driven by
-/// SplitMix64 seeded with `mix64(seed ^ TAG) ^ mix64(epoch + GOLDEN_GAMMA)`.
+/// [`tensor::SplitMix64`] seeded with `mix(seed ^ TAG) ^ mix(epoch + GOLDEN_GAMMA)`.
 /// Being pure, a run resumed at epoch `e` reproduces the order without saving
 /// any RNG state.
 ///
@@ -92,7 +56,10 @@ pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 /// The permutation behind [`Dataset::split_validation`](crate::Dataset::split_validation).
 /// Stable forever, like [`epoch_order`].
 pub fn validation_permutation(n: usize, seed: u64) -> Vec<usize> {
-    permutation(n, &mut SplitMix64::new(mix64(seed ^ TAG_VALIDATION)))
+    permutation(
+        n,
+        &mut SplitMix64::new(SplitMix64::mix(seed ^ TAG_VALIDATION)),
+    )
 }
 
 /// The mini-batches of an order: consecutive chunks of `batch` indices, the last one possibly smaller.
@@ -143,28 +110,6 @@ mod tests {
         order
             .iter()
             .all(|&i| i < seen.len() && !std::mem::replace(&mut seen[i], true))
-    }
-
-    #[test]
-    fn splitmix64_reference_values() {
-        // Reference output of SplitMix64 seeded with 0 (as in Vigna's splitmix64.c).
-        let mut r = SplitMix64::new(0);
-        assert_eq!(r.next_u64(), 0xe220_a839_7b1d_cdaf);
-        assert_eq!(r.next_u64(), 0x6e78_9e6a_a1b9_65f4);
-        assert_eq!(r.next_u64(), 0x06c4_5d18_8009_454f);
-    }
-
-    #[test]
-    fn below_is_in_range_and_covers_it() {
-        let mut r = SplitMix64::new(7);
-        let mut seen = [false; 7];
-        for _ in 0..1000 {
-            let x = r.below(7);
-            assert!(x < 7);
-            seen[x as usize] = true;
-        }
-        assert!(seen.iter().all(|&s| s));
-        assert_eq!(r.below(1), 0);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! * [`Tensor`] is an [`ndarray::ArrayD<f32>`]: images travel as NCHW
 //!   (batch, channels, height, width), features as NF (batch, features).
-//! * [`Rng`] is xoshiro256\*\* seeded through SplitMix64. It is written here,
+//! * [`Rng`] is xoshiro256\*\* seeded through [`SplitMix64`], which also
+//!   orders the data sets' examples (`mnist-io`). It is written here,
 //!   not taken from a crate, so that one seed gives the same weights forever,
 //!   whatever version of a dependency is resolved, and so that its state can
 //!   be saved in a checkpoint.
@@ -30,7 +31,7 @@ mod rng;
 
 pub use init::Init;
 pub use ndarray;
-pub use rng::Rng;
+pub use rng::{Rng, SplitMix64};
 
 /// The n-dimensional f32 array used throughout: NCHW for images, NF for features.
 pub type Tensor = ndarray::ArrayD<f32>;
