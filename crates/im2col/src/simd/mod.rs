@@ -122,7 +122,10 @@ fn shifted_gemm_on(
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("direct convolution is only available on x86-64")
+    {
+        let _ = avx512;
+        unreachable!("direct convolution is only available on x86-64")
+    }
 }
 
 /// Adds `Σ_n Σ_q dy[n][r][q] · xs[n][offsets[k] + q]` into `part[r][k]`
@@ -184,7 +187,10 @@ fn shifted_dot_on(
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("direct convolution is only available on x86-64")
+    {
+        let _ = avx512;
+        unreachable!("direct convolution is only available on x86-64")
+    }
 }
 
 #[cfg(test)]
