@@ -1,7 +1,7 @@
 //! Evaluation: loss, accuracy, per-class accuracy and the confusion matrix.
 
 use anyhow::{anyhow, Result};
-use layers::{one_hot_into, Network};
+use layers::{one_hot_into, Loss, Network};
 use mnist_io::Dataset;
 use rayon::prelude::*;
 use tensor::Tensor;
@@ -19,17 +19,6 @@ pub struct Evaluation {
     pub confusion: Vec<Vec<u64>>,
     /// Examples evaluated.
     pub count: usize,
-}
-
-/// Sums kept while a pass runs.
-#[derive(Clone, Debug, Default)]
-pub struct Tally {
-    /// Σ batch mean loss × batch size.
-    pub loss_sum: f64,
-    /// Correct predictions.
-    pub correct: u64,
-    /// Examples seen.
-    pub seen: u64,
 }
 
 /// Index of the largest output of each row of `logits` (N x K).
@@ -68,8 +57,6 @@ pub fn evaluate(
     batch: usize,
     norm: Option<(f32, f32)>,
 ) -> Result<Evaluation> {
-    let classes = net.outputs();
-    let loss = net.config().loss;
     let order: Vec<usize> = (0..ds.len()).collect();
     let batches: Vec<&[usize]> = mnist_io::batches(&order, batch.max(1))
         .map(|(_, idx)| idx)
@@ -90,24 +77,15 @@ pub fn evaluate(
                 .map_err(|e| anyhow!("{e}"))?;
             copy.load_named_params(&weights)
                 .map_err(|e| anyhow!("{e}"))?;
-            let mut confusion = vec![vec![0u64; classes]; classes];
-            let mut losses = Vec::with_capacity(run.len());
-            let (mut buf, mut target) = (Batch::default(), Tensor::zeros(vec![0]));
-            for idx in run {
-                buf.fill(ds, idx, norm);
-                let logits = copy.forward(&buf.images).map_err(|e| anyhow!("{e}"))?;
-                one_hot_into(&buf.labels, classes, &mut target);
-                let mean = loss.forward(logits, &target).map_err(|e| anyhow!("{e}"))?;
-                losses.push(mean * idx.len() as f64);
-                for (&truth, predicted) in buf.labels.iter().zip(predictions(logits)) {
-                    if truth < classes {
-                        confusion[truth][predicted] += 1;
-                    }
-                }
-            }
-            Ok((losses, confusion))
+            let mut pass = Pass::new(&copy, norm);
+            let losses = run
+                .iter()
+                .map(|idx| pass.batch(&mut copy, ds, idx, &mut |_| {}))
+                .collect::<Result<_>>()?;
+            Ok((losses, pass.confusion))
         })
         .collect::<Result<_>>()?;
+    let classes = net.outputs();
     let mut confusion = vec![vec![0u64; classes]; classes];
     let mut loss_sum = 0f64;
     for (losses, counts) in &runs {
@@ -121,6 +99,68 @@ pub fn evaluate(
         }
     }
     Ok(Evaluation::from_counts(loss_sum, confusion, ds.len()))
+}
+
+/// What a pass over a data set keeps from batch to batch.
+struct Pass {
+    loss: Loss,
+    norm: Option<(f32, f32)>,
+    buf: Batch,
+    target: Tensor,
+    /// `confusion[true][predicted]` counts so far.
+    confusion: Vec<Vec<u64>>,
+}
+
+impl Pass {
+    fn new(net: &Network, norm: Option<(f32, f32)>) -> Pass {
+        let classes = net.outputs();
+        Pass {
+            loss: net.config().loss,
+            norm,
+            buf: Batch::default(),
+            target: Tensor::zeros(vec![0]),
+            confusion: vec![vec![0u64; classes]; classes],
+        }
+    }
+
+    /// The examples `idx` of `ds` through `net`, each counted and shown to
+    /// `each`; returns the batch's mean loss times its size.
+    fn batch(
+        &mut self,
+        net: &mut Network,
+        ds: &Dataset,
+        idx: &[usize],
+        each: &mut dyn FnMut(Example<'_>),
+    ) -> Result<f64> {
+        let classes = self.confusion.len();
+        self.buf.fill(ds, idx, self.norm);
+        let logits = net.forward(&self.buf.images).map_err(|e| anyhow!("{e}"))?;
+        one_hot_into(&self.buf.labels, classes, &mut self.target);
+        let mean = self
+            .loss
+            .forward(logits, &self.target)
+            .map_err(|e| anyhow!("{e}"))?;
+        let rows = logits
+            .as_slice()
+            .ok_or_else(|| anyhow!("network output is not contiguous"))?;
+        for ((&index, &truth), outputs) in idx
+            .iter()
+            .zip(&self.buf.labels)
+            .zip(rows.chunks_exact(classes.max(1)))
+        {
+            let predicted = tensor::argmax(outputs);
+            if truth < classes {
+                self.confusion[truth][predicted] += 1;
+            }
+            each(Example {
+                index,
+                truth,
+                predicted,
+                outputs,
+            });
+        }
+        Ok(mean * idx.len() as f64)
+    }
 }
 
 /// One example as [`evaluate_each`] saw it.
@@ -143,39 +183,13 @@ pub fn evaluate_each(
     norm: Option<(f32, f32)>,
     each: &mut dyn FnMut(Example<'_>),
 ) -> Result<Evaluation> {
-    let classes = net.outputs();
-    let loss = net.config().loss;
-    let mut confusion = vec![vec![0u64; classes]; classes];
-    let mut buf = Batch::default();
-    let mut target = Tensor::zeros(vec![0]);
+    let mut pass = Pass::new(net, norm);
     let mut loss_sum = 0f64;
     let order: Vec<usize> = (0..ds.len()).collect();
     for (_, idx) in mnist_io::batches(&order, batch.max(1)) {
-        buf.fill(ds, idx, norm);
-        let logits = net.forward(&buf.images).map_err(|e| anyhow!("{e}"))?;
-        one_hot_into(&buf.labels, classes, &mut target);
-        loss_sum += loss.forward(logits, &target).map_err(|e| anyhow!("{e}"))? * idx.len() as f64;
-        let rows = logits
-            .as_slice()
-            .ok_or_else(|| anyhow!("network output is not contiguous"))?;
-        for ((&index, &truth), outputs) in idx
-            .iter()
-            .zip(&buf.labels)
-            .zip(rows.chunks_exact(classes.max(1)))
-        {
-            let predicted = tensor::argmax(outputs);
-            if truth < classes {
-                confusion[truth][predicted] += 1;
-            }
-            each(Example {
-                index,
-                truth,
-                predicted,
-                outputs,
-            });
-        }
+        loss_sum += pass.batch(net, ds, idx, each)?;
     }
-    Ok(Evaluation::from_counts(loss_sum, confusion, ds.len()))
+    Ok(Evaluation::from_counts(loss_sum, pass.confusion, ds.len()))
 }
 
 impl Evaluation {
