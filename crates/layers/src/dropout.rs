@@ -62,16 +62,10 @@ impl Dropout {
         }
     }
 
+    /// The input's checks: any shape, and `p` in range ([`Layer::output_shape`]).
     fn check(&self, input: &Tensor) -> Result<(), LayerError> {
-        expect_shape(self, input, &input.shape()[1.min(input.ndim())..])?;
-        if !(0.0..1.0).contains(&self.p) {
-            return Err(LayerError::new(
-                &self.name,
-                "dropout",
-                format!("p must be in [0, 1), got {}", self.p),
-            ));
-        }
-        Ok(())
+        let example = self.output_shape(&input.shape()[1.min(input.ndim())..])?;
+        expect_shape(self, input, &example)
     }
 }
 
