@@ -146,10 +146,16 @@ impl BatchNorm {
         ))
     }
 
-    /// y = γ·x̂ + β with x̂ = (x − mean)·inv_std, channel by channel.
-    fn normalise(&mut self, input: &Tensor, mean: &[f32], c: usize, s: usize) {
+    /// y = γ·x̂ + β with x̂ = (x − mean)·inv_std, channel by channel; the
+    /// mean is the batch's in training, the running one otherwise.
+    fn normalise(&mut self, input: &Tensor, c: usize, s: usize) {
         ensure_shape(&mut self.x_hat, input.shape());
         ensure_shape(&mut self.output, input.shape());
+        let mean = if self.training {
+            data(&self.batch_mean)
+        } else {
+            data(&self.running_mean.value)
+        };
         let (gamma, beta, inv_std) = (
             data(&self.weight.value),
             data(&self.bias.value),
@@ -222,8 +228,7 @@ impl Layer for BatchNorm {
         for (inv, &var) in self.inv_std.iter_mut().zip(data(&self.running_var.value)) {
             *inv = (1.0 / (f64::from(var) + eps).sqrt()) as f32;
         }
-        let mean = data(&self.running_mean.value).to_vec();
-        self.normalise(input, &mean, c, s);
+        self.normalise(input, c, s);
         Ok(&self.output)
     }
 
@@ -259,10 +264,13 @@ impl Layer for BatchNorm {
             data_mut(&mut self.batch_var)[ch] = (var * unbiased) as f32;
         }
         self.training = true;
-        let mean = data(&self.batch_mean).to_vec();
-        self.normalise(input, &mean, c, s);
-        let (mean, var) = (self.batch_mean.clone(), self.batch_var.clone());
-        self.track_running_stats(&[&mean, &var]);
+        self.normalise(input, c, s);
+        fold_running_stats(
+            self.config.momentum,
+            [&mut self.running_mean, &mut self.running_var],
+            &mut self.num_batches_tracked,
+            [data(&self.batch_mean), data(&self.batch_var)],
+        );
         Ok(&self.output)
     }
 
@@ -364,25 +372,28 @@ impl Layer for BatchNorm {
     }
 
     fn track_running_stats(&mut self, stats: &[&Tensor]) {
-        let m = self.config.momentum;
         let [mean, var] = stats else {
             panic!(
                 "{}: batch norm's statistics are a mean and a variance",
                 self.name
             );
         };
-        for (r, &b) in data_mut(&mut self.running_mean.value)
-            .iter_mut()
-            .zip(data(mean))
-        {
-            *r = (1.0 - m) * *r + m * b;
-        }
-        for (r, &b) in data_mut(&mut self.running_var.value)
-            .iter_mut()
-            .zip(data(var))
-        {
-            *r = (1.0 - m) * *r + m * b;
-        }
-        data_mut(&mut self.num_batches_tracked.value)[0] += 1.0;
+        fold_running_stats(
+            self.config.momentum,
+            [&mut self.running_mean, &mut self.running_var],
+            &mut self.num_batches_tracked,
+            [data(mean), data(var)],
+        );
     }
+}
+
+/// `running = (1 − m)·running + m·batch` for the mean and the variance, and
+/// one more batch counted.
+fn fold_running_stats(m: f32, running: [&mut Buffer; 2], count: &mut Buffer, batch: [&[f32]; 2]) {
+    for (running, batch) in running.into_iter().zip(batch) {
+        for (r, &b) in data_mut(&mut running.value).iter_mut().zip(batch) {
+            *r = (1.0 - m) * *r + m * b;
+        }
+    }
+    data_mut(&mut count.value)[0] += 1.0;
 }
