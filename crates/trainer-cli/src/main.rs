@@ -82,13 +82,8 @@ enum Command {
     },
     /// Loss, accuracy, per-class accuracy and confusion matrix of a checkpoint on a test set.
     Eval {
-        /// A checkpoint (last.ckpt, best.ckpt), or a .safetensors file with --config.
-        #[arg(long)]
-        model: PathBuf,
-        /// The config (TOML file or built-in name) of a .safetensors model's network
-        /// [default: the one `cnn export` stored in the file].
-        #[arg(long)]
-        config: Option<String>,
+        #[command(flatten)]
+        net: ModelArgs,
         /// Folder with the IDX files.
         #[arg(long)]
         data: PathBuf,
@@ -164,13 +159,8 @@ enum Command {
     /// cannot be read (missing, not a PNG, corrupt) is reported and skipped; the
     /// others are still classified, and the exit status is then 1.
     Predict {
-        /// A checkpoint (last.ckpt, best.ckpt), or a .safetensors file with --config.
-        #[arg(long)]
-        model: PathBuf,
-        /// The config (TOML file or built-in name) of a .safetensors model's network
-        /// [default: the one `cnn export` stored in the file].
-        #[arg(long)]
-        config: Option<String>,
+        #[command(flatten)]
+        net: ModelArgs,
         /// Folder with the training IDX files; needed only when the checkpoint
         /// standardises inputs with the training set's mean and std.
         #[arg(long)]
@@ -323,13 +313,8 @@ enum Command {
     /// go through the test images the network gets wrong. Listens on this
     /// machine only unless --addr says otherwise; Ctrl-C stops it.
     Serve {
-        /// A checkpoint (last.ckpt, best.ckpt), or a .safetensors file with --config.
-        #[arg(long)]
-        model: PathBuf,
-        /// The config (TOML file or built-in name) of a .safetensors model's network
-        /// [default: the one `cnn export` stored in the file].
-        #[arg(long)]
-        config: Option<String>,
+        #[command(flatten)]
+        net: ModelArgs,
         /// Folder with the IDX files: test images to show (and the training set,
         /// for a checkpoint that standardises its inputs).
         #[arg(long)]
@@ -338,6 +323,19 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: String,
     },
+}
+
+/// The trained network a command loads: `--model` and, for a .safetensors
+/// file, `--config`.
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// A checkpoint (last.ckpt, best.ckpt), or a .safetensors file with --config.
+    #[arg(long)]
+    model: PathBuf,
+    /// The config (TOML file or built-in name) of a .safetensors model's network
+    /// [default: the one `cnn export` stored in the file].
+    #[arg(long)]
+    config: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -569,8 +567,7 @@ fn run_command(cli: Cli) -> Result<()> {
             }
         }
         Command::Eval {
-            model,
-            config,
+            net: ModelArgs { model, config },
             data,
             train_set,
         } => {
@@ -656,8 +653,7 @@ fn run_command(cli: Cli) -> Result<()> {
             println!("all gradients agree with central differences to within 1e-2 (relative)");
         }
         Command::Predict {
-            model,
-            config,
+            net: ModelArgs { model, config },
             data,
             json,
             no_preprocess,
@@ -761,8 +757,7 @@ fn run_command(cli: Cli) -> Result<()> {
             println!("{}", trainer::report::describe(&summary, &out));
         }
         Command::Serve {
-            model,
-            config,
+            net: ModelArgs { model, config },
             data,
             addr,
         } => trainer::serve::run(&trainer::serve::ServeOptions {
