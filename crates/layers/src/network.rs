@@ -349,14 +349,26 @@ impl Network {
             .sum()
     }
 
-    /// Copies of every parameter and buffer, by name: what PyTorch's
+    /// Every parameter's and then every buffer's value with its name, each
+    /// in network order: what a checkpoint stores, and what PyTorch's
     /// `state_dict` holds (`conv1.weight`, `bn1.running_mean`, ...).
+    pub fn named_values(&self) -> Vec<(&str, &Tensor)> {
+        let params = self
+            .params()
+            .into_iter()
+            .map(|p| (p.name.as_str(), &p.value));
+        let buffers = self
+            .buffers()
+            .into_iter()
+            .map(|b| (b.name.as_str(), &b.value));
+        params.chain(buffers).collect()
+    }
+
+    /// Copies of [`Network::named_values`], by name.
     pub fn named_params(&self) -> BTreeMap<String, Tensor> {
-        let params = self.params().into_iter().map(|p| (&p.name, &p.value));
-        let buffers = self.buffers().into_iter().map(|b| (&b.name, &b.value));
-        params
-            .chain(buffers)
-            .map(|(name, value)| (name.clone(), value.clone()))
+        self.named_values()
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value.clone()))
             .collect()
     }
 
@@ -372,11 +384,8 @@ impl Network {
             message: m,
         };
         let mut problems = Vec::new();
-        let mut expected = 0;
-        let wanted = self.params().into_iter().map(|p| (&p.name, &p.value));
-        let wanted = wanted.chain(self.buffers().into_iter().map(|b| (&b.name, &b.value)));
-        for (name, value) in wanted {
-            expected += 1;
+        let wanted = self.named_values();
+        for &(name, value) in &wanted {
             match tensors.get(name) {
                 None => problems.push(format!(
                     "missing tensor `{name}` of shape {:?}",
@@ -390,10 +399,10 @@ impl Network {
                 Some(_) => {}
             }
         }
-        if problems.is_empty() && tensors.len() != expected {
-            let known: std::collections::HashSet<String> =
-                self.named_params().into_keys().collect();
-            for name in tensors.keys().filter(|n| !known.contains(*n)) {
+        if problems.is_empty() && tensors.len() != wanted.len() {
+            let known: std::collections::HashSet<&str> =
+                wanted.iter().map(|&(name, _)| name).collect();
+            for name in tensors.keys().filter(|n| !known.contains(n.as_str())) {
                 problems.push(format!(
                     "unexpected tensor `{name}`: the network has no such parameter"
                 ));

@@ -117,12 +117,11 @@ impl Checkpoint {
         history: Vec<EpochRecord>,
     ) -> Self {
         // The parameters, then the buffers (running statistics), in network order.
-        let params = net.params().into_iter().map(|p| (&p.name, &p.value));
-        let buffers = net.buffers().into_iter().map(|b| (&b.name, &b.value));
-        let params = params
-            .chain(buffers)
+        let params = net
+            .named_values()
+            .into_iter()
             .map(|(name, value)| NamedTensor {
-                name: name.clone(),
+                name: name.to_string(),
                 shape: value.shape().iter().map(|&d| d as u64).collect(),
                 data: value.iter().copied().collect(),
             })
