@@ -95,6 +95,8 @@ pub struct Prepared {
     pub image: GreyImage,
     /// The steps taken, in words.
     pub notes: Vec<String>,
+    /// Whether the digit was centred as MNIST's were (the last note says how).
+    pub centred: bool,
 }
 
 /// The side of the box a digit is fitted into on a `side` x `side` input:
@@ -128,7 +130,7 @@ pub fn prepare(mut img: GreyImage, width: usize, height: usize, mnist_style: boo
                 let (cx, cy) = digit.centre_of_mass().unwrap_or((half, half));
                 let at = |centre: usize, c: f64| (centre as f64 / 2.0 - c).round() as i64;
                 notes.push(format!(
-                    "centred as MNIST's digits are: cropped to the digit ({}x{} at column {x0}, row {y0} of {}x{}), fitted into {side}x{side} keeping the aspect ratio, placed by its centre of mass in {width}x{height} (--no-preprocess turns this off)",
+                    "centred as MNIST's digits are: cropped to the digit ({}x{} at column {x0}, row {y0} of {}x{}), fitted into {side}x{side} keeping the aspect ratio, placed by its centre of mass in {width}x{height}",
                     x1 - x0,
                     y1 - y0,
                     img.width,
@@ -137,6 +139,7 @@ pub fn prepare(mut img: GreyImage, width: usize, height: usize, mnist_style: boo
                 return Prepared {
                     image: digit.paste_on_black(width, height, at(width, cx), at(height, cy)),
                     notes,
+                    centred: true,
                 };
             }
             None => notes.push(
@@ -159,7 +162,11 @@ pub fn prepare(mut img: GreyImage, width: usize, height: usize, mnist_style: boo
             "resized from {w1}x{h1} to {width}x{height} by area averaging"
         ));
     }
-    Prepared { image: img, notes }
+    Prepared {
+        image: img,
+        notes,
+        centred: false,
+    }
 }
 
 /// A network ready to classify images.
@@ -270,7 +277,10 @@ impl Predictor {
                 decoded.source_format
             ));
         }
-        let prepared = prepare(decoded.image, self.width, self.height, self.mnist_style);
+        let mut prepared = prepare(decoded.image, self.width, self.height, self.mnist_style);
+        if let (true, Some(note)) = (prepared.centred, prepared.notes.last_mut()) {
+            note.push_str(" (--no-preprocess turns this off)");
+        }
         notes.extend(prepared.notes);
         let probabilities = self
             .probabilities(&prepared.image)
