@@ -106,8 +106,7 @@ static STOP: AtomicBool = AtomicBool::new(false);
 pub fn run(opts: &ServeOptions) -> Result<()> {
     let ckpt = crate::safetensors_io::load_checkpoint(&opts.model, opts.config.as_deref())?;
     let norm = crate::predict::input_norm(&ckpt.config, opts.data.as_deref())?;
-    let mut net = ckpt.network()?;
-    let predictor = Predictor::new(ckpt.network()?, &ckpt, norm)?;
+    let mut predictor = Predictor::new(ckpt.network()?, &ckpt, norm)?;
     let (width, height) = predictor.input_size();
     let test = match &opts.data {
         Some(dir) => {
@@ -127,7 +126,7 @@ pub fn run(opts: &ServeOptions) -> Result<()> {
     };
     let (accuracy, mistakes) = match &test {
         Some(ds) => {
-            let (e, m) = crate::report::evaluate_with_mistakes(&mut net, ds, 100, norm)?;
+            let (e, m) = crate::report::evaluate_with_mistakes(predictor.network(), ds, 100, norm)?;
             tracing::info!(
                 "test set: {} images, accuracy {:.2}%, {} mistakes",
                 ds.len(),
@@ -138,7 +137,7 @@ pub fn run(opts: &ServeOptions) -> Result<()> {
         }
         None => (None, Vec::new()),
     };
-    let kernels = filters_figure(&net, 16, 2, None).ok();
+    let kernels = filters_figure(predictor.network(), 16, 2, None).ok();
     let model = json!({
         "model": opts.model.file_name().map(|n| n.to_string_lossy()),
         "config": ckpt.config.name,
@@ -425,12 +424,7 @@ fn route(
             Ok(drawing) => {
                 let (w, h) = predictor.input_size();
                 let prepared = prepare(drawing, w, h, true);
-                // The page has no `cnn predict` flags to mention.
-                let notes = prepared
-                    .notes
-                    .iter()
-                    .map(|n| n.replace(" (--no-preprocess turns this off)", ""));
-                look_inside(predictor, shown, &prepared.image, notes.collect())
+                look_inside(predictor, shown, &prepared.image, prepared.notes)
             }
             Err(e) => return Reply::error(400, e),
         },
