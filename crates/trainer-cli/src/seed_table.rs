@@ -20,6 +20,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::TrainConfig;
 use crate::data::DataSets;
 use crate::eval::evaluate;
+use crate::files::{read_text_limited, MAX_METRICS_BYTES};
 use crate::metrics::{parse_metrics, MetricsRow};
 use crate::report::POST_TABLE;
 use crate::results_md::plural;
@@ -104,9 +105,11 @@ pub fn read_sweep(dir: &Path, data: &DataSets) -> Result<Sweep> {
             );
         }
         let metrics = folder.join("metrics.csv");
-        let rows: Vec<MetricsRow> = match std::fs::read_to_string(&metrics) {
-            Ok(text) => parse_metrics(&text, &metrics)?,
-            Err(_) => Vec::new(),
+        let rows: Vec<MetricsRow> = if metrics.exists() {
+            let text = read_text_limited(&metrics, MAX_METRICS_BYTES, "a run's metrics")?;
+            parse_metrics(&text, &metrics)?
+        } else {
+            Vec::new()
         };
         let name = folder
             .file_name()
