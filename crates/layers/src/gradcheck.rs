@@ -22,7 +22,7 @@
 //! Convolution, linear, average pooling, flatten and dropout are linear in each input
 //! and each parameter taken alone, so for them the central difference is
 //! exact up to rounding for any ε: [`GradCheckOptions::for_layer`] gives them
-//! ε = 0.05, which divides the rounding error by 50. Batch norm gets 3·10⁻³ for
+//! ε = 0.05, which divides the rounding error by 50. Batch norm gets 10⁻² for
 //! fewer than 64 values per channel and 0.05 from there: each input moves
 //! every output of its channel through μ and σ², so the rounding noise of L
 //! grows with their number M, while the curvature in one input shrinks as 1/M.
