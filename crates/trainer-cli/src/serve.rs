@@ -60,7 +60,7 @@ use crate::checkpoint::Checkpoint;
 use crate::image_io::GreyImage;
 use crate::predict::{prepare, Predictor};
 use crate::report::base64;
-use crate::visualize::{filters_figure, to_own_range};
+use crate::visualize::{filters_figure, maps_of_conv, to_own_range};
 
 /// Threads answering requests.
 pub const WORKERS: usize = 4;
@@ -506,18 +506,16 @@ fn parse_drawing(body: &[u8]) -> Result<GreyImage, String> {
 }
 
 /// The layers whose outputs the page shows, with a title: each convolution
-/// (after the ReLU that follows it, if one does) and each pooling layer.
+/// (after its ReLU, as `cnn visualize` shows it: [`maps_of_conv`]) and each
+/// pooling layer.
 fn shown_layers(net: &layers::Network) -> Vec<(usize, String)> {
     let layers = net.layers();
     let mut shown = Vec::new();
     for (i, layer) in layers.iter().enumerate() {
         if layer.kind() == "conv2d" {
-            match layers.get(i + 1) {
-                Some(next) if next.kind() == "relu" => {
-                    shown.push((i + 1, format!("{} + {}", layer.name(), next.name())))
-                }
-                _ => shown.push((i, layer.name().to_string())),
-            }
+            let last = maps_of_conv(net, i);
+            let names: Vec<&str> = layers[i..=last].iter().map(|l| l.name()).collect();
+            shown.push((last, names.join(" + ")));
         } else if layer.kind().ends_with("pool2d") {
             shown.push((i, layer.name().to_string()));
         }
