@@ -11,8 +11,6 @@
 
 use tensor::SplitMix64;
 
-const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-
 /// Domain tags so that epoch orders and validation splits with the same seed are unrelated.
 const TAG_EPOCH: u64 = 0x6570_6f63_685f_6f72; // "epoch_or"
 const TAG_VALIDATION: u64 = 0x76616c5f73706c74; // "val_splt"
@@ -31,14 +29,14 @@ pub(crate) fn permutation(n: usize, rng: &mut SplitMix64) -> Vec<usize> {
 /// The generator seeded for one `(seed, epoch)` pair.
 fn epoch_rng(seed: u64, epoch: u64) -> SplitMix64 {
     SplitMix64::new(
-        SplitMix64::mix(seed ^ TAG_EPOCH) ^ SplitMix64::mix(epoch.wrapping_add(GOLDEN_GAMMA)),
+        SplitMix64::mix(seed ^ TAG_EPOCH) ^ SplitMix64::mix(epoch.wrapping_add(SplitMix64::GAMMA)),
     )
 }
 
 /// The order in which epoch `epoch` of a run with `seed` visits examples `0..n`.
 ///
 /// A pure function of `(n, seed, epoch)`: a Fisher–Yates shuffle driven by
-/// [`tensor::SplitMix64`] seeded with `mix(seed ^ TAG) ^ mix(epoch + GOLDEN_GAMMA)`.
+/// [`tensor::SplitMix64`] seeded with `mix(seed ^ TAG) ^ mix(epoch + GAMMA)`.
 /// Being pure, a run resumed at epoch `e` reproduces the order without saving
 /// any RNG state.
 ///

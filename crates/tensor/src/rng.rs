@@ -20,7 +20,9 @@ pub struct SplitMix64 {
 }
 
 impl SplitMix64 {
-    const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+    /// The step added to the state before each output (the golden ratio's
+    /// 64-bit fraction).
+    pub const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
     /// A generator starting from `state`.
     pub fn new(state: u64) -> Self {
