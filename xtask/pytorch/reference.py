@@ -7,7 +7,7 @@ final ReLU included) as a PyTorch module whose submodules are named like
 exactly the tensors `cnn export` writes and `cnn import` reads:
 `conv1.weight` [out, in, kh, kw], `conv1.bias`, `fc1.weight` [out, in],
 `fc1.bias`. (An `nn.Sequential` would name them `0.weight`, `3.weight`,
-...; see crates/trainer-cli/src/safetensors_io.rs for the mapping.)
+...; see crates/trainer/src/safetensors_io.rs for the mapping.)
 
 It draws weights with a fixed torch seed (N(0, std) from the config's init,
 biases N(0, 0.1) so that they are tested too), takes a few inputs (real
@@ -51,7 +51,7 @@ fixture (a reduced seed network, same layer kinds) with
         --config crates/trainer-cli/tests/fixtures/pytorch_small.toml \\
         --data data/mnist --out crates/trainer-cli/tests/fixtures/pytorch_seed.safetensors
 
-and the full seed network with `--config crates/trainer-cli/configs/seed.toml`.
+and the full seed network with `--config crates/trainer/configs/seed.toml`.
 Needs torch, numpy and safetensors (pip install safetensors); CI does not run it.
 """
 import argparse

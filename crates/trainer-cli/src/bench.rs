@@ -10,7 +10,7 @@
 //!    fill, the loss and the optimizer step timed apart.
 //! 2. The training step, exactly what `cnn train` does to a batch: fill it,
 //!    run its micro-batches in parallel on copies of the network
-//!    ([`crate::step::DataParallel`]), sum their gradients, optimizer step.
+//!    ([`trainer::step::DataParallel`]), sum their gradients, optimizer step.
 //!    Its median gives images per second and the projected epoch.
 //!
 //! Then it times
@@ -36,9 +36,9 @@ use mnist_io::Dataset;
 use optim::Optimizer;
 use tensor::{Rng, Tensor};
 
-use crate::config::TrainConfig;
-use crate::data::{Batch, DataSets, DatasetBatch};
-use crate::step::DataParallel;
+use trainer::config::TrainConfig;
+use trainer::data::{Batch, DataSets, DatasetBatch};
+use trainer::step::DataParallel;
 
 /// What `cnn bench` was asked to do.
 #[derive(Clone, Debug)]
@@ -165,7 +165,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     }
     let batch = config.training.batch;
     let mut net = config.build_network()?;
-    let input = crate::config::image_input(&config.network)?;
+    let input = trainer::config::image_input(&config.network)?;
     if input[0] != 1 {
         bail!(
             "cnn bench feeds grey images; the config's input has {} channels",
@@ -176,12 +176,16 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let (train, test) = match &opts.data {
         Some(dir) => {
             let d = DataSets::load(dir)?;
-            crate::data::check_fits(
+            trainer::data::check_fits(
                 &net,
                 &d.train,
                 &format!("the training set in {}", dir.display()),
             )?;
-            crate::data::check_fits(&net, &d.test, &format!("the test set in {}", dir.display()))?;
+            trainer::data::check_fits(
+                &net,
+                &d.test,
+                &format!("the test set in {}", dir.display()),
+            )?;
             (d.train, d.test)
         }
         None => {
@@ -256,7 +260,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     }
 
     // The training step itself, as `cnn train` runs it: micro-batches in
-    // parallel on copies of the network (crate::step).
+    // parallel on copies of the network (trainer::step).
     let mut parallel = DataParallel::new(config.training.micro_batch);
     let mut net_dp = config.build_network()?;
     let mut optimizer_dp = Optimizer::new(config.optimizer.clone());
@@ -362,7 +366,7 @@ fn evaluate_images(
         let logits = net.forward(&buf.images).map_err(|e| anyhow!("{e}"))?;
         one_hot_into(&buf.labels, classes, &mut target);
         sink += loss.forward(logits, &target).map_err(|e| anyhow!("{e}"))?;
-        sink += crate::eval::predictions(logits).len() as f64;
+        sink += trainer::eval::predictions(logits).len() as f64;
     }
     std::hint::black_box(sink);
     Ok(count)

@@ -4,7 +4,7 @@ use anyhow::{anyhow, Result};
 use layers::gradcheck::{check_layer, check_loss, well_spaced, GradCheck, GradCheckOptions};
 use tensor::{Rng, Tensor};
 
-use crate::config::TrainConfig;
+use trainer::config::TrainConfig;
 
 /// One layer's worst relative errors.
 pub struct LayerReport {

@@ -351,7 +351,7 @@ pub fn decode_png_grey(bytes: &[u8], path: &Path) -> Result<Decoded> {
 
 /// Reads a PNG file as 8-bit grey (see [`decode_png_grey`]).
 pub fn read_png_grey(path: &Path) -> Result<Decoded> {
-    let bytes = crate::files::read_limited(path, crate::files::MAX_PNG_BYTES, "a PNG image")?;
+    let bytes = trainer::files::read_limited(path, trainer::files::MAX_PNG_BYTES, "a PNG image")?;
     decode_png_grey(&bytes, path)
 }
 

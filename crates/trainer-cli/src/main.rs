@@ -558,7 +558,7 @@ fn run_command(cli: Cli) -> Result<()> {
             if let Some(last) = summary.history.last() {
                 println!(
                     "done: {}, test accuracy {:.2}% (best {:.2}%), {:.1} s training, {:.1} s in all",
-                    trainer::results_md::plural(last.epoch as usize, "epoch"),
+                    trainer_cli::results_md::plural(last.epoch as usize, "epoch"),
                     100.0 * last.test_acc,
                     100.0 * summary.history.iter().map(|r| r.test_acc).fold(0.0, f64::max),
                     summary.train_seconds,
@@ -610,7 +610,7 @@ fn run_command(cli: Cli) -> Result<()> {
             print!("{text}");
         }
         Command::SeedTable { runs, data, out } => {
-            let text = trainer::seed_table::run(&runs, &data)?;
+            let text = trainer_cli::seed_table::run(&runs, &data)?;
             match out {
                 Some(path) => {
                     trainer::checkpoint::write_atomic(&path, text.as_bytes())?;
@@ -625,7 +625,7 @@ fn run_command(cli: Cli) -> Result<()> {
             command,
             note,
         } => {
-            trainer::results_md::run(&run, &out, command.as_deref(), note.as_deref())?;
+            trainer_cli::results_md::run(&run, &out, command.as_deref(), note.as_deref())?;
             println!("wrote {}", out.display());
         }
         Command::Gradcheck {
@@ -644,8 +644,8 @@ fn run_command(cli: Cli) -> Result<()> {
             // The batch's layer outputs are bounded as a training batch's are.
             config.training.batch = batch;
             config.check().context("--batch")?;
-            let reports = trainer::gradcheck_cmd::run(&config, batch, seed)?;
-            let (table, ok) = trainer::gradcheck_cmd::table(&reports, 1e-2);
+            let reports = trainer_cli::gradcheck_cmd::run(&config, batch, seed)?;
+            let (table, ok) = trainer_cli::gradcheck_cmd::table(&reports, 1e-2);
             print!("{table}");
             if !ok {
                 anyhow::bail!("some gradients disagree with central differences by more than 1e-2");
@@ -658,7 +658,7 @@ fn run_command(cli: Cli) -> Result<()> {
             json,
             no_preprocess,
             images,
-        } => trainer::safetensors_io::predict(
+        } => trainer_cli::predict::run_any_model(
             &model,
             config.as_deref(),
             data.as_deref(),
@@ -677,7 +677,7 @@ fn run_command(cli: Cli) -> Result<()> {
             gap,
             cols,
         } => {
-            let f = trainer::visualize::run(&trainer::visualize::VisualizeOptions {
+            let f = trainer_cli::visualize::run(&trainer_cli::visualize::VisualizeOptions {
                 model: &model,
                 data: data.as_deref(),
                 index,
@@ -705,7 +705,7 @@ fn run_command(cli: Cli) -> Result<()> {
             eval_images,
             conv,
         } => {
-            let report = trainer::bench::run(&trainer::bench::BenchOptions {
+            let report = trainer_cli::bench::run(&trainer_cli::bench::BenchOptions {
                 config,
                 batch,
                 steps,
@@ -722,7 +722,7 @@ fn run_command(cli: Cli) -> Result<()> {
             width,
             height,
         } => {
-            let epochs = trainer::plot::run(&run, &out, width, height)?;
+            let epochs = trainer_cli::plot::run(&run, &out, width, height)?;
             println!(
                 "wrote {} ({width}x{height}): loss and accuracy over {epochs} epoch{}",
                 out.display(),
@@ -749,18 +749,18 @@ fn run_command(cli: Cli) -> Result<()> {
             );
         }
         Command::Report { run, out, data } => {
-            let summary = trainer::report::run(&trainer::report::ReportOptions {
+            let summary = trainer_cli::report::run(&trainer_cli::report::ReportOptions {
                 run,
                 out: out.clone(),
                 data,
             })?;
-            println!("{}", trainer::report::describe(&summary, &out));
+            println!("{}", trainer_cli::report::describe(&summary, &out));
         }
         Command::Serve {
             net: ModelArgs { model, config },
             data,
             addr,
-        } => trainer::serve::run(&trainer::serve::ServeOptions {
+        } => trainer_cli::serve::run(&trainer_cli::serve::ServeOptions {
             model,
             config,
             data,

@@ -11,9 +11,9 @@ use anyhow::{anyhow, bail, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::checkpoint::write_atomic;
 use crate::image_io::RgbImage;
-use crate::metrics::{parse_metrics, plottable, MetricsRow};
+use trainer::checkpoint::write_atomic;
+use trainer::metrics::{parse_metrics, plottable, MetricsRow};
 
 /// The font every plot's text uses.
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
@@ -245,9 +245,9 @@ pub fn render(
 
 /// The run's config name from `<run>/config.toml` (`name = ...`), if it has one.
 pub fn run_name(run: &Path) -> Option<String> {
-    let text = crate::files::read_text_limited(
+    let text = trainer::files::read_text_limited(
         &run.join("config.toml"),
-        crate::files::MAX_CONFIG_BYTES,
+        trainer::files::MAX_CONFIG_BYTES,
         "a config",
     )
     .ok()?;
@@ -268,10 +268,10 @@ pub fn run_title(config: &str, dir_name: &str) -> String {
 pub fn run(run: &Path, out: &Path, width: u32, height: u32) -> Result<usize> {
     let format = Format::from_path(out)?;
     let metrics = run.join("metrics.csv");
-    crate::files::check_output(out, &[&metrics])?;
-    let text = crate::files::read_text_limited(
+    trainer::files::check_output(out, &[&metrics])?;
+    let text = trainer::files::read_text_limited(
         &metrics,
-        crate::files::MAX_METRICS_BYTES,
+        trainer::files::MAX_METRICS_BYTES,
         "a run's metrics",
     )?;
     let rows = plottable(&parse_metrics(&text, &metrics)?, &metrics);

@@ -30,9 +30,9 @@ use mnist_io::{Dataset, Split};
 use serde::Serialize;
 use tensor::Tensor;
 
-use crate::checkpoint::Checkpoint;
-use crate::config::{InputScaling, TrainConfig};
 use crate::image_io::{read_png_grey, GreyImage};
+use trainer::checkpoint::Checkpoint;
+use trainer::config::{InputScaling, TrainConfig};
 
 /// The (mean, std) the config's input scaling applies after dividing pixels by
 /// 255 (see [`TrainConfig::input_norm`]). Only standardised inputs need the
@@ -193,7 +193,7 @@ impl Predictor {
 
     /// A predictor from a network and the checkpoint it came from.
     pub fn new(net: Network, ckpt: &Checkpoint, norm: Option<(f32, f32)>) -> Result<Self> {
-        let [c, h, w] = crate::config::image_input(net.config())?;
+        let [c, h, w] = trainer::config::image_input(net.config())?;
         if c != 1 {
             bail!("the network takes {c}-channel images; `cnn predict` makes 1-channel grey inputs only");
         }
@@ -419,6 +419,30 @@ pub fn classify_files(
         );
     }
     Ok(())
+}
+
+/// `cnn predict` for any model file: a checkpoint alone goes through
+/// [`run`]; a `.safetensors` file (or a checkpoint with a
+/// `--config` to check it against) is loaded by [`trainer::safetensors_io::load_checkpoint`] and
+/// classified the same way, with the same output.
+pub fn run_any_model(
+    model: &Path,
+    config: Option<&str>,
+    data: Option<&Path>,
+    images: &[PathBuf],
+    json: bool,
+    mnist_style: bool,
+) -> Result<()> {
+    if config.is_none() && !trainer::safetensors_io::is_safetensors(model) {
+        return run(model, data, images, json, mnist_style);
+    }
+    let ckpt = trainer::safetensors_io::load_checkpoint(model, config)?;
+    let net = ckpt
+        .network()
+        .with_context(|| format!("{}", model.display()))?;
+    let norm = input_norm(&ckpt.config, data)?;
+    let predictor = Predictor::new(net, &ckpt, norm)?.mnist_style(mnist_style);
+    classify_files(predictor, model, images, json)
 }
 
 #[cfg(test)]

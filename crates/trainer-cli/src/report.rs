@@ -26,13 +26,13 @@ use anyhow::{anyhow, bail, Context, Result};
 use layers::Network;
 use mnist_io::Dataset;
 
-use crate::checkpoint::{write_atomic, Checkpoint};
-use crate::data::{class_names, DataSets};
-use crate::eval::Evaluation;
 use crate::image_io::GreyImage;
-use crate::metrics::{parse_metrics, MetricsRow};
 use crate::plot;
 use crate::results_md::plural;
+use trainer::checkpoint::{write_atomic, Checkpoint};
+use trainer::data::{class_names, DataSets};
+use trainer::eval::Evaluation;
+use trainer::metrics::{parse_metrics, MetricsRow};
 
 /// The post's table: (epoch, train loss, test loss, train accuracy %, test accuracy %).
 pub const POST_TABLE: [(u32, f64, f64, f64, f64); 11] = [
@@ -139,7 +139,7 @@ fn img(png: &[u8], alt: &str, class: &str) -> String {
     )
 }
 
-/// One pass over `ds`: the figures of [`crate::eval::evaluate`] and every
+/// One pass over `ds`: the figures of [`trainer::eval::evaluate`] and every
 /// mistake, most confident first.
 pub fn evaluate_with_mistakes(
     net: &mut Network,
@@ -149,7 +149,7 @@ pub fn evaluate_with_mistakes(
 ) -> Result<(Evaluation, Vec<Mistake>)> {
     let loss = net.config().loss;
     let mut mistakes = Vec::new();
-    let evaluation = crate::eval::evaluate_each(net, ds, batch, norm, &mut |e| {
+    let evaluation = trainer::eval::evaluate_each(net, ds, batch, norm, &mut |e| {
         if e.truth != e.predicted {
             mistakes.push(Mistake {
                 index: e.index,
@@ -305,9 +305,9 @@ fn confusion_table(e: &Evaluation, names: &[String]) -> String {
 pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
     let run = &opts.run;
     let metrics_path = run.join("metrics.csv");
-    let text = crate::files::read_text_limited(
+    let text = trainer::files::read_text_limited(
         &metrics_path,
-        crate::files::MAX_METRICS_BYTES,
+        trainer::files::MAX_METRICS_BYTES,
         "a run's metrics",
     )?;
     let rows = parse_metrics(&text, &metrics_path)?;
@@ -344,7 +344,7 @@ pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
     let mut net = ckpt
         .network()
         .with_context(|| format!("{}", ckpt_path.display()))?;
-    crate::data::check_fits(
+    trainer::data::check_fits(
         &net,
         &sets.test,
         &format!("the test set in {}", data.display()),
@@ -396,7 +396,7 @@ pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
 
     // Curves.
     h.push_str("<h2>Loss and accuracy</h2>\n");
-    let drawn = crate::metrics::plottable(&rows, &metrics_path);
+    let drawn = trainer::metrics::plottable(&rows, &metrics_path);
     if drawn.is_empty() {
         h.push_str("<p class=\"note\">metrics.csv has no row a plot can show.</p>\n");
     } else {
@@ -548,7 +548,7 @@ pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
 
 /// Builds the page and writes it atomically to `opts.out`.
 pub fn run(opts: &ReportOptions) -> Result<ReportSummary> {
-    crate::files::check_output(&opts.out, &[&opts.run.join("metrics.csv")])?;
+    trainer::files::check_output(&opts.out, &[&opts.run.join("metrics.csv")])?;
     let (html, summary) = render(opts)?;
     write_atomic(&opts.out, html.as_bytes())?;
     Ok(summary)

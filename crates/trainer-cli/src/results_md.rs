@@ -6,10 +6,10 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::checkpoint::write_atomic;
-use crate::config::TrainConfig;
-use crate::metrics::{parse_metrics, MetricsRow};
 use crate::report::POST_TABLE;
+use trainer::checkpoint::write_atomic;
+use trainer::config::TrainConfig;
+use trainer::metrics::{parse_metrics, MetricsRow};
 
 /// A heading after which an existing results file is kept as it is when the
 /// table is rewritten (for figures of other runs, e.g. other data sets).
@@ -135,21 +135,27 @@ pub fn plural(n: usize, thing: &str) -> String {
 /// `out` holds from the [`KEEP_FROM`] heading on.
 pub fn run(run: &Path, out: &Path, command: Option<&str>, note: Option<&str>) -> Result<()> {
     let metrics = run.join("metrics.csv");
-    let text = crate::files::read_text_limited(
+    let text = trainer::files::read_text_limited(
         &metrics,
-        crate::files::MAX_METRICS_BYTES,
+        trainer::files::MAX_METRICS_BYTES,
         "a run's metrics",
     )?;
     let rows = parse_metrics(&text, &metrics)?;
     let config_path = run.join("config.toml");
-    let config_text =
-        crate::files::read_text_limited(&config_path, crate::files::MAX_CONFIG_BYTES, "a config")?;
+    let config_text = trainer::files::read_text_limited(
+        &config_path,
+        trainer::files::MAX_CONFIG_BYTES,
+        "a config",
+    )?;
     let config = TrainConfig::from_toml(&config_text, &config_path.display().to_string())?;
     let mut page = markdown(&rows, &config, command, &machine(), note);
-    crate::files::check_output(out, &[&metrics, &config_path])?;
+    trainer::files::check_output(out, &[&metrics, &config_path])?;
     if out.exists() {
-        let old =
-            crate::files::read_text_limited(out, crate::files::MAX_PAGE_BYTES, "a Markdown page")?;
+        let old = trainer::files::read_text_limited(
+            out,
+            trainer::files::MAX_PAGE_BYTES,
+            "a Markdown page",
+        )?;
         if let Some(i) = old.find(KEEP_FROM) {
             page.push_str(&old[i..]);
         }
@@ -219,7 +225,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("run");
         std::fs::create_dir(&run).unwrap();
-        let mut csv = String::from(crate::metrics::METRICS_HEADER);
+        let mut csv = String::from(trainer::metrics::METRICS_HEADER);
         csv.push_str("\n1,0.1,96.0,0.2,95.5,9.0,1.0\n");
         std::fs::write(run.join("metrics.csv"), csv).unwrap();
         let config = TrainConfig::load("mlp").unwrap();

@@ -16,14 +16,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::checkpoint::Checkpoint;
-use crate::config::TrainConfig;
-use crate::data::DataSets;
-use crate::eval::evaluate;
-use crate::files::{read_text_limited, MAX_METRICS_BYTES};
-use crate::metrics::{parse_metrics, MetricsRow};
 use crate::report::POST_TABLE;
 use crate::results_md::plural;
+use trainer::checkpoint::Checkpoint;
+use trainer::config::TrainConfig;
+use trainer::data::DataSets;
+use trainer::eval::evaluate;
+use trainer::files::{read_text_limited, MAX_METRICS_BYTES};
+use trainer::metrics::{parse_metrics, MetricsRow};
 
 /// One complete run of a sweep.
 #[derive(Clone, Debug)]

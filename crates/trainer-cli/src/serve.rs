@@ -56,11 +56,11 @@ use mnist_io::{Dataset, Split};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::checkpoint::Checkpoint;
 use crate::image_io::GreyImage;
 use crate::predict::{prepare, Predictor};
 use crate::report::base64;
 use crate::visualize::{filters_figure, maps_of_conv, to_own_range};
+use trainer::checkpoint::Checkpoint;
 
 /// Threads answering requests.
 pub const WORKERS: usize = 4;
@@ -104,7 +104,7 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 /// Loads the model, listens, prints the address and serves until Ctrl-C.
 pub fn run(opts: &ServeOptions) -> Result<()> {
-    let ckpt = crate::safetensors_io::load_checkpoint(&opts.model, opts.config.as_deref())?;
+    let ckpt = trainer::safetensors_io::load_checkpoint(&opts.model, opts.config.as_deref())?;
     let norm = crate::predict::input_norm(&ckpt.config, opts.data.as_deref())?;
     let mut predictor = Predictor::new(ckpt.network()?, &ckpt, norm)?;
     let (width, height) = predictor.input_size();
@@ -630,7 +630,7 @@ mod tests {
 
     #[test]
     fn the_seed_network_shows_both_convolutions_and_both_poolings() {
-        let net = crate::config::TrainConfig::load("seed")
+        let net = trainer::config::TrainConfig::load("seed")
             .unwrap()
             .build_network()
             .unwrap();

@@ -25,8 +25,8 @@ use layers::Network;
 use mnist_io::{Dataset, Split};
 use tensor::Tensor;
 
-use crate::checkpoint::{write_atomic, Checkpoint};
 use crate::image_io::{GreyImage, RgbImage};
+use trainer::checkpoint::{write_atomic, Checkpoint};
 
 /// Colour of the gaps between tiles.
 pub const GAP_GREY: u8 = 128;
@@ -186,7 +186,7 @@ pub fn feature_maps_figure(
     gap: usize,
     cols: Option<usize>,
 ) -> Result<Figure> {
-    let [c, h, w] = crate::config::image_input(net.config())?;
+    let [c, h, w] = trainer::config::image_input(net.config())?;
     if c != 1 || image.len() != h * w {
         bail!(
             "the network takes {c}x{h}x{w} inputs; the image has {} pixels",
@@ -450,7 +450,7 @@ pub fn run(opts: &VisualizeOptions) -> Result<Figure> {
     if opts.scale.unwrap_or(1) > MAX_SCALE || opts.gap > MAX_SCALE {
         bail!("--scale and --gap must be at most {MAX_SCALE}");
     }
-    crate::files::check_output(opts.out, &[opts.model])?;
+    trainer::files::check_output(opts.out, &[opts.model])?;
     let ckpt = Checkpoint::load(opts.model)?;
     let mut net = ckpt
         .network()
@@ -476,7 +476,7 @@ pub fn run(opts: &VisualizeOptions) -> Result<Figure> {
         let set_name = if opts.train_set { "training" } else { "test" };
         let ds = Dataset::load(dir, split)
             .with_context(|| format!("loading the {set_name} set from {}", dir.display()))?;
-        crate::data::check_fits(
+        trainer::data::check_fits(
             &net,
             &ds,
             &format!("the {set_name} set in {}", dir.display()),

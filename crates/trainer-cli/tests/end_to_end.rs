@@ -66,7 +66,7 @@ fn one_epoch_of_the_seed_network_then_every_command() {
     let test = mnist_io::Dataset::load(&data, mnist_io::Split::Test).unwrap();
     assert_eq!(test.label(0), 7);
     let img = dir.path().join("seven.png");
-    let grey = trainer::image_io::GreyImage {
+    let grey = trainer_cli::image_io::GreyImage {
         width: 28,
         height: 28,
         pixels: test.image(0).to_vec(),

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use trainer::config::BUILTIN;
-use trainer::image_io::GreyImage;
+use trainer_cli::image_io::GreyImage;
 
 mod common;
 use common::cnn;

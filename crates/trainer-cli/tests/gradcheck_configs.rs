@@ -5,7 +5,7 @@
 //! these 15 runs failed); `cnn gradcheck --config NAME --seed S` covers any other.
 
 use trainer::config::{TrainConfig, BUILTIN};
-use trainer::gradcheck_cmd::{run, table};
+use trainer_cli::gradcheck_cmd::{run, table};
 
 fn passes_for_seeds_1_to_5(name: &str) {
     let config = TrainConfig::load(name).unwrap();

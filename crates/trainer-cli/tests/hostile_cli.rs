@@ -348,7 +348,7 @@ fn standardisation_constants_travel_with_the_model() {
     let png = t.root.join("digit.png");
     std::fs::write(
         &png,
-        trainer::image_io::GreyImage::filled(28, 28, 9)
+        trainer_cli::image_io::GreyImage::filled(28, 28, 9)
             .to_png()
             .unwrap(),
     )
@@ -438,7 +438,7 @@ fn non_utf8_paths_work_in_json_output() {
     let png = t.root.join(name);
     std::fs::write(
         &png,
-        trainer::image_io::GreyImage::filled(28, 28, 9)
+        trainer_cli::image_io::GreyImage::filled(28, 28, 9)
             .to_png()
             .unwrap(),
     )

@@ -11,10 +11,10 @@ use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 use trainer::checkpoint::{Checkpoint, MAGIC};
 use trainer::config::TrainConfig;
-use trainer::image_io::{decode_png_grey, GreyImage};
 use trainer::metrics::{parse_metrics, plottable};
-use trainer::plot::{render, Format};
 use trainer::safetensors_io::{from_bytes, network_from, to_bytes};
+use trainer_cli::image_io::{decode_png_grey, GreyImage};
+use trainer_cli::plot::{render, Format};
 
 /// A small network's checkpoint: the MLP with a 16-unit hidden layer.
 fn small_checkpoint() -> Checkpoint {
@@ -182,7 +182,7 @@ proptest! {
     ) {
         let bytes = png_with_header(width, height, depth, colour);
         if let Ok(d) = decode_png_grey(&bytes, Path::new("tiny.png")) {
-            let prepared = trainer::predict::prepare(d.image, 28, 28, true);
+            let prepared = trainer_cli::predict::prepare(d.image, 28, 28, true);
             prop_assert_eq!(prepared.image.pixels.len(), 28 * 28);
         }
     }
@@ -265,8 +265,8 @@ fn a_one_pixel_wide_png_of_sixty_million_rows_is_refused_before_decoding() {
         "{err}"
     );
     // The largest accepted side still prepares within its bounds.
-    let wide = GreyImage::filled(trainer::image_io::MAX_SIDE, 1, 200);
-    let p = trainer::predict::prepare(wide, 28, 28, false);
+    let wide = GreyImage::filled(trainer_cli::image_io::MAX_SIDE, 1, 200);
+    let p = trainer_cli::predict::prepare(wide, 28, 28, false);
     assert_eq!(p.image.pixels.len(), 28 * 28);
 }
 

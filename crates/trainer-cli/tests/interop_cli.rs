@@ -6,8 +6,8 @@ use std::path::Path;
 
 use trainer::checkpoint::Checkpoint;
 use trainer::config::TrainConfig;
-use trainer::image_io::GreyImage;
 use trainer::safetensors_io;
+use trainer_cli::image_io::GreyImage;
 
 mod common;
 use common::cnn;

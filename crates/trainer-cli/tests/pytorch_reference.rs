@@ -215,7 +215,7 @@ fn full_seed_network_matches_pytorch_when_a_fixture_is_given() {
         println!("skipping: PYTORCH_SEED_FULL names no full seed-network fixture");
         return;
     };
-    let seed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/seed.toml");
+    let seed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../trainer/configs/seed.toml");
     check(Path::new(&path), &seed);
 }
 

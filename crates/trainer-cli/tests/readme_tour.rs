@@ -46,7 +46,7 @@ fn shortened(mut words: Vec<String>) -> Vec<String> {
 /// Writes the first MNIST test image (a 7) as `path`, a 28x28 grey PNG.
 fn write_digit(data: &Path, path: &Path) {
     let test = mnist_io::Dataset::load(data, mnist_io::Split::Test).unwrap();
-    let grey = trainer::image_io::GreyImage {
+    let grey = trainer_cli::image_io::GreyImage {
         width: 28,
         height: 28,
         pixels: test.image(0).to_vec(),

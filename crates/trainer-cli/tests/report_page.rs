@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use trainer::config::TrainConfig;
-use trainer::report::{self, ReportOptions};
 use trainer::train::{train, Quiet, TrainOptions};
+use trainer_cli::report::{self, ReportOptions};
 
 mod common;
 

@@ -9,9 +9,9 @@ use std::sync::OnceLock;
 
 use trainer::checkpoint::{Checkpoint, PartialEpoch};
 use trainer::config::TrainConfig;
-use trainer::image_io::{decode_png_grey, GreyImage, RgbImage};
-use trainer::predict::Predictor;
 use trainer::train::{train, Quiet, TrainOptions};
+use trainer_cli::image_io::{decode_png_grey, GreyImage, RgbImage};
+use trainer_cli::predict::Predictor;
 
 mod common;
 
@@ -382,7 +382,7 @@ fn visualize_feature_maps_and_filters_have_the_computed_size() {
         [rgb.pixels[i], rgb.pixels[i + 1], rgb.pixels[i + 2]]
     };
     // Each kernel's 3x3 cells are each one colour (nearest neighbour, x16).
-    let (x0, y0) = trainer::visualize::filters_tile_origin(7, 8, (3, 3), 16, 2);
+    let (x0, y0) = trainer_cli::visualize::filters_tile_origin(7, 8, (3, 3), 16, 2);
     assert!(x0 + 48 <= w && y0 + 48 < h, "{w}x{h}");
     for (cx, cy) in [(0, 0), (2, 1), (1, 2)] {
         let cell = at(x0 + 16 * cx, y0 + 16 * cy);
@@ -439,7 +439,7 @@ fn visualize_feature_maps_and_filters_have_the_computed_size() {
     // The first tile is the input digit itself, enlarged.
     let ds = test_images().unwrap();
     assert_eq!(img.get(14 * 3, 14 * 3), ds.image(3)[14 * 28 + 14]);
-    assert_eq!(img.get(84, 0), trainer::visualize::GAP_GREY);
+    assert_eq!(img.get(84, 0), trainer_cli::visualize::GAP_GREY);
 
     let o = Command::new(bin())
         .args(["visualize", "--index", "10000", "--model"])
@@ -466,7 +466,7 @@ fn visualize_default_layout_is_one_row() {
     };
     let dir = scratch("visualize-row");
     let out = dir.join("maps.png");
-    let f = trainer::visualize::run(&trainer::visualize::VisualizeOptions {
+    let f = trainer_cli::visualize::run(&trainer_cli::visualize::VisualizeOptions {
         model: &untrained_checkpoint(),
         data: Some(&data),
         index: 0,
@@ -522,7 +522,7 @@ fn plot_writes_png_and_svg_and_rejects_bad_rows() {
     assert!(buf.iter().any(|&b| b < 100), "the plot is blank");
 
     let svg_out = dir.join("curves.svg");
-    trainer::plot::run(&run, &svg_out, 800, 300).unwrap();
+    trainer_cli::plot::run(&run, &svg_out, 800, 300).unwrap();
     let svg = std::fs::read_to_string(&svg_out).unwrap();
     assert!(
         svg.contains("<svg") && svg.contains("my-run"),
@@ -530,7 +530,7 @@ fn plot_writes_png_and_svg_and_rejects_bad_rows() {
         &svg[..200.min(svg.len())]
     );
 
-    let err = trainer::plot::run(&run, &dir.join("curves.jpg"), 800, 300).unwrap_err();
+    let err = trainer_cli::plot::run(&run, &dir.join("curves.jpg"), 800, 300).unwrap_err();
     assert!(format!("{err:#}").contains(".png or .svg"));
 
     let bad = dir.join("bad");
@@ -563,7 +563,7 @@ fn plot_of_one_epoch_is_not_empty() {
         "epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds\n1,0.9,70.0,0.5,85.0,,\n",
     );
     let png_out = dir.join("one.png");
-    trainer::plot::run(&run, &png_out, 600, 300).unwrap();
+    trainer_cli::plot::run(&run, &png_out, 600, 300).unwrap();
     let img = decode(&png_out);
     assert_eq!((img.width, img.height), (600, 300));
     // The markers of the test series are red: some pixels are far from grey.

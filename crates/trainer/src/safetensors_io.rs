@@ -54,7 +54,7 @@
 //! [safetensors]: https://github.com/huggingface/safetensors
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use layers::Network;
@@ -64,7 +64,6 @@ use tensor::Tensor;
 
 use crate::checkpoint::{check_weights, write_atomic, Checkpoint, PartialEpoch};
 use crate::config::TrainConfig;
-use crate::predict::Predictor;
 
 /// Metadata key of the config's TOML text.
 pub const META_CONFIG: &str = "cnn.config";
@@ -314,30 +313,6 @@ pub fn import(config: &str, weights: &Path, out: &Path) -> Result<usize> {
     let dataset = file.metadata.get(META_DATASET).cloned();
     fresh_checkpoint(&config, dataset, &net).save(out)?;
     Ok(file.tensors.len())
-}
-
-/// `cnn predict` for any model file: a checkpoint alone goes through
-/// [`crate::predict::run`]; a `.safetensors` file (or a checkpoint with a
-/// `--config` to check it against) is loaded by [`load_checkpoint`] and
-/// classified the same way, with the same output.
-pub fn predict(
-    model: &Path,
-    config: Option<&str>,
-    data: Option<&Path>,
-    images: &[PathBuf],
-    json: bool,
-    mnist_style: bool,
-) -> Result<()> {
-    if config.is_none() && !is_safetensors(model) {
-        return crate::predict::run(model, data, images, json, mnist_style);
-    }
-    let ckpt = load_checkpoint(model, config)?;
-    let net = ckpt
-        .network()
-        .with_context(|| format!("{}", model.display()))?;
-    let norm = crate::predict::input_norm(&ckpt.config, data)?;
-    let predictor = Predictor::new(net, &ckpt, norm)?.mnist_style(mnist_style);
-    crate::predict::classify_files(predictor, model, images, json)
 }
 
 #[cfg(test)]

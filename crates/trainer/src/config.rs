@@ -1,5 +1,5 @@
 //! A training run described as data: network, optimizer, schedule and settings.
-//! Built-in configs live in `crates/trainer-cli/configs/*.toml` and are embedded in the binary.
+//! Built-in configs live in `crates/trainer/configs/*.toml` and are embedded in the binary.
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Trains the post's network (config `seed`) on MNIST with the trainer as a
 //! library: the data, the network, the step and the optimizer, in a loop.
 //!
-//!     cargo run --release -p trainer-cli --example train_mnist -- data/mnist [IMAGES] [EPOCHS]
+//!     cargo run --release -p trainer --example train_mnist -- data/mnist [IMAGES] [EPOCHS]
 //!
 //! `cnn train` does the same, with checkpoints, metrics and resuming.
 use mnist_io::{batches, epoch_order};
