@@ -7,6 +7,16 @@ use crate::order::validation_permutation;
 use crate::spec::{identify, sha256_hex};
 use crate::{read_maybe_gz, DatasetSpec, IdxError, Split, MAX_FILE_BYTES};
 
+/// How pixels scaled to `[0, 1]` are standardised: `(x - mean) / std`.
+/// [`Dataset::pixel_mean_std`] measures it on a training set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Normalize {
+    /// Subtracted from every pixel.
+    pub mean: f32,
+    /// What the difference is divided by.
+    pub std: f32,
+}
+
 /// A set of equally sized grey-level images with class labels `0..10`.
 ///
 /// Pixels stay `u8` (47 MB for MNIST's training set, a quarter of `f32`);
@@ -40,7 +50,8 @@ impl Dataset {
     ///
     /// Gzip is detected by the magic bytes `1f 8b`, not by the name. Files
     /// whose checksums match a known data set get its [class names](Self::class_names).
-    pub fn load(dir: &Path, split: Split) -> Result<Dataset, IdxError> {
+    pub fn load(dir: impl AsRef<Path>, split: Split) -> Result<Dataset, IdxError> {
+        let dir = dir.as_ref();
         let [images, labels] = split.file_names();
         let images = find_file(dir, &images)?;
         let labels = find_file(dir, &labels)?;
@@ -48,7 +59,11 @@ impl Dataset {
     }
 
     /// Reads any IDX image file and IDX label file (each gzipped or not) as a data set.
-    pub fn from_files(images: &Path, labels: &Path) -> Result<Dataset, IdxError> {
+    pub fn from_files(
+        images: impl AsRef<Path>,
+        labels: impl AsRef<Path>,
+    ) -> Result<Dataset, IdxError> {
+        let (images, labels) = (images.as_ref(), labels.as_ref());
         let image_bytes = read_maybe_gz(images)?;
         let label_bytes = read_maybe_gz(labels)?;
         Self::from_idx_bytes(images, image_bytes, labels, label_bytes)
@@ -201,7 +216,7 @@ impl Dataset {
     /// Copies the images at `indices` into `out` as `f32`, layout N x 1 x rows x cols,
     /// and their labels into `labels_out`. Allocates nothing.
     ///
-    /// Each pixel `v` becomes `v / 255`, then with `norm = Some((mean, std))`,
+    /// Each pixel `v` becomes `v / 255`, then with `normalize = Some(Normalize { mean, std })`,
     /// `(v / 255 - mean) / std`.
     ///
     /// # Panics
@@ -210,7 +225,7 @@ impl Dataset {
     pub fn fill_batch(
         &self,
         indices: &[usize],
-        norm: Option<(f32, f32)>,
+        normalize: Option<Normalize>,
         out: &mut [f32],
         labels_out: &mut [usize],
     ) {
@@ -232,8 +247,8 @@ impl Dataset {
         let mut table = [0f32; 256];
         for (v, t) in table.iter_mut().enumerate() {
             let x = v as f32 / 255.0;
-            *t = match norm {
-                Some((mean, std)) => (x - mean) / std,
+            *t = match normalize {
+                Some(Normalize { mean, std }) => (x - mean) / std,
                 None => x,
             };
         }
@@ -251,15 +266,18 @@ impl Dataset {
 
     /// Mean and (population) standard deviation of all pixels scaled to `[0, 1]`,
     /// computed exactly from a histogram of byte values in `f64`.
-    /// `(0.0, 0.0)` for an empty data set.
-    pub fn pixel_mean_std(&self) -> (f32, f32) {
+    /// Both 0 for an empty data set.
+    pub fn pixel_mean_std(&self) -> Normalize {
         let mut counts = [0u64; 256];
         for &v in &self.pixels {
             counts[usize::from(v)] += 1;
         }
         let n = self.pixels.len() as f64;
         if n == 0.0 {
-            return (0.0, 0.0);
+            return Normalize {
+                mean: 0.0,
+                std: 0.0,
+            };
         }
         let value = |v: usize| v as f64 / 255.0;
         let mean = counts
@@ -274,7 +292,10 @@ impl Dataset {
             .map(|(v, &c)| c as f64 * (value(v) - mean).powi(2))
             .sum::<f64>()
             / n;
-        (mean as f32, var.sqrt() as f32)
+        Normalize {
+            mean: mean as f32,
+            std: var.sqrt() as f32,
+        }
     }
 
     /// The examples at `indices`, in that order, as a new data set (same class names).

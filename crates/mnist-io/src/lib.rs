@@ -36,7 +36,7 @@ mod order;
 mod spec;
 
 pub use augment::Motion;
-pub use dataset::Dataset;
+pub use dataset::{Dataset, Normalize};
 pub use error::IdxError;
 pub use idx::{
     encode_images, encode_labels, find_file, is_gzip, read_maybe_gz, read_maybe_gz_limited,

@@ -26,7 +26,12 @@ fn fill_batch_standardises() {
     let (mean, std) = (0.5f32, 0.25f32);
     let mut out = [0f32; 4];
     let mut labels = [0usize; 1];
-    d.fill_batch(&[0], Some((mean, std)), &mut out, &mut labels);
+    d.fill_batch(
+        &[0],
+        Some(mnist_io::Normalize { mean, std }),
+        &mut out,
+        &mut labels,
+    );
     for (o, v) in out.iter().zip([0u8, 51, 255, 128]) {
         let want = (f32::from(v) / 255.0 - mean) / std;
         assert!((o - want).abs() < 1e-6, "{o} vs {want}");
@@ -59,7 +64,8 @@ fn fill_batch_rejects_wrong_output_size() {
 fn standardised_batch_has_zero_mean_unit_std() {
     let pixels: Vec<u8> = (0..=255u8).cycle().take(256 * 10).collect();
     let d = Dataset::from_parts(pixels, vec![0; 10], 16, 16).unwrap();
-    let (mean, std) = d.pixel_mean_std();
+    let norm = d.pixel_mean_std();
+    let (mean, std) = (norm.mean, norm.std);
     assert!((mean - 0.5).abs() < 1e-6);
     // Uniform over {0, 1/255, ..., 1}: variance = (256^2 - 1) / (12 * 255^2).
     let want = ((256.0f64 * 256.0 - 1.0) / (12.0 * 255.0 * 255.0)).sqrt() as f32;
@@ -67,7 +73,12 @@ fn standardised_batch_has_zero_mean_unit_std() {
     let idx: Vec<usize> = (0..10).collect();
     let mut out = vec![0f32; 2560];
     let mut labels = vec![0; 10];
-    d.fill_batch(&idx, Some((mean, std)), &mut out, &mut labels);
+    d.fill_batch(
+        &idx,
+        Some(mnist_io::Normalize { mean, std }),
+        &mut out,
+        &mut labels,
+    );
     let m = out.iter().map(|&x| f64::from(x)).sum::<f64>() / 2560.0;
     let s = (out.iter().map(|&x| (f64::from(x) - m).powi(2)).sum::<f64>() / 2560.0).sqrt();
     assert!(m.abs() < 1e-5 && (s - 1.0).abs() < 1e-5, "{m} {s}");

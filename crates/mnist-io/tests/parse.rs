@@ -56,7 +56,13 @@ fn empty_pair_is_valid() {
     let (_d, r) = load_pair(&img, &lbl);
     let d = r.unwrap();
     assert!(d.is_empty());
-    assert_eq!(d.pixel_mean_std(), (0.0, 0.0));
+    assert_eq!(
+        d.pixel_mean_std(),
+        mnist_io::Normalize {
+            mean: 0.0,
+            std: 0.0
+        }
+    );
 }
 
 #[test]

@@ -49,7 +49,7 @@ fn mnist_counts_labels_and_pixels() {
     );
 
     // The well-known normalisation constants of MNIST.
-    let (mean, std) = train.pixel_mean_std();
+    let mnist_io::Normalize { mean, std } = train.pixel_mean_std();
     assert!((mean - 0.130_660_48).abs() < 1e-6, "{mean}");
     assert!((std - 0.308_107_8).abs() < 1e-6, "{std}");
 

@@ -55,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let logits = net.forward(&train_x)?;
         let loss = config.loss.with_labels_into(logits, &train_y, &mut grad)?;
         net.backward(&grad)?;
-        sgd.step(net.params_mut(), 0.05);
+        sgd.step(net.params_mut());
         if step % 25 == 0 {
             println!("step {step:3}: training loss {loss:.4}");
         }

@@ -23,8 +23,8 @@
 //! fc.backward(&Tensor::ones(vec![4, 2])).unwrap();
 //! let before = fc.bias.value.clone();
 //!
-//! let mut sgd = Optimizer::new(OptimizerConfig::sgd(0.1, 0.9, 1e-4));
-//! sgd.step(fc.params_mut(), 0.1);
+//! let mut sgd = Optimizer::new(OptimizerConfig::sgd(0.1, 0.9, 1e-4)); // learning rate 0.1
+//! sgd.step(fc.params_mut());
 //! // The bias gradient is 4 per unit (sum over the batch): b ← b − 0.1·(4 + 1e-4·b).
 //! assert!((fc.bias.value[0] - (before[0] - 0.4)).abs() < 1e-6);
 //! ```
@@ -219,20 +219,37 @@ impl fmt::Display for StateError {
 
 impl std::error::Error for StateError {}
 
-/// An optimizer and its state.
+/// An optimizer, its learning rate and its state.
+///
+/// It owns its learning rate: the config's to begin with, then whatever a
+/// schedule sets with [`Optimizer::set_lr`] (the trainer does so at the start
+/// of every epoch). The rate is not part of the [`OptimizerState`]: a
+/// resumed run sets it again from the schedule.
 #[derive(Clone, Debug)]
 pub struct Optimizer {
     config: OptimizerConfig,
+    lr: f32,
     state: OptimizerState,
 }
 
 impl Optimizer {
-    /// A fresh optimizer (zero momentum).
+    /// A fresh optimizer (zero momentum) at the config's learning rate.
     pub fn new(config: OptimizerConfig) -> Self {
         Optimizer {
+            lr: config.lr(),
             config,
             state: OptimizerState::default(),
         }
+    }
+
+    /// The learning rate the next [`Optimizer::step`] uses.
+    pub fn lr(&self) -> f32 {
+        self.lr
+    }
+
+    /// Sets the learning rate of the next steps (a schedule's value for this epoch).
+    pub fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
     }
 
     /// Its hyper-parameters.
@@ -286,17 +303,12 @@ impl Optimizer {
         }
     }
 
-    /// One update of every parameter from its gradient, at learning rate `lr`
-    /// (the schedule's value for this epoch). Returns the name of the first
-    /// parameter that holds a NaN or an infinity after the update, if any.
-    pub fn step<'p>(
-        &mut self,
-        params: impl IntoIterator<Item = &'p mut Param>,
-        lr: f32,
-    ) -> Option<String> {
+    /// One update of every parameter from its gradient, at the optimizer's
+    /// learning rate. It only updates: a NaN or an infinity is the caller's
+    /// to look for (the trainer checks every parameter after each step).
+    pub fn step<'p>(&mut self, params: impl IntoIterator<Item = &'p mut Param>) {
         self.state.steps += 1;
-        let t = self.state.steps;
-        let mut first_bad = None;
+        let (t, lr) = (self.state.steps, self.lr);
         for p in params {
             // Look up before inserting: `entry` would clone the name every step.
             if !self.state.slots.contains_key(&p.name) {
@@ -344,12 +356,7 @@ impl Optimizer {
                     });
                 }
             }
-            let non_finite = |piece: &[f32]| piece.iter().any(|v| !v.is_finite());
-            if first_bad.is_none() && w.par_chunks(PIECE).any(non_finite) {
-                first_bad = Some(p.name.clone());
-            }
         }
-        first_bad
     }
 }
 

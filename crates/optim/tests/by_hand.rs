@@ -16,7 +16,8 @@ fn run(opt: &mut Optimizer, p: &mut Scalar, grads: &[f32], lr: f32) -> Vec<f32> 
         .iter()
         .map(|&g| {
             p.0.grad[0] = g;
-            opt.step([&mut p.0], lr);
+            opt.set_lr(lr);
+            opt.step([&mut p.0]);
             p.0.value[0]
         })
         .collect()

@@ -49,8 +49,8 @@ proptest! {
         let start: Vec<Vec<f32>> = m.iter().map(|p| p.value.iter().copied().collect()).collect();
         let grads: Vec<Vec<f32>> = m.iter().map(|p| p.grad.iter().copied().collect()).collect();
         let mut opt = Optimizer::new(OptimizerConfig::sgd(lr, mu, wd));
-        prop_assert_eq!(opt.step(&mut m, lr), None);
-        prop_assert_eq!(opt.step(&mut m, lr), None);
+        opt.step(&mut m);
+        opt.step(&mut m);
         prop_assert_eq!(opt.state().steps, 2);
         for ((p, w0), g) in m.iter().zip(&start).zip(&grads) {
             for ((&got, &w), &g) in p.value.iter().zip(w0).zip(g) {
@@ -75,23 +75,13 @@ proptest! {
         };
         let (mut a, mut b) = (model(&lengths, seed), model(&lengths, seed));
         let (mut oa, mut ob) = (Optimizer::new(config.clone()), Optimizer::new(config));
+        oa.set_lr(0.05);
+        ob.set_lr(0.05);
         for _ in 0..3 {
-            oa.step(&mut a, 0.05);
-            ob.step(b.iter_mut().rev(), 0.05);
+            oa.step(&mut a);
+            ob.step(b.iter_mut().rev());
         }
         prop_assert_eq!(values(&a), values(&b));
         prop_assert_eq!(oa.state(), ob.state());
     }
-}
-
-/// The first parameter, in the order given, that holds a NaN or an
-/// infinity after the update is named.
-#[test]
-fn a_parameter_that_becomes_nan_is_named() {
-    let mut m = model(&[3, 20, 7, 1], 3);
-    m[2].grad[5] = f32::INFINITY;
-    m[3].grad[0] = f32::NAN;
-    let mut opt = Optimizer::new(OptimizerConfig::sgd(0.1, 0.0, 0.0));
-    assert_eq!(opt.step(&mut m, 0.1).as_deref(), Some("p2"));
-    assert_eq!(opt.step(&mut m[..2], 0.1), None);
 }

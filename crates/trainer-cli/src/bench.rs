@@ -36,9 +36,11 @@ use mnist_io::Dataset;
 use optim::Optimizer;
 use tensor::{Rng, Tensor};
 
+use trainer::batch::{BatchTensors, DatasetBatch};
 use trainer::config::TrainConfig;
-use trainer::data::{Batch, DataSets, DatasetBatch};
-use trainer::step::DataParallel;
+use trainer::data::DataSets;
+use trainer::parallel::DataParallel;
+use trainer::step::first_non_finite;
 
 /// What `cnn bench` was asked to do.
 #[derive(Clone, Debug)]
@@ -202,10 +204,9 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             input[2]
         );
     }
-    let norm = config.input_norm(&train);
+    let normalize = config.normalize(&train);
     let loss_fn = config.loss_fn();
     let mut optimizer = Optimizer::new(config.optimizer.clone());
-    let lr = config.optimizer.lr();
     let order = mnist_io::epoch_order(train.len(), config.training.seed, 0);
     let batches: Vec<&[usize]> = mnist_io::batches(&order, batch)
         .map(|(_, idx)| idx)
@@ -223,7 +224,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let mut bwd = vec![Duration::ZERO; n_layers];
     let (mut t_data, mut t_loss, mut t_opt) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut steps = Vec::with_capacity(opts.steps);
-    let mut buf = Batch::default();
+    let mut buf = BatchTensors::default();
     let mut grad = Tensor::zeros(vec![0]);
     for s in 0..opts.warmup + opts.steps {
         let timed = s >= opts.warmup;
@@ -234,7 +235,13 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         }
         let idx = batches[s % batches.len()];
         let start = Instant::now();
-        buf.fill(&train, idx, norm);
+        let batch = DatasetBatch {
+            data: &train,
+            indices: idx,
+            normalize,
+            augment: None,
+        };
+        buf.fill(&batch, 0..idx.len());
         let t0 = Instant::now();
         let logits = net
             .forward_timed(&buf.images, &mut fwd)
@@ -247,7 +254,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         net.backward_timed(&grad, &mut bwd)
             .map_err(|e| anyhow!("{e}"))?;
         let t3 = Instant::now();
-        optimizer.step(net.params_mut(), lr);
+        optimizer.step(net.params_mut());
         let end = Instant::now();
         if !loss.is_finite() {
             bail!("step {}: the loss became {loss}", s + 1);
@@ -268,24 +275,17 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         let batch = DatasetBatch {
             data: &train,
             indices: batches[s % batches.len()],
-            norm,
+            normalize,
             augment: config.training.augment.as_ref().map(|a| (a, s as u64)),
         };
         let start = Instant::now();
-        let (result, non_finite) = parallel
-            .step(
-                &mut net_dp,
-                &loss_fn,
-                &batch,
-                &mut optimizer_dp,
-                lr,
-                s as u64,
-            )
+        let result = parallel
+            .step(&mut net_dp, &loss_fn, &batch, s as u64, &mut optimizer_dp)
             .map_err(|e| anyhow!("{e}"))?;
         let took = start.elapsed();
         if !result.loss.is_finite() {
             bail!("step {}: the loss became {}", s + 1, result.loss);
-        } else if let Some(name) = non_finite {
+        } else if let Some(name) = first_non_finite(&net_dp) {
             bail!("step {}: parameter `{name}` became NaN or infinite", s + 1);
         }
         if s >= opts.warmup {
@@ -322,7 +322,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let step_min = steps[0];
 
     let eval_started = Instant::now();
-    let eval_images = evaluate_images(&mut net, &test, batch, norm, opts.eval_images)?;
+    let eval_images = evaluate_images(&mut net, &test, batch, normalize, opts.eval_images)?;
     let eval = eval_started.elapsed();
 
     Ok(BenchReport {
@@ -352,17 +352,23 @@ fn evaluate_images(
     net: &mut Network,
     ds: &Dataset,
     batch: usize,
-    norm: Option<(f32, f32)>,
+    normalize: Option<mnist_io::Normalize>,
     count: usize,
 ) -> Result<usize> {
     let classes = net.outputs();
     let loss = net.config().loss;
     let order: Vec<usize> = (0..count).map(|i| i % ds.len()).collect();
-    let mut buf = Batch::default();
+    let mut buf = BatchTensors::default();
     let mut target = Tensor::zeros(vec![0]);
     let mut sink = 0f64;
     for (_, idx) in mnist_io::batches(&order, batch.max(1)) {
-        buf.fill(ds, idx, norm);
+        let batch = DatasetBatch {
+            data: ds,
+            indices: idx,
+            normalize,
+            augment: None,
+        };
+        buf.fill(&batch, 0..idx.len());
         let logits = net.forward(&buf.images).map_err(|e| anyhow!("{e}"))?;
         one_hot_into(&buf.labels, classes, &mut target);
         sink += loss.forward(logits, &target).map_err(|e| anyhow!("{e}"))?;

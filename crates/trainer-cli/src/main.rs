@@ -576,7 +576,7 @@ fn run_command(cli: Cli) -> Result<()> {
                 .network()
                 .with_context(|| format!("{}", model.display()))?;
             let sets = DataSets::load(&data)?;
-            let norm = ckpt.config.input_norm(&sets.train);
+            let norm = ckpt.config.normalize(&sets.train);
             let ds = if train_set { &sets.train } else { &sets.test };
             trainer::data::check_fits(
                 &net,

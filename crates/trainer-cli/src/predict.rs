@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use layers::Network;
-use mnist_io::{Dataset, Split};
+use mnist_io::{Dataset, Normalize, Split};
 use serde::Serialize;
 use tensor::Tensor;
 
@@ -34,10 +34,10 @@ use crate::image_io::{read_png_grey, GreyImage};
 use trainer::checkpoint::Checkpoint;
 use trainer::config::{InputScaling, TrainConfig};
 
-/// The (mean, std) the config's input scaling applies after dividing pixels by
+/// How the config's input scaling applies after dividing pixels by
 /// 255 (see [`TrainConfig::input_norm`]). Only standardised inputs need the
 /// training set, read from `data`; the others need no data.
-pub fn input_norm(config: &TrainConfig, data: Option<&Path>) -> Result<Option<(f32, f32)>> {
+pub fn input_norm(config: &TrainConfig, data: Option<&Path>) -> Result<Option<Normalize>> {
     match config.training.input_scaling {
         // A model from before the constants were recorded: from the training set.
         InputScaling::Standardized if config.training.input_mean_std.is_none() => {
@@ -46,13 +46,13 @@ pub fn input_norm(config: &TrainConfig, data: Option<&Path>) -> Result<Option<(f
             })?;
             let train = Dataset::load(dir, Split::Train)
                 .with_context(|| format!("loading the training set from {}", dir.display()))?;
-            Ok(config.input_norm(&train))
+            Ok(config.normalize(&train))
         }
         // These scalings ignore the data set: an empty one stands in for it.
         _ => {
             let empty =
                 Dataset::from_parts(Vec::new(), Vec::new(), 1, 1).map_err(|e| anyhow!("{e}"))?;
-            Ok(config.input_norm(&empty))
+            Ok(config.normalize(&empty))
         }
     }
 }
@@ -173,7 +173,7 @@ pub fn prepare(mut img: GreyImage, width: usize, height: usize, mnist_style: boo
 pub struct Predictor {
     net: Network,
     loss: layers::Loss,
-    norm: Option<(f32, f32)>,
+    norm: Option<Normalize>,
     class_names: Vec<String>,
     width: usize,
     height: usize,
@@ -192,7 +192,7 @@ impl Predictor {
     }
 
     /// A predictor from a network and the checkpoint it came from.
-    pub fn new(net: Network, ckpt: &Checkpoint, norm: Option<(f32, f32)>) -> Result<Self> {
+    pub fn new(net: Network, ckpt: &Checkpoint, norm: Option<Normalize>) -> Result<Self> {
         let [c, h, w] = trainer::config::image_input(net.config())?;
         if c != 1 {
             bail!("the network takes {c}-channel images; `cnn predict` makes 1-channel grey inputs only");
@@ -258,7 +258,7 @@ impl Predictor {
             .map(|&v| {
                 let x = f32::from(v) / 255.0;
                 match self.norm {
-                    Some((mean, std)) => (x - mean) / std,
+                    Some(mnist_io::Normalize { mean, std }) => (x - mean) / std,
                     None => x,
                 }
             })

@@ -145,7 +145,7 @@ pub fn evaluate_with_mistakes(
     net: &mut Network,
     ds: &Dataset,
     batch: usize,
-    norm: Option<(f32, f32)>,
+    norm: Option<mnist_io::Normalize>,
 ) -> Result<(Evaluation, Vec<Mistake>)> {
     let loss = net.config().loss;
     let mut mistakes = Vec::new();
@@ -349,7 +349,7 @@ pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
         &sets.test,
         &format!("the test set in {}", data.display()),
     )?;
-    let norm = ckpt.config.input_norm(&sets.train);
+    let norm = ckpt.config.normalize(&sets.train);
     let names = class_names(&sets.test);
     let classes = net.outputs();
     let names: Vec<String> = (0..classes)

@@ -93,7 +93,7 @@ pub struct ServeOptions {
 /// What the workers share, read-only.
 struct Shared {
     ckpt: Checkpoint,
-    norm: Option<(f32, f32)>,
+    norm: Option<mnist_io::Normalize>,
     test: Option<Dataset>,
     /// The `GET /api/model` document.
     model: String,

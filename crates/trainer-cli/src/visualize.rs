@@ -181,7 +181,7 @@ pub struct Figure {
 pub fn feature_maps_figure(
     net: &mut Network,
     image: &[u8],
-    norm: Option<(f32, f32)>,
+    norm: Option<mnist_io::Normalize>,
     scale: usize,
     gap: usize,
     cols: Option<usize>,
@@ -199,7 +199,7 @@ pub fn feature_maps_figure(
         .iter()
         .map(|&v| {
             let x = f32::from(v) / 255.0;
-            norm.map_or(x, |(m, s)| (x - m) / s)
+            norm.map_or(x, |n| (x - n.mean) / n.std)
         })
         .collect();
     let input = Tensor::from_shape_vec(vec![1, 1, h, w], values)

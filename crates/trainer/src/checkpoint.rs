@@ -18,8 +18,7 @@
 //! Nothing time-dependent goes in, so the same run gives the same bytes.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use layers::Network;
@@ -30,8 +29,9 @@ use tensor::Tensor;
 
 use crate::config::{TrainConfig, DEFAULT_MAX_PARAMS};
 
+pub use crate::files::write_atomic;
 /// First bytes of every checkpoint.
-pub const MAGIC: &[u8; 8] = b"CNNCKPT\0";
+pub use crate::files::CHECKPOINT_MAGIC as MAGIC;
 /// Bumped whenever `Body` changes shape.
 pub const FORMAT_VERSION: u32 = 1;
 const HEADER: usize = 8 + 4 + 8;
@@ -315,33 +315,4 @@ pub fn check_weights<'a>(
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Writes `bytes` to `path` so that a crash at any moment leaves either the
-/// old file or the complete new one: write a temporary sibling, fsync it,
-/// rename it over `path`, fsync the directory. On error the temporary file is
-/// removed and `path` is untouched.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
-    let tmp: PathBuf = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(anyhow!("{}: cannot write: {e}", path.display()));
-    }
-    Ok(())
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
 use layers::{ConvAlgorithm, Network, NetworkConfig};
+use mnist_io::Normalize;
 use optim::{OptimizerConfig, Schedule};
 use serde::{Deserialize, Serialize};
 use tensor::Rng;
@@ -254,15 +255,18 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// The (mean, std) that [`mnist_io::Dataset::fill_batch`] applies after
-    /// dividing by 255, for this config's scaling. Standardised inputs use
-    /// the recorded [`TrainingConfig::input_mean_std`], else `train`'s.
-    pub fn input_norm(&self, train: &mnist_io::Dataset) -> Option<(f32, f32)> {
+    /// What [`mnist_io::Dataset::fill_batch`] does after dividing by 255,
+    /// for this config's scaling. Standardised inputs use the recorded
+    /// [`TrainingConfig::input_mean_std`], else `train`'s.
+    pub fn normalize(&self, train: &mnist_io::Dataset) -> Option<Normalize> {
         match self.training.input_scaling {
             InputScaling::Unit => None,
-            InputScaling::Centered => Some((128.0 / 255.0, 1.0)),
+            InputScaling::Centered => Some(Normalize {
+                mean: 128.0 / 255.0,
+                std: 1.0,
+            }),
             InputScaling::Standardized => match self.training.input_mean_std {
-                Some([mean, std]) => Some((mean, std)),
+                Some([mean, std]) => Some(Normalize { mean, std }),
                 None => Some(train.pixel_mean_std()),
             },
         }

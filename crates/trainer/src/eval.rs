@@ -2,11 +2,11 @@
 
 use anyhow::{anyhow, Result};
 use layers::{one_hot_into, Loss, Network};
-use mnist_io::Dataset;
+use mnist_io::{Dataset, Normalize};
 use rayon::prelude::*;
 use tensor::Tensor;
 
-use crate::data::Batch;
+use crate::batch::{BatchTensors, DatasetBatch};
 
 /// The figures of one pass over a data set.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,7 +55,7 @@ pub fn evaluate(
     net: &Network,
     ds: &Dataset,
     batch: usize,
-    norm: Option<(f32, f32)>,
+    normalize: Option<Normalize>,
 ) -> Result<Evaluation> {
     let order: Vec<usize> = (0..ds.len()).collect();
     let batches: Vec<&[usize]> = mnist_io::batches(&order, batch.max(1))
@@ -77,7 +77,7 @@ pub fn evaluate(
                 .map_err(|e| anyhow!("{e}"))?;
             copy.load_named_params(&weights)
                 .map_err(|e| anyhow!("{e}"))?;
-            let mut pass = Pass::new(&copy, norm);
+            let mut pass = Pass::new(&copy, normalize);
             let losses = run
                 .iter()
                 .map(|idx| pass.batch(&mut copy, ds, idx, &mut |_| {}))
@@ -104,20 +104,20 @@ pub fn evaluate(
 /// What a pass over a data set keeps from batch to batch.
 struct Pass {
     loss: Loss,
-    norm: Option<(f32, f32)>,
-    buf: Batch,
+    normalize: Option<Normalize>,
+    inputs: BatchTensors,
     target: Tensor,
     /// `confusion[true][predicted]` counts so far.
     confusion: Vec<Vec<u64>>,
 }
 
 impl Pass {
-    fn new(net: &Network, norm: Option<(f32, f32)>) -> Pass {
+    fn new(net: &Network, normalize: Option<Normalize>) -> Pass {
         let classes = net.outputs();
         Pass {
             loss: net.config().loss,
-            norm,
-            buf: Batch::default(),
+            normalize,
+            inputs: BatchTensors::default(),
             target: Tensor::zeros(vec![0]),
             confusion: vec![vec![0u64; classes]; classes],
         }
@@ -133,9 +133,17 @@ impl Pass {
         each: &mut dyn FnMut(Example<'_>),
     ) -> Result<f64> {
         let classes = self.confusion.len();
-        self.buf.fill(ds, idx, self.norm);
-        let logits = net.forward(&self.buf.images).map_err(|e| anyhow!("{e}"))?;
-        one_hot_into(&self.buf.labels, classes, &mut self.target);
+        let batch = DatasetBatch {
+            data: ds,
+            indices: idx,
+            normalize: self.normalize,
+            augment: None,
+        };
+        self.inputs.fill(&batch, 0..idx.len());
+        let logits = net
+            .forward(&self.inputs.images)
+            .map_err(|e| anyhow!("{e}"))?;
+        one_hot_into(&self.inputs.labels, classes, &mut self.target);
         let mean = self
             .loss
             .forward(logits, &self.target)
@@ -145,7 +153,7 @@ impl Pass {
             .ok_or_else(|| anyhow!("network output is not contiguous"))?;
         for ((&index, &truth), outputs) in idx
             .iter()
-            .zip(&self.buf.labels)
+            .zip(&self.inputs.labels)
             .zip(rows.chunks_exact(classes.max(1)))
         {
             let predicted = tensor::argmax(outputs);
@@ -180,10 +188,10 @@ pub fn evaluate_each(
     net: &mut Network,
     ds: &Dataset,
     batch: usize,
-    norm: Option<(f32, f32)>,
+    normalize: Option<Normalize>,
     each: &mut dyn FnMut(Example<'_>),
 ) -> Result<Evaluation> {
-    let mut pass = Pass::new(net, norm);
+    let mut pass = Pass::new(net, normalize);
     let mut loss_sum = 0f64;
     let order: Vec<usize> = (0..ds.len()).collect();
     for (_, idx) in mnist_io::batches(&order, batch.max(1)) {

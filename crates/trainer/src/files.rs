@@ -7,10 +7,14 @@
 //! Every output command checks its destination with [`check_output`]:
 //! it never replaces a checkpoint, a `metrics.csv` or a config.
 
-use std::io::Read;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+
+/// The first bytes of every checkpoint file: what [`check_output`] knows a
+/// checkpoint by, whatever its name.
+pub const CHECKPOINT_MAGIC: &[u8; 8] = b"CNNCKPT\0";
 
 /// Largest config (TOML) file read: 1 MiB (the built-in ones are under 2 kB).
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
@@ -125,7 +129,7 @@ fn precious_kind(path: &Path) -> Option<&'static str> {
     let starts_like_checkpoint = std::fs::File::open(path)
         .and_then(|mut f| f.read_exact(&mut head))
         .is_ok()
-        && &head == crate::checkpoint::MAGIC;
+        && &head == CHECKPOINT_MAGIC;
     if starts_like_checkpoint || ext.as_deref() == Some("ckpt") {
         Some("a checkpoint")
     } else if name == "metrics.csv" {
@@ -135,6 +139,52 @@ fn precious_kind(path: &Path) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// Writes `bytes` to `path` so that a crash at any moment leaves either the
+/// old file or the complete new one: write a temporary sibling, fsync it,
+/// rename it over `path`, fsync the directory. On error the temporary file is
+/// removed and `path` is untouched.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
+    let tmp: PathBuf = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow!("{}: cannot write: {e}", path.display()));
+    }
+    Ok(())
+}
+
+/// Copies `from` to `to` through a temporary file renamed into place; on
+/// any error (a full disk, say) the temporary file is removed and `to` is
+/// left as it was.
+pub fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = to.with_file_name(format!(".{name}.tmp"));
+    let result = std::fs::copy(from, &tmp).and_then(|_| std::fs::rename(&tmp, to));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("{}: cannot write: {e}", to.display());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

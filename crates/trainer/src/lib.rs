@@ -3,12 +3,14 @@
 //! (crate `trainer-cli`) is one user of it; `examples/train_mnist.rs` is another.
 #![deny(missing_docs)]
 
+pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod eval;
 pub mod files;
 pub mod metrics;
+pub mod parallel;
 pub mod safetensors_io;
 pub mod step;
 pub mod train;

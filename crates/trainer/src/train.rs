@@ -26,12 +26,15 @@ use layers::Network;
 use optim::Optimizer;
 use tensor::Rng;
 
-use crate::checkpoint::{write_atomic, Checkpoint, EpochRecord, PartialEpoch};
+use crate::batch::DatasetBatch;
+use crate::checkpoint::{Checkpoint, EpochRecord, PartialEpoch};
 use crate::config::{InputScaling, TrainConfig};
-use crate::data::{check_fits, DataSets, DatasetBatch};
+use crate::data::{check_fits, DataSets};
 use crate::eval::evaluate;
+use crate::files::{copy_atomic, write_atomic};
 use crate::metrics::METRICS_HEADER;
-use crate::step::DataParallel;
+use crate::parallel::DataParallel;
+use crate::step::first_non_finite;
 
 /// The stream keys of a step's dropout masks and of its augmentation.
 const DROPOUT_STREAM: u64 = 0;
@@ -331,23 +334,6 @@ fn lock_run_dir(dir: &Path) -> Result<std::fs::File> {
     }
 }
 
-/// Copies `from` to `to` through a temporary file renamed into place; on
-/// any error (a full disk, say) the temporary file is removed and `to` is
-/// left as it was.
-fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
-    let name = to
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = to.with_file_name(format!(".{name}.tmp"));
-    let result = std::fs::copy(from, &tmp).and_then(|_| std::fs::rename(&tmp, to));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        bail!("{}: cannot write: {e}", to.display());
-    }
-    Ok(())
-}
-
 /// On `--resume`: checks that the data is what the run was trained on, as
 /// its `dataset.toml` records (a run from before it was recorded gets one).
 fn check_same_data(run: &RunDir, now: &DataIdentity) -> Result<()> {
@@ -531,7 +517,7 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         && config.training.input_mean_std.is_none()
     {
         // The constants travel with the model: predict, eval and visualize need no training set.
-        let (mean, std) = train_set.pixel_mean_std();
+        let mnist_io::Normalize { mean, std } = train_set.pixel_mean_std();
         if std.is_nan() || std <= 0.0 {
             bail!("the training set in {dir} has the same value in every pixel: input_scaling = \"standardized\" would divide by a standard deviation of 0");
         }
@@ -546,7 +532,7 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
     write_atomic(&run.metrics(), metrics_csv(&history, &timings).as_bytes())?;
 
     let dataset_name = data.name();
-    let norm = config.input_norm(train_set);
+    let normalize = config.normalize(train_set);
     let classes = net.outputs();
     let loss_fn = config.loss_fn();
     tracing::info!(
@@ -612,6 +598,7 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         let lr = config
             .schedule
             .lr(config.optimizer.lr(), epoch as usize, t.epochs);
+        optimizer.set_lr(lr);
         let order = mnist_io::epoch_order(train_set.len(), t.seed, epoch);
         progress.epoch_started(
             epoch as usize + 1,
@@ -636,29 +623,29 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
             }
             // The step's random streams (dropout masks, augmentation), keyed by
             // the run's seed and the step's place: a resumed run draws the same.
-            let step_key =
+            let key =
                 |stream: u64| Rng::from_keys(&[t.seed, epoch, partial.batches, stream]).next_u64();
             let batch = DatasetBatch {
                 data: train_set,
                 indices,
-                norm,
-                augment: t.augment.as_ref().map(|a| (a, step_key(AUGMENT_STREAM))),
+                normalize,
+                augment: t.augment.as_ref().map(|a| (a, key(AUGMENT_STREAM))),
             };
-            let (r, non_finite) = parallel
+            let r = parallel
                 .step(
                     &mut net,
                     &loss_fn,
                     &batch,
+                    key(DROPOUT_STREAM),
                     &mut optimizer,
-                    lr,
-                    step_key(DROPOUT_STREAM),
                 )
                 .map_err(|e| anyhow!("{e}"))?;
             let b = partial.batches + 1;
             let why = if !r.loss.is_finite() {
                 Some(format!("the loss became {}", r.loss))
             } else {
-                non_finite.map(|name| format!("parameter `{name}` became NaN or infinite"))
+                first_non_finite(&net)
+                    .map(|name| format!("parameter `{name}` became NaN or infinite"))
             };
             if let Some(why) = why {
                 let kept = if run.last().exists() {
@@ -692,9 +679,9 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         progress.epoch_trained();
 
         let eval_started = Instant::now();
-        let test = evaluate(&net, &data.test, t.batch, norm)?;
+        let test = evaluate(&net, &data.test, t.batch, normalize)?;
         let (train_loss, train_acc) = if t.eval_train {
-            let e = evaluate(&net, train_set, t.batch, norm)?;
+            let e = evaluate(&net, train_set, t.batch, normalize)?;
             (e.loss, e.accuracy)
         } else {
             (
