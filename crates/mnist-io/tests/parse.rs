@@ -85,8 +85,8 @@ fn load_finds_plain_or_gz_names_and_detects_gzip_by_magic() {
 fn missing_file_is_io_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let e = Dataset::from_files(
-        &dir.path().join("nope-images"),
-        &dir.path().join("nope-labels"),
+        dir.path().join("nope-images"),
+        dir.path().join("nope-labels"),
     )
     .unwrap_err();
     assert!(matches!(e, IdxError::Io { .. }), "{e}");
