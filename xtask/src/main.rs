@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod fetch;
+mod layout;
 mod train;
 
 #[derive(Parser)]
@@ -30,6 +31,9 @@ enum Task {
     /// Time the seed network's training step and evaluation (`cnn bench`); with
     /// --vs-pytorch also one training epoch of the same network in PyTorch.
     Bench(bench::BenchArgs),
+    /// Check the sizes a reader can hold: no function over 80 lines, no file
+    /// over 600 (tests aside), no circle of imports between a crate's files.
+    Layout,
 }
 
 fn main() -> ExitCode {
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
         Task::FetchData(args) => fetch::run(args),
         Task::Train(args) => train::run(args),
         Task::Bench(args) => bench::run(args),
+        Task::Layout => layout::run(&workspace_root()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

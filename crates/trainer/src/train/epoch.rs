@@ -9,8 +9,9 @@ use mnist_io::{Dataset, Normalize};
 use optim::Optimizer;
 use tensor::Rng;
 
+use super::options::{Position, TrainOptions};
+use super::progress::{time_left, Progress};
 use super::run_dir::{metrics_csv, RunDir, Timing};
-use super::{time_left, Position, Progress, TrainOptions};
 use crate::batch::DatasetBatch;
 use crate::checkpoint::{Checkpoint, EpochRecord, PartialEpoch};
 use crate::config::TrainConfig;

@@ -15,114 +15,26 @@
 //! to continue it exactly.
 
 mod epoch;
+mod options;
+mod progress;
 mod resume;
 mod run_dir;
 
-use std::path::PathBuf;
+pub use options::{Position, RunSummary, TrainOptions};
+pub use progress::{Progress, Quiet};
+
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use mnist_io::{Dataset, Normalize};
 
-use crate::checkpoint::EpochRecord;
-use crate::config::{InputScaling, TrainConfig};
+use crate::config::InputScaling;
 use crate::data::{check_fits, DataSets};
 use crate::files::write_atomic;
 use crate::parallel::DataParallel;
 use epoch::Run;
 use resume::Start;
 use run_dir::{check_same_data, lock_run_dir, metrics_csv, read_timings, DataIdentity, RunDir};
-
-/// What `cnn train` was asked to do.
-#[derive(Clone, Debug)]
-pub struct TrainOptions {
-    /// The run's config. When resuming, `None` means the checkpoint's own,
-    /// and a given config must describe the checkpoint's network.
-    pub config: Option<TrainConfig>,
-    /// Train until this many epochs are done (default: the config's).
-    pub epochs: Option<usize>,
-    /// Folder of IDX files.
-    pub data: PathBuf,
-    /// The run directory.
-    pub out: PathBuf,
-    /// Continue from `<out>/last.ckpt`.
-    pub resume: bool,
-    /// Start a new run in a folder that holds an earlier run's files,
-    /// deleting them (without it, such a folder is refused).
-    pub force: bool,
-    /// After each epoch, evaluate the whole training set (the post's train
-    /// figures). Recorded in the run's config; a resumed run keeps its own,
-    /// and refuses to add it.
-    pub eval_train: bool,
-    /// The algorithm of every conv layer of a new run. A resumed run keeps
-    /// its own, and refuses another: the algorithms round differently.
-    pub conv: Option<layers::ConvAlgorithm>,
-    /// Also checkpoint every this many batches.
-    pub checkpoint_every: Option<u64>,
-    /// Train on the first this many training images only (quick runs, tests).
-    pub train_subset: Option<usize>,
-}
-
-/// How a run ended.
-#[derive(Clone, Debug)]
-pub struct RunSummary {
-    /// Every finished epoch's figures.
-    pub history: Vec<EpochRecord>,
-    /// Seconds spent training (not evaluating) in this process.
-    pub train_seconds: f64,
-    /// Wall-clock seconds of this process's run.
-    pub wall_seconds: f64,
-    /// Where the run stopped when [`Progress::stop_requested`] asked it to
-    /// (`last.ckpt` holds that point); `None` when every epoch was trained.
-    pub stopped_at: Option<Position>,
-}
-
-/// A point in a run: what a checkpoint holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Position {
-    /// Epochs finished.
-    pub epochs_done: u64,
-    /// Batches finished in the next epoch.
-    pub batches: u64,
-    /// Batches in an epoch.
-    pub batches_per_epoch: u64,
-}
-
-impl std::fmt::Display for Position {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "epoch {}, {} of {} batches done",
-            self.epochs_done + 1,
-            self.batches,
-            self.batches_per_epoch
-        )
-    }
-}
-
-/// What a run reports while an epoch trains (a progress bar, say). Every
-/// method does nothing by default; [`Quiet`] is a reporter of nothing.
-pub trait Progress {
-    /// Epoch `epoch` (1-based) of `epochs` starts, with `batches` batches,
-    /// `done` of them already trained (a resumed epoch).
-    fn epoch_started(&mut self, _epoch: usize, _epochs: usize, _batches: u64, _done: u64) {}
-    /// `done` batches of the epoch are trained; `loss` and `accuracy` are
-    /// the running means over them.
-    fn batch_done(&mut self, _done: u64, _loss: f64, _accuracy: f64) {}
-    /// The epoch's training is over; evaluation comes next.
-    fn epoch_trained(&mut self) {}
-    /// Whether the run should stop (the user pressed Ctrl-C, say). Asked
-    /// before each batch; on `true`, [`train`] saves `last.ckpt` where the
-    /// run stands, mid-epoch, and returns with [`RunSummary::stopped_at`] set.
-    fn stop_requested(&self) -> bool {
-        false
-    }
-}
-
-/// Reports nothing.
-pub struct Quiet;
-
-impl Progress for Quiet {}
 
 /// Trains a network as `opts` says, writing checkpoints and metrics to the
 /// run directory, and telling `progress` how each epoch goes.
@@ -276,35 +188,5 @@ fn log_start(run: &Run) {
     tracing::info!("network:\n{}", run.net.summary().trim_end());
     if run.opts.resume {
         tracing::info!("resuming {} at {}", run.dir.dir.display(), run.position());
-    }
-}
-
-/// The time the remaining `epochs_left` epochs will take, from the mean of
-/// the epochs timed so far (training, evaluation and checkpoints), in words:
-/// `about 6 min left`. `None` when nothing is left or nothing was timed.
-pub(crate) fn time_left(epoch_seconds: &[f64], epochs_left: usize) -> Option<String> {
-    if epochs_left == 0 || epoch_seconds.is_empty() {
-        return None;
-    }
-    let mean = epoch_seconds.iter().sum::<f64>() / epoch_seconds.len() as f64;
-    let left = (mean * epochs_left as f64).round() as u64;
-    Some(match left {
-        0..90 => format!("about {left} s left"),
-        90..5400 => format!("about {} min left", (left + 30) / 60),
-        _ => format!("about {:.1} h left", left as f64 / 3600.0),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::time_left;
-
-    #[test]
-    fn time_left_is_the_mean_epoch_times_the_epochs_left() {
-        assert_eq!(time_left(&[], 10), None);
-        assert_eq!(time_left(&[4.0], 0), None);
-        assert_eq!(time_left(&[3.0, 5.0], 10).unwrap(), "about 40 s left");
-        assert_eq!(time_left(&[4.2], 99).unwrap(), "about 7 min left");
-        assert_eq!(time_left(&[60.0], 120).unwrap(), "about 2.0 h left");
     }
 }

@@ -5,8 +5,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use layers::Network;
 use optim::Optimizer;
 
-use super::run_dir::RunDir;
-use super::TrainOptions;
+use super::options::TrainOptions;
+use super::run_dir::{first_difference, RunDir};
 use crate::checkpoint::{Checkpoint, EpochRecord, PartialEpoch};
 use crate::config::TrainConfig;
 
@@ -99,50 +99,6 @@ fn check_resumable(opts: &TrainOptions, run: &RunDir, was: &TrainConfig) -> Resu
         }
     }
     Ok(())
-}
-
-/// The first key under `path` whose value differs between `a` and `b`, as
-/// `key: A then, B now` (arrays of another length by their lengths).
-pub(crate) fn first_difference(path: &str, a: &toml::Value, b: &toml::Value) -> Option<String> {
-    let join = |k: &str| {
-        if path.is_empty() {
-            k.to_string()
-        } else {
-            format!("{path}.{k}")
-        }
-    };
-    match (a, b) {
-        (toml::Value::Table(x), toml::Value::Table(y)) => {
-            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-            keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
-                (Some(u), Some(v)) => first_difference(&join(k), u, v),
-                (u, v) => Some(format!(
-                    "{}: {} then, {} now",
-                    join(k),
-                    u.map_or("unset".into(), show),
-                    v.map_or("unset".into(), show)
-                )),
-            })
-        }
-        (toml::Value::Array(x), toml::Value::Array(y)) if x.len() != y.len() => {
-            Some(format!("{path}: {} entries then, {} now", x.len(), y.len()))
-        }
-        (toml::Value::Array(x), toml::Value::Array(y)) => x
-            .iter()
-            .zip(y)
-            .enumerate()
-            .find_map(|(i, (u, v))| first_difference(&join(&i.to_string()), u, v)),
-        _ => (a != b).then(|| format!("{path}: {} then, {} now", show(a), show(b))),
-    }
-}
-
-/// A value in a difference. The config's numbers are f32: shown as such,
-/// 0.01 rather than 0.009999999776482582.
-fn show(v: &toml::Value) -> String {
-    match v {
-        toml::Value::Float(f) => (*f as f32).to_string(),
-        v => v.to_string(),
-    }
 }
 
 /// The first key (`optimizer.lr`, `network.layers.2.out_channels`) whose

@@ -135,7 +135,7 @@ impl DataIdentity {
     /// The first field in which `other` differs, with both values.
     pub(crate) fn difference(&self, other: &DataIdentity) -> Option<String> {
         let table = |d: &DataIdentity| toml::Value::try_from(d).ok();
-        super::resume::first_difference("", &table(self)?, &table(other)?)
+        first_difference("", &table(self)?, &table(other)?)
     }
 }
 
@@ -226,4 +226,48 @@ pub(crate) fn check_same_data(run: &RunDir, now: &DataIdentity) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The first key under `path` whose value differs between `a` and `b`, as
+/// `key: A then, B now` (arrays of another length by their lengths).
+pub(crate) fn first_difference(path: &str, a: &toml::Value, b: &toml::Value) -> Option<String> {
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match (a, b) {
+        (toml::Value::Table(x), toml::Value::Table(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
+                (Some(u), Some(v)) => first_difference(&join(k), u, v),
+                (u, v) => Some(format!(
+                    "{}: {} then, {} now",
+                    join(k),
+                    u.map_or("unset".into(), show),
+                    v.map_or("unset".into(), show)
+                )),
+            })
+        }
+        (toml::Value::Array(x), toml::Value::Array(y)) if x.len() != y.len() => {
+            Some(format!("{path}: {} entries then, {} now", x.len(), y.len()))
+        }
+        (toml::Value::Array(x), toml::Value::Array(y)) => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (u, v))| first_difference(&join(&i.to_string()), u, v)),
+        _ => (a != b).then(|| format!("{path}: {} then, {} now", show(a), show(b))),
+    }
+}
+
+/// A value in a difference. The config's numbers are f32: shown as such,
+/// 0.01 rather than 0.009999999776482582.
+fn show(v: &toml::Value) -> String {
+    match v {
+        toml::Value::Float(f) => (*f as f32).to_string(),
+        v => v.to_string(),
+    }
 }
