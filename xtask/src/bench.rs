@@ -2,7 +2,7 @@
 //! with `--vs-pytorch`, the same network's training epoch in PyTorch
 //! (`xtask/pytorch/seed_net.py --train-only`) on the same number of threads.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -62,48 +62,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if !args.vs_pytorch {
         return Ok(());
     }
-    let torch = Command::new("python3")
-        .args(["-c", "import torch"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !torch {
-        println!("\nPyTorch: `python3 -c 'import torch'` fails here; skipped.");
+    let Some(theirs) = pytorch_epoch(&root, &data, have_data, args.threads)? else {
         return Ok(());
-    }
-    if !have_data {
-        bail!(
-            "the PyTorch script needs MNIST in {} (cargo xtask fetch-data, or --data DIR)",
-            data.display()
-        );
-    }
-    println!(
-        "\n== PyTorch: xtask/pytorch/seed_net.py --train-only --epochs 1 --threads {} ==",
-        args.threads
-    );
-    let out = Command::new("python3")
-        .arg(root.join("xtask/pytorch/seed_net.py"))
-        .args(["--train-only", "--epochs", "1"])
-        .args(["--threads", &args.threads.to_string()])
-        .arg("--data")
-        .arg(&data)
-        .current_dir(&root)
-        .output()
-        .context("running python3")?;
-    let csv = String::from_utf8_lossy(&out.stdout);
-    print!("{csv}");
-    if !out.status.success() {
-        bail!(
-            "seed_net.py failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    // epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds
-    let theirs: Option<f64> = csv
-        .lines()
-        .nth(1)
-        .and_then(|l| l.split(',').nth(5))
-        .and_then(|v| v.parse().ok());
+    };
     println!(
         "\n== one 60,000-image training epoch, {} threads ==",
         args.threads
@@ -120,6 +81,60 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!("ratio cnn / PyTorch: {:.2}", a / b);
     }
     Ok(())
+}
+
+/// One training epoch of the same network in PyTorch (`seed_net.py`), on
+/// `threads` threads: its `train_seconds` if the script gave one, `None`
+/// (said on the output) when PyTorch is not installed.
+fn pytorch_epoch(
+    root: &Path,
+    data: &Path,
+    have_data: bool,
+    threads: usize,
+) -> Result<Option<Option<f64>>> {
+    let torch = Command::new("python3")
+        .args(["-c", "import torch"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !torch {
+        println!("\nPyTorch: `python3 -c 'import torch'` fails here; skipped.");
+        return Ok(None);
+    }
+    if !have_data {
+        bail!(
+            "the PyTorch script needs MNIST in {} (cargo xtask fetch-data, or --data DIR)",
+            data.display()
+        );
+    }
+    println!(
+        "\n== PyTorch: xtask/pytorch/seed_net.py --train-only --epochs 1 --threads {} ==",
+        threads
+    );
+    let out = Command::new("python3")
+        .arg(root.join("xtask/pytorch/seed_net.py"))
+        .args(["--train-only", "--epochs", "1"])
+        .args(["--threads", &threads.to_string()])
+        .arg("--data")
+        .arg(data)
+        .current_dir(root)
+        .output()
+        .context("running python3")?;
+    let csv = String::from_utf8_lossy(&out.stdout);
+    print!("{csv}");
+    if !out.status.success() {
+        bail!(
+            "seed_net.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds
+    Ok(Some(
+        csv.lines()
+            .nth(1)
+            .and_then(|l| l.split(',').nth(5))
+            .and_then(|v| v.parse().ok()),
+    ))
 }
 
 #[cfg(test)]
