@@ -1,6 +1,47 @@
 //! The trainer: configs, batches, the training step, evaluation,
 //! checkpoints, metrics and the run loop, as a library. The `cnn` program
 //! (crate `trainer-cli`) is one user of it; `examples/train_mnist.rs` is another.
+//!
+//! One epoch of the post's network, step by step (here on 200 made-up
+//! images; `DataSets::load("data/mnist")` gives the real ones):
+//!
+//! ```
+//! use mnist_io::{batches, epoch_order, Dataset};
+//! use optim::Optimizer;
+//! use trainer::{batch::DatasetBatch, config::TrainConfig, eval::evaluate, step::step};
+//!
+//! let pixels = (0..200 * 784).map(|i| (i * 7 % 256) as u8).collect();
+//! let labels = (0..200).map(|i| (i % 10) as u8).collect();
+//! let train_set = Dataset::from_parts(pixels, labels, 28, 28).unwrap();
+//!
+//! let config = TrainConfig::load("seed").unwrap(); // the post's network and SGD
+//! let mut net = config.build_network().unwrap();
+//! let mut optimizer = Optimizer::new(config.optimizer.clone());
+//! let normalize = config.normalize(&train_set);
+//! let t = &config.training;
+//! for (b, indices) in batches(&epoch_order(train_set.len(), t.seed, 0), t.batch) {
+//!     let batch = DatasetBatch { data: &train_set, indices, normalize, augment: None };
+//!     // forward, loss, backward on each micro-batch; then the optimizer's update
+//!     let result = step(&mut net, &config.loss_fn(), &batch, t.micro_batch, b as u64, &mut optimizer).unwrap();
+//!     assert!(result.loss.is_finite());
+//! }
+//! let figures = evaluate(&net, &train_set, 100, normalize).unwrap();
+//! assert_eq!(figures.count, 200);
+//! ```
+//!
+//! | module | what |
+//! |---|---|
+//! | [`config`] | [`config::TrainConfig`]: a run as data; the built-in configs |
+//! | [`data`] | a training and a test set from a folder of IDX files |
+//! | [`batch`] | the examples of a step, and how they become tensors |
+//! | [`step`] | one training step, the plain way: micro-batches one after another |
+//! | [`parallel`] | the same step with the micro-batches in parallel, to the same bits |
+//! | [`eval`] | loss, accuracy, per-class accuracy, confusion matrix |
+//! | [`train`] | the run loop: epochs, checkpoints, metrics, resuming |
+//! | [`checkpoint`] | checked, atomic checkpoints |
+//! | [`metrics`] | `metrics.csv` |
+//! | [`files`] | bounded reads, atomic writes, outputs that spare a run's files |
+//! | [`safetensors_io`] | weights as a PyTorch `state_dict` in safetensors, out and in |
 #![deny(missing_docs)]
 
 pub mod batch;
