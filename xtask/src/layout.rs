@@ -11,6 +11,9 @@
 //!   crate root (`pub use error::LayerError` in `lib.rs`) counts as a use
 //!   of the file that defines it; the root itself, the crate's front page,
 //!   is no node of the graph.
+//!
+//! It also checks the maps of the code in `README.md` and `docs/README.md`
+//! (see `code_map.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -28,8 +31,14 @@ pub(crate) const MAX_FILE_LINES: usize = 600;
 pub(crate) fn run(root: &Path) -> Result<()> {
     let report = check_workspace(root)?;
     print!("{}", report.summary());
-    if !report.problems().is_empty() {
-        bail!("{} problem(s) above", report.problems().len());
+    let links = crate::code_map::check_workspace(root)?;
+    match links.is_empty() {
+        true => println!("README.md and docs/README.md: every named function is where they say"),
+        false => links.iter().for_each(|l| println!("  {l}")),
+    }
+    let problems = report.problems().len() + links.len();
+    if problems > 0 {
+        bail!("{problems} problem(s) above");
     }
     Ok(())
 }
