@@ -73,7 +73,7 @@ impl Batch for DatasetBatch<'_> {
 
 /// A motion within `augment`'s limits, drawn from `rng`: the shifts first
 /// (columns, rows), then the angle.
-pub fn draw_motion(augment: &Augmentation, rng: &mut Rng) -> Motion {
+pub(crate) fn draw_motion(augment: &Augmentation, rng: &mut Rng) -> Motion {
     let s = u64::from(augment.shift);
     let mut shift = || (rng.below(2 * s + 1) as i64 - s as i64) as f32;
     let (dx, dy) = (shift(), shift());

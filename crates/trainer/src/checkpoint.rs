@@ -33,7 +33,7 @@ pub use crate::files::write_atomic;
 /// First bytes of every checkpoint.
 pub use crate::files::CHECKPOINT_MAGIC as MAGIC;
 /// Bumped whenever `Body` changes shape.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 const HEADER: usize = 8 + 4 + 8;
 /// A checkpoint body larger than this is refused before reading it (the seed network's is under 2 MB).
 const MAX_BODY: u64 = 1 << 30;
@@ -284,7 +284,7 @@ impl Checkpoint {
 /// a config forged to describe a huge network is refused instead of built:
 /// the file's size bounds what it holds. (Which tensor is missing or of the
 /// wrong shape is told when the weights are loaded into the network.)
-pub fn check_weights<'a>(
+pub(crate) fn check_weights<'a>(
     config: &TrainConfig,
     tensors: impl IntoIterator<Item = (&'a str, &'a [f32])>,
     path: &Path,

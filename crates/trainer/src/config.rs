@@ -70,7 +70,7 @@ pub struct Augmentation {
 }
 
 /// 20 million parameters (80 MB of weights; the seed network has 0.2 million).
-pub const DEFAULT_MAX_PARAMS: usize = 20_000_000;
+pub(crate) const DEFAULT_MAX_PARAMS: usize = 20_000_000;
 
 fn default_max_params() -> usize {
     DEFAULT_MAX_PARAMS
@@ -83,11 +83,11 @@ fn is_default_max_params(n: &usize) -> bool {
 /// The most values a batch's layer outputs may hold in all (the
 /// convolutions' im2col columns included): 2^27, 512 MB of f32.
 /// The seed network takes batches of up to about 5,000 images.
-pub const MAX_BATCH_VALUES: usize = 1 << 27;
+pub(crate) const MAX_BATCH_VALUES: usize = 1 << 27;
 
 /// 25 images: four micro-batches of the seed's batch of 100, enough to keep
 /// two to four threads busy, and each large enough for efficient kernels.
-pub fn default_micro_batch() -> usize {
+pub(crate) fn default_micro_batch() -> usize {
     25
 }
 
@@ -327,7 +327,7 @@ pub fn parse_conv_algorithm(text: &str) -> std::result::Result<ConvAlgorithm, St
 /// `running` (its checkpoint's), as it is. The two algorithms add the same
 /// products in different orders, so switching would make a run that is
 /// neither; `source` names the checkpoint in the error.
-pub fn check_resumed_conv(
+pub(crate) fn check_resumed_conv(
     running: &NetworkConfig,
     conv: ConvAlgorithm,
     source: &Path,

@@ -23,7 +23,7 @@ pub const MAX_METRICS_BYTES: u64 = 16 << 20;
 /// Largest PNG file read by `cnn predict`: 64 MiB.
 pub const MAX_PNG_BYTES: u64 = 64 << 20;
 /// Largest safetensors file read: 1 GiB, as for checkpoints.
-pub const MAX_SAFETENSORS_BYTES: u64 = 1 << 30;
+pub(crate) const MAX_SAFETENSORS_BYTES: u64 = 1 << 30;
 /// Largest Markdown page `cnn results` reads back to keep its tail: 16 MiB.
 pub const MAX_PAGE_BYTES: u64 = 16 << 20;
 
@@ -84,7 +84,7 @@ fn check_regular(path: &Path, meta: &std::fs::Metadata, what: &str) -> Result<()
 }
 
 /// `1 GiB`, `16 MiB`, `512 bytes`.
-pub fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     match n {
         _ if n >= 1 << 30 && n.is_multiple_of(1 << 30) => format!("{} GiB", n >> 30),
         _ if n >= 1 << 20 && n.is_multiple_of(1 << 20) => format!("{} MiB", n >> 20),
@@ -173,7 +173,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Copies `from` to `to` through a temporary file renamed into place; on
 /// any error (a full disk, say) the temporary file is removed and `to` is
 /// left as it was.
-pub fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
     let name = to
         .file_name()
         .map(|n| n.to_string_lossy())

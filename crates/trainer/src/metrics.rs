@@ -104,14 +104,14 @@ pub fn parse_metrics(text: &str, path: &Path) -> Result<Vec<MetricsRow>> {
 }
 
 /// The largest epoch number and loss a plot shows.
-pub const MAX_PLOTTED: f64 = 1e6;
+pub(crate) const MAX_PLOTTED: f64 = 1e6;
 
 /// Why a row cannot be drawn, if it cannot: an epoch that is not a whole
 /// number in 0..=[`MAX_PLOTTED`], a loss that is not a finite number in
 /// 0..=[`MAX_PLOTTED`], or an accuracy outside 0..=100 %. A value far out
 /// of an axis's range would otherwise make the plotting library draw a
 /// line across billions of pixels.
-pub fn unplottable(r: &MetricsRow) -> Option<String> {
+pub(crate) fn unplottable(r: &MetricsRow) -> Option<String> {
     let within = |v: f64, hi: f64| (0.0..=hi).contains(&v);
     if !(within(r.epoch, MAX_PLOTTED) && r.epoch.fract() == 0.0) {
         return Some(format!(

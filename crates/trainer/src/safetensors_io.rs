@@ -66,9 +66,9 @@ use crate::checkpoint::{check_weights, write_atomic, Checkpoint, PartialEpoch};
 use crate::config::TrainConfig;
 
 /// Metadata key of the config's TOML text.
-pub const META_CONFIG: &str = "cnn.config";
+pub(crate) const META_CONFIG: &str = "cnn.config";
 /// Metadata key of the data set name (`mnist`, `fashion-mnist`).
-pub const META_DATASET: &str = "cnn.dataset";
+pub(crate) const META_DATASET: &str = "cnn.dataset";
 
 /// A safetensors file's tensors (as f32) and metadata.
 #[derive(Clone, Debug, Default)]

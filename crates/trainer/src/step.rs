@@ -42,7 +42,7 @@ pub struct StepResult {
 /// The buffers of one micro-batch: its inputs and labels, and the loss's
 /// gradient with respect to the logits. Reused from step to step.
 #[derive(Default)]
-pub struct MicroBatch {
+pub(crate) struct MicroBatch {
     inputs: BatchTensors,
     grad_logits: Tensor,
 }
