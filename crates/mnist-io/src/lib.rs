@@ -42,7 +42,7 @@ pub use idx::{
     encode_images, encode_labels, find_file, is_gzip, read_maybe_gz, read_maybe_gz_limited,
     MAX_FILE_BYTES,
 };
-pub use order::{batches, epoch_order, Batches};
+pub use order::{batches, epoch_order};
 pub use spec::{
     sha256_hex, spec_by_name, verify_bytes, verify_file, DatasetSpec, FileSpec, Split,
     FASHION_MNIST, KNOWN_DATASETS, MNIST,

@@ -60,15 +60,8 @@ pub fn validation_permutation(n: usize, seed: u64) -> Vec<usize> {
     )
 }
 
-/// The mini-batches of an order: consecutive chunks of `batch` indices, the last one possibly smaller.
-///
-/// Yields `(batch_index, indices)`. Made by [`batches`].
-#[derive(Debug, Clone)]
-pub struct Batches<'a> {
-    chunks: std::iter::Enumerate<std::slice::Chunks<'a, usize>>,
-}
-
-/// Splits `order` into mini-batches of `batch` indices (the last one may be smaller).
+/// Splits `order` into mini-batches of `batch` indices (the last one may be
+/// smaller), yielding `(batch_index, indices)`.
 ///
 /// # Panics
 /// If `batch` is 0.
@@ -78,26 +71,13 @@ pub struct Batches<'a> {
 /// let sizes: Vec<usize> = mnist_io::batches(&order, 4).map(|(_, b)| b.len()).collect();
 /// assert_eq!(sizes, [4, 4, 2]);
 /// ```
-pub fn batches(order: &[usize], batch: usize) -> Batches<'_> {
+pub fn batches(
+    order: &[usize],
+    batch: usize,
+) -> impl ExactSizeIterator<Item = (usize, &[usize])> + Clone + '_ {
     assert!(batch > 0, "mini-batch size must be at least 1");
-    Batches {
-        chunks: order.chunks(batch).enumerate(),
-    }
+    order.chunks(batch).enumerate()
 }
-
-impl<'a> Iterator for Batches<'a> {
-    type Item = (usize, &'a [usize]);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.chunks.next()
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.chunks.size_hint()
-    }
-}
-
-impl ExactSizeIterator for Batches<'_> {}
 
 #[cfg(test)]
 mod tests {
