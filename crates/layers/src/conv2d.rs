@@ -146,7 +146,7 @@ pub struct Conv2d {
     pub bias: Param,
     /// The last forward input's shape. The input itself is not kept: what
     /// the backward pass needs of it (its im2col matrix, or its padded
-    /// copy) stays in `conv`, claimed by `cache`.
+    /// copy) is in `cache`.
     input_shape: Vec<usize>,
     output: Tensor,
     grad_input: Tensor,
@@ -224,6 +224,11 @@ impl Layer for Conv2d {
         self.input_shape.extend_from_slice(input.shape());
         ensure_shape(&mut self.output, &[n, g.out_channels, g.out_h(), g.out_w()]);
         let activation = self.activation();
+        if let Some(unused) = self.cache.take() {
+            // A forward pass with no backward pass after it (evaluation):
+            // its buffers serve this pass.
+            self.conv.recycle(unused);
+        }
         self.cache = Some(self.conv.forward(
             &g,
             n,
