@@ -241,9 +241,7 @@ impl Convolution {
             ConvAlgorithm::Direct => {
                 let mut bufs = std::mem::take(&mut self.spare.direct);
                 if batch > 0 {
-                    direct::forward(
-                        g, batch, input, weight, bias, activation, output, &mut bufs,
-                    );
+                    direct::forward(g, batch, input, weight, bias, activation, output, &mut bufs);
                 }
                 Buffers::Direct(bufs)
             }
@@ -334,7 +332,6 @@ impl Convolution {
         }
         self.recycle(cache);
     }
-
 }
 
 impl ConvCache {
@@ -355,10 +352,26 @@ impl ConvCache {
         } = grads;
         match &mut self.buffers {
             Buffers::Direct(bufs) => direct::backward(
-                g, batch, weight, relu_output, grad_output, input, grad_weight, grad_bias, bufs,
+                g,
+                batch,
+                weight,
+                relu_output,
+                grad_output,
+                input,
+                grad_weight,
+                grad_bias,
+                bufs,
             ),
             Buffers::Im2col(bufs) => im2col_gemm::backward(
-                g, batch, weight, relu_output, grad_output, input, grad_weight, grad_bias, bufs,
+                g,
+                batch,
+                weight,
+                relu_output,
+                grad_output,
+                input,
+                grad_weight,
+                grad_bias,
+                bufs,
             ),
         }
     }

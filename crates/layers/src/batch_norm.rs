@@ -130,6 +130,26 @@ pub struct BatchNorm {
 }
 
 impl BatchNorm {
+    /// What the last [`Layer::forward_train`] measured that feeds the
+    /// running statistics: the batch's per-channel mean and unbiased
+    /// variance. A data-parallel step folds those of each replica into the
+    /// network it trains ([`BatchNorm::track_running_stats`]).
+    pub fn batch_stats(&self) -> [&Tensor; 2] {
+        [&self.batch_mean, &self.batch_var]
+    }
+
+    /// Folds `[mean, var]`, what [`BatchNorm::batch_stats`] of this layer or
+    /// of a copy of it gave, into the running statistics, exactly as
+    /// `forward_train` folds its own.
+    pub fn track_running_stats(&mut self, [mean, var]: [&Tensor; 2]) {
+        fold_running_stats(
+            self.config.momentum,
+            [&mut self.running_mean, &mut self.running_var],
+            &mut self.num_batches_tracked,
+            [data(mean), data(var)],
+        );
+    }
+
     /// The layer's config.
     pub fn config(&self) -> &BatchNormConfig {
         &self.config
@@ -365,25 +385,6 @@ impl Layer for BatchNorm {
             &mut self.running_var,
             &mut self.num_batches_tracked,
         ]
-    }
-
-    fn batch_stats(&self) -> Vec<&Tensor> {
-        vec![&self.batch_mean, &self.batch_var]
-    }
-
-    fn track_running_stats(&mut self, stats: &[&Tensor]) {
-        let [mean, var] = stats else {
-            panic!(
-                "{}: batch norm's statistics are a mean and a variance",
-                self.name
-            );
-        };
-        fold_running_stats(
-            self.config.momentum,
-            [&mut self.running_mean, &mut self.running_var],
-            &mut self.num_batches_tracked,
-            [data(mean), data(var)],
-        );
     }
 }
 

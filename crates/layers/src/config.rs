@@ -30,7 +30,7 @@ use crate::conv2d::Conv2dConfig;
 use crate::dropout::{Dropout, DropoutConfig};
 use crate::linear::LinearConfig;
 use crate::pool2d::{Pool2d, Pool2dConfig, PoolKind};
-use crate::{ConfigError, Flatten, Layer, Loss, Network, Relu, Sigmoid};
+use crate::{ConfigError, Conv2d, Flatten, Layer, Linear, Loss, Network, Relu, Sigmoid};
 use im2col::ConvAlgorithm;
 
 /// A layer with no hyper-parameters but an optional name. Written through
@@ -250,6 +250,19 @@ pub struct NetworkConfig {
     /// The training loss.
     #[serde(default)]
     pub loss: Loss,
+    /// Whether a ReLU right after a convolution runs inside the convolution's
+    /// own pass ([`Conv2d::relu_fused`]): the same bits, two passes over the
+    /// feature maps fewer. Default `true`; written out only when `false`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub fuse_relu: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl NetworkConfig {
@@ -261,6 +274,7 @@ impl NetworkConfig {
             input: input.into(),
             layers: Vec::new(),
             loss: Loss::default(),
+            fuse_relu: true,
         }
     }
 
@@ -327,6 +341,12 @@ impl NetworkConfig {
     /// Appends a flatten layer.
     pub fn flatten(self) -> Self {
         self.layer(LayerConfig::flatten())
+    }
+
+    /// Whether to fuse each ReLU that follows a convolution into it (default
+    /// `true`; see [`NetworkConfig::fuse_relu`](NetworkConfig#structfield.fuse_relu)).
+    pub fn fuse_relu(self, fuse_relu: bool) -> Self {
+        NetworkConfig { fuse_relu, ..self }
     }
 
     /// Sets the training loss (default softmax cross-entropy).
@@ -432,7 +452,14 @@ impl NetworkConfig {
                 kind: Some(cfg.kind()),
                 message: format!("`{}`: {}", e.layer, e.message),
             })?;
-            layer.set_input_grad_needed(i > 0);
+            if i == 0 {
+                // Nobody reads the first layer's input gradient.
+                if let Some(conv) = layer.downcast_mut::<Conv2d>() {
+                    conv.set_input_grad_needed(false);
+                } else if let Some(linear) = layer.downcast_mut::<Linear>() {
+                    linear.set_input_grad_needed(false);
+                }
+            }
             layers.push(layer);
             shapes.push(shape.clone());
         }

@@ -154,7 +154,7 @@ pub struct Conv2d {
     /// The last forward pass's cache, until a backward pass consumes it.
     cache: Option<ConvCache>,
     input_grad_needed: bool,
-    /// Whether the ReLU after this layer is applied here (see [`Layer::fuse_relu`]).
+    /// Whether the ReLU after this layer is applied here ([`Conv2d::relu_fused`]).
     relu_fused: bool,
 }
 
@@ -172,7 +172,36 @@ impl Conv2d {
         &self.config
     }
 
-    fn geometry(&self, input: &[usize]) -> Result<ConvGeometry, LayerError> {
+    /// Whether this layer applies the ReLU that follows it in its own pass
+    /// (and the ReLU's mask to its output gradient), so that the
+    /// [`Network`](crate::Network) skips that ReLU layer. The network fuses
+    /// each ReLU that follows a convolution unless its config says
+    /// `fuse_relu = false`; results are the same bits either way.
+    pub fn relu_fused(&self) -> bool {
+        self.relu_fused
+    }
+
+    /// Turns the fused ReLU on or off. A forward pass already run stays
+    /// valid for backward: its mask y > 0 is the same with the ReLU applied or not.
+    pub(crate) fn fuse_relu(&mut self, fuse: bool) {
+        self.relu_fused = fuse;
+    }
+
+    /// Whether `backward` computes the input gradient; the network tells its
+    /// first layer `false`, which spares the costliest product.
+    pub(crate) fn set_input_grad_needed(&mut self, needed: bool) {
+        self.input_grad_needed = needed;
+    }
+
+    /// The algorithm that computes this layer for an input of shape `input`
+    /// (one example, C x H x W) on this machine: `Im2col` or `Direct`; `None`
+    /// if the shape does not fit the layer.
+    pub fn algorithm_for(&self, input: &[usize]) -> Option<ConvAlgorithm> {
+        let g = self.geometry(input).ok()?;
+        Some(self.config.algorithm.resolve(&g))
+    }
+
+    pub(crate) fn geometry(&self, input: &[usize]) -> Result<ConvGeometry, LayerError> {
         let c = &self.config;
         let err = |m: String| LayerError::new(&self.name, "conv2d", m);
         if input.len() != 3 || input[0] != c.in_channels {
@@ -302,20 +331,5 @@ impl Layer for Conv2d {
 
     fn params_mut(&mut self) -> Vec<&mut Param> {
         vec![&mut self.weight, &mut self.bias]
-    }
-
-    fn set_input_grad_needed(&mut self, needed: bool) {
-        self.input_grad_needed = needed;
-    }
-
-    fn fuse_relu(&mut self, fuse: bool) -> bool {
-        // A forward pass already run stays valid for backward: its mask
-        // y > 0 is the same with the ReLU applied or not.
-        self.relu_fused = fuse;
-        true
-    }
-
-    fn forward_flops(&self, input: &[usize]) -> u64 {
-        self.geometry(input).map(|g| g.forward_flops()).unwrap_or(0)
     }
 }

@@ -13,7 +13,8 @@
 //! | `batch_norm.rs` | [`BatchNorm`]: `batch_norm2d` and `batch_norm1d`, with running statistics ([`Buffer`]s) |
 //! | `loss.rs` | [`Loss`]: softmax cross-entropy, MSE, sigmoid + binary cross-entropy |
 //! | `config.rs` | [`NetworkConfig`], [`LayerConfig`]: a network as data |
-//! | `network.rs` | [`Network`]: forward in order, backward in reverse |
+//! | `network.rs` | [`Network`]: forward in order, backward in reverse; a ReLU after a convolution fused into it |
+//! | [`flops`] | FLOP counts from the layers and their shapes |
 //! | `gradcheck.rs` | [`gradcheck`]: central finite differences |
 //!
 //! Every layer keeps the determinism rule of the `im2col` crate: parallel
@@ -50,6 +51,7 @@ mod conv2d;
 mod dropout;
 mod error;
 mod flatten;
+pub mod flops;
 pub mod gradcheck;
 mod layer;
 mod linear;

@@ -116,6 +116,12 @@ impl Linear {
     pub fn config(&self) -> &LinearConfig {
         &self.config
     }
+
+    /// Whether `backward` computes the input gradient; the network tells its
+    /// first layer `false`, which spares a matrix product.
+    pub(crate) fn set_input_grad_needed(&mut self, needed: bool) {
+        self.input_grad_needed = needed;
+    }
 }
 
 impl Layer for Linear {
@@ -312,13 +318,5 @@ impl Layer for Linear {
 
     fn params_mut(&mut self) -> Vec<&mut Param> {
         vec![&mut self.weight, &mut self.bias]
-    }
-
-    fn set_input_grad_needed(&mut self, needed: bool) {
-        self.input_grad_needed = needed;
-    }
-
-    fn forward_flops(&self, _input: &[usize]) -> u64 {
-        2 * (self.config.in_features * self.config.out_features) as u64
     }
 }

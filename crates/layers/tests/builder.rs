@@ -111,6 +111,7 @@ fn the_builder_gives_the_struct_literal() {
             }),
         ],
         loss: Loss::Mse,
+        fuse_relu: true,
     };
     assert_eq!(built, literal);
     assert_eq!(

@@ -125,7 +125,7 @@ impl Replica {
         let images = self.input.as_slice_mut().expect("contiguous");
         batch.fill(range, images, &mut self.labels);
 
-        let logits = self.net.forward_train(&self.input, noise)?;
+        let logits = self.net.forward_train_with_noise(&self.input, noise)?;
         let loss = loss_fn.with_labels_into(logits, &self.labels, &mut self.grad)?;
         let correct = count_correct(logits, &self.labels);
         self.net.backward(&self.grad)?;
@@ -563,7 +563,7 @@ mod tests {
             let pixels = &x.as_slice().unwrap()[r.start * 784..r.end * 784];
             let xs = Tensor::from_shape_vec(vec![r.len(), 1, 28, 28], pixels.to_vec()).unwrap();
             let logits = one
-                .forward_train(&xs, &mut Rng::from_keys(&[99, k as u64]))
+                .forward_train_with_noise(&xs, &mut Rng::from_keys(&[99, k as u64]))
                 .unwrap()
                 .clone();
             let mut grad = Tensor::zeros(vec![0]);
