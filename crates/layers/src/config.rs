@@ -22,6 +22,8 @@
 //! `conv1`, `conv2`, `fc1`, `relu3`, `pool1`, ... Parameter names follow:
 //! `conv1.weight`, `fc2.bias`.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use tensor::Rng;
 
@@ -30,7 +32,9 @@ use crate::conv2d::Conv2dConfig;
 use crate::dropout::{Dropout, DropoutConfig};
 use crate::linear::LinearConfig;
 use crate::pool2d::{Pool2d, Pool2dConfig, PoolKind};
-use crate::{ConfigError, Conv2d, Flatten, Layer, Linear, Loss, Network, Relu, Sigmoid};
+use crate::{
+    ConfigError, Conv2d, Flatten, Layer, LayerError, Linear, Loss, Network, Relu, Sigmoid,
+};
 use im2col::ConvAlgorithm;
 
 /// A layer with no hyper-parameters but an optional name. Written through
@@ -171,12 +175,15 @@ impl LayerConfig {
                     .ok_or_else(too_many)
             }
             LayerConfig::Linear(c) => {
+                let Some(in_features) = c.in_features else {
+                    return Err("`in_features` is counted when the network is built".into());
+                };
                 positive(&[
-                    ("in_features", c.in_features),
+                    ("in_features", in_features),
                     ("out_features", c.out_features),
                 ])?;
                 c.out_features
-                    .checked_mul(c.in_features)
+                    .checked_mul(in_features)
                     .and_then(|n| n.checked_add(c.out_features))
                     .ok_or_else(too_many)
             }
@@ -193,6 +200,33 @@ impl LayerConfig {
             | LayerConfig::Sigmoid(_)
             | LayerConfig::Flatten(_)
             | LayerConfig::Dropout(_) => Ok(0),
+        }
+    }
+
+    /// The layer's output shape for an input of shape `input` (one
+    /// example), from the config alone (no weight is allocated), or an error
+    /// naming the layer `name` and the shape.
+    pub(crate) fn output_shape(
+        &self,
+        name: &str,
+        input: &[usize],
+    ) -> Result<Vec<usize>, LayerError> {
+        match self {
+            LayerConfig::Conv2d(c) => {
+                let g = c.geometry(name, input)?;
+                Ok(vec![g.out_channels, g.out_h(), g.out_w()])
+            }
+            LayerConfig::Linear(c) => c.output_shape(name, input),
+            LayerConfig::AvgPool2d(c) | LayerConfig::MaxPool2d(c) => {
+                let g = c.geometry(name, self.kind(), input)?;
+                Ok(vec![g.channels, g.out_h(), g.out_w()])
+            }
+            LayerConfig::BatchNorm2d(c) | LayerConfig::BatchNorm1d(c) => {
+                c.output_shape(name, self.kind(), input)
+            }
+            LayerConfig::Dropout(c) => Dropout::new(name, c.p).output_shape(input),
+            LayerConfig::Relu(_) | LayerConfig::Sigmoid(_) => Ok(input.to_vec()),
+            LayerConfig::Flatten(_) => Ok(vec![input.iter().product()]),
         }
     }
 
@@ -298,9 +332,11 @@ impl NetworkConfig {
         }
     }
 
-    /// Appends a fully connected layer.
-    pub fn linear(self, linear: LinearConfig) -> Self {
-        self.layer(LayerConfig::Linear(linear))
+    /// Appends a fully connected layer: its number of outputs
+    /// (`.linear(10)`, the in-features counted when the network is built) or
+    /// a [`LinearConfig`].
+    pub fn linear(self, linear: impl Into<LinearConfig>) -> Self {
+        self.layer(LayerConfig::Linear(linear.into()))
     }
 
     /// Appends average pooling: a window side K (`.avg_pool2d(2)`) or a [`Pool2dConfig`].
@@ -375,8 +411,9 @@ impl NetworkConfig {
     /// overflows. Check it against a limit before [`NetworkConfig::build`]
     /// when the config comes from outside.
     pub fn param_count(&self) -> Result<usize, ConfigError> {
+        let resolved = self.with_inferred_sizes()?;
         let mut total = 0usize;
-        for (i, layer) in self.layers.iter().enumerate() {
+        for (i, layer) in resolved.layers.iter().enumerate() {
             let error = |message: String| ConfigError {
                 index: Some(i),
                 kind: Some(layer.kind()),
@@ -396,6 +433,43 @@ impl NetworkConfig {
     /// last output is a vector the loss can take. Reports the first layer
     /// that does not fit.
     pub fn build(&self, rng: &mut Rng) -> Result<Network, ConfigError> {
+        self.with_inferred_sizes()?.build_resolved(rng)
+    }
+
+    /// This config with every linear layer's omitted `in_features` filled in:
+    /// the features of the layer before it, found by following the shapes
+    /// from the input (no weight is allocated). The config itself when none
+    /// is omitted.
+    pub fn with_inferred_sizes(&self) -> Result<Cow<'_, NetworkConfig>, ConfigError> {
+        let omitted =
+            |l: &LayerConfig| matches!(l, LayerConfig::Linear(c) if c.in_features.is_none());
+        if !self.layers.iter().any(omitted) {
+            return Ok(Cow::Borrowed(self));
+        }
+        let mut resolved = self.clone();
+        let mut shape = self.input.clone();
+        for (i, (layer, name)) in resolved
+            .layers
+            .iter_mut()
+            .zip(self.layer_names())
+            .enumerate()
+        {
+            if let LayerConfig::Linear(c) = layer {
+                if c.in_features.is_none() && shape.len() == 1 {
+                    c.in_features = Some(shape[0]);
+                }
+            }
+            shape = layer.output_shape(&name, &shape).map_err(|e| ConfigError {
+                index: Some(i),
+                kind: Some(layer.kind()),
+                message: format!("`{}`: {}", e.layer, e.message),
+            })?;
+        }
+        Ok(Cow::Owned(resolved))
+    }
+
+    /// [`NetworkConfig::build`] of a config whose sizes are all given.
+    fn build_resolved(&self, rng: &mut Rng) -> Result<Network, ConfigError> {
         let names = self.layer_names();
         self.param_count()?;
         if self

@@ -106,6 +106,25 @@ impl Conv2dConfig {
         Conv2dConfig { algorithm, ..self }
     }
 
+    /// The convolution's geometry for an input of shape `input` (one
+    /// example), or an error naming the layer `name` and the shape.
+    pub(crate) fn geometry(&self, name: &str, input: &[usize]) -> Result<ConvGeometry, LayerError> {
+        let err = |m: String| LayerError::new(name, "conv2d", m);
+        if input.len() != 3 || input[0] != self.in_channels {
+            return Err(err(format!(
+                "expected input [N, {}, H, W], got {}",
+                self.in_channels,
+                crate::error::batch_shape(input)
+            )));
+        }
+        ConvGeometry::builder(self.in_channels, self.out_channels, self.kernel)
+            .input(input[1], input[2])
+            .pad(self.pad)
+            .stride(self.stride)
+            .build()
+            .map_err(|e| err(format!("input {}: {e}", crate::error::batch_shape(input))))
+    }
+
     /// Builds the layer called `name`, drawing its weights from `rng`.
     pub fn build(&self, name: &str, rng: &mut Rng) -> Conv2d {
         let k = self.kernel;
@@ -202,21 +221,7 @@ impl Conv2d {
     }
 
     pub(crate) fn geometry(&self, input: &[usize]) -> Result<ConvGeometry, LayerError> {
-        let c = &self.config;
-        let err = |m: String| LayerError::new(&self.name, "conv2d", m);
-        if input.len() != 3 || input[0] != c.in_channels {
-            return Err(err(format!(
-                "expected input [N, {}, H, W], got {}",
-                c.in_channels,
-                crate::error::batch_shape(input)
-            )));
-        }
-        ConvGeometry::builder(c.in_channels, c.out_channels, c.kernel)
-            .input(input[1], input[2])
-            .pad(c.pad)
-            .stride(c.stride)
-            .build()
-            .map_err(|e| err(format!("input {}: {e}", crate::error::batch_shape(input))))
+        self.config.geometry(&self.name, input)
     }
 }
 

@@ -5,13 +5,13 @@
 //! layers); elementwise layers, pooling, the loss and the optimizer do not.
 //!
 //! ```
-//! use layers::{flops, Conv2dConfig, LinearConfig, NetworkConfig};
+//! use layers::{flops, Conv2dConfig, NetworkConfig};
 //! use tensor::Rng;
 //!
 //! let net = NetworkConfig::new([1, 8, 8])
 //!     .conv2d(Conv2dConfig::new(1, 4, 3).pad(1))
 //!     .flatten()
-//!     .linear(LinearConfig::new(256, 10))
+//!     .linear(10) // 4 x 8 x 8 = 256 features in, counted when built
 //!     .build(&mut Rng::seed_from_u64(1))
 //!     .unwrap();
 //! // conv: 4 x 8 x 8 outputs of 9 multiply-adds; linear: 256 x 10.
@@ -32,8 +32,7 @@ pub fn layer_forward_flops(net: &Network) -> Vec<u64> {
             if let Some(conv) = layer.downcast_ref::<Conv2d>() {
                 conv.geometry(input).map(|g| g.forward_flops()).unwrap_or(0)
             } else if let Some(linear) = layer.downcast_ref::<Linear>() {
-                let c = linear.config();
-                2 * (c.in_features * c.out_features) as u64
+                2 * (linear.in_features() * linear.config().out_features) as u64
             } else {
                 0
             }

@@ -22,7 +22,7 @@
 //! runs in a fixed order, so results are bit-identical on any number of threads.
 //!
 //! ```
-//! use layers::{Conv2dConfig, LinearConfig, NetworkConfig};
+//! use layers::{Conv2dConfig, Loss, NetworkConfig};
 //! use tensor::{Rng, Tensor};
 //!
 //! let config = NetworkConfig::new([1, 8, 8]) // one example: 1 channel, 8 x 8
@@ -30,14 +30,14 @@
 //!     .relu()
 //!     .max_pool2d(2)
 //!     .flatten()
-//!     .linear(LinearConfig::new(4 * 4 * 4, 10));
+//!     .linear(10); // 10 outputs; its 4 x 4 x 4 inputs are counted when built
 //! let mut net = config.build(&mut Rng::seed_from_u64(1)).unwrap();
 //! let x = Tensor::zeros(vec![2, 1, 8, 8]);
-//! let logits = net.forward(&x).unwrap();
+//! let logits = net.forward_train(&x).unwrap();
 //! assert_eq!(logits.shape(), &[2, 10]);
 //!
-//! // The loss (softmax cross-entropy by default) against class labels, and its gradient.
-//! let (loss, grad) = config.loss.with_labels(logits, &[3, 7]).unwrap();
+//! // The loss against class labels, and its gradient.
+//! let (loss, grad) = Loss::SoftmaxCrossEntropy.with_labels(logits, &[3, 7]).unwrap();
 //! assert!((loss - 10f64.ln()).abs() < 1e-6); // zero input: all logits equal the zero biases
 //! net.backward(&grad).unwrap();
 //! net.params().into_iter().for_each(|p| assert_eq!(p.grad.shape(), p.value.shape()));

@@ -40,7 +40,8 @@ impl Dataset {
     ///
     /// Gzip is detected by the magic bytes `1f 8b`, not by the name. Files
     /// whose checksums match a known data set get its [class names](Self::class_names).
-    pub fn load(dir: &Path, split: Split) -> Result<Dataset, IdxError> {
+    pub fn load(dir: impl AsRef<Path>, split: Split) -> Result<Dataset, IdxError> {
+        let dir = dir.as_ref();
         let [images, labels] = split.file_names();
         let images = find_file(dir, &images)?;
         let labels = find_file(dir, &labels)?;
@@ -48,7 +49,11 @@ impl Dataset {
     }
 
     /// Reads any IDX image file and IDX label file (each gzipped or not) as a data set.
-    pub fn from_files(images: &Path, labels: &Path) -> Result<Dataset, IdxError> {
+    pub fn from_files(
+        images: impl AsRef<Path>,
+        labels: impl AsRef<Path>,
+    ) -> Result<Dataset, IdxError> {
+        let (images, labels) = (images.as_ref(), labels.as_ref());
         let image_bytes = read_maybe_gz(images)?;
         let label_bytes = read_maybe_gz(labels)?;
         Self::from_idx_bytes(images, image_bytes, labels, label_bytes)

@@ -38,8 +38,8 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
 
 /// Reads a file whole, decompressing it if it starts with the gzip magic bytes
 /// (whatever its name), with at most [`MAX_FILE_BYTES`] of output.
-pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, IdxError> {
-    read_maybe_gz_limited(path, MAX_FILE_BYTES)
+pub fn read_maybe_gz(path: impl AsRef<Path>) -> Result<Vec<u8>, IdxError> {
+    read_maybe_gz_limited(path.as_ref(), MAX_FILE_BYTES)
 }
 
 /// [`read_maybe_gz`] with a chosen limit, in bytes, on the file and on its decompressed content.
@@ -241,7 +241,8 @@ pub(crate) fn check_labels(path: &Path, labels: &[u8]) -> Result<(), IdxError> {
 
 /// The two names a data set file may have in a folder: `<name>` and `<name>.gz`.
 /// Returns the first that exists, or [`IdxError::NotFound`].
-pub fn find_file(dir: &Path, name: &str) -> Result<PathBuf, IdxError> {
+pub fn find_file(dir: impl AsRef<Path>, name: &str) -> Result<PathBuf, IdxError> {
+    let dir = dir.as_ref();
     let plain = dir.join(name);
     if plain.is_file() {
         return Ok(plain);

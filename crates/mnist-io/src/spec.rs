@@ -176,7 +176,8 @@ pub fn verify_bytes(path: &Path, decompressed: &[u8], spec: &FileSpec) -> Result
 
 /// Reads `path` (gzipped or not, see [`read_maybe_gz`]) and checks the SHA-256
 /// of its decompressed content against `spec`.
-pub fn verify_file(path: &Path, spec: &FileSpec) -> Result<(), IdxError> {
+pub fn verify_file(path: impl AsRef<Path>, spec: &FileSpec) -> Result<(), IdxError> {
+    let path = path.as_ref();
     let bytes = read_maybe_gz(path)?;
     verify_bytes(path, &bytes, spec)
 }
