@@ -307,50 +307,13 @@ impl Layer for Linear {
             );
             return Ok(&self.grad_input);
         }
-        // dW rows (one per output feature) are independent: split them across tasks.
-        data_mut(&mut self.weight.grad)
-            .par_chunks_mut(ROWS_PER_TASK * i)
-            .enumerate()
-            .for_each(|(blk, dw)| {
-                let rows = dw.len() / i;
-                let dy_cols = MatLayout {
-                    rows,
-                    cols: n,
-                    row_stride: 1,
-                    col_stride: o,
-                };
-                sgemm(
-                    1.0,
-                    &dy[blk * ROWS_PER_TASK..],
-                    dy_cols,
-                    x,
-                    MatLayout::row_major(n, i),
-                    0.0,
-                    dw,
-                    MatLayout::row_major(rows, i),
-                );
-            });
-        if self.input_grad_needed {
-            data_mut(&mut self.grad_input)
-                .par_chunks_mut(ROWS_PER_TASK * i)
-                .enumerate()
-                .for_each(|(blk, dx)| {
-                    let rows = dx.len() / i;
-                    let dys = &dy[blk * ROWS_PER_TASK * o..][..rows * o];
-                    sgemm(
-                        1.0,
-                        dys,
-                        MatLayout::row_major(rows, o),
-                        w,
-                        MatLayout::row_major(o, i),
-                        0.0,
-                        dx,
-                        MatLayout::row_major(rows, i),
-                    );
-                });
+        let dx = if self.input_grad_needed {
+            Some(data_mut(&mut self.grad_input))
         } else {
             self.grad_input.fill(0.0);
-        }
+            None
+        };
+        sgemm_backward(n, i, o, x, w, dy, dx, data_mut(&mut self.weight.grad));
         Ok(&self.grad_input)
     }
 
@@ -368,5 +331,60 @@ impl Layer for Linear {
 impl From<usize> for LinearConfig {
     fn from(out_features: usize) -> Self {
         LinearConfig::outputs(out_features)
+    }
+}
+
+/// The weight gradient `dW = dyᵀ · x` (o x i), and the input gradient
+/// `dx = dy · W` (n x i) when asked for, by `matrixmultiply` where the
+/// `im2col::dense` kernels are not available.
+fn sgemm_backward(
+    n: usize,
+    i: usize,
+    o: usize,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+) {
+    // dW rows (one per output feature) are independent: split them across tasks.
+    dw.par_chunks_mut(ROWS_PER_TASK * i)
+        .enumerate()
+        .for_each(|(blk, dw)| {
+            let rows = dw.len() / i;
+            let dy_cols = MatLayout {
+                rows,
+                cols: n,
+                row_stride: 1,
+                col_stride: o,
+            };
+            sgemm(
+                1.0,
+                &dy[blk * ROWS_PER_TASK..],
+                dy_cols,
+                x,
+                MatLayout::row_major(n, i),
+                0.0,
+                dw,
+                MatLayout::row_major(rows, i),
+            );
+        });
+    if let Some(dx) = dx {
+        dx.par_chunks_mut(ROWS_PER_TASK * i)
+            .enumerate()
+            .for_each(|(blk, dx)| {
+                let rows = dx.len() / i;
+                let dys = &dy[blk * ROWS_PER_TASK * o..][..rows * o];
+                sgemm(
+                    1.0,
+                    dys,
+                    MatLayout::row_major(rows, o),
+                    w,
+                    MatLayout::row_major(o, i),
+                    0.0,
+                    dx,
+                    MatLayout::row_major(rows, i),
+                );
+            });
     }
 }
