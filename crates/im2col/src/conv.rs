@@ -126,7 +126,9 @@ pub struct ConvCache {
     buffers: Buffers,
 }
 
-/// The buffers of the algorithm that ran.
+/// The buffers of the algorithm that ran. (A few hundred bytes of vector
+/// headers, moved twice a step: not worth a box.)
+#[allow(clippy::large_enum_variant)]
 enum Buffers {
     Im2col(Im2colBuffers),
     Direct(DirectBuffers),

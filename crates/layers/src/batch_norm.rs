@@ -176,14 +176,14 @@ impl BatchNorm {
     /// running statistics: the batch's per-channel mean and unbiased
     /// variance. A data-parallel step folds those of each replica into the
     /// network it trains ([`BatchNorm::track_running_stats`]).
-    pub fn batch_stats(&self) -> [&Tensor; 2] {
+    pub(crate) fn batch_stats(&self) -> [&Tensor; 2] {
         [&self.batch_mean, &self.batch_var]
     }
 
     /// Folds `[mean, var]`, what [`BatchNorm::batch_stats`] of this layer or
     /// of a copy of it gave, into the running statistics, exactly as
     /// `forward_train` folds its own.
-    pub fn track_running_stats(&mut self, [mean, var]: [&Tensor; 2]) {
+    pub(crate) fn track_running_stats(&mut self, [mean, var]: [&Tensor; 2]) {
         fold_running_stats(
             self.config.momentum,
             [&mut self.running_mean, &mut self.running_var],

@@ -253,7 +253,7 @@ impl LayerConfig {
 /// same value as the struct literal (and so the same TOML):
 ///
 /// ```
-/// use layers::{Conv2dConfig, LinearConfig, Loss, NetworkConfig};
+/// use layers::{Conv2dConfig, LayerConfig, LinearConfig, Loss, NetworkConfig};
 /// use tensor::Rng;
 ///
 /// let config = NetworkConfig::new([1, 28, 28])
@@ -261,10 +261,12 @@ impl LayerConfig {
 ///     .relu()
 ///     .avg_pool2d(2)
 ///     .flatten()
-///     .linear(LinearConfig::new(8 * 14 * 14, 10))
+///     .linear(10) // 10 outputs; the 8 x 14 x 14 inputs are counted when built
 ///     .loss(Loss::SoftmaxCrossEntropy); // the default
 /// let net = config.build(&mut Rng::seed_from_u64(1)).unwrap();
 /// assert_eq!(net.output_shapes()[2], [8, 14, 14]);
+/// // The network's config has them written in.
+/// assert_eq!(net.config().layers[4], LayerConfig::Linear(LinearConfig::new(8 * 14 * 14, 10)));
 ///
 /// // An MLP on 20 features takes batches of shape [N, 20].
 /// let mlp = NetworkConfig::new([20])

@@ -45,10 +45,10 @@ pub struct Buffer {
 ///
 /// The trait holds what every layer has: computation and parameters (and
 /// buffers, the state a checkpoint stores besides the parameters). What only
-/// some layers have is theirs, reached through [`downcast_ref`](#method.downcast_ref)
-/// / [`downcast_mut`](#method.downcast_mut) by the code that uses it:
-/// batch norm's batch statistics ([`BatchNorm::batch_stats`](crate::BatchNorm::batch_stats),
-/// used by the data-parallel step through [`Network::track_running_stats_of`](crate::Network::track_running_stats_of)),
+/// some layers have is theirs, reached by downcasting
+/// ([`downcast_ref`](#method.downcast_ref)) in the code that uses it:
+/// batch norm's batch statistics (`BatchNorm::batch_stats`, which the
+/// data-parallel step folds in through [`Network::track_running_stats_of`](crate::Network::track_running_stats_of)),
 /// a convolution's fused ReLU ([`Conv2d::relu_fused`](crate::Conv2d::relu_fused),
 /// set by the [`Network`](crate::Network)). FLOP counts are computed from
 /// the config and the shapes, in [`flops`](crate::flops).
@@ -109,7 +109,7 @@ impl dyn Layer {
     }
 
     /// The layer as its own type `T`, mutably, if it is one.
-    pub fn downcast_mut<T: Layer>(&mut self) -> Option<&mut T> {
+    pub(crate) fn downcast_mut<T: Layer>(&mut self) -> Option<&mut T> {
         (self as &mut dyn Any).downcast_mut()
     }
 }

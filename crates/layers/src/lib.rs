@@ -9,7 +9,7 @@
 //! | `pool2d.rs` | [`Pool2d`]: average and max pooling |
 //! | `linear.rs` | [`Linear`] |
 //! | `flatten.rs` | [`Flatten`] (the post's Reshape) |
-//! | `dropout.rs` | [`Dropout`]: inverted dropout, its mask from the caller's random stream |
+//! | `dropout.rs` | [`Dropout`]: inverted dropout, its mask drawn from `noise`, the caller's random stream |
 //! | `batch_norm.rs` | [`BatchNorm`]: `batch_norm2d` and `batch_norm1d`, with running statistics ([`Buffer`]s) |
 //! | `loss.rs` | [`Loss`]: softmax cross-entropy, MSE, sigmoid + binary cross-entropy |
 //! | `config.rs` | [`NetworkConfig`], [`LayerConfig`]: a network as data |

@@ -63,7 +63,8 @@ impl Network {
             .collect()
     }
 
-    /// The config this network was built from.
+    /// The config this network was built from, every omitted linear
+    /// `in_features` written in ([`NetworkConfig::with_inferred_sizes`]).
     pub fn config(&self) -> &NetworkConfig {
         &self.config
     }
@@ -169,7 +170,7 @@ impl Network {
     /// Folds the batch statistics that `copy`, a network of the same config,
     /// measured in its last [`Network::forward_train`] into this network's
     /// running statistics, batch norm layer by batch norm layer
-    /// ([`BatchNorm::track_running_stats`]), as if this network had run that
+    /// (`BatchNorm::track_running_stats`), as if this network had run that
     /// forward pass itself. The data-parallel step calls it for each replica.
     ///
     /// # Panics

@@ -79,8 +79,8 @@ fn load_finds_plain_or_gz_names_and_detects_gzip_by_magic() {
 fn missing_file_is_io_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let e = Dataset::from_files(
-        &dir.path().join("nope-images"),
-        &dir.path().join("nope-labels"),
+        dir.path().join("nope-images"),
+        dir.path().join("nope-labels"),
     )
     .unwrap_err();
     assert!(matches!(e, IdxError::Io { .. }), "{e}");
@@ -398,7 +398,7 @@ fn decompression_bomb_is_refused() {
     );
     // Within the default limit all is fine.
     assert_eq!(
-        mnist_io::read_maybe_gz(&dir.path().join("bomb.gz"))
+        mnist_io::read_maybe_gz(dir.path().join("bomb.gz"))
             .unwrap()
             .len(),
         10 << 20
