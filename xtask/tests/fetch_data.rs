@@ -154,7 +154,7 @@ fn from_local_folder_then_nothing_to_do() {
         "the four files, gzipped, nothing else"
     );
     for spec in &mnist_io::MNIST.files {
-        mnist_io::verify_file(&dest.join(format!("{}.gz", spec.name)), spec).unwrap();
+        mnist_io::verify_file(dest.join(format!("{}.gz", spec.name)), spec).unwrap();
     }
     // Stored as fetched: byte-identical to the source .gz files.
     for f in FILES {
@@ -291,7 +291,7 @@ fn without_from_fails_fast_and_points_to_from() {
         // This machine has network after all: then the files must be right.
         println!("network available: files were downloaded");
         for spec in &mnist_io::MNIST.files {
-            mnist_io::verify_file(&dest.path().join(format!("{}.gz", spec.name)), spec).unwrap();
+            mnist_io::verify_file(dest.path().join(format!("{}.gz", spec.name)), spec).unwrap();
         }
         return;
     }
@@ -458,7 +458,7 @@ fn downloads_from_mirrors_skipping_bad_ones() {
     let files = listing(dest.path());
     assert_eq!(files.len(), 4, "{files:?}");
     for spec in &mnist_io::MNIST.files {
-        mnist_io::verify_file(&dest.path().join(format!("{}.gz", spec.name)), spec).unwrap();
+        mnist_io::verify_file(dest.path().join(format!("{}.gz", spec.name)), spec).unwrap();
     }
 }
 

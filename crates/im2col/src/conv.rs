@@ -9,13 +9,13 @@
 //!   Stride 1 on x86-64 with AVX2 and FMA; elsewhere it falls back to im2col.
 //!
 //! Both give the same sums within rounding, and each is bit-identical on any
-//! number of threads. [`Convolution::forward`] returns a [`ConvCache`]: the
-//! claim of that forward pass on what the [`Convolution`] kept for its
-//! backward pass (the im2col matrix, or the padded input). The backward pass
-//! consumes it, and refuses a cache that is not of the last forward pass of
-//! the same `Convolution`, so it can never run on the state of another input.
-
-use std::sync::atomic::{AtomicU64, Ordering};
+//! number of threads. [`Convolution::forward`] returns a [`ConvCache`] that
+//! holds what its backward pass needs (the im2col matrix, or the padded
+//! input), and [`Convolution::backward`] consumes it: a backward pass always
+//! runs on the state of its own forward pass. The buffers travel with the
+//! cache and come back to the `Convolution` after the backward pass (or
+//! through [`Convolution::recycle`]), so that a training step allocates
+//! nothing once the batch size is fixed.
 
 use serde::{Deserialize, Serialize};
 
@@ -105,27 +105,52 @@ impl std::fmt::Display for ConvAlgorithm {
 #[derive(Debug, Default)]
 pub struct Convolution {
     algorithm: ConvAlgorithm,
+    /// Buffers of an earlier pass, for the next forward pass to reuse.
+    spare: Spare,
+}
+
+/// Buffers a backward pass gave back, one set per algorithm.
+#[derive(Debug, Default)]
+struct Spare {
     im2col: Im2colBuffers,
     direct: DirectBuffers,
-    /// The id of the forward pass whose state the buffers hold.
-    last_forward: Option<u64>,
 }
 
 /// What a [`Convolution::forward`] left for its backward pass, which
-/// consumes it: which forward pass it was, and its shape and algorithm.
-#[derive(Debug)]
+/// consumes it: the pass's shape and algorithm, and the buffers holding what
+/// the backward pass reads again (the im2col matrix, or the padded input).
 #[must_use = "the backward pass needs the cache of its forward pass"]
 pub struct ConvCache {
-    id: u64,
     geometry: ConvGeometry,
     batch: usize,
-    algorithm: ConvAlgorithm,
+    buffers: Buffers,
+}
+
+/// The buffers of the algorithm that ran. (A few hundred bytes of vector
+/// headers, moved twice a step: not worth a box.)
+#[allow(clippy::large_enum_variant)]
+enum Buffers {
+    Im2col(Im2colBuffers),
+    Direct(DirectBuffers),
+}
+
+impl std::fmt::Debug for ConvCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConvCache")
+            .field("geometry", &self.geometry)
+            .field("batch", &self.batch)
+            .field("algorithm", &self.algorithm())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConvCache {
     /// The algorithm that ran: `Im2col` or `Direct`.
     pub fn algorithm(&self) -> ConvAlgorithm {
-        self.algorithm
+        match self.buffers {
+            Buffers::Im2col(_) => ConvAlgorithm::Im2col,
+            Buffers::Direct(_) => ConvAlgorithm::Direct,
+        }
     }
 
     /// The forward pass's geometry.
@@ -152,9 +177,6 @@ pub struct ConvGrads<'a> {
     pub bias: &'a mut [f32],
 }
 
-/// Ids of forward passes, unique across every `Convolution` of the program.
-static NEXT_FORWARD: AtomicU64 = AtomicU64::new(0);
-
 impl Convolution {
     /// A convolution that computes with `algorithm`.
     ///
@@ -180,9 +202,9 @@ impl Convolution {
     /// Forward pass over a batch: `output[n] = activation(W ⋆ input[n] + b)`.
     ///
     /// `input` is N x C x H x W, `weight` O x C x KH x KW, `bias` O, `output`
-    /// N x O x OH x OW; all dense, row-major. The returned cache is what
-    /// [`Convolution::backward`] needs; a later forward pass on this
-    /// `Convolution` makes it stale.
+    /// N x O x OH x OW; all dense, row-major. The returned cache holds what
+    /// [`Convolution::backward`] needs; the pass reuses the buffers of the
+    /// last cache given back (by a backward pass or [`Convolution::recycle`]).
     ///
     /// ```
     /// use im2col::{reference, Activation, ConvAlgorithm, ConvGeometry, Convolution};
@@ -217,38 +239,38 @@ impl Convolution {
         assert_eq!(weight.len(), g.weight_len(), "{what}: weight length");
         assert_eq!(bias.len(), g.out_channels, "{what}: bias length");
         assert_eq!(output.len(), batch * g.out_size(), "{what}: output length");
-        let algorithm = self.algorithm.resolve(g);
-        if batch > 0 {
-            match algorithm {
-                ConvAlgorithm::Direct => direct::forward(
-                    g,
-                    batch,
-                    input,
-                    weight,
-                    bias,
-                    activation,
-                    output,
-                    &mut self.direct,
-                ),
-                _ => im2col_gemm::forward(
-                    g,
-                    batch,
-                    input,
-                    weight,
-                    bias,
-                    activation,
-                    output,
-                    &mut self.im2col,
-                ),
+        let buffers = match self.algorithm.resolve(g) {
+            ConvAlgorithm::Direct => {
+                let mut bufs = std::mem::take(&mut self.spare.direct);
+                if batch > 0 {
+                    direct::forward(g, batch, input, weight, bias, activation, output, &mut bufs);
+                }
+                Buffers::Direct(bufs)
             }
-        }
-        let id = NEXT_FORWARD.fetch_add(1, Ordering::Relaxed);
-        self.last_forward = Some(id);
+            _ => {
+                let mut bufs = std::mem::take(&mut self.spare.im2col);
+                if batch > 0 {
+                    im2col_gemm::forward(
+                        g, batch, input, weight, bias, activation, output, &mut bufs,
+                    );
+                }
+                Buffers::Im2col(bufs)
+            }
+        };
         ConvCache {
-            id,
             geometry: *g,
             batch,
-            algorithm,
+            buffers,
+        }
+    }
+
+    /// Gives the buffers of a cache no backward pass will consume back to
+    /// this convolution, for its next forward pass (as an evaluation loop
+    /// that runs forward passes only does).
+    pub fn recycle(&mut self, cache: ConvCache) {
+        match cache.buffers {
+            Buffers::Im2col(bufs) => self.spare.im2col = bufs,
+            Buffers::Direct(bufs) => self.spare.direct = bufs,
         }
     }
 
@@ -278,21 +300,15 @@ impl Convolution {
     /// ```
     ///
     /// # Panics
-    /// If `cache` is not of the last forward pass of this `Convolution`, or
-    /// on a slice of the wrong length: bugs in the caller.
+    /// On a slice of the wrong length: a bug in the caller.
     pub fn backward(
         &mut self,
-        cache: ConvCache,
+        mut cache: ConvCache,
         weight: &[f32],
         relu_output: Option<&[f32]>,
         grad_output: &[f32],
         grads: ConvGrads<'_>,
     ) {
-        assert_eq!(
-            self.last_forward,
-            Some(cache.id),
-            "Convolution::backward: the cache is not of this convolution's last forward pass"
-        );
         let (g, batch) = (&cache.geometry, cache.batch);
         let what = "Convolution::backward";
         assert_eq!(weight.len(), g.weight_len(), "{what}: weight length");
@@ -313,15 +329,31 @@ impl Convolution {
         if batch == 0 {
             grads.weight.fill(0.0);
             grads.bias.fill(0.0);
-            return;
+        } else {
+            cache.run_backward(weight, relu_output, grad_output, grads);
         }
+        self.recycle(cache);
+    }
+}
+
+impl ConvCache {
+    /// [`Convolution::backward`] for a batch of at least one image, its
+    /// lengths checked: the backward pass of the algorithm that ran.
+    fn run_backward(
+        &mut self,
+        weight: &[f32],
+        relu_output: Option<&[f32]>,
+        grad_output: &[f32],
+        grads: ConvGrads<'_>,
+    ) {
+        let (g, batch) = (&self.geometry, self.batch);
         let ConvGrads {
             input,
             weight: grad_weight,
             bias: grad_bias,
         } = grads;
-        match cache.algorithm {
-            ConvAlgorithm::Direct => direct::backward(
+        match &mut self.buffers {
+            Buffers::Direct(bufs) => direct::backward(
                 g,
                 batch,
                 weight,
@@ -330,9 +362,9 @@ impl Convolution {
                 input,
                 grad_weight,
                 grad_bias,
-                &mut self.direct,
+                bufs,
             ),
-            _ => im2col_gemm::backward(
+            Buffers::Im2col(bufs) => im2col_gemm::backward(
                 g,
                 batch,
                 weight,
@@ -341,7 +373,7 @@ impl Convolution {
                 input,
                 grad_weight,
                 grad_bias,
-                &mut self.im2col,
+                bufs,
             ),
         }
     }
@@ -359,9 +391,10 @@ mod tests {
             .unwrap()
     }
 
-    fn backward(conv: &mut Convolution, cache: ConvCache) {
+    /// The weight gradient for an output gradient of ones.
+    fn backward(conv: &mut Convolution, cache: ConvCache) -> Vec<f32> {
         let g = geometry();
-        let (w, dy) = (vec![0.0; g.weight_len()], vec![0.0; g.out_size()]);
+        let (w, dy) = (vec![0.0; g.weight_len()], vec![1.0; g.out_size()]);
         let (mut dw, mut db) = (vec![0.0; g.weight_len()], vec![0.0; 2]);
         let grads = ConvGrads {
             input: None,
@@ -369,11 +402,14 @@ mod tests {
             bias: &mut db,
         };
         conv.backward(cache, &w, None, &dy, grads);
+        dw
     }
 
-    fn forward(conv: &mut Convolution) -> ConvCache {
+    /// A forward pass on an input whose pixels are `value`, value + 1, ...
+    fn forward(conv: &mut Convolution, value: f32) -> ConvCache {
         let g = geometry();
-        let (x, w) = (vec![1.0; g.in_size()], vec![0.0; g.weight_len()]);
+        let x: Vec<f32> = (0..g.in_size()).map(|i| value + i as f32).collect();
+        let w = vec![0.0; g.weight_len()];
         let mut y = vec![0.0; g.out_size()];
         conv.forward(&g, 1, &x, &w, &[0.0; 2], Activation::Identity, &mut y)
     }
@@ -382,26 +418,41 @@ mod tests {
     fn backward_takes_the_cache_of_the_last_forward() {
         for algorithm in [ConvAlgorithm::Im2col, ConvAlgorithm::Direct] {
             let mut conv = Convolution::new(algorithm);
-            let cache = forward(&mut conv);
+            let cache = forward(&mut conv, 1.0);
             backward(&mut conv, cache);
         }
     }
 
+    /// Two forward passes before their backward passes: each cache holds its
+    /// own input's state, so each backward pass gives its own gradients.
     #[test]
-    #[should_panic(expected = "not of this convolution's last forward pass")]
-    fn a_stale_cache_is_refused() {
-        let mut conv = Convolution::new(ConvAlgorithm::Im2col);
-        let stale = forward(&mut conv);
-        let _newer = forward(&mut conv);
-        backward(&mut conv, stale);
+    fn each_cache_keeps_the_state_of_its_own_forward_pass() {
+        for algorithm in [ConvAlgorithm::Im2col, ConvAlgorithm::Direct] {
+            let alone = |x: f32| {
+                let mut conv = Convolution::new(algorithm);
+                let cache = forward(&mut conv, x);
+                backward(&mut conv, cache)
+            };
+            let mut conv = Convolution::new(algorithm);
+            let first = forward(&mut conv, 1.0);
+            let second = forward(&mut conv, -2.0);
+            assert_eq!(backward(&mut conv, second), alone(-2.0), "{algorithm:?}");
+            assert_eq!(backward(&mut conv, first), alone(1.0), "{algorithm:?}");
+        }
     }
 
+    /// A cache of another convolution of the same algorithm works as well:
+    /// what its backward pass reads is inside it.
     #[test]
-    #[should_panic(expected = "not of this convolution's last forward pass")]
-    fn another_convolutions_cache_is_refused() {
+    fn another_convolutions_cache_gives_its_own_gradients() {
         let (mut a, mut b) = (Convolution::default(), Convolution::default());
-        let _ = forward(&mut a);
-        let of_b = forward(&mut b);
-        backward(&mut a, of_b);
+        let _ = forward(&mut a, 3.0);
+        let of_b = forward(&mut b, 1.0);
+        let mut fresh = Convolution::default();
+        let expected = {
+            let cache = forward(&mut fresh, 1.0);
+            backward(&mut fresh, cache)
+        };
+        assert_eq!(backward(&mut a, of_b), expected);
     }
 }

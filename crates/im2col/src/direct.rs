@@ -294,8 +294,6 @@ pub(crate) fn backward(
         "direct convolution is not available for {g:?}"
     );
     let grid = Grid::new(g);
-    let (o, k, l) = (g.out_channels, g.patch_len(), g.out_plane());
-    let ow = g.out_w();
     assert_eq!(
         s.padded_input.len(),
         batch * grid.x_stride,
@@ -306,12 +304,77 @@ pub(crate) fn backward(
         grad_bias.fill(0.0);
         return;
     }
-    let want_dx = grad_input.is_some();
-
-    // dy on the wide OH x Wp grid (for dW), padded dy (for dx), and each
-    // image's per-channel sums (for db), one image per task. Only interiors
-    // are written; the zeros around them stay from `use_layout`.
     s.use_layout(g);
+    spread_grad_output(
+        g,
+        &grid,
+        batch,
+        mask,
+        grad_output,
+        grad_input.is_some(),
+        grad_bias,
+        s,
+    );
+
+    let per_chunk = batch.div_ceil(GRAD_WEIGHT_CHUNKS);
+    let chunks = batch.div_ceil(per_chunk);
+    resize(&mut s.grad_weight_parts, chunks * grid.o4 * g.patch_len());
+    let weight_parts = WeightParts {
+        per_chunk,
+        x_offsets: &s.x_offsets,
+        padded_input: &s.padded_input,
+        dy_wide: &s.grad_output_wide,
+    };
+    let parts = &mut s.grad_weight_parts;
+    if let Some(grad_input) = grad_input {
+        // W'[c][(o, i, j)] = W[o][c][KH−1−i][KW−1−j].
+        let (kh, kw, ks, k) = (
+            g.kernel_h,
+            g.kernel_w,
+            g.kernel_h * g.kernel_w,
+            g.patch_len(),
+        );
+        pack_rows(
+            g.in_channels,
+            g.out_channels * ks,
+            grid.c4,
+            |c, r| {
+                let (oo, i, j) = (r / ks, r / kw % kh, r % kw);
+                weight[oo * k + c * ks + (kh - 1 - i) * kw + (kw - 1 - j)]
+            },
+            &mut s.packed_weight_rotated,
+        );
+        let (packed, offsets, dy_padded) = (
+            &s.packed_weight_rotated,
+            &s.dy_offsets,
+            &s.padded_grad_output,
+        );
+        rayon::join(
+            || weight_parts.compute(g, &grid, batch, parts),
+            || input_grad(g, &grid, packed, offsets, dy_padded, grad_input),
+        );
+    } else {
+        weight_parts.compute(g, &grid, batch, parts);
+    }
+    sum_weight_parts(g, &grid, &s.grad_weight_parts, grad_weight);
+}
+
+/// Image by image, in parallel: dy masked onto the wide OH x Wp grid (for
+/// dW), into the padded planes of the input gradient when it is wanted (for
+/// dx), and the per-channel sums into `s.grad_bias_parts`, then db as their
+/// sums over the batch. Only interiors are written; the zeros around them
+/// stay from `use_layout`.
+fn spread_grad_output(
+    g: &ConvGeometry,
+    grid: &Grid,
+    batch: usize,
+    mask: Option<&[f32]>,
+    grad_output: &[f32],
+    want_dx: bool,
+    grad_bias: &mut [f32],
+    s: &mut DirectBuffers,
+) {
+    let (o, l, ow) = (g.out_channels, g.out_plane(), g.out_w());
     resize(&mut s.grad_output_wide, batch * grid.o4 * grid.q8);
     resize(&mut s.grad_bias_parts, batch * o);
     resize(
@@ -369,70 +432,79 @@ pub(crate) fn backward(
     for (ch, db) in grad_bias.iter_mut().enumerate() {
         *db = s.grad_bias_parts.iter().skip(ch).step_by(o).sum::<f64>() as f32;
     }
+}
 
-    let per_chunk = batch.div_ceil(GRAD_WEIGHT_CHUNKS);
-    let chunks = batch.div_ceil(per_chunk);
-    resize(&mut s.grad_weight_parts, chunks * grid.o4 * k);
-    let (x_offsets, padded_input, dy_wide) = (&s.x_offsets, &s.padded_input, &s.grad_output_wide);
-    let parts = &mut s.grad_weight_parts;
-    let mut weight_grad = || {
+/// The weight gradient's partial sums, one per chunk of consecutive images
+/// (the same chunks as the im2col path), from the padded input and the wide dy.
+struct WeightParts<'a> {
+    per_chunk: usize,
+    x_offsets: &'a [usize],
+    padded_input: &'a [f32],
+    dy_wide: &'a [f32],
+}
+
+impl WeightParts<'_> {
+    /// Writes each chunk's partial dW (o4 x K) into its block of `parts`, in parallel.
+    fn compute(&self, g: &ConvGeometry, grid: &Grid, batch: usize, parts: &mut [f32]) {
+        let (k, per_chunk) = (g.patch_len(), self.per_chunk);
         parts
             .par_chunks_mut(grid.o4 * k)
             .enumerate()
             .for_each(|(c, part)| {
                 let images = c * per_chunk..((c + 1) * per_chunk).min(batch);
-                let xs = &padded_input[images.start * grid.x_stride..images.end * grid.x_stride];
+                let xs =
+                    &self.padded_input[images.start * grid.x_stride..images.end * grid.x_stride];
                 let dys =
-                    &dy_wide[images.start * grid.o4 * grid.q8..images.end * grid.o4 * grid.q8];
-                shifted_dot(xs, grid.x_stride, dys, grid.o4, grid.q8, x_offsets, part);
+                    &self.dy_wide[images.start * grid.o4 * grid.q8..images.end * grid.o4 * grid.q8];
+                shifted_dot(
+                    xs,
+                    grid.x_stride,
+                    dys,
+                    grid.o4,
+                    grid.q8,
+                    self.x_offsets,
+                    part,
+                );
             });
-    };
-
-    if let Some(grad_input) = grad_input {
-        let (kh, kw, ks) = (g.kernel_h, g.kernel_w, g.kernel_h * g.kernel_w);
-        // W'[c][(o, i, j)] = W[o][c][KH−1−i][KW−1−j].
-        pack_rows(
-            g.in_channels,
-            o * ks,
-            grid.c4,
-            |c, r| {
-                let (oo, i, j) = (r / ks, r / kw % kh, r % kw);
-                weight[oo * k + c * ks + (kh - 1 - i) * kw + (kw - 1 - j)]
-            },
-            &mut s.packed_weight_rotated,
-        );
-        let (packed, offsets, dy_padded) = (
-            &s.packed_weight_rotated,
-            &s.dy_offsets,
-            &s.padded_grad_output,
-        );
-        let plane = g.in_h * g.in_w;
-        let input_grad = || {
-            grad_input
-                .par_chunks_mut(g.in_size())
-                .zip(dy_padded.par_chunks(grid.dy_stride))
-                .for_each(|(dx, dyp)| {
-                    with_tile(MR * grid.p8, |tile| {
-                        for (block, a) in packed.chunks_exact(MR * o * ks).enumerate() {
-                            shifted_gemm(a, dyp, offsets, grid.p8, tile);
-                            for r in 0..MR.min(g.in_channels - block * MR) {
-                                let c = block * MR + r;
-                                let wide = &tile[r * grid.p8..];
-                                for y in 0..g.in_h {
-                                    dx[c * plane + y * g.in_w..c * plane + (y + 1) * g.in_w]
-                                        .copy_from_slice(&wide[y * qd..y * qd + g.in_w]);
-                                }
-                            }
-                        }
-                    });
-                });
-        };
-        rayon::join(weight_grad, input_grad);
-    } else {
-        weight_grad();
     }
+}
 
-    let mut parts = s.grad_weight_parts.chunks_exact(grid.o4 * k);
+/// dx of every image, in parallel: the rotated filters `packed` over the
+/// padded dy, on the H x Wd grid, cut to H x W.
+fn input_grad(
+    g: &ConvGeometry,
+    grid: &Grid,
+    packed: &[f32],
+    offsets: &[usize],
+    dy_padded: &[f32],
+    grad_input: &mut [f32],
+) {
+    let (o, ks, qd) = (g.out_channels, g.kernel_h * g.kernel_w, grid.wd);
+    let plane = g.in_h * g.in_w;
+    grad_input
+        .par_chunks_mut(g.in_size())
+        .zip(dy_padded.par_chunks(grid.dy_stride))
+        .for_each(|(dx, dyp)| {
+            with_tile(MR * grid.p8, |tile| {
+                for (block, a) in packed.chunks_exact(MR * o * ks).enumerate() {
+                    shifted_gemm(a, dyp, offsets, grid.p8, tile);
+                    for r in 0..MR.min(g.in_channels - block * MR) {
+                        let c = block * MR + r;
+                        let wide = &tile[r * grid.p8..];
+                        for y in 0..g.in_h {
+                            dx[c * plane + y * g.in_w..c * plane + (y + 1) * g.in_w]
+                                .copy_from_slice(&wide[y * qd..y * qd + g.in_w]);
+                        }
+                    }
+                }
+            });
+        });
+}
+
+/// dW as the sum of its per-chunk parts, in chunk order.
+fn sum_weight_parts(g: &ConvGeometry, grid: &Grid, parts: &[f32], grad_weight: &mut [f32]) {
+    let (o, k) = (g.out_channels, g.patch_len());
+    let mut parts = parts.chunks_exact(grid.o4 * k);
     let first = parts.next().expect("at least one chunk");
     grad_weight.copy_from_slice(&first[..o * k]);
     for part in parts {

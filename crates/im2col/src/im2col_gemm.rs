@@ -228,15 +228,30 @@ pub(crate) fn backward(
     grad_bias: &mut [f32],
     bufs: &mut Im2colBuffers,
 ) {
-    let (l, k, o) = (g.out_plane(), g.patch_len(), g.out_channels);
     if batch == 0 {
         grad_weight.fill(0.0);
         grad_bias.fill(0.0);
         return;
     }
+    regroup_grad_output(g, batch, mask, grad_output, grad_bias, bufs);
+    weight_grad(g, batch, grad_weight, bufs);
+    if let Some(grad_input) = grad_input {
+        input_grad(g, batch, weight, grad_input, bufs);
+    }
+}
 
-    // dy regrouped channel-major, O x (N·L), masked by the fused ReLU if any,
-    // and db as its row sums (f64, image by image in order).
+/// dy regrouped channel-major, O x (N·L), into `bufs.grad_output_by_channel`,
+/// masked by the fused ReLU if any, and db as its row sums (f64, image by
+/// image in order).
+fn regroup_grad_output(
+    g: &ConvGeometry,
+    batch: usize,
+    mask: Option<&[f32]>,
+    grad_output: &[f32],
+    grad_bias: &mut [f32],
+    bufs: &mut Im2colBuffers,
+) {
+    let (l, o) = (g.out_plane(), g.out_channels);
     resize(&mut bufs.grad_output_by_channel, o * batch * l);
     bufs.grad_output_by_channel
         .par_chunks_mut(batch * l)
@@ -259,9 +274,12 @@ pub(crate) fn backward(
             }
             *db = sum as f32;
         });
+}
 
-    // dW = dy (O x N·L) · colsᵀ (N·L x C·KH·KW), as GRAD_WEIGHT_CHUNKS partial
-    // products over consecutive image ranges (in parallel), added in order.
+/// dW = dy (O x N·L) · colsᵀ (N·L x C·KH·KW), as GRAD_WEIGHT_CHUNKS partial
+/// products over consecutive image ranges (in parallel), added in order.
+fn weight_grad(g: &ConvGeometry, batch: usize, grad_weight: &mut [f32], bufs: &mut Im2colBuffers) {
+    let (l, k, o) = (g.out_plane(), g.patch_len(), g.out_channels);
     let per_chunk = batch.div_ceil(GRAD_WEIGHT_CHUNKS);
     let chunks = batch.div_ceil(per_chunk);
     resize(&mut bufs.grad_weight_parts, chunks * o * k);
@@ -300,34 +318,41 @@ pub(crate) fn backward(
             *dw += p;
         }
     }
+}
 
-    // dx[n] = col2im(Wᵀ · dy[n]), image by image; dy[n] is the column block
-    // [n·L, (n+1)·L) of the regrouped (and masked) gradient.
-    if let Some(grad_input) = grad_input {
-        resize(&mut bufs.grad_cols, batch * k * l);
-        let dy_by_channel = &bufs.grad_output_by_channel;
-        grad_input
-            .par_chunks_mut(g.in_size())
-            .zip(bufs.grad_cols.par_chunks_mut(k * l))
-            .enumerate()
-            .for_each(|(n, (gx, gcols))| {
-                sgemm(
-                    1.0,
-                    weight,
-                    MatLayout::row_major(o, k).t(),
-                    &dy_by_channel[n * l..],
-                    MatLayout {
-                        rows: o,
-                        cols: l,
-                        row_stride: batch * l,
-                        col_stride: 1,
-                    },
-                    0.0,
-                    gcols,
-                    MatLayout::row_major(k, l),
-                );
-                gx.fill(0.0);
-                col2im(g, gcols, gx);
-            });
-    }
+/// dx[n] = col2im(Wᵀ · dy[n]), image by image; dy[n] is the column block
+/// [n·L, (n+1)·L) of the regrouped (and masked) gradient.
+fn input_grad(
+    g: &ConvGeometry,
+    batch: usize,
+    weight: &[f32],
+    grad_input: &mut [f32],
+    bufs: &mut Im2colBuffers,
+) {
+    let (l, k, o) = (g.out_plane(), g.patch_len(), g.out_channels);
+    resize(&mut bufs.grad_cols, batch * k * l);
+    let dy_by_channel = &bufs.grad_output_by_channel;
+    grad_input
+        .par_chunks_mut(g.in_size())
+        .zip(bufs.grad_cols.par_chunks_mut(k * l))
+        .enumerate()
+        .for_each(|(n, (gx, gcols))| {
+            sgemm(
+                1.0,
+                weight,
+                MatLayout::row_major(o, k).t(),
+                &dy_by_channel[n * l..],
+                MatLayout {
+                    rows: o,
+                    cols: l,
+                    row_stride: batch * l,
+                    col_stride: 1,
+                },
+                0.0,
+                gcols,
+                MatLayout::row_major(k, l),
+            );
+            gx.fill(0.0);
+            col2im(g, gcols, gx);
+        });
 }

@@ -18,6 +18,24 @@
 //! `matrixmultiply`) lives in the private `simd` module, behind checked
 //! wrappers.
 //!
+//! ```
+//! use im2col::{reference, Activation, ConvAlgorithm, ConvGeometry, ConvGrads, Convolution};
+//!
+//! // One 1x4x4 image, two 3x3 filters, padding 1.
+//! let g = ConvGeometry::builder(1, 2, 3).input(4, 4).pad(1).build().unwrap();
+//! let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
+//! let w = vec![0.5; g.weight_len()];
+//! let mut y = vec![0.0; g.out_size()];
+//! let mut conv = Convolution::new(ConvAlgorithm::Im2col);
+//! // The forward pass returns the cache its backward pass consumes.
+//! let cache = conv.forward(&g, 1, &x, &w, &[0.0, 1.0], Activation::Identity, &mut y);
+//! assert_eq!(y, reference::conv2d_forward(&g, 1, &x, &w, &[0.0, 1.0]));
+//! let (mut dw, mut db) = (vec![0.0; w.len()], vec![0.0; 2]);
+//! let dy = vec![1.0; y.len()];
+//! conv.backward(cache, &w, None, &dy, ConvGrads { input: None, weight: &mut dw, bias: &mut db });
+//! assert_eq!(db, [16.0, 16.0]); // 16 output pixels per channel
+//! ```
+//!
 //! # The determinism rule
 //!
 //! Every kernel gives bit-identical results whatever the number of threads.

@@ -71,6 +71,48 @@ impl BatchNormConfig {
         }
     }
 
+    /// The output shape for an input of shape `input` (one example), the
+    /// input's own, or an error naming the layer `name` of kind `kind`
+    /// (`batch_norm2d` or `batch_norm1d`) and the shape.
+    pub(crate) fn output_shape(
+        &self,
+        name: &str,
+        kind: &'static str,
+        input: &[usize],
+    ) -> Result<Vec<usize>, LayerError> {
+        let c = self.num_features;
+        let fits = match kind {
+            "batch_norm2d" => input.len() == 3 && input[0] == c,
+            _ => input == [c],
+        };
+        if !fits {
+            let want = if kind == "batch_norm2d" {
+                format!("[N, {c}, H, W]")
+            } else {
+                format!("[N, {c}]")
+            };
+            return Err(LayerError::new(
+                name,
+                kind,
+                format!(
+                    "expected input {want}, got {}",
+                    crate::error::batch_shape(input)
+                ),
+            ));
+        }
+        if !(self.eps > 0.0 && (0.0..=1.0).contains(&self.momentum)) {
+            return Err(LayerError::new(
+                name,
+                kind,
+                format!(
+                    "eps must be positive and momentum in [0, 1], got eps {} and momentum {}",
+                    self.eps, self.momentum
+                ),
+            ));
+        }
+        Ok(input.to_vec())
+    }
+
     /// Builds the layer called `name`: `spatial` for `batch_norm2d`. γ
     /// starts at 1, β at 0, the running mean at 0 and variance at 1.
     pub fn build(&self, name: &str, spatial: bool) -> BatchNorm {
@@ -130,6 +172,26 @@ pub struct BatchNorm {
 }
 
 impl BatchNorm {
+    /// What the last [`Layer::forward_train`] measured that feeds the
+    /// running statistics: the batch's per-channel mean and unbiased
+    /// variance. A data-parallel step folds those of each replica into the
+    /// network it trains ([`BatchNorm::track_running_stats`]).
+    pub(crate) fn batch_stats(&self) -> [&Tensor; 2] {
+        [&self.batch_mean, &self.batch_var]
+    }
+
+    /// Folds `[mean, var]`, what [`BatchNorm::batch_stats`] of this layer or
+    /// of a copy of it gave, into the running statistics, exactly as
+    /// `forward_train` folds its own.
+    pub(crate) fn track_running_stats(&mut self, [mean, var]: [&Tensor; 2]) {
+        fold_running_stats(
+            self.config.momentum,
+            [&mut self.running_mean, &mut self.running_var],
+            &mut self.num_batches_tracked,
+            [data(mean), data(var)],
+        );
+    }
+
     /// The layer's config.
     pub fn config(&self) -> &BatchNormConfig {
         &self.config
@@ -188,37 +250,7 @@ impl Layer for BatchNorm {
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
-        let c = self.config.num_features;
-        let fits = match self.kind {
-            "batch_norm2d" => input.len() == 3 && input[0] == c,
-            _ => input == [c],
-        };
-        if !fits {
-            let want = if self.kind == "batch_norm2d" {
-                format!("[N, {c}, H, W]")
-            } else {
-                format!("[N, {c}]")
-            };
-            return Err(LayerError::new(
-                &self.name,
-                self.kind,
-                format!(
-                    "expected input {want}, got {}",
-                    crate::error::batch_shape(input)
-                ),
-            ));
-        }
-        if !(self.config.eps > 0.0 && (0.0..=1.0).contains(&self.config.momentum)) {
-            return Err(LayerError::new(
-                &self.name,
-                self.kind,
-                format!(
-                    "eps must be positive and momentum in [0, 1], got eps {} and momentum {}",
-                    self.config.eps, self.config.momentum
-                ),
-            ));
-        }
-        Ok(input.to_vec())
+        self.config.output_shape(&self.name, self.kind, input)
     }
 
     fn forward(&mut self, input: &Tensor) -> Result<&Tensor, LayerError> {
@@ -365,25 +397,6 @@ impl Layer for BatchNorm {
             &mut self.running_var,
             &mut self.num_batches_tracked,
         ]
-    }
-
-    fn batch_stats(&self) -> Vec<&Tensor> {
-        vec![&self.batch_mean, &self.batch_var]
-    }
-
-    fn track_running_stats(&mut self, stats: &[&Tensor]) {
-        let [mean, var] = stats else {
-            panic!(
-                "{}: batch norm's statistics are a mean and a variance",
-                self.name
-            );
-        };
-        fold_running_stats(
-            self.config.momentum,
-            [&mut self.running_mean, &mut self.running_var],
-            &mut self.num_batches_tracked,
-            [data(mean), data(var)],
-        );
     }
 }
 

@@ -22,6 +22,8 @@
 //! `conv1`, `conv2`, `fc1`, `relu3`, `pool1`, ... Parameter names follow:
 //! `conv1.weight`, `fc2.bias`.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use tensor::Rng;
 
@@ -30,7 +32,7 @@ use crate::conv2d::Conv2dConfig;
 use crate::dropout::{Dropout, DropoutConfig};
 use crate::linear::LinearConfig;
 use crate::pool2d::{Pool2d, Pool2dConfig, PoolKind};
-use crate::{ConfigError, Flatten, Layer, Loss, Network, Relu, Sigmoid};
+use crate::{ConfigError, Flatten, Layer, LayerError, Loss, Relu, Sigmoid};
 use im2col::ConvAlgorithm;
 
 /// A layer with no hyper-parameters but an optional name. Written through
@@ -171,12 +173,15 @@ impl LayerConfig {
                     .ok_or_else(too_many)
             }
             LayerConfig::Linear(c) => {
+                let Some(in_features) = c.in_features else {
+                    return Err("`in_features` is counted when the network is built".into());
+                };
                 positive(&[
-                    ("in_features", c.in_features),
+                    ("in_features", in_features),
                     ("out_features", c.out_features),
                 ])?;
                 c.out_features
-                    .checked_mul(c.in_features)
+                    .checked_mul(in_features)
                     .and_then(|n| n.checked_add(c.out_features))
                     .ok_or_else(too_many)
             }
@@ -193,6 +198,33 @@ impl LayerConfig {
             | LayerConfig::Sigmoid(_)
             | LayerConfig::Flatten(_)
             | LayerConfig::Dropout(_) => Ok(0),
+        }
+    }
+
+    /// The layer's output shape for an input of shape `input` (one
+    /// example), from the config alone (no weight is allocated), or an error
+    /// naming the layer `name` and the shape.
+    pub(crate) fn output_shape(
+        &self,
+        name: &str,
+        input: &[usize],
+    ) -> Result<Vec<usize>, LayerError> {
+        match self {
+            LayerConfig::Conv2d(c) => {
+                let g = c.geometry(name, input)?;
+                Ok(vec![g.out_channels, g.out_h(), g.out_w()])
+            }
+            LayerConfig::Linear(c) => c.output_shape(name, input),
+            LayerConfig::AvgPool2d(c) | LayerConfig::MaxPool2d(c) => {
+                let g = c.geometry(name, self.kind(), input)?;
+                Ok(vec![g.channels, g.out_h(), g.out_w()])
+            }
+            LayerConfig::BatchNorm2d(c) | LayerConfig::BatchNorm1d(c) => {
+                c.output_shape(name, self.kind(), input)
+            }
+            LayerConfig::Dropout(c) => Dropout::new(name, c.p).output_shape(input),
+            LayerConfig::Relu(_) | LayerConfig::Sigmoid(_) => Ok(input.to_vec()),
+            LayerConfig::Flatten(_) => Ok(vec![input.iter().product()]),
         }
     }
 
@@ -219,7 +251,7 @@ impl LayerConfig {
 /// same value as the struct literal (and so the same TOML):
 ///
 /// ```
-/// use layers::{Conv2dConfig, LinearConfig, Loss, NetworkConfig};
+/// use layers::{Conv2dConfig, LayerConfig, LinearConfig, Loss, NetworkConfig};
 /// use tensor::Rng;
 ///
 /// let config = NetworkConfig::new([1, 28, 28])
@@ -227,10 +259,12 @@ impl LayerConfig {
 ///     .relu()
 ///     .avg_pool2d(2)
 ///     .flatten()
-///     .linear(LinearConfig::new(8 * 14 * 14, 10))
+///     .linear(10) // 10 outputs; the 8 x 14 x 14 inputs are counted when built
 ///     .loss(Loss::SoftmaxCrossEntropy); // the default
 /// let net = config.build(&mut Rng::seed_from_u64(1)).unwrap();
 /// assert_eq!(net.output_shapes()[2], [8, 14, 14]);
+/// // The network's config has them written in.
+/// assert_eq!(net.config().layers[4], LayerConfig::Linear(LinearConfig::new(8 * 14 * 14, 10)));
 ///
 /// // An MLP on 20 features takes batches of shape [N, 20].
 /// let mlp = NetworkConfig::new([20])
@@ -250,6 +284,19 @@ pub struct NetworkConfig {
     /// The training loss.
     #[serde(default)]
     pub loss: Loss,
+    /// Whether a ReLU right after a convolution runs inside the convolution's
+    /// own pass ([`Conv2d::relu_fused`]): the same bits, two passes over the
+    /// feature maps fewer. Default `true`; written out only when `false`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub fuse_relu: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl NetworkConfig {
@@ -261,6 +308,7 @@ impl NetworkConfig {
             input: input.into(),
             layers: Vec::new(),
             loss: Loss::default(),
+            fuse_relu: true,
         }
     }
 
@@ -284,9 +332,11 @@ impl NetworkConfig {
         }
     }
 
-    /// Appends a fully connected layer.
-    pub fn linear(self, linear: LinearConfig) -> Self {
-        self.layer(LayerConfig::Linear(linear))
+    /// Appends a fully connected layer: its number of outputs
+    /// (`.linear(10)`, the in-features counted when the network is built) or
+    /// a [`LinearConfig`].
+    pub fn linear(self, linear: impl Into<LinearConfig>) -> Self {
+        self.layer(LayerConfig::Linear(linear.into()))
     }
 
     /// Appends average pooling: a window side K (`.avg_pool2d(2)`) or a [`Pool2dConfig`].
@@ -329,6 +379,12 @@ impl NetworkConfig {
         self.layer(LayerConfig::flatten())
     }
 
+    /// Whether to fuse each ReLU that follows a convolution into it (default
+    /// `true`; see [`NetworkConfig::fuse_relu`](NetworkConfig#structfield.fuse_relu)).
+    pub fn fuse_relu(self, fuse_relu: bool) -> Self {
+        NetworkConfig { fuse_relu, ..self }
+    }
+
     /// Sets the training loss (default softmax cross-entropy).
     pub fn loss(self, loss: Loss) -> Self {
         NetworkConfig { loss, ..self }
@@ -355,8 +411,9 @@ impl NetworkConfig {
     /// overflows. Check it against a limit before [`NetworkConfig::build`]
     /// when the config comes from outside.
     pub fn param_count(&self) -> Result<usize, ConfigError> {
+        let resolved = self.with_inferred_sizes()?;
         let mut total = 0usize;
-        for (i, layer) in self.layers.iter().enumerate() {
+        for (i, layer) in resolved.layers.iter().enumerate() {
             let error = |message: String| ConfigError {
                 index: Some(i),
                 kind: Some(layer.kind()),
@@ -370,79 +427,35 @@ impl NetworkConfig {
         Ok(total)
     }
 
-    /// Builds the network: checks names and sizes (with
-    /// [`NetworkConfig::param_count`], before any weight is allocated), then
-    /// that each layer's input is the previous layer's output, and that the
-    /// last output is a vector the loss can take. Reports the first layer
-    /// that does not fit.
-    pub fn build(&self, rng: &mut Rng) -> Result<Network, ConfigError> {
-        let names = self.layer_names();
-        self.param_count()?;
-        if self
-            .input
-            .iter()
-            .try_fold(1usize, |n, &d| n.checked_mul(d))
-            .is_none()
-        {
-            return Err(ConfigError {
-                index: None,
-                kind: None,
-                message: format!(
-                    "input shape {:?} has more elements than fit in 64 bits",
-                    self.input
-                ),
-            });
+    /// This config with every linear layer's omitted `in_features` filled in:
+    /// the features of the layer before it, found by following the shapes
+    /// from the input (no weight is allocated). The config itself when none
+    /// is omitted.
+    pub fn with_inferred_sizes(&self) -> Result<Cow<'_, NetworkConfig>, ConfigError> {
+        let omitted =
+            |l: &LayerConfig| matches!(l, LayerConfig::Linear(c) if c.in_features.is_none());
+        if !self.layers.iter().any(omitted) {
+            return Ok(Cow::Borrowed(self));
         }
-        if self.layers.is_empty() {
-            return Err(ConfigError {
-                index: None,
-                kind: None,
-                message: "the network has no layers".into(),
-            });
-        }
-        if self.input.is_empty() || self.input.contains(&0) {
-            return Err(ConfigError {
-                index: None,
-                kind: None,
-                message: format!(
-                    "input shape {:?} is empty: give one example's shape, e.g. [20] for 20 features or [1, 28, 28] for an image",
-                    self.input
-                ),
-            });
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, name) in names.iter().enumerate() {
-            if name.is_empty() || name.contains('.') || !seen.insert(name.as_str()) {
-                return Err(ConfigError {
-                    index: Some(i),
-                    kind: Some(self.layers[i].kind()),
-                    message: format!(
-                        "layer name `{name}` is empty, contains '.', or is used twice"
-                    ),
-                });
-            }
-        }
-        let mut layers = Vec::with_capacity(self.layers.len());
-        let mut shapes = Vec::with_capacity(self.layers.len());
+        let mut resolved = self.clone();
         let mut shape = self.input.clone();
-        for (i, (cfg, name)) in self.layers.iter().zip(&names).enumerate() {
-            let mut layer = cfg.build(name, rng);
-            shape = layer.output_shape(&shape).map_err(|e| ConfigError {
+        for (i, (layer, name)) in resolved
+            .layers
+            .iter_mut()
+            .zip(self.layer_names())
+            .enumerate()
+        {
+            if let LayerConfig::Linear(c) = layer {
+                if c.in_features.is_none() && shape.len() == 1 {
+                    c.in_features = Some(shape[0]);
+                }
+            }
+            shape = layer.output_shape(&name, &shape).map_err(|e| ConfigError {
                 index: Some(i),
-                kind: Some(cfg.kind()),
+                kind: Some(layer.kind()),
                 message: format!("`{}`: {}", e.layer, e.message),
             })?;
-            layer.set_input_grad_needed(i > 0);
-            layers.push(layer);
-            shapes.push(shape.clone());
         }
-        if shape.len() != 1 {
-            return Err(ConfigError {
-                index: Some(self.layers.len() - 1),
-                kind: Some(self.layers.last().map(LayerConfig::kind).unwrap_or("?")),
-                message: format!("the network ends with shape {shape:?}; the loss needs a vector (add flatten and linear layers)"),
-            });
-        }
-        Ok(Network::from_parts(self.clone(), layers, shapes))
+        Ok(Cow::Owned(resolved))
     }
 }

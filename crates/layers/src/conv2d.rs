@@ -106,6 +106,25 @@ impl Conv2dConfig {
         Conv2dConfig { algorithm, ..self }
     }
 
+    /// The convolution's geometry for an input of shape `input` (one
+    /// example), or an error naming the layer `name` and the shape.
+    pub(crate) fn geometry(&self, name: &str, input: &[usize]) -> Result<ConvGeometry, LayerError> {
+        let err = |m: String| LayerError::new(name, "conv2d", m);
+        if input.len() != 3 || input[0] != self.in_channels {
+            return Err(err(format!(
+                "expected input [N, {}, H, W], got {}",
+                self.in_channels,
+                crate::error::batch_shape(input)
+            )));
+        }
+        ConvGeometry::builder(self.in_channels, self.out_channels, self.kernel)
+            .input(input[1], input[2])
+            .pad(self.pad)
+            .stride(self.stride)
+            .build()
+            .map_err(|e| err(format!("input {}: {e}", crate::error::batch_shape(input))))
+    }
+
     /// Builds the layer called `name`, drawing its weights from `rng`.
     pub fn build(&self, name: &str, rng: &mut Rng) -> Conv2d {
         let k = self.kernel;
@@ -146,7 +165,7 @@ pub struct Conv2d {
     pub bias: Param,
     /// The last forward input's shape. The input itself is not kept: what
     /// the backward pass needs of it (its im2col matrix, or its padded
-    /// copy) stays in `conv`, claimed by `cache`.
+    /// copy) is in `cache`.
     input_shape: Vec<usize>,
     output: Tensor,
     grad_input: Tensor,
@@ -154,7 +173,7 @@ pub struct Conv2d {
     /// The last forward pass's cache, until a backward pass consumes it.
     cache: Option<ConvCache>,
     input_grad_needed: bool,
-    /// Whether the ReLU after this layer is applied here (see [`Layer::fuse_relu`]).
+    /// Whether the ReLU after this layer is applied here ([`Conv2d::relu_fused`]).
     relu_fused: bool,
 }
 
@@ -172,22 +191,37 @@ impl Conv2d {
         &self.config
     }
 
-    fn geometry(&self, input: &[usize]) -> Result<ConvGeometry, LayerError> {
-        let c = &self.config;
-        let err = |m: String| LayerError::new(&self.name, "conv2d", m);
-        if input.len() != 3 || input[0] != c.in_channels {
-            return Err(err(format!(
-                "expected input [N, {}, H, W], got {}",
-                c.in_channels,
-                crate::error::batch_shape(input)
-            )));
-        }
-        ConvGeometry::builder(c.in_channels, c.out_channels, c.kernel)
-            .input(input[1], input[2])
-            .pad(c.pad)
-            .stride(c.stride)
-            .build()
-            .map_err(|e| err(format!("input {}: {e}", crate::error::batch_shape(input))))
+    /// Whether this layer applies the ReLU that follows it in its own pass
+    /// (and the ReLU's mask to its output gradient), so that the
+    /// [`Network`](crate::Network) skips that ReLU layer. The network fuses
+    /// each ReLU that follows a convolution unless its config says
+    /// `fuse_relu = false`; results are the same bits either way.
+    pub fn relu_fused(&self) -> bool {
+        self.relu_fused
+    }
+
+    /// Turns the fused ReLU on or off. A forward pass already run stays
+    /// valid for backward: its mask y > 0 is the same with the ReLU applied or not.
+    pub(crate) fn fuse_relu(&mut self, fuse: bool) {
+        self.relu_fused = fuse;
+    }
+
+    /// Whether `backward` computes the input gradient; the network tells its
+    /// first layer `false`, which spares the costliest product.
+    pub(crate) fn set_input_grad_needed(&mut self, needed: bool) {
+        self.input_grad_needed = needed;
+    }
+
+    /// The algorithm that computes this layer for an input of shape `input`
+    /// (one example, C x H x W) on this machine: `Im2col` or `Direct`; `None`
+    /// if the shape does not fit the layer.
+    pub fn algorithm_for(&self, input: &[usize]) -> Option<ConvAlgorithm> {
+        let g = self.geometry(input).ok()?;
+        Some(self.config.algorithm.resolve(&g))
+    }
+
+    pub(crate) fn geometry(&self, input: &[usize]) -> Result<ConvGeometry, LayerError> {
+        self.config.geometry(&self.name, input)
     }
 }
 
@@ -224,6 +258,11 @@ impl Layer for Conv2d {
         self.input_shape.extend_from_slice(input.shape());
         ensure_shape(&mut self.output, &[n, g.out_channels, g.out_h(), g.out_w()]);
         let activation = self.activation();
+        if let Some(unused) = self.cache.take() {
+            // A forward pass with no backward pass after it (evaluation):
+            // its buffers serve this pass.
+            self.conv.recycle(unused);
+        }
         self.cache = Some(self.conv.forward(
             &g,
             n,
@@ -297,20 +336,5 @@ impl Layer for Conv2d {
 
     fn params_mut(&mut self) -> Vec<&mut Param> {
         vec![&mut self.weight, &mut self.bias]
-    }
-
-    fn set_input_grad_needed(&mut self, needed: bool) {
-        self.input_grad_needed = needed;
-    }
-
-    fn fuse_relu(&mut self, fuse: bool) -> bool {
-        // A forward pass already run stays valid for backward: its mask
-        // y > 0 is the same with the ReLU applied or not.
-        self.relu_fused = fuse;
-        true
-    }
-
-    fn forward_flops(&self, input: &[usize]) -> u64 {
-        self.geometry(input).map(|g| g.forward_flops()).unwrap_or(0)
     }
 }

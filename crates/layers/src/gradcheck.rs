@@ -64,7 +64,7 @@ pub struct GradCheck {
 /// (relative) are skipped. A kink that passes moves the central difference
 /// by at most half of it, well inside the 10⁻² the checks accept; a smooth
 /// layer's one-sided differences differ by about ε·|L''|, far less.
-pub const KINK_TOLERANCE: f64 = 1e-2;
+pub(crate) const KINK_TOLERANCE: f64 = 1e-2;
 
 /// Settings of a check.
 #[derive(Clone, Copy, Debug)]
@@ -144,7 +144,7 @@ fn rel_errors(analytic: &[f64], numeric: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// The seed of the random stream of every training-mode pass of a check.
+/// The seed of `noise`, the random stream of every training-mode pass of a check.
 const NOISE_SEED: u64 = 0x6772_6164;
 
 fn projected(layer: &mut dyn Layer, x: &Tensor, r: &Tensor) -> Result<f64, LayerError> {

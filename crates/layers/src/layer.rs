@@ -1,3 +1,5 @@
+use std::any::Any;
+
 use tensor::{Rng, Tensor};
 
 use crate::LayerError;
@@ -40,7 +42,17 @@ pub struct Buffer {
 /// step to step; `backward` likewise returns the input gradient from its own
 /// buffer, after writing the parameters' gradients. Shapes carry the batch
 /// first: NCHW for images, NF for features.
-pub trait Layer: Send + Sync {
+///
+/// The trait holds what every layer has: computation and parameters (and
+/// buffers, the state a checkpoint stores besides the parameters). What only
+/// some layers have is theirs, reached by downcasting
+/// ([`downcast_ref`](#method.downcast_ref)) in the code that uses it:
+/// batch norm's batch statistics (`BatchNorm::batch_stats`, which the
+/// data-parallel step folds in through [`Network::track_running_stats_of`](crate::Network::track_running_stats_of)),
+/// a convolution's fused ReLU ([`Conv2d::relu_fused`](crate::Conv2d::relu_fused),
+/// set by the [`Network`](crate::Network)). FLOP counts are computed from
+/// the config and the shapes, in [`flops`](crate::flops).
+pub trait Layer: Any + Send + Sync {
     /// The layer's name, e.g. `conv1`.
     fn name(&self) -> &str;
 
@@ -87,34 +99,18 @@ pub trait Layer: Send + Sync {
     fn buffers_mut(&mut self) -> Vec<&mut Buffer> {
         Vec::new()
     }
+}
 
-    /// What the last [`Layer::forward_train`] measured that feeds the running
-    /// statistics (batch norm: the batch's per-channel mean and unbiased
-    /// variance), for [`Layer::track_running_stats`]; none by default.
-    fn batch_stats(&self) -> Vec<&Tensor> {
-        Vec::new()
+impl dyn Layer {
+    /// The layer as its own type `T`, if it is one:
+    /// `layer.downcast_ref::<Conv2d>()`.
+    pub fn downcast_ref<T: Layer>(&self) -> Option<&T> {
+        (self as &dyn Any).downcast_ref()
     }
 
-    /// Folds `stats`, what [`Layer::batch_stats`] of this layer or of a copy
-    /// of it gave, into the running statistics, exactly as `forward_train`
-    /// folds its own. Does nothing by default.
-    fn track_running_stats(&mut self, _stats: &[&Tensor]) {}
-
-    /// Whether `backward` must produce the input gradient. The first layer of
-    /// a network is told `false`, which spares a convolution's costliest product.
-    fn set_input_grad_needed(&mut self, _needed: bool) {}
-
-    /// Asks the layer to apply a ReLU to its own output in the same pass, and
-    /// the ReLU's mask to its output gradient, so that a [`Network`](crate::Network)
-    /// can skip the ReLU layer that follows it. Returns whether the layer now
-    /// does so; layers that cannot fuse say `false` (the default).
-    fn fuse_relu(&mut self, _fuse: bool) -> bool {
-        false
-    }
-
-    /// FLOPs of one example's forward pass for this input shape (multiply-add = 2).
-    fn forward_flops(&self, _input: &[usize]) -> u64 {
-        0
+    /// The layer as its own type `T`, mutably, if it is one.
+    pub(crate) fn downcast_mut<T: Layer>(&mut self) -> Option<&mut T> {
+        (self as &mut dyn Any).downcast_mut()
     }
 }
 

@@ -9,11 +9,12 @@
 //! | `pool2d.rs` | [`Pool2d`]: average and max pooling |
 //! | `linear.rs` | [`Linear`] |
 //! | `flatten.rs` | [`Flatten`] (the post's Reshape) |
-//! | `dropout.rs` | [`Dropout`]: inverted dropout, its mask from the caller's random stream |
+//! | `dropout.rs` | [`Dropout`]: inverted dropout, its mask drawn from `noise`, the caller's random stream |
 //! | `batch_norm.rs` | [`BatchNorm`]: `batch_norm2d` and `batch_norm1d`, with running statistics ([`Buffer`]s) |
 //! | `loss.rs` | [`Loss`]: softmax cross-entropy, MSE, sigmoid + binary cross-entropy |
 //! | `config.rs` | [`NetworkConfig`], [`LayerConfig`]: a network as data |
-//! | `network.rs` | [`Network`]: forward in order, backward in reverse |
+//! | `network.rs` | [`Network`]: forward in order, backward in reverse; a ReLU after a convolution fused into it |
+//! | [`flops`] | FLOP counts from the layers and their shapes |
 //! | `gradcheck.rs` | [`gradcheck`]: central finite differences |
 //!
 //! Every layer keeps the determinism rule of the `im2col` crate: parallel
@@ -21,7 +22,7 @@
 //! runs in a fixed order, so results are bit-identical on any number of threads.
 //!
 //! ```
-//! use layers::{Conv2dConfig, LinearConfig, NetworkConfig};
+//! use layers::{Conv2dConfig, Loss, NetworkConfig};
 //! use tensor::{Rng, Tensor};
 //!
 //! let config = NetworkConfig::new([1, 8, 8]) // one example: 1 channel, 8 x 8
@@ -29,14 +30,14 @@
 //!     .relu()
 //!     .max_pool2d(2)
 //!     .flatten()
-//!     .linear(LinearConfig::new(4 * 4 * 4, 10));
+//!     .linear(10); // 10 outputs; its 4 x 4 x 4 inputs are counted when built
 //! let mut net = config.build(&mut Rng::seed_from_u64(1)).unwrap();
 //! let x = Tensor::zeros(vec![2, 1, 8, 8]);
-//! let logits = net.forward(&x).unwrap();
+//! let logits = net.forward_train(&x).unwrap();
 //! assert_eq!(logits.shape(), &[2, 10]);
 //!
-//! // The loss (softmax cross-entropy by default) against class labels, and its gradient.
-//! let (loss, grad) = config.loss.with_labels(logits, &[3, 7]).unwrap();
+//! // The loss against class labels, and its gradient.
+//! let (loss, grad) = Loss::SoftmaxCrossEntropy.with_labels(logits, &[3, 7]).unwrap();
 //! assert!((loss - 10f64.ln()).abs() < 1e-6); // zero input: all logits equal the zero biases
 //! net.backward(&grad).unwrap();
 //! net.params().into_iter().for_each(|p| assert_eq!(p.grad.shape(), p.value.shape()));
@@ -45,11 +46,13 @@
 #![forbid(unsafe_code)]
 
 mod batch_norm;
+mod build;
 mod config;
 mod conv2d;
 mod dropout;
 mod error;
 mod flatten;
+pub mod flops;
 pub mod gradcheck;
 mod layer;
 mod linear;

@@ -29,8 +29,10 @@ pub struct LinearConfig {
     /// The layer's name; default `<kind><k>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Input features.
-    pub in_features: usize,
+    /// Input features. `None` (not written in TOML): the features of the
+    /// layer before it, counted when the network is built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_features: Option<usize>,
     /// Output features.
     pub out_features: usize,
     /// Initialiser of the weights (default He normal).
@@ -46,8 +48,19 @@ impl LinearConfig {
     /// change one field each: `LinearConfig::new(784, 256).init(Init::Normal { std: 0.1 })`.
     pub fn new(in_features: usize, out_features: usize) -> Self {
         LinearConfig {
+            in_features: Some(in_features),
+            ..LinearConfig::outputs(out_features)
+        }
+    }
+
+    /// A layer of `out_features` outputs whose input features are those of
+    /// the layer before it, counted when the network is built (what
+    /// `NetworkConfig::new(..).linear(10)` means). Building it on its own,
+    /// with [`LinearConfig::build`], needs [`LinearConfig::new`] instead.
+    pub fn outputs(out_features: usize) -> Self {
+        LinearConfig {
             name: None,
-            in_features,
+            in_features: None,
             out_features,
             init: default_weight_init(),
             bias_init: default_bias_init(),
@@ -72,12 +85,53 @@ impl LinearConfig {
         LinearConfig { bias_init, ..self }
     }
 
+    /// The output shape, `[out_features]`, for an input of shape `input`
+    /// (one example), or an error naming the layer `name` and the shape.
+    /// Omitted in-features take any vector.
+    pub(crate) fn output_shape(
+        &self,
+        name: &str,
+        input: &[usize],
+    ) -> Result<Vec<usize>, LayerError> {
+        let fits = match self.in_features {
+            Some(i) => input == [i],
+            None => input.len() == 1,
+        };
+        if !fits {
+            let want = self.in_features.map_or("F".to_string(), |i| i.to_string());
+            let hint = if input.len() > 1 {
+                " (add a flatten layer before it)"
+            } else {
+                ""
+            };
+            return Err(LayerError::new(
+                name,
+                "linear",
+                format!(
+                    "expected input [N, {want}], got {}{hint}",
+                    crate::error::batch_shape(input)
+                ),
+            ));
+        }
+        Ok(vec![self.out_features])
+    }
+
     /// Builds the layer called `name`, drawing its weights from `rng`.
+    ///
+    /// # Panics
+    /// If the config does not give its in-features ([`LinearConfig::outputs`]):
+    /// only a network, which knows the shape before the layer, can count them.
     pub fn build(&self, name: &str, rng: &mut Rng) -> Linear {
-        let (i, o) = (self.in_features, self.out_features);
+        let i = self.in_features.unwrap_or_else(|| {
+            panic!("LinearConfig::build: `{name}` has no in_features; give them (LinearConfig::new) or build the layer in a network")
+        });
+        let o = self.out_features;
         Linear {
             name: name.to_string(),
-            config: self.clone(),
+            config: LinearConfig {
+                in_features: Some(i),
+                ..self.clone()
+            },
             weight: Param::new(
                 format!("{name}.weight"),
                 self.init.tensor(rng, &[o, i], i, o),
@@ -89,6 +143,7 @@ impl LinearConfig {
             input: Tensor::zeros(vec![0]),
             output: Tensor::zeros(vec![0]),
             grad_input: Tensor::zeros(vec![0]),
+            in_features: i,
             input_grad_needed: true,
             scratch: DenseScratch::default(),
         }
@@ -106,6 +161,8 @@ pub struct Linear {
     input: Tensor,
     output: Tensor,
     grad_input: Tensor,
+    /// Input features (the config's, or those counted when the network was built).
+    in_features: usize,
     input_grad_needed: bool,
     /// Buffers of the `im2col::dense` kernels, used where they are available.
     scratch: DenseScratch,
@@ -115,6 +172,17 @@ impl Linear {
     /// The layer's config.
     pub fn config(&self) -> &LinearConfig {
         &self.config
+    }
+
+    /// Input features: the config's, or those counted when the network was built.
+    pub fn in_features(&self) -> usize {
+        self.in_features
+    }
+
+    /// Whether `backward` computes the input gradient; the network tells its
+    /// first layer `false`, which spares a matrix product.
+    pub(crate) fn set_input_grad_needed(&mut self, needed: bool) {
+        self.input_grad_needed = needed;
     }
 }
 
@@ -128,23 +196,7 @@ impl Layer for Linear {
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
-        if input != [self.config.in_features] {
-            return Err(LayerError::new(
-                &self.name,
-                "linear",
-                format!(
-                    "expected input [N, {}], got {}{}",
-                    self.config.in_features,
-                    crate::error::batch_shape(input),
-                    if input.len() > 1 {
-                        " (add a flatten layer before it)"
-                    } else {
-                        ""
-                    }
-                ),
-            ));
-        }
-        Ok(vec![self.config.out_features])
+        self.config.output_shape(&self.name, input)
     }
 
     fn forward(&mut self, input: &Tensor) -> Result<&Tensor, LayerError> {
@@ -157,12 +209,8 @@ impl Layer for Linear {
                 ),
                 ..e
             })?;
-        expect_shape(self, input, &[self.config.in_features])?;
-        let (n, i, o) = (
-            input.shape()[0],
-            self.config.in_features,
-            self.config.out_features,
-        );
+        expect_shape(self, input, &[self.in_features])?;
+        let (n, i, o) = (input.shape()[0], self.in_features, self.config.out_features);
         ensure_shape(&mut self.input, input.shape());
         self.input.assign(input);
         ensure_shape(&mut self.output, &[n, o]);
@@ -217,7 +265,7 @@ impl Layer for Linear {
         }
         let (n, i, o) = (
             self.output.shape()[0],
-            self.config.in_features,
+            self.in_features,
             self.config.out_features,
         );
         if grad_output.shape() != [n, o] || !grad_output.is_standard_layout() {
@@ -259,50 +307,13 @@ impl Layer for Linear {
             );
             return Ok(&self.grad_input);
         }
-        // dW rows (one per output feature) are independent: split them across tasks.
-        data_mut(&mut self.weight.grad)
-            .par_chunks_mut(ROWS_PER_TASK * i)
-            .enumerate()
-            .for_each(|(blk, dw)| {
-                let rows = dw.len() / i;
-                let dy_cols = MatLayout {
-                    rows,
-                    cols: n,
-                    row_stride: 1,
-                    col_stride: o,
-                };
-                sgemm(
-                    1.0,
-                    &dy[blk * ROWS_PER_TASK..],
-                    dy_cols,
-                    x,
-                    MatLayout::row_major(n, i),
-                    0.0,
-                    dw,
-                    MatLayout::row_major(rows, i),
-                );
-            });
-        if self.input_grad_needed {
-            data_mut(&mut self.grad_input)
-                .par_chunks_mut(ROWS_PER_TASK * i)
-                .enumerate()
-                .for_each(|(blk, dx)| {
-                    let rows = dx.len() / i;
-                    let dys = &dy[blk * ROWS_PER_TASK * o..][..rows * o];
-                    sgemm(
-                        1.0,
-                        dys,
-                        MatLayout::row_major(rows, o),
-                        w,
-                        MatLayout::row_major(o, i),
-                        0.0,
-                        dx,
-                        MatLayout::row_major(rows, i),
-                    );
-                });
+        let dx = if self.input_grad_needed {
+            Some(data_mut(&mut self.grad_input))
         } else {
             self.grad_input.fill(0.0);
-        }
+            None
+        };
+        sgemm_backward(n, i, o, x, w, dy, dx, data_mut(&mut self.weight.grad));
         Ok(&self.grad_input)
     }
 
@@ -313,12 +324,67 @@ impl Layer for Linear {
     fn params_mut(&mut self) -> Vec<&mut Param> {
         vec![&mut self.weight, &mut self.bias]
     }
+}
 
-    fn set_input_grad_needed(&mut self, needed: bool) {
-        self.input_grad_needed = needed;
+/// A layer of `out_features` outputs, its in-features counted when the
+/// network is built ([`LinearConfig::outputs`]): what `.linear(10)` means.
+impl From<usize> for LinearConfig {
+    fn from(out_features: usize) -> Self {
+        LinearConfig::outputs(out_features)
     }
+}
 
-    fn forward_flops(&self, _input: &[usize]) -> u64 {
-        2 * (self.config.in_features * self.config.out_features) as u64
+/// The weight gradient `dW = dyᵀ · x` (o x i), and the input gradient
+/// `dx = dy · W` (n x i) when asked for, by `matrixmultiply` where the
+/// `im2col::dense` kernels are not available.
+fn sgemm_backward(
+    n: usize,
+    i: usize,
+    o: usize,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+) {
+    // dW rows (one per output feature) are independent: split them across tasks.
+    dw.par_chunks_mut(ROWS_PER_TASK * i)
+        .enumerate()
+        .for_each(|(blk, dw)| {
+            let rows = dw.len() / i;
+            let dy_cols = MatLayout {
+                rows,
+                cols: n,
+                row_stride: 1,
+                col_stride: o,
+            };
+            sgemm(
+                1.0,
+                &dy[blk * ROWS_PER_TASK..],
+                dy_cols,
+                x,
+                MatLayout::row_major(n, i),
+                0.0,
+                dw,
+                MatLayout::row_major(rows, i),
+            );
+        });
+    if let Some(dx) = dx {
+        dx.par_chunks_mut(ROWS_PER_TASK * i)
+            .enumerate()
+            .for_each(|(blk, dx)| {
+                let rows = dx.len() / i;
+                let dys = &dy[blk * ROWS_PER_TASK * o..][..rows * o];
+                sgemm(
+                    1.0,
+                    dys,
+                    MatLayout::row_major(rows, o),
+                    w,
+                    MatLayout::row_major(o, i),
+                    0.0,
+                    dx,
+                    MatLayout::row_major(rows, i),
+                );
+            });
     }
 }

@@ -1,12 +1,17 @@
 //! A sequential network: layers applied in order, gradients back in reverse.
+//!
+//! A ReLU right after a convolution is *fused* into it unless the config says
+//! `fuse_relu = false`: the convolution applies the ReLU to its own output in
+//! the same pass ([`Conv2d::relu_fused`]), and the passes skip the ReLU layer,
+//! which saves two passes over the feature maps and gives the same bits. The
+//! ReLU layer still exists, keeps its name and output shape, and
+//! [`Network::summary`] shows it as `fused into conv1`.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
-use im2col::{ConvAlgorithm, ConvGeometry};
 use tensor::{Rng, Tensor};
 
-use crate::{Buffer, ConfigError, Layer, LayerConfig, LayerError, NetworkConfig, Param};
+use crate::{BatchNorm, Buffer, ConfigError, Conv2d, Layer, LayerError, NetworkConfig, Param};
 
 /// Layers in order, built from (and remembering) a [`NetworkConfig`].
 pub struct Network {
@@ -14,8 +19,8 @@ pub struct Network {
     layers: Vec<Box<dyn Layer>>,
     /// Each layer's output shape for one example.
     shapes: Vec<Vec<usize>>,
-    /// `skipped[i]`: layer i is a ReLU that layer i − 1 applies itself
-    /// ([`Layer::fuse_relu`]), so the passes skip it.
+    /// `skipped[i]`: layer i is a ReLU that layer i − 1 applies itself, so
+    /// the passes skip it.
     skipped: Vec<bool>,
     /// A layer that [`Network::forward_to`] ran without its fused ReLU, to be
     /// fused again before the next pass.
@@ -25,30 +30,26 @@ pub struct Network {
 impl Network {
     pub(crate) fn from_parts(
         config: NetworkConfig,
-        layers: Vec<Box<dyn Layer>>,
+        mut layers: Vec<Box<dyn Layer>>,
         shapes: Vec<Vec<usize>>,
     ) -> Self {
-        let mut network = Network {
-            skipped: vec![false; layers.len()],
-            unfused: None,
+        let mut skipped = vec![false; layers.len()];
+        if config.fuse_relu {
+            for i in 1..layers.len() {
+                if layers[i].kind() == "relu" {
+                    if let Some(conv) = layers[i - 1].downcast_mut::<Conv2d>() {
+                        conv.fuse_relu(true);
+                        skipped[i] = true;
+                    }
+                }
+            }
+        }
+        Network {
             config,
             layers,
             shapes,
-        };
-        network.set_fusion(true);
-        network
-    }
-
-    /// Turns the fusion of ReLU layers into the layer before them on or off
-    /// (on by default). Results are the same bits either way; fusion saves
-    /// the ReLU's two passes over the feature maps. Each ReLU layer still
-    /// exists, keeps its name and output shape, and [`Network::forward_to`]
-    /// can stop before or after it.
-    pub fn set_fusion(&mut self, on: bool) {
-        self.unfused = None;
-        for i in 1..self.layers.len() {
-            let fusable = self.layers[i].kind() == "relu";
-            self.skipped[i] = fusable && self.layers[i - 1].fuse_relu(on && fusable) && on;
+            skipped,
+            unfused: None,
         }
     }
 
@@ -62,7 +63,8 @@ impl Network {
             .collect()
     }
 
-    /// The config this network was built from.
+    /// The config this network was built from, every omitted linear
+    /// `in_features` written in ([`NetworkConfig::with_inferred_sizes`]).
     pub fn config(&self) -> &NetworkConfig {
         &self.config
     }
@@ -75,29 +77,6 @@ impl Network {
     /// Each layer's output shape for one example.
     pub fn output_shapes(&self) -> &[Vec<usize>] {
         &self.shapes
-    }
-
-    /// Per layer, the algorithm that computes it on this machine when it is
-    /// a convolution (`Im2col` or `Direct`), `None` for other layers.
-    pub fn conv_algorithms(&self) -> Vec<Option<ConvAlgorithm>> {
-        let inputs = std::iter::once(&self.config.input).chain(&self.shapes);
-        self.config
-            .layers
-            .iter()
-            .zip(inputs)
-            .map(|(layer, input)| match layer {
-                LayerConfig::Conv2d(c) => {
-                    ConvGeometry::builder(c.in_channels, c.out_channels, c.kernel)
-                        .input(input[1], input[2])
-                        .pad(c.pad)
-                        .stride(c.stride)
-                        .build()
-                        .ok()
-                        .map(|g| c.algorithm.resolve(&g))
-                }
-                _ => None,
-            })
-            .collect()
     }
 
     /// Number of outputs (classes) of the last layer.
@@ -143,42 +122,56 @@ impl Network {
         // mask y > 0 is the same before and after a ReLU.)
         self.restore_fusion();
         if self.skipped.get(last + 1) == Some(&true) {
-            self.layers[last].fuse_relu(false);
+            self.set_relu_fused(last, false);
             self.unfused = Some(last);
         }
         let mut x = input;
-        for (layer, &skip) in self.layers.iter_mut().zip(&self.skipped).take(last + 1) {
-            if !skip {
-                x = layer.forward(x)?;
-            }
+        for (_, layer) in self.running().take_while(|&(i, _)| i <= last) {
+            x = layer.forward(x)?;
         }
         Ok(x)
+    }
+
+    /// The output for a batch in training mode (see [`Layer::forward_train`]),
+    /// for a network without dropout: batch norm layers use and track the
+    /// batch's statistics; every other layer runs as in [`Network::forward`].
+    /// A network with dropout layers draws their masks from a random stream:
+    /// [`Network::forward_train_with_noise`]; here it is an error naming the layer.
+    pub fn forward_train<'a>(&'a mut self, input: &'a Tensor) -> Result<&'a Tensor, LayerError> {
+        if let Some(dropout) = self.layers.iter().find(|l| l.kind() == "dropout") {
+            return Err(LayerError::new(
+                dropout.name(),
+                "dropout",
+                "a dropout layer draws its mask from a random stream: \
+                 use `Network::forward_train_with_noise`",
+            ));
+        }
+        // No layer draws from the stream, so any stream gives the same result.
+        self.forward_train_with_noise(input, &mut Rng::seed_from_u64(0))
     }
 
     /// The output for a batch in training mode (see [`Layer::forward_train`]):
     /// dropout layers draw their masks from `noise`, in layer order, and batch
     /// norm layers use and track the batch's statistics. For a network
     /// without such layers this is [`Network::forward`], and draws nothing.
-    pub fn forward_train<'a>(
+    pub fn forward_train_with_noise<'a>(
         &'a mut self,
         input: &'a Tensor,
         noise: &mut Rng,
     ) -> Result<&'a Tensor, LayerError> {
         self.check_input(input)?;
-        self.restore_fusion();
         let mut x = input;
-        for (layer, &skip) in self.layers.iter_mut().zip(&self.skipped) {
-            if !skip {
-                x = layer.forward_train(x, noise)?;
-            }
+        for (_, layer) in self.layers_to_run() {
+            x = layer.forward_train(x, noise)?;
         }
         Ok(x)
     }
 
     /// Folds the batch statistics that `copy`, a network of the same config,
     /// measured in its last [`Network::forward_train`] into this network's
-    /// running statistics, layer by layer ([`Layer::track_running_stats`]),
-    /// as if this network had run that forward pass itself.
+    /// running statistics, batch norm layer by batch norm layer
+    /// (`BatchNorm::track_running_stats`), as if this network had run that
+    /// forward pass itself. The data-parallel step calls it for each replica.
     ///
     /// # Panics
     /// If `copy` was not built from the same config.
@@ -188,95 +181,54 @@ impl Network {
             "track_running_stats_of: a network of another config"
         );
         for (mine, theirs) in self.layers.iter_mut().zip(&copy.layers) {
-            let stats = theirs.batch_stats();
-            if !stats.is_empty() {
-                mine.track_running_stats(&stats);
+            if let (Some(mine), Some(theirs)) = (
+                mine.downcast_mut::<BatchNorm>(),
+                theirs.downcast_ref::<BatchNorm>(),
+            ) {
+                mine.track_running_stats(theirs.batch_stats());
             }
+        }
+    }
+
+    fn set_relu_fused(&mut self, i: usize, fused: bool) {
+        if let Some(conv) = self.layers[i].downcast_mut::<Conv2d>() {
+            conv.fuse_relu(fused);
         }
     }
 
     fn restore_fusion(&mut self) {
         if let Some(i) = self.unfused.take() {
-            self.layers[i].fuse_relu(true);
+            self.set_relu_fused(i, true);
         }
+    }
+
+    /// The layers a pass runs, with their index: every layer but the ReLUs
+    /// fused into the layer before them. Forward passes go through them in
+    /// order, backward passes in reverse (`.rev()`).
+    fn running(&mut self) -> impl DoubleEndedIterator<Item = (usize, &mut dyn Layer)> {
+        self.layers
+            .iter_mut()
+            .zip(&self.skipped)
+            .enumerate()
+            .filter(|(_, (_, &skipped))| !skipped)
+            .map(|(i, (layer, _))| (i, layer.as_mut()))
+    }
+
+    /// The layers a pass runs, with their index, as [`Network::forward`]
+    /// and [`Network::backward`] run them: every layer but the fused ReLUs.
+    /// For tools that time or inspect layer by layer (`cnn bench`): running
+    /// each layer's `forward` on the last one's output is `forward`.
+    pub fn layers_to_run(&mut self) -> impl DoubleEndedIterator<Item = (usize, &mut dyn Layer)> {
+        self.restore_fusion();
+        self.running()
     }
 
     /// Back-propagates d(loss)/d(output) of the last forward batch through
     /// every layer, leaving each parameter's gradient in `Param::grad`.
     pub fn backward(&mut self, grad_output: &Tensor) -> Result<(), LayerError> {
-        self.restore_fusion();
         let mut g = grad_output;
-        for (layer, &skip) in self.layers.iter_mut().zip(&self.skipped).rev() {
-            if !skip {
-                g = layer.backward(g)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// [`Network::forward`], adding each layer's wall-clock time to
-    /// `times[i]` (one slot per layer; extra slots are left alone). For
-    /// benchmarks: the timing changes nothing in the results.
-    ///
-    /// # Panics
-    /// If `times` has fewer slots than the network has layers.
-    pub fn forward_timed<'a>(
-        &'a mut self,
-        input: &'a Tensor,
-        times: &mut [Duration],
-    ) -> Result<&'a Tensor, LayerError> {
-        assert!(
-            times.len() >= self.layers.len(),
-            "forward_timed: one slot per layer"
-        );
-        self.check_input(input)?;
-        self.restore_fusion();
-        let mut x = input;
-        for ((layer, t), &skip) in self
-            .layers
-            .iter_mut()
-            .zip(times.iter_mut())
-            .zip(&self.skipped)
-        {
-            if skip {
-                continue;
-            }
-            let start = Instant::now();
-            x = layer.forward(x)?;
-            *t += start.elapsed();
-        }
-        Ok(x)
-    }
-
-    /// [`Network::backward`], adding each layer's wall-clock time to
-    /// `times[i]` (indexed by layer, as in [`Network::forward_timed`]).
-    ///
-    /// # Panics
-    /// If `times` has fewer slots than the network has layers.
-    pub fn backward_timed(
-        &mut self,
-        grad_output: &Tensor,
-        times: &mut [Duration],
-    ) -> Result<(), LayerError> {
-        assert!(
-            times.len() >= self.layers.len(),
-            "backward_timed: one slot per layer"
-        );
-        self.restore_fusion();
-        let mut g = grad_output;
-        for ((layer, t), &skip) in self
-            .layers
-            .iter_mut()
-            .zip(times.iter_mut())
-            .zip(&self.skipped)
-            .rev()
-        {
-            if skip {
-                continue;
-            }
-            let start = Instant::now();
+        for (_, layer) in self.layers_to_run().rev() {
             g = layer.backward(g)?;
-            *t += start.elapsed();
         }
         Ok(())
     }
@@ -312,47 +264,11 @@ impl Network {
         self.params().iter().map(|p| p.value.len()).sum()
     }
 
-    /// FLOPs of one example's forward pass (multiply-add = 2). Backward costs about twice this.
-    pub fn forward_flops(&self) -> u64 {
-        let mut shape = self.config.input.clone();
-        let mut total = 0;
-        for (layer, out) in self.layers.iter().zip(&self.shapes) {
-            total += layer.forward_flops(&shape);
-            shape = out.clone();
-        }
-        total
-    }
-
-    /// Each layer's share of [`Network::forward_flops`], in layer order.
-    pub fn layer_forward_flops(&self) -> Vec<u64> {
-        let mut shape = self.config.input.clone();
-        let mut out = Vec::with_capacity(self.layers.len());
-        for (layer, next) in self.layers.iter().zip(&self.shapes) {
-            out.push(layer.forward_flops(&shape));
-            shape = next.clone();
-        }
-        out
-    }
-
-    /// FLOPs of one example's training step (forward and backward, multiply-add = 2).
-    ///
-    /// Per layer with a matrix product, the backward pass costs twice its
-    /// forward (one product of the same size for the weight gradient, one for
-    /// the input gradient), except the first layer, which is never asked for
-    /// its input gradient: `3·F − F₁`. Elementwise layers, pooling, the loss
-    /// and the optimizer are not counted (as in [`Network::forward_flops`]).
-    pub fn train_flops(&self) -> u64 {
-        self.layer_forward_flops()
-            .iter()
-            .enumerate()
-            .map(|(i, &f)| if i == 0 { 2 * f } else { 3 * f })
-            .sum()
-    }
-
     /// Every parameter's and then every buffer's value with its name, each
     /// in network order: what a checkpoint stores, and what PyTorch's
     /// `state_dict` holds (`conv1.weight`, `bn1.running_mean`, ...).
-    pub fn named_values(&self) -> Vec<(&str, &Tensor)> {
+    /// [`Network::state_dict`] is the same, copied and by name.
+    pub fn state_values(&self) -> Vec<(&str, &Tensor)> {
         let params = self
             .params()
             .into_iter()
@@ -364,17 +280,19 @@ impl Network {
         params.chain(buffers).collect()
     }
 
-    /// Copies of [`Network::named_values`], by name.
-    pub fn named_params(&self) -> BTreeMap<String, Tensor> {
-        self.named_values()
+    /// The parameters and the buffers, copied, by name: PyTorch's
+    /// `state_dict` (for the trainable parameters alone, [`Network::params`]).
+    pub fn state_dict(&self) -> BTreeMap<String, Tensor> {
+        self.state_values()
             .into_iter()
             .map(|(name, value)| (name.to_string(), value.clone()))
             .collect()
     }
 
-    /// Replaces every parameter's and buffer's value. Refuses, changing
-    /// nothing, when a tensor is missing, extra, or of the wrong shape, naming it.
-    pub fn load_named_params(
+    /// Replaces every parameter's and buffer's value with those of a
+    /// [`Network::state_dict`]. Refuses, changing nothing, when a tensor is
+    /// missing, extra, or of the wrong shape, naming it.
+    pub fn load_state_dict(
         &mut self,
         tensors: &BTreeMap<String, Tensor>,
     ) -> Result<(), ConfigError> {
@@ -384,7 +302,7 @@ impl Network {
             message: m,
         };
         let mut problems = Vec::new();
-        let wanted = self.named_values();
+        let wanted = self.state_values();
         for &(name, value) in &wanted {
             match tensors.get(name) {
                 None => problems.push(format!(
@@ -424,37 +342,42 @@ impl Network {
         Ok(())
     }
 
-    /// A table of the layers: name, kind, output shape, parameters.
+    /// A table of the layers: name, kind, output shape, parameters, and
+    /// where a fused ReLU runs (`fused into conv1`).
     pub fn summary(&self) -> String {
-        let mut s = format!(
-            "{:<4} {:<10} {:<11} {:<16} {:>9}\n",
-            "#", "name", "kind", "output", "params"
-        );
-        s.push_str(&format!(
-            "{:<4} {:<10} {:<11} {:<16} {:>9}\n",
-            "",
-            "input",
-            "",
-            format!("{:?}", self.config.input),
-            ""
-        ));
+        let row = |i: &str, name: &str, kind: &str, shape: String, params: String| {
+            format!("{i:<4} {name:<10} {kind:<11} {shape:<16} {params:>9}")
+        };
+        let mut lines = vec![
+            row("#", "name", "kind", "output".into(), "params".into()),
+            row(
+                "",
+                "input",
+                "",
+                format!("{:?}", self.config.input),
+                "".into(),
+            ),
+        ];
         for (i, (layer, shape)) in self.layers.iter().zip(&self.shapes).enumerate() {
             let n: usize = layer.params().iter().map(|p| p.value.len()).sum();
-            s.push_str(&format!(
-                "{:<4} {:<10} {:<11} {:<16} {:>9}\n",
-                i + 1,
+            let mut line = row(
+                &(i + 1).to_string(),
                 layer.name(),
                 layer.kind(),
                 format!("{shape:?}"),
-                n
-            ));
+                n.to_string(),
+            );
+            if self.skipped[i] {
+                line.push_str(&format!("  fused into {}", self.layers[i - 1].name()));
+            }
+            lines.push(line);
         }
-        s.push_str(&format!(
-            "total parameters {}, forward {:.2} MFLOP per example, loss {}\n",
+        lines.push(format!(
+            "total parameters {}, forward {:.2} MFLOP per example, loss {}",
             self.param_count(),
-            self.forward_flops() as f64 / 1e6,
+            crate::flops::forward_flops(self) as f64 / 1e6,
             self.config.loss.name()
         ));
-        s
+        lines.join("\n") + "\n"
     }
 }

@@ -55,6 +55,32 @@ impl Pool2dConfig {
     pub fn pad(self, pad: usize) -> Self {
         Pool2dConfig { pad, ..self }
     }
+
+    /// The pooling geometry for an input of shape `input` (one example), or
+    /// an error naming the layer `name` of kind `kind` and the shape.
+    pub(crate) fn geometry(
+        &self,
+        name: &str,
+        kind: &'static str,
+        input: &[usize],
+    ) -> Result<PoolGeometry, LayerError> {
+        let err = |m: String| LayerError::new(name, kind, m);
+        if input.len() != 3 {
+            return Err(err(format!(
+                "expected input [N, C, H, W], got {}",
+                crate::error::batch_shape(input)
+            )));
+        }
+        PoolGeometry::new(
+            input[0],
+            input[1],
+            input[2],
+            self.kernel,
+            self.stride.unwrap_or(self.kernel),
+            self.pad,
+        )
+        .map_err(|e| err(format!("input {}: {e}", crate::error::batch_shape(input))))
+    }
 }
 
 /// Non-overlapping K x K windows, [`Pool2dConfig::new`]`(K)`: what
@@ -100,23 +126,7 @@ impl Pool2d {
     }
 
     fn geometry(&self, input: &[usize]) -> Result<PoolGeometry, LayerError> {
-        let err = |m: String| LayerError::new(&self.name, self.kind(), m);
-        if input.len() != 3 {
-            return Err(err(format!(
-                "expected input [N, C, H, W], got {}",
-                crate::error::batch_shape(input)
-            )));
-        }
-        let c = &self.config;
-        PoolGeometry::new(
-            input[0],
-            input[1],
-            input[2],
-            c.kernel,
-            c.stride.unwrap_or(c.kernel),
-            c.pad,
-        )
-        .map_err(|e| err(format!("input {}: {e}", crate::error::batch_shape(input))))
+        self.config.geometry(&self.name, self.kind(), input)
     }
 }
 

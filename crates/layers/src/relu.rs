@@ -1,4 +1,13 @@
 //! ReLU: `y = max(x, 0)`, so `dx = dy` where `x > 0` and 0 elsewhere.
+//!
+//! Where this forward runs: a ReLU right after a convolution (as in the seed
+//! network) is *fused* into it by default, and then the [`Network`](crate::Network)
+//! skips this layer. The same `max(x, 0)` runs in the convolution's own
+//! output loop instead (`Activation::Relu` in `im2col`'s `direct::forward`
+//! and `im2col_gemm::forward`), and this backward's mask `x > 0` in the
+//! convolution's backward pass, which reads it off the output (`y > 0`).
+//! `Network::summary` shows such a layer as `fused into conv1`; the config's
+//! `fuse_relu = false` runs this file's passes instead, with the same bits.
 
 use rayon::prelude::*;
 use tensor::Tensor;

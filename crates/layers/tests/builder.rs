@@ -104,13 +104,14 @@ fn the_builder_gives_the_struct_literal() {
             LayerConfig::Flatten(Named::default()),
             LayerConfig::Linear(LinearConfig {
                 name: Some("head".into()),
-                in_features: 16,
+                in_features: Some(16),
                 out_features: 2,
                 init: Init::Zeros,
                 bias_init: Init::HeUniform,
             }),
         ],
         loss: Loss::Mse,
+        fuse_relu: true,
     };
     assert_eq!(built, literal);
     assert_eq!(

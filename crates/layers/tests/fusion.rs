@@ -6,8 +6,15 @@ use layers::{Loss, Network, NetworkConfig};
 use tensor::{Rng, Tensor};
 
 fn seed_network() -> Network {
+    seed_network_fused(true)
+}
+
+fn seed_network_fused(fuse_relu: bool) -> Network {
     let config: NetworkConfig = toml::from_str(include_str!("seed.toml")).unwrap();
-    config.build(&mut Rng::seed_from_u64(3)).unwrap()
+    config
+        .fuse_relu(fuse_relu)
+        .build(&mut Rng::seed_from_u64(3))
+        .unwrap()
 }
 
 fn batch(rng: &mut Rng) -> (Tensor, Tensor) {
@@ -42,10 +49,13 @@ fn step(net: &mut Network, x: &Tensor, target: &Tensor) -> Vec<Vec<u32>> {
 #[test]
 fn fused_and_separate_relu_give_the_same_bits() {
     let mut fused = seed_network();
-    let mut apart = seed_network();
-    apart.set_fusion(false);
+    let mut apart = seed_network_fused(false);
     assert_eq!(fused.fused_layers(), ["relu1", "relu2"]);
     assert!(apart.fused_layers().is_empty());
+    let summary = fused.summary();
+    let relu1 = summary.lines().find(|l| l.contains("relu1")).unwrap();
+    assert!(relu1.ends_with("fused into conv1"), "{summary}");
+    assert!(!apart.summary().contains("fused"));
 
     let mut rng = Rng::seed_from_u64(11);
     for _ in 0..3 {
@@ -57,8 +67,7 @@ fn fused_and_separate_relu_give_the_same_bits() {
 #[test]
 fn forward_to_a_fused_convolution_returns_its_maps_before_the_relu() {
     let mut fused = seed_network();
-    let mut apart = seed_network();
-    apart.set_fusion(false);
+    let mut apart = seed_network_fused(false);
     let (x, t) = batch(&mut Rng::seed_from_u64(12));
     for last in 0..4 {
         let a = fused.forward_to(&x, last).unwrap().clone();

@@ -92,7 +92,7 @@ fn seed_network_shapes_and_sizes() {
     );
     // 8·9+8 + 16·72+16 + 784·256+256 + 256·10+10
     assert_eq!(net.param_count(), 80 + 1168 + 200_960 + 2570);
-    let names: Vec<String> = net.named_params().into_keys().collect();
+    let names: Vec<String> = net.state_dict().into_keys().collect();
     assert_eq!(
         names,
         [
@@ -108,7 +108,7 @@ fn seed_network_shapes_and_sizes() {
     );
     // Forward FLOPs: conv1 2·8·9·784, conv2 2·16·72·196, fc1 2·784·256, fc2 2·256·10.
     assert_eq!(
-        net.forward_flops(),
+        layers::flops::forward_flops(&net),
         2 * (8 * 9 * 784 + 16 * 72 * 196 + 784 * 256 + 2560)
     );
 }

@@ -135,25 +135,25 @@ fn loading_parameters_checks_names_and_shapes() {
     let cfg: NetworkConfig = toml::from_str(&seed_toml()).unwrap();
     let mut a = cfg.build(&mut Rng::seed_from_u64(1)).unwrap();
     let b = cfg.build(&mut Rng::seed_from_u64(2)).unwrap();
-    let mut params = b.named_params();
-    a.load_named_params(&params).unwrap();
-    assert_eq!(a.named_params(), params);
+    let mut params = b.state_dict();
+    a.load_state_dict(&params).unwrap();
+    assert_eq!(a.state_dict(), params);
 
     params.insert("conv1.weight".into(), Tensor::zeros(vec![8, 1, 5, 5]));
-    let err = a.load_named_params(&params).unwrap_err().to_string();
+    let err = a.load_state_dict(&params).unwrap_err().to_string();
     assert!(
         err.contains("conv1.weight") && err.contains("[8, 1, 5, 5]"),
         "{err}"
     );
     params.remove("conv1.weight");
-    let err = a.load_named_params(&params).unwrap_err().to_string();
+    let err = a.load_state_dict(&params).unwrap_err().to_string();
     assert!(
         err.contains("missing") && err.contains("conv1.weight"),
         "{err}"
     );
-    let mut extra = b.named_params();
+    let mut extra = b.state_dict();
     extra.insert("fc9.bias".into(), Tensor::zeros(vec![3]));
-    let err = a.load_named_params(&extra).unwrap_err().to_string();
+    let err = a.load_state_dict(&extra).unwrap_err().to_string();
     assert!(err.contains("fc9.bias"), "{err}");
 }
 

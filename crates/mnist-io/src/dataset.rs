@@ -162,7 +162,7 @@ impl Dataset {
     }
 
     /// Pixels per image: `rows * cols`.
-    pub fn pixels_per_image(&self) -> usize {
+    pub(crate) fn pixels_per_image(&self) -> usize {
         self.rows * self.cols
     }
 

@@ -26,10 +26,10 @@ use crate::IdxError;
 pub const MAX_FILE_BYTES: u64 = 512 << 20;
 
 /// The largest image (rows x cols) an IDX image header may declare: 2^24 pixels.
-pub const MAX_IMAGE_PIXELS: u64 = 1 << 24;
+pub(crate) const MAX_IMAGE_PIXELS: u64 = 1 << 24;
 
 /// The IDX data type code for unsigned bytes, the only one MNIST uses.
-pub const IDX_TYPE_U8: u8 = 0x08;
+pub(crate) const IDX_TYPE_U8: u8 = 0x08;
 
 /// True when `bytes` starts with the gzip magic bytes `1f 8b`.
 pub fn is_gzip(bytes: &[u8]) -> bool {
@@ -38,8 +38,8 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
 
 /// Reads a file whole, decompressing it if it starts with the gzip magic bytes
 /// (whatever its name), with at most [`MAX_FILE_BYTES`] of output.
-pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, IdxError> {
-    read_maybe_gz_limited(path, MAX_FILE_BYTES)
+pub fn read_maybe_gz(path: impl AsRef<Path>) -> Result<Vec<u8>, IdxError> {
+    read_maybe_gz_limited(path.as_ref(), MAX_FILE_BYTES)
 }
 
 /// [`read_maybe_gz`] with a chosen limit, in bytes, on the file and on its decompressed content.
@@ -80,7 +80,11 @@ pub fn read_maybe_gz_limited(path: &Path, limit: u64) -> Result<Vec<u8>, IdxErro
 /// more is [`IdxError::TooLarge`]. A corrupt or truncated stream (including a
 /// bad CRC or a missing trailer) is [`IdxError::Gzip`]. Concatenated gzip
 /// members are decompressed one after the other, as `gunzip` does.
-pub fn decompress_maybe_gz(path: &Path, bytes: Vec<u8>, limit: u64) -> Result<Vec<u8>, IdxError> {
+pub(crate) fn decompress_maybe_gz(
+    path: &Path,
+    bytes: Vec<u8>,
+    limit: u64,
+) -> Result<Vec<u8>, IdxError> {
     if !is_gzip(&bytes) {
         return Ok(bytes);
     }
@@ -194,7 +198,7 @@ fn check_data_len(path: &Path, items: u64, item_bytes: u64, found: usize) -> Res
 ///
 /// `path` only names the file in errors. The pixel data is moved out of
 /// `bytes`, not copied.
-pub fn parse_images(path: &Path, mut bytes: Vec<u8>) -> Result<IdxImages, IdxError> {
+pub(crate) fn parse_images(path: &Path, mut bytes: Vec<u8>) -> Result<IdxImages, IdxError> {
     let (dims, header_len) = parse_header(path, &bytes, 3)?;
     let (items, rows, cols) = (dims[0], dims[1], dims[2]);
     if rows == 0 || cols == 0 || rows * cols > MAX_IMAGE_PIXELS {
@@ -219,7 +223,7 @@ pub fn parse_images(path: &Path, mut bytes: Vec<u8>) -> Result<IdxImages, IdxErr
 /// bytes, every label in `0..10`.
 ///
 /// `path` only names the file in errors.
-pub fn parse_labels(path: &Path, mut bytes: Vec<u8>) -> Result<Vec<u8>, IdxError> {
+pub(crate) fn parse_labels(path: &Path, mut bytes: Vec<u8>) -> Result<Vec<u8>, IdxError> {
     let (dims, header_len) = parse_header(path, &bytes, 1)?;
     check_data_len(path, dims[0], 1, bytes.len() - header_len)?;
     bytes.drain(..header_len);
@@ -241,7 +245,8 @@ pub(crate) fn check_labels(path: &Path, labels: &[u8]) -> Result<(), IdxError> {
 
 /// The two names a data set file may have in a folder: `<name>` and `<name>.gz`.
 /// Returns the first that exists, or [`IdxError::NotFound`].
-pub fn find_file(dir: &Path, name: &str) -> Result<PathBuf, IdxError> {
+pub fn find_file(dir: impl AsRef<Path>, name: &str) -> Result<PathBuf, IdxError> {
+    let dir = dir.as_ref();
     let plain = dir.join(name);
     if plain.is_file() {
         return Ok(plain);

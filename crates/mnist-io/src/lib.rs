@@ -15,7 +15,7 @@
 //! ```no_run
 //! use mnist_io::{batches, epoch_order, Dataset, Split};
 //! # fn main() -> Result<(), mnist_io::IdxError> {
-//! let train = Dataset::load("data/mnist".as_ref(), Split::Train)?;
+//! let train = Dataset::load("data/mnist", Split::Train)?;
 //! let norm = Some(train.pixel_mean_std());
 //! let order = epoch_order(train.len(), 42, 0);
 //! let (mut x, mut y) = (vec![0f32; 64 * 28 * 28], vec![0usize; 64]);

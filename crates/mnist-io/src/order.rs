@@ -53,7 +53,7 @@ pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 
 /// The permutation behind [`Dataset::split_validation`](crate::Dataset::split_validation).
 /// Stable forever, like [`epoch_order`].
-pub fn validation_permutation(n: usize, seed: u64) -> Vec<usize> {
+pub(crate) fn validation_permutation(n: usize, seed: u64) -> Vec<usize> {
     permutation(
         n,
         &mut SplitMix64::new(SplitMix64::mix(seed ^ TAG_VALIDATION)),

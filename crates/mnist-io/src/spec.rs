@@ -61,7 +61,7 @@ pub struct DatasetSpec {
 
 impl DatasetSpec {
     /// The image and label files of one split: `[images, labels]`.
-    pub fn split_files(&self, split: Split) -> [&FileSpec; 2] {
+    pub(crate) fn split_files(&self, split: Split) -> [&FileSpec; 2] {
         match split {
             Split::Train => [&self.files[0], &self.files[1]],
             Split::Test => [&self.files[2], &self.files[3]],
@@ -176,14 +176,18 @@ pub fn verify_bytes(path: &Path, decompressed: &[u8], spec: &FileSpec) -> Result
 
 /// Reads `path` (gzipped or not, see [`read_maybe_gz`]) and checks the SHA-256
 /// of its decompressed content against `spec`.
-pub fn verify_file(path: &Path, spec: &FileSpec) -> Result<(), IdxError> {
+pub fn verify_file(path: impl AsRef<Path>, spec: &FileSpec) -> Result<(), IdxError> {
+    let path = path.as_ref();
     let bytes = read_maybe_gz(path)?;
     verify_bytes(path, &bytes, spec)
 }
 
 /// The known data set and split whose image and label files have these
 /// (decompressed) SHA-256 hashes, if any.
-pub fn identify(images_sha256: &str, labels_sha256: &str) -> Option<(&'static DatasetSpec, Split)> {
+pub(crate) fn identify(
+    images_sha256: &str,
+    labels_sha256: &str,
+) -> Option<(&'static DatasetSpec, Split)> {
     KNOWN_DATASETS.into_iter().find_map(|spec| {
         [Split::Train, Split::Test].into_iter().find_map(|split| {
             let [i, l] = spec.split_files(split);

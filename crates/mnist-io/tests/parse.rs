@@ -404,7 +404,7 @@ fn decompression_bomb_is_refused() {
     );
     // Within the default limit all is fine.
     assert_eq!(
-        mnist_io::read_maybe_gz(&dir.path().join("bomb.gz"))
+        mnist_io::read_maybe_gz(dir.path().join("bomb.gz"))
             .unwrap()
             .len(),
         10 << 20

@@ -155,7 +155,7 @@ fn fashion_mnist_checksums() {
 fn altered_mnist_is_not_recognised() {
     let dir = dir_or_skip!(common::mnist_dir());
     // The test labels with one label changed: still valid IDX, but not MNIST any more.
-    let mut labels = mnist_io::read_maybe_gz(&dir.join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    let mut labels = mnist_io::read_maybe_gz(dir.join("t10k-labels-idx1-ubyte.gz")).unwrap();
     labels[8] = (labels[8] + 1) % 10;
     let tmp = tempfile::tempdir().unwrap();
     std::fs::copy(

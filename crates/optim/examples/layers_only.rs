@@ -4,7 +4,7 @@
 //!
 //!     cargo run -p optim --example layers_only
 
-use layers::{Conv2dConfig, LayerError, LinearConfig, Network, NetworkConfig};
+use layers::{Conv2dConfig, LayerError, Loss, Network, NetworkConfig};
 use optim::{Optimizer, OptimizerConfig};
 use tensor::{Rng, Tensor};
 
@@ -43,17 +43,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .relu()
         .max_pool2d(2)
         .flatten()
-        .linear(LinearConfig::new(4 * 4 * 4, 3));
+        .linear(3); // 3 classes; its 4 x 4 x 4 inputs are counted when the network is built
     let mut net = config.build(&mut rng)?;
+    let loss_fn = Loss::SoftmaxCrossEntropy;
     let mut sgd = Optimizer::new(OptimizerConfig::sgd(0.05, 0.9, 0.0));
-    let mut grad = Tensor::zeros(vec![0]);
 
     let before = accuracy(&mut net, &test_x, &test_y)?;
     println!("test accuracy before training: {:.1}%", 100.0 * before);
     for step in 0..=100 {
         // One step on the whole training set: forward, loss against the labels, backward, update.
-        let logits = net.forward(&train_x)?;
-        let loss = config.loss.with_labels_into(logits, &train_y, &mut grad)?;
+        let logits = net.forward_train(&train_x)?;
+        let (loss, grad) = loss_fn.with_labels(logits, &train_y)?;
         net.backward(&grad)?;
         sgd.step(net.params_mut());
         if step % 25 == 0 {

@@ -5,8 +5,8 @@
 //! thread pool is awake), over `steps` steps:
 //!
 //! 1. The layers: the whole batch through one network, each layer's forward
-//!    and backward pass timed on its own ([`Network::forward_timed`],
-//!    [`Network::backward_timed`], kernels parallel inside), with the batch
+//!    and backward pass timed on its own (`forward_timed`, `backward_timed`,
+//!    over [`Network::layers_to_run`]; kernels parallel inside), with the batch
 //!    fill, the loss and the optimizer step timed apart.
 //! 2. The training step, exactly what `cnn train` does to a batch: fill it,
 //!    run its micro-batches in parallel on copies of the network
@@ -17,7 +17,7 @@
 //! the evaluation of `eval_images` images (the test set's 10,000 by default),
 //! forward only, in batches of the same size, as `cnn train` evaluates.
 //!
-//! FLOPs: [`Network::train_flops`], the forward pass's multiply-adds (×2)
+//! FLOPs: [`layers::flops::train_flops`], the forward pass's multiply-adds (×2)
 //! plus, per layer with a matrix product, the same count again for the
 //! weight gradient and again for the input gradient, except the first layer,
 //! which is never asked for its input gradient (`3·F − F₁`; 2.80 MFLOP per
@@ -109,7 +109,7 @@ pub struct BenchReport {
     pub step_min: Duration,
     /// Mean step.
     pub step_mean: Duration,
-    /// Training FLOPs per image ([`Network::train_flops`]).
+    /// Training FLOPs per image ([`layers::flops::train_flops`]).
     pub train_flops_per_image: u64,
     /// Images evaluated.
     pub eval_images: usize,
@@ -243,16 +243,13 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         };
         buf.fill(&batch, 0..idx.len());
         let t0 = Instant::now();
-        let logits = net
-            .forward_timed(&buf.images, &mut fwd)
-            .map_err(|e| anyhow!("{e}"))?;
+        let logits = forward_timed(&mut net, &buf.images, &mut fwd).map_err(|e| anyhow!("{e}"))?;
         let t1 = Instant::now();
         let loss = loss_fn
             .with_labels_into(logits, &buf.labels, &mut grad)
             .map_err(|e| anyhow!("{e}"))?;
         let t2 = Instant::now();
-        net.backward_timed(&grad, &mut bwd)
-            .map_err(|e| anyhow!("{e}"))?;
+        backward_timed(&mut net, &grad, &mut bwd).map_err(|e| anyhow!("{e}"))?;
         let t3 = Instant::now();
         optimizer.step(net.params_mut());
         let end = Instant::now();
@@ -293,13 +290,13 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         }
     }
     let n = opts.steps as u32;
-    let flops = net.layer_forward_flops();
+    let flops = layers::flops::layer_forward_flops(&net);
     let fused = net
         .fused_layers()
         .iter()
         .map(|s| s.to_string())
         .collect::<Vec<_>>();
-    let algorithms = net.conv_algorithms();
+    let algorithms = conv_algorithms(&net);
     let layers = net
         .layers()
         .iter()
@@ -339,7 +336,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         step_median,
         step_min,
         step_mean,
-        train_flops_per_image: net.train_flops(),
+        train_flops_per_image: layers::flops::train_flops(&net),
         eval_images,
         eval,
         peak_rss: peak_rss(),
@@ -497,4 +494,46 @@ impl BenchReport {
         }
         s
     }
+}
+
+/// [`Network::forward`], adding each layer's wall-clock time to `times[i]`
+/// (one slot per layer). The timing changes nothing in the results.
+fn forward_timed<'a>(
+    net: &'a mut Network,
+    input: &'a Tensor,
+    times: &mut [Duration],
+) -> Result<&'a Tensor, layers::LayerError> {
+    let mut x = input;
+    for (i, layer) in net.layers_to_run() {
+        let start = Instant::now();
+        x = layer.forward(x)?;
+        times[i] += start.elapsed();
+    }
+    Ok(x)
+}
+
+/// [`Network::backward`], adding each layer's wall-clock time to `times[i]`.
+fn backward_timed(
+    net: &mut Network,
+    grad_output: &Tensor,
+    times: &mut [Duration],
+) -> Result<(), layers::LayerError> {
+    let mut g = grad_output;
+    for (i, layer) in net.layers_to_run().rev() {
+        let start = Instant::now();
+        g = layer.backward(g)?;
+        times[i] += start.elapsed();
+    }
+    Ok(())
+}
+
+/// Per layer, the algorithm that computes it on this machine when it is a
+/// convolution (`Im2col` or `Direct`), `None` for other layers.
+fn conv_algorithms(net: &Network) -> Vec<Option<layers::ConvAlgorithm>> {
+    let inputs = std::iter::once(&net.config().input).chain(net.output_shapes());
+    net.layers()
+        .iter()
+        .zip(inputs)
+        .map(|(layer, input)| layer.downcast_ref::<layers::Conv2d>()?.algorithm_for(input))
+        .collect()
 }

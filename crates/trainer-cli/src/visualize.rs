@@ -270,7 +270,7 @@ pub fn filters_figure(
 ) -> Result<Figure> {
     let (conv, _) = first_conv(net)?;
     let name = net.layers()[conv].name().to_string();
-    let params = net.named_params();
+    let params = net.state_dict();
     let weight = params
         .get(&format!("{name}.weight"))
         .ok_or_else(|| anyhow!("layer {name} has no parameter `{name}.weight`"))?;

@@ -273,7 +273,7 @@ fn a_one_pixel_wide_png_of_sixty_million_rows_is_refused_before_decoding() {
 #[test]
 fn safetensors_with_non_finite_weights_are_refused_naming_the_tensor() {
     let config = TrainConfig::load("mlp").unwrap();
-    let mut tensors = config.build_network().unwrap().named_params();
+    let mut tensors = config.build_network().unwrap().state_dict();
     let bias = tensors.get_mut("fc2.bias").unwrap();
     bias.as_slice_mut().unwrap()[0] = f32::INFINITY;
     let bytes = to_bytes(&tensors, &BTreeMap::new()).unwrap();

@@ -32,7 +32,7 @@ fn export_import_and_safetensors_models() {
     assert!(ok, "{err}");
     assert!(out.contains("8 f32 tensors"), "{out}");
     let file = safetensors_io::read(&st).unwrap();
-    assert_eq!(file.tensors, net.named_params());
+    assert_eq!(file.tensors, net.state_dict());
     assert_eq!(file.tensors["conv2.weight"].shape(), &[16, 8, 3, 3]);
     assert_eq!(file.tensors["fc1.weight"].shape(), &[256, 784]);
     assert_eq!(file.metadata["format"], "pt");
@@ -58,7 +58,7 @@ fn export_import_and_safetensors_models() {
     let back = Checkpoint::load(&imported).unwrap();
     assert_eq!(back.body.epochs_done, 0);
     assert!(back.body.optimizer.slots.is_empty() && back.body.history.is_empty());
-    assert_eq!(back.network().unwrap().named_params(), net.named_params());
+    assert_eq!(back.network().unwrap().state_dict(), net.state_dict());
     assert_eq!(back.body.dataset.as_deref(), Some("fashion-mnist"));
 
     // The wrong network: the missing tensor and the file are named.
@@ -102,7 +102,7 @@ fn export_import_and_safetensors_models() {
 
     // A foreign file (no stored config) needs --config.
     let bare = dir.path().join("bare.safetensors");
-    safetensors_io::write(&bare, &net.named_params(), &BTreeMap::new()).unwrap();
+    safetensors_io::write(&bare, &net.state_dict(), &BTreeMap::new()).unwrap();
     let (ok, _, err) = cnn(&["predict", "--model", s(&bare), s(&png)]);
     assert!(
         !ok && err.contains("bare.safetensors") && err.contains("--config"),

@@ -66,7 +66,7 @@ fn check(fixture: &Path, config: &Path) {
     let param_names: Vec<String> = cfg
         .build_network()
         .unwrap()
-        .named_params()
+        .state_dict()
         .into_keys()
         .collect();
     let weights: BTreeMap<String, Tensor> = param_names
@@ -86,7 +86,7 @@ fn check(fixture: &Path, config: &Path) {
 
     // And the same network through `load_model` straight from the safetensors file.
     let (net2, _) = safetensors_io::load_model(&st, Some(config_str)).unwrap();
-    assert_eq!(net2.named_params(), weights);
+    assert_eq!(net2.state_dict(), weights);
 
     let input = &t["input"];
     let labels: Vec<usize> = t["labels"].iter().map(|&v| v as usize).collect();
@@ -95,7 +95,7 @@ fn check(fixture: &Path, config: &Path) {
     let noise_seed: Option<u64> = file.metadata.get("noise_seed").map(|s| s.parse().unwrap());
     let logits = match noise_seed {
         Some(seed) => net
-            .forward_train(input, &mut Rng::seed_from_u64(seed))
+            .forward_train_with_noise(input, &mut Rng::seed_from_u64(seed))
             .unwrap()
             .clone(),
         None => net.forward(input).unwrap().clone(),

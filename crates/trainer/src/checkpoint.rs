@@ -118,7 +118,7 @@ impl Checkpoint {
     ) -> Self {
         // The parameters, then the buffers (running statistics), in network order.
         let params = net
-            .named_values()
+            .state_values()
             .into_iter()
             .map(|(name, value)| NamedTensor {
                 name: name.to_string(),
@@ -178,7 +178,7 @@ impl Checkpoint {
     /// The network with the checkpoint's weights.
     pub fn network(&self) -> Result<Network> {
         let mut net = self.config.build_network()?;
-        net.load_named_params(&self.tensors()?)
+        net.load_state_dict(&self.tensors()?)
             .map_err(|e| anyhow!("the stored weights do not fit the stored config: {e}"))?;
         Ok(net)
     }

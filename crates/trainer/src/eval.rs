@@ -61,7 +61,7 @@ pub fn evaluate(
     let batches: Vec<&[usize]> = mnist_io::batches(&order, batch.max(1))
         .map(|(_, idx)| idx)
         .collect();
-    let weights = net.named_params();
+    let weights = net.state_dict();
     // Two runs of batches per thread, so that a slower thread gets less.
     let per_copy = batches
         .len()
@@ -75,8 +75,7 @@ pub fn evaluate(
                 .config()
                 .build(&mut tensor::Rng::seed_from_u64(0))
                 .map_err(|e| anyhow!("{e}"))?;
-            copy.load_named_params(&weights)
-                .map_err(|e| anyhow!("{e}"))?;
+            copy.load_state_dict(&weights).map_err(|e| anyhow!("{e}"))?;
             let mut pass = Pass::new(&copy, normalize);
             let losses = run
                 .iter()

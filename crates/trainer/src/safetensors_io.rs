@@ -193,7 +193,7 @@ pub fn network_from(config: &TrainConfig, file: &TensorFile, path: &Path) -> Res
         .check()
         .with_context(|| format!("{}: config `{}`", path.display(), config.name))?;
     let mut net = config.build_network()?;
-    net.load_named_params(&file.tensors).map_err(|e| {
+    net.load_state_dict(&file.tensors).map_err(|e| {
         anyhow!(
             "{}: does not fit the network of config `{}`: {e}",
             path.display(),
@@ -290,7 +290,7 @@ pub fn export(model: &Path, out: &Path) -> Result<usize> {
     let net = ckpt
         .network()
         .with_context(|| format!("{}", model.display()))?;
-    let tensors = net.named_params();
+    let tensors = net.state_dict();
     let mut metadata = BTreeMap::from([
         ("format".to_string(), "pt".to_string()),
         (META_CONFIG.to_string(), ckpt.config.to_toml()),
@@ -326,7 +326,7 @@ mod tests {
         for b in net.buffers_mut() {
             b.value.mapv_inplace(|v| v + 3.0);
         }
-        let tensors = net.named_params();
+        let tensors = net.state_dict();
         for name in [
             "bn1.running_mean",
             "bn1.running_var",
@@ -342,14 +342,14 @@ mod tests {
         assert_eq!(st.tensor("bn2.running_var").unwrap().dtype(), Dtype::F32);
         let path = Path::new("modern.safetensors");
         let back = network_from(&config, &from_bytes(&bytes, path).unwrap(), path).unwrap();
-        assert_eq!(back.named_params(), tensors);
+        assert_eq!(back.state_dict(), tensors);
     }
 
     #[test]
     fn round_trip_and_errors_name_the_tensor() {
         let config = TrainConfig::load("seed").unwrap();
         let net = config.build_network().unwrap();
-        let tensors = net.named_params();
+        let tensors = net.state_dict();
         let path = Path::new("w.safetensors");
         let bytes = to_bytes(&tensors, &BTreeMap::new()).unwrap();
         let file = from_bytes(&bytes, path).unwrap();

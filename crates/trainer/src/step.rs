@@ -4,7 +4,7 @@
 //! ```text
 //! for each micro-batch k (examples range_k of the batch, n_k of them):
 //!     inputs  = the examples range_k as tensors      n_k x 1 x 28 x 28
-//!     logits  = net.forward_train(inputs)            n_k x 10
+//!     logits  = net.forward_train_with_noise(inputs)            n_k x 10
 //!     loss_k, d(loss_k)/d(logits) = loss(logits, labels)
 //!     net.backward(d(loss_k)/d(logits))              each Param::grad = d(loss_k)/d(param)
 //!     sum    += (n_k / n) * grad                     in order k
@@ -62,7 +62,7 @@ impl MicroBatch {
     ) -> Result<(f64, usize), LayerError> {
         self.inputs.fill(batch, range);
         let labels = &self.inputs.labels;
-        let logits = net.forward_train(&self.inputs.images, rng)?;
+        let logits = net.forward_train_with_noise(&self.inputs.images, rng)?;
         let mean_loss = loss.with_labels_into(logits, labels, &mut self.grad_logits)?;
         let correct = count_correct(logits, labels);
         net.backward(&self.grad_logits)?;

@@ -284,7 +284,7 @@ fn running_statistics_take_the_micro_batches_in_order() {
         let pixels = &x.as_slice().unwrap()[r.start * 784..r.end * 784];
         let xs = Tensor::from_shape_vec(vec![r.len(), 1, 28, 28], pixels.to_vec()).unwrap();
         let logits = one
-            .forward_train(&xs, &mut Rng::from_keys(&[99, k as u64]))
+            .forward_train_with_noise(&xs, &mut Rng::from_keys(&[99, k as u64]))
             .unwrap()
             .clone();
         let mut grad = Tensor::zeros(vec![0]);

@@ -16,15 +16,14 @@
 //! so the result is the same bits whichever runs.
 
 mod gemm;
+mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
 pub use gemm::{sgemm, MatLayout};
 
-/// Output rows per call of the matrix micro-kernels.
-pub(crate) const MR: usize = 4;
-/// f32 lanes of one AVX2 register.
-pub(crate) const LANES: usize = 8;
+use portable::masked_copy_portable;
+pub(crate) use portable::{LANES, MR};
 
 /// Whether the CPU runs the matrix micro-kernels: x86-64 with AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
@@ -76,13 +75,6 @@ pub(crate) fn masked_copy(dst: &mut [f32], src: &[f32], mask: &[f32]) {
         return unsafe { x86::masked_copy(dst, src, mask) };
     }
     masked_copy_portable(dst, src, mask)
-}
-
-#[inline(always)]
-fn masked_copy_portable(dst: &mut [f32], src: &[f32], mask: &[f32]) {
-    for ((d, &v), &m) in dst.iter_mut().zip(src).zip(mask) {
-        *d = if m > 0.0 { v } else { 0.0 };
-    }
 }
 
 /// `out[r][q] = Σ_k a[k·MR + r] · src[offsets[k] + q]` for r < MR, q < q8

@@ -2,7 +2,7 @@
 //! 4 output rows' sums in registers (at most 16 of them) and walk the inner
 //! dimension once, in order. Every function here is reached only through the checked
 //! wrappers in `simd/mod.rs`, which test the CPU and the slice bounds first.
-use super::{LANES, MR};
+use super::portable::{masked_copy_portable, LANES, MR};
 use std::arch::x86_64::*;
 
 /// See [`super::shifted_gemm`].
@@ -385,5 +385,5 @@ pub(super) unsafe fn add_chunks_f64(values: &[f32], acc: &mut [f64; 16]) {
 /// same selects, so the bits are the same.
 #[target_feature(enable = "avx2")]
 pub(super) fn masked_copy(dst: &mut [f32], src: &[f32], mask: &[f32]) {
-    super::masked_copy_portable(dst, src, mask)
+    masked_copy_portable(dst, src, mask)
 }
