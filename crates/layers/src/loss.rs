@@ -254,6 +254,26 @@ impl Loss {
     }
 }
 
+/// The share of the rows of `logits` (N x K) whose largest output is at
+/// their label: the accuracy of a batch.
+///
+/// ```
+/// use tensor::Tensor;
+///
+/// let logits = Tensor::from_shape_vec(vec![2, 3], vec![0.1, 0.7, 0.2, 0.9, 0.0, 0.1]).unwrap();
+/// assert_eq!(layers::accuracy(&logits, &[1, 2]), 0.5);
+/// ```
+pub fn accuracy(logits: &Tensor, labels: &[usize]) -> f64 {
+    let k = logits.shape().get(1).copied().unwrap_or(1).max(1);
+    let rows = logits.as_slice().expect("layer outputs are contiguous");
+    let correct = rows
+        .chunks_exact(k)
+        .zip(labels)
+        .filter(|(row, &label)| tensor::argmax(row) == label)
+        .count();
+    correct as f64 / labels.len().max(1) as f64
+}
+
 /// Writes one-hot rows for `labels` into `target` (reshaped to N x `classes`,
 /// allocation reused). A label of `classes` or more gives a row of zeros;
 /// [`Loss::with_labels`] takes labels directly and refuses such a label.

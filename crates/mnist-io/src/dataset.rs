@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use tensor::Tensor;
+
 use crate::idx::{check_labels, decompress_maybe_gz, find_file, parse_images, parse_labels};
 use crate::order::validation_permutation;
 use crate::spec::{identify, sha256_hex};
@@ -211,6 +213,24 @@ impl Dataset {
             h[usize::from(l)] += 1;
         }
         h
+    }
+
+    /// The images at `indices` as one N x 1 x rows x cols tensor, scaled as
+    /// [`Dataset::fill_batch`] scales them, and their labels.
+    ///
+    /// ```
+    /// let d = mnist_io::Dataset::from_parts(vec![0, 255, 51, 0], vec![3, 7], 1, 2).unwrap();
+    /// let (images, labels) = d.tensors(&[1, 0], None);
+    /// assert_eq!(images.shape(), &[2, 1, 1, 2]);
+    /// assert_eq!(images.as_slice().unwrap(), &[0.2, 0.0, 0.0, 1.0]);
+    /// assert_eq!(labels, [7, 3]);
+    /// ```
+    pub fn tensors(&self, indices: &[usize], normalize: Option<Normalize>) -> (Tensor, Vec<usize>) {
+        let mut images = Tensor::zeros(vec![indices.len(), 1, self.rows, self.cols]);
+        let mut labels = vec![0; indices.len()];
+        let out = images.as_slice_mut().expect("a new tensor is contiguous");
+        self.fill_batch(indices, normalize, out, &mut labels);
+        (images, labels)
     }
 
     /// Copies the images at `indices` into `out` as `f32`, layout N x 1 x rows x cols,

@@ -23,14 +23,7 @@ fn bars(n: usize, rng: &mut Rng) -> (Tensor, Vec<usize>) {
 
 /// The share of `images` whose largest output is their label.
 fn accuracy(net: &mut Network, images: &Tensor, labels: &[usize]) -> Result<f64, LayerError> {
-    let classes = net.outputs();
-    let logits = net.forward(images)?;
-    let rows = logits.as_slice().expect("contiguous").chunks(classes);
-    let correct = rows
-        .zip(labels)
-        .filter(|(row, &l)| tensor::argmax(row) == l)
-        .count();
-    Ok(correct as f64 / labels.len() as f64)
+    Ok(layers::accuracy(net.forward(images)?, labels))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
