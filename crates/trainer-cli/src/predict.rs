@@ -34,8 +34,8 @@ use crate::image_io::{read_png_grey, GreyImage};
 use trainer::checkpoint::Checkpoint;
 use trainer::config::{InputScaling, TrainConfig};
 
-/// How the config's input scaling applies after dividing pixels by
-/// 255 (see [`TrainConfig::input_norm`]). Only standardised inputs need the
+/// What the config's input scaling does after dividing pixels by 255
+/// (see [`TrainConfig::normalize`]). Only standardised inputs need the
 /// training set, read from `data`; the others need no data.
 pub fn input_norm(config: &TrainConfig, data: Option<&Path>) -> Result<Option<Normalize>> {
     match config.training.input_scaling {
