@@ -285,7 +285,7 @@ pub struct NetworkConfig {
     #[serde(default)]
     pub loss: Loss,
     /// Whether a ReLU right after a convolution runs inside the convolution's
-    /// own pass ([`Conv2d::relu_fused`]): the same bits, two passes over the
+    /// own pass ([`crate::Conv2d::relu_fused`]): the same bits, two passes over the
     /// feature maps fewer. Default `true`; written out only when `false`.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub fuse_relu: bool,

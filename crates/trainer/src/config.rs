@@ -38,7 +38,7 @@ pub struct TrainingConfig {
     pub eval_train: bool,
     /// The most parameters the network may have; a larger one is refused
     /// before any weight is allocated. Written only when not the default,
-    /// [`DEFAULT_MAX_PARAMS`]; `cnn train --max-params` sets it.
+    /// 20 million; `cnn train --max-params` sets it.
     #[serde(
         default = "default_max_params",
         skip_serializing_if = "is_default_max_params"

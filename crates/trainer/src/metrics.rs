@@ -132,8 +132,8 @@ pub(crate) fn unplottable(r: &MetricsRow) -> Option<String> {
     None
 }
 
-/// The rows that can be drawn (see [`unplottable`]); a warning names the
-/// others, and the file `path`.
+/// The rows that can be drawn (not those with an epoch, a loss or an
+/// accuracy out of range); a warning names the others, and the file `path`.
 pub fn plottable(rows: &[MetricsRow], path: &Path) -> Vec<MetricsRow> {
     let mut kept = Vec::with_capacity(rows.len());
     for r in rows {

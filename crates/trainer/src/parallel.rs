@@ -3,7 +3,7 @@
 //!
 //! **Why the bits do not depend on the thread count.** The cut into
 //! micro-batches depends on nothing but the batch size and `micro_batch`.
-//! Each micro-batch runs [`MicroBatch::forward_backward`] on its own replica
+//! Each micro-batch runs `MicroBatch::forward_backward` (in `step.rs`) on its own replica
 //! of the network, by kernels whose results do not depend on the thread that
 //! runs them. The batch gradient is then the micro-batch gradients summed in
 //! micro-batch order, each weighted by its share of the batch, `n_k / n`:
