@@ -7,6 +7,7 @@ pub mod bench;
 pub mod gradcheck_cmd;
 pub mod image_io;
 pub mod plot;
+pub mod post;
 pub mod predict;
 pub mod report;
 pub mod results_md;

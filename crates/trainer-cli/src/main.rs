@@ -558,7 +558,7 @@ fn run_command(cli: Cli) -> Result<()> {
             if let Some(last) = summary.history.last() {
                 println!(
                     "done: {}, test accuracy {:.2}% (best {:.2}%), {:.1} s training, {:.1} s in all",
-                    trainer_cli::results_md::plural(last.epoch as usize, "epoch"),
+                    trainer_cli::post::plural(last.epoch as usize, "epoch"),
                     100.0 * last.test_acc,
                     100.0 * summary.history.iter().map(|r| r.test_acc).fold(0.0, f64::max),
                     summary.train_seconds,

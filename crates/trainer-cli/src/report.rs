@@ -28,26 +28,11 @@ use mnist_io::Dataset;
 
 use crate::image_io::GreyImage;
 use crate::plot;
-use crate::results_md::plural;
+use crate::post::{plural, train_figures, POST_TABLE};
 use trainer::checkpoint::{write_atomic, Checkpoint};
 use trainer::data::{class_names, DataSets};
 use trainer::eval::Evaluation;
 use trainer::metrics::{parse_metrics, MetricsRow};
-
-/// The post's table: (epoch, train loss, test loss, train accuracy %, test accuracy %).
-pub const POST_TABLE: [(u32, f64, f64, f64, f64); 11] = [
-    (0, 0.1224, 0.1495, 96.23, 95.14),
-    (10, 0.0341, 0.0400, 98.89, 98.54),
-    (20, 0.0149, 0.0355, 99.49, 98.92),
-    (30, 0.0117, 0.0342, 99.69, 98.93),
-    (40, 0.0075, 0.0351, 99.77, 98.85),
-    (50, 0.0049, 0.0365, 99.89, 98.88),
-    (60, 0.0037, 0.0343, 99.94, 98.99),
-    (70, 0.0029, 0.0322, 99.97, 98.97),
-    (80, 0.0024, 0.0322, 99.98, 99.03),
-    (90, 0.0023, 0.0313, 99.98, 99.02),
-    (100, 0.0022, 0.0307, 99.99, 99.10),
-];
 
 /// How many mistakes the page shows.
 pub const MISTAKES: usize = 25;
@@ -418,7 +403,7 @@ pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
             h,
             "<p class=\"note\">{}</p>",
             escape(
-                &crate::results_md::train_figures(ckpt.config.training.eval_train).replace('`', "")
+                &train_figures(ckpt.config.training.eval_train).replace('`', "")
             )
         );
         h.push_str(&comparison_table(&rows));

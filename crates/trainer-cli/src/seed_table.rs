@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::report::POST_TABLE;
-use crate::results_md::plural;
+use crate::post::{plural, POST_TABLE};
 use trainer::checkpoint::Checkpoint;
 use trainer::config::TrainConfig;
 use trainer::data::DataSets;
