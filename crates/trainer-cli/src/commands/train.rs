@@ -96,7 +96,12 @@ pub(crate) fn train(args: TrainArgs, threads: Option<usize>, quiet: bool) -> Res
             "done: {}, test accuracy {:.2}% (best {:.2}%), {:.1} s training, {:.1} s in all",
             plural(last.epoch as usize, "epoch"),
             100.0 * last.test_acc,
-            100.0 * summary.history.iter().map(|r| r.test_acc).fold(0.0, f64::max),
+            100.0
+                * summary
+                    .history
+                    .iter()
+                    .map(|r| r.test_acc)
+                    .fold(0.0, f64::max),
             summary.train_seconds,
             summary.wall_seconds
         );
@@ -170,7 +175,10 @@ fn resume_command(threads: Option<usize>, args: &TrainArgs) -> String {
         words.push(format!("--threads {t}"));
     }
     words.push("train --resume".into());
-    words.push(format!("--data {}", shell_word(&args.data.to_string_lossy())));
+    words.push(format!(
+        "--data {}",
+        shell_word(&args.data.to_string_lossy())
+    ));
     words.push(format!("--out {}", shell_word(&args.out.to_string_lossy())));
     if args.eval_train {
         words.push("--eval-train".into());

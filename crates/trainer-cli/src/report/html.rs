@@ -15,12 +15,17 @@ impl Page {
     pub(crate) fn img(&mut self, png: &[u8], alt: &str, class: &str) -> String {
         self.images += 1;
         format!(
-            "<img class=\"{}\" alt=\"{}\" src=\"data:image/png;base64,{}\">",
+            "<img class=\"{}\" alt=\"{}\" src=\"{}\">",
             escape(class),
             escape(alt),
-            base64(png)
+            png_uri(png)
         )
     }
+}
+
+/// A `data:` URI of PNG bytes, for an `<img>` or a JSON document.
+pub(crate) fn png_uri(png: &[u8]) -> String {
+    format!("data:image/png;base64,{}", base64(png))
 }
 
 /// Escapes `&`, `<`, `>`, `"` and `'` for HTML text and attribute values.

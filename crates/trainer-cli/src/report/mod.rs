@@ -41,7 +41,7 @@ mod mistakes;
 mod sections;
 mod tables;
 
-pub(crate) use html::base64;
+pub(crate) use html::png_uri;
 pub use mistakes::{evaluate_with_mistakes, Mistake, MISTAKES};
 
 /// What `cnn report` was asked to do.
