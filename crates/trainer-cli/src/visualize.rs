@@ -195,24 +195,15 @@ pub fn feature_maps_figure(
     }
     let (conv, shown) = first_conv(net)?;
     let names: Vec<String> = net.layers().iter().map(|l| l.name().to_string()).collect();
-    let values: Vec<f32> = image
-        .iter()
-        .map(|&v| {
-            let x = f32::from(v) / 255.0;
-            norm.map_or(x, |(m, s)| (x - m) / s)
-        })
-        .collect();
-    let input = Tensor::from_shape_vec(vec![1, 1, h, w], values)
-        .map_err(|e| anyhow!("input tensor: {e}"))?;
+    let input = input_tensor(image, h, w, norm)?;
     let out = net.forward_to(&input, shown).map_err(|e| anyhow!("{e}"))?;
-    let shape = out.shape().to_vec();
-    if shape.len() != 4 {
+    let &[_, maps, mh, mw] = out.shape() else {
         bail!(
-            "layer {} gives shape {shape:?}, not feature maps",
-            names[shown]
+            "layer {} gives shape {:?}, not feature maps",
+            names[shown],
+            out.shape()
         );
-    }
-    let (maps, mh, mw) = (shape[1], shape[2], shape[3]);
+    };
     let data = out
         .as_slice()
         .ok_or_else(|| anyhow!("feature maps are not contiguous"))?;
@@ -221,27 +212,12 @@ pub fn feature_maps_figure(
         h,
         pixels: image.to_vec(),
     }];
-    let mut blank = 0;
-    for m in 0..maps {
-        let pixels = to_own_range(&data[m * mh * mw..(m + 1) * mh * mw]);
-        blank += usize::from(pixels.iter().all(|&p| p == 0));
-        tiles.push(Tile {
-            w: mw,
-            h: mh,
-            pixels,
-        });
-    }
-    let cols = cols.unwrap_or_else(|| default_cols(tiles.len()));
-    let cell = |f: fn(&Tile<u8>) -> usize| tiles.iter().map(f).max().unwrap_or(1);
-    let (width, height) = grid_size(tiles.len(), cols, cell(|t| t.w), cell(|t| t.h), scale, gap);
-    check_figure_size(width, height)?;
-    let (width, height, pixels) = compose(&tiles, cols, scale, gap, GAP_GREY);
-    let png = GreyImage {
-        width,
-        height,
-        pixels,
-    }
-    .to_png()?;
+    tiles.extend(map_tiles(data, maps, mw, mh));
+    let blank = tiles[1..]
+        .iter()
+        .filter(|t| t.pixels.iter().all(|&p| p == 0))
+        .count();
+    let (width, height, png) = grey_grid(&tiles, cols, scale, gap)?;
     let what = if shown == conv {
         names[conv].clone()
     } else {
@@ -261,6 +237,53 @@ pub fn feature_maps_figure(
     })
 }
 
+/// The image as a `[1, 1, h, w]` input, scaled to 0..=1 and standardised by `norm`.
+fn input_tensor(image: &[u8], h: usize, w: usize, norm: Option<(f32, f32)>) -> Result<Tensor> {
+    let values: Vec<f32> = image
+        .iter()
+        .map(|&v| {
+            let x = f32::from(v) / 255.0;
+            norm.map_or(x, |(m, s)| (x - m) / s)
+        })
+        .collect();
+    Tensor::from_shape_vec(vec![1, 1, h, w], values).map_err(|e| anyhow!("input tensor: {e}"))
+}
+
+/// The `maps` maps of `mw` x `mh` in `data` as grey tiles, each scaled to its own range.
+fn map_tiles(
+    data: &[f32],
+    maps: usize,
+    mw: usize,
+    mh: usize,
+) -> impl Iterator<Item = Tile<u8>> + '_ {
+    (0..maps).map(move |m| Tile {
+        w: mw,
+        h: mh,
+        pixels: to_own_range(&data[m * mh * mw..(m + 1) * mh * mw]),
+    })
+}
+
+/// The tiles on a grid with mid-grey gaps, as a grey PNG: (width, height, PNG bytes).
+fn grey_grid(
+    tiles: &[Tile<u8>],
+    cols: Option<usize>,
+    scale: usize,
+    gap: usize,
+) -> Result<(usize, usize, Vec<u8>)> {
+    let cols = cols.unwrap_or_else(|| default_cols(tiles.len()));
+    let cell = |f: fn(&Tile<u8>) -> usize| tiles.iter().map(f).max().unwrap_or(1);
+    let (width, height) = grid_size(tiles.len(), cols, cell(|t| t.w), cell(|t| t.h), scale, gap);
+    check_figure_size(width, height)?;
+    let (width, height, pixels) = compose(tiles, cols, scale, gap, GAP_GREY);
+    let png = GreyImage {
+        width,
+        height,
+        pixels,
+    }
+    .to_png()?;
+    Ok((width, height, png))
+}
+
 /// The kernels of the first conv layer, on one symmetric range, in a diverging colour map.
 pub fn filters_figure(
     net: &Network,
@@ -269,120 +292,257 @@ pub fn filters_figure(
     cols: Option<usize>,
 ) -> Result<Figure> {
     let (conv, _) = first_conv(net)?;
-    let name = net.layers()[conv].name().to_string();
-    let params = net.named_params();
-    let weight = params
-        .get(&format!("{name}.weight"))
-        .ok_or_else(|| anyhow!("layer {name} has no parameter `{name}.weight`"))?;
-    let shape = weight.shape().to_vec();
-    if shape.len() != 4 {
-        bail!("{name}.weight has shape {shape:?}, expected [out, in, k, k]");
-    }
-    let (o, c, kh, kw) = (shape[0], shape[1], shape[2], shape[3]);
-    let data: Vec<f32> = weight.iter().copied().collect();
-    let m = data
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold(0f32, |m, v| m.max(v.abs()));
-    let colour = |v: f32| diverging(if m > 0.0 { v / m } else { 0.0 });
-    // One input channel: all kernels in one row (or a grid); else one row per output channel.
-    let cols = cols
-        .unwrap_or(if c == 1 { default_cols(o) } else { c })
-        .clamp(1, o * c);
-    let rows = (o * c).div_ceil(cols);
-    let (tw, th) = (kw * scale, kh * scale);
-    let grid_w = cols * tw + (cols - 1) * gap;
-    let width = grid_w.max(FILTERS_MIN_WIDTH) + 2 * FILTERS_MARGIN;
-    let row_pitch = th + FILTERS_LABEL + gap;
-    let grid_top = FILTERS_MARGIN + FILTERS_TITLE;
-    let bar_top = grid_top + rows * row_pitch + FILTERS_MARGIN / 2;
-    let height = bar_top + FILTERS_BAR + FILTERS_LABEL + FILTERS_MARGIN / 2;
-    check_figure_size(width, height)?;
-    let title = if c == 1 {
-        format!("{name}: {o} kernels {kw}x{kh}, numbered by output channel")
-    } else {
-        format!("{name}: {o}x{c} kernels {kw}x{kh}, labelled output,input channel")
-    };
+    let k = Kernels::of(net, conv)?;
+    let layout = FiltersLayout::new(&k, scale, gap, cols);
+    check_figure_size(layout.width, layout.height)?;
     crate::plot::register_font()?;
-    let mut buf = vec![255u8; 3 * width * height];
-    {
-        use plotters::prelude::*;
-        let err = |e: DrawingAreaErrorKind<_>| anyhow!("drawing the kernels: {e}");
-        let root =
-            BitMapBackend::with_buffer(&mut buf, (width as u32, height as u32)).into_drawing_area();
-        let px = |x: usize, y: usize| (x as i32, y as i32);
-        let rgb = |c: [u8; 3]| RGBColor(c[0], c[1], c[2]);
-        let text = |size: u32| ("sans-serif", size).into_font().color(&BLACK);
-        let centred = |size: u32| {
-            text(size).pos(plotters::style::text_anchor::Pos::new(
-                plotters::style::text_anchor::HPos::Center,
-                plotters::style::text_anchor::VPos::Top,
-            ))
-        };
-        root.draw_text(&title, &text(15), px(FILTERS_MARGIN, FILTERS_MARGIN - 2))
-            .map_err(err)?;
-        for (i, k) in data.chunks_exact(kh * kw).enumerate() {
-            let (x0, y0) = filters_tile_origin(i, cols, (kw, kh), scale, gap);
-            // A grey frame keeps near-white kernels apart from each other and the page.
-            root.draw(&Rectangle::new(
-                [px(x0 - 1, y0 - 1), px(x0 + tw, y0 + th)],
-                rgb([GAP_GREY; 3]),
-            ))
-            .map_err(err)?;
-            for (j, &v) in k.iter().enumerate() {
-                let (x, y) = (x0 + (j % kw) * scale, y0 + (j / kw) * scale);
-                root.draw(&Rectangle::new(
-                    [px(x, y), px(x + scale, y + scale)],
-                    rgb(colour(v)).filled(),
-                ))
-                .map_err(err)?;
-            }
-            let label = if c == 1 {
-                format!("{}", i / c)
-            } else {
-                format!("{},{}", i / c, i % c)
-            };
-            root.draw_text(&label, &centred(12), px(x0 + tw / 2, y0 + th + 1))
-                .map_err(err)?;
-        }
-        // The colour scale: -m at the left end, 0 in the middle, +m at the right.
-        let bar_w = grid_w.max(FILTERS_MIN_WIDTH);
-        for x in 0..bar_w {
-            let t = 2.0 * x as f32 / (bar_w - 1).max(1) as f32 - 1.0;
-            root.draw(&Rectangle::new(
-                [
-                    px(FILTERS_MARGIN + x, bar_top),
-                    px(FILTERS_MARGIN + x + 1, bar_top + FILTERS_BAR),
-                ],
-                rgb(diverging(t)).filled(),
-            ))
-            .map_err(err)?;
-        }
-        let label_y = bar_top + FILTERS_BAR + 1;
-        for (x, label) in [
-            (FILTERS_MARGIN + 12, format!("-{m:.3}")),
-            (FILTERS_MARGIN + bar_w / 2, "0".to_string()),
-            (FILTERS_MARGIN + bar_w - 12, format!("+{m:.3}")),
-        ] {
-            root.draw_text(&label, &centred(12), px(x, label_y))
-                .map_err(err)?;
-        }
-        root.present().map_err(err)?;
-    }
+    let pixels = draw_filters(&k, &layout)?;
     let png = RgbImage {
-        width,
-        height,
-        pixels: buf,
+        width: layout.width,
+        height: layout.height,
+        pixels,
     }
     .to_png()?;
+    let Kernels {
+        name,
+        o,
+        c,
+        kh,
+        kw,
+        m,
+        ..
+    } = &k;
     Ok(Figure {
-        width,
-        height,
+        width: layout.width,
+        height: layout.height,
         png,
         description: format!(
             "the {o}x{c} kernels ({kw}x{kh}) of {name}, blue -{m:.3} .. white 0 .. red +{m:.3} (one range for all)"
         ),
     })
+}
+
+/// A conv layer's weights: `o` x `c` kernels of `kh` x `kw`, and `m`, the
+/// largest finite absolute weight (the colour range is `[-m, m]`).
+struct Kernels {
+    name: String,
+    o: usize,
+    c: usize,
+    kh: usize,
+    kw: usize,
+    data: Vec<f32>,
+    m: f32,
+}
+
+impl Kernels {
+    /// The weights of layer `conv`, which must be `[out, in, kh, kw]`.
+    fn of(net: &Network, conv: usize) -> Result<Self> {
+        let name = net.layers()[conv].name().to_string();
+        let params = net.named_params();
+        let weight = params
+            .get(&format!("{name}.weight"))
+            .ok_or_else(|| anyhow!("layer {name} has no parameter `{name}.weight`"))?;
+        let shape = weight.shape().to_vec();
+        if shape.len() != 4 {
+            bail!("{name}.weight has shape {shape:?}, expected [out, in, k, k]");
+        }
+        let data: Vec<f32> = weight.iter().copied().collect();
+        let m = data
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(0f32, |m, v| m.max(v.abs()));
+        Ok(Kernels {
+            name,
+            o: shape[0],
+            c: shape[1],
+            kh: shape[2],
+            kw: shape[3],
+            data,
+            m,
+        })
+    }
+
+    /// A weight's colour on the shared range.
+    fn colour(&self, v: f32) -> [u8; 3] {
+        diverging(if self.m > 0.0 { v / self.m } else { 0.0 })
+    }
+
+    /// The figure's title.
+    fn title(&self) -> String {
+        let Kernels {
+            name, o, c, kh, kw, ..
+        } = self;
+        if *c == 1 {
+            format!("{name}: {o} kernels {kw}x{kh}, numbered by output channel")
+        } else {
+            format!("{name}: {o}x{c} kernels {kw}x{kh}, labelled output,input channel")
+        }
+    }
+
+    /// The label under kernel `i`: its output channel, and its input channel when there are several.
+    fn label(&self, i: usize) -> String {
+        if self.c == 1 {
+            format!("{}", i / self.c)
+        } else {
+            format!("{},{}", i / self.c, i % self.c)
+        }
+    }
+}
+
+/// Where the kernels figure's parts go, in pixels.
+struct FiltersLayout {
+    cols: usize,
+    scale: usize,
+    gap: usize,
+    /// A kernel's tile: width and height.
+    tw: usize,
+    th: usize,
+    /// The colour bar's width and top.
+    bar_w: usize,
+    bar_top: usize,
+    width: usize,
+    height: usize,
+}
+
+impl FiltersLayout {
+    fn new(k: &Kernels, scale: usize, gap: usize, cols: Option<usize>) -> Self {
+        let (o, c) = (k.o, k.c);
+        // One input channel: all kernels in one row (or a grid); else one row per output channel.
+        let cols = cols
+            .unwrap_or(if c == 1 { default_cols(o) } else { c })
+            .clamp(1, o * c);
+        let rows = (o * c).div_ceil(cols);
+        let (tw, th) = (k.kw * scale, k.kh * scale);
+        let grid_w = cols * tw + (cols - 1) * gap;
+        let bar_w = grid_w.max(FILTERS_MIN_WIDTH);
+        let row_pitch = th + FILTERS_LABEL + gap;
+        let grid_top = FILTERS_MARGIN + FILTERS_TITLE;
+        let bar_top = grid_top + rows * row_pitch + FILTERS_MARGIN / 2;
+        FiltersLayout {
+            cols,
+            scale,
+            gap,
+            tw,
+            th,
+            bar_w,
+            bar_top,
+            width: bar_w + 2 * FILTERS_MARGIN,
+            height: bar_top + FILTERS_BAR + FILTERS_LABEL + FILTERS_MARGIN / 2,
+        }
+    }
+}
+
+/// The plotters drawing area of the kernels figure.
+type Canvas<'a> =
+    plotters::drawing::DrawingArea<plotters::prelude::BitMapBackend<'a>, plotters::coord::Shift>;
+
+fn draw_err<E: std::error::Error + Send + Sync>(
+    e: plotters::drawing::DrawingAreaErrorKind<E>,
+) -> anyhow::Error {
+    anyhow!("drawing the kernels: {e}")
+}
+
+fn px(x: usize, y: usize) -> (i32, i32) {
+    (x as i32, y as i32)
+}
+
+fn rgb(c: [u8; 3]) -> plotters::style::RGBColor {
+    plotters::style::RGBColor(c[0], c[1], c[2])
+}
+
+/// Black text of `size`, centred under the point it is drawn at when `centred`.
+fn text(size: u32, centred: bool) -> plotters::style::TextStyle<'static> {
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    use plotters::style::{IntoFont, BLACK};
+    let style = ("sans-serif", size).into_font().color(&BLACK);
+    if centred {
+        style.pos(Pos::new(HPos::Center, VPos::Top))
+    } else {
+        style
+    }
+}
+
+/// The kernels figure's RGB pixels: the title, each kernel with its label, the colour scale.
+fn draw_filters(k: &Kernels, l: &FiltersLayout) -> Result<Vec<u8>> {
+    use plotters::prelude::*;
+    let mut buf = vec![255u8; 3 * l.width * l.height];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (l.width as u32, l.height as u32))
+            .into_drawing_area();
+        root.draw_text(
+            &k.title(),
+            &text(15, false),
+            px(FILTERS_MARGIN, FILTERS_MARGIN - 2),
+        )
+        .map_err(draw_err)?;
+        for (i, kernel) in k.data.chunks_exact(k.kh * k.kw).enumerate() {
+            draw_kernel(&root, k, l, i, kernel)?;
+        }
+        draw_colour_scale(&root, l, k.m)?;
+        root.present().map_err(draw_err)?;
+    }
+    Ok(buf)
+}
+
+/// Kernel `i` in its grey frame, and its label under it.
+fn draw_kernel(
+    root: &Canvas<'_>,
+    k: &Kernels,
+    l: &FiltersLayout,
+    i: usize,
+    kernel: &[f32],
+) -> Result<()> {
+    use plotters::prelude::*;
+    let (x0, y0) = filters_tile_origin(i, l.cols, (k.kw, k.kh), l.scale, l.gap);
+    // A grey frame keeps near-white kernels apart from each other and the page.
+    root.draw(&Rectangle::new(
+        [px(x0 - 1, y0 - 1), px(x0 + l.tw, y0 + l.th)],
+        rgb([GAP_GREY; 3]),
+    ))
+    .map_err(draw_err)?;
+    let scale = l.scale;
+    for (j, &v) in kernel.iter().enumerate() {
+        let (x, y) = (x0 + (j % k.kw) * scale, y0 + (j / k.kw) * scale);
+        root.draw(&Rectangle::new(
+            [px(x, y), px(x + scale, y + scale)],
+            rgb(k.colour(v)).filled(),
+        ))
+        .map_err(draw_err)?;
+    }
+    root.draw_text(
+        &k.label(i),
+        &text(12, true),
+        px(x0 + l.tw / 2, y0 + l.th + 1),
+    )
+    .map_err(draw_err)?;
+    Ok(())
+}
+
+/// The colour scale: -m at the left end, 0 in the middle, +m at the right.
+fn draw_colour_scale(root: &Canvas<'_>, l: &FiltersLayout, m: f32) -> Result<()> {
+    use plotters::prelude::*;
+    let (bar_w, bar_top) = (l.bar_w, l.bar_top);
+    for x in 0..bar_w {
+        let t = 2.0 * x as f32 / (bar_w - 1).max(1) as f32 - 1.0;
+        root.draw(&Rectangle::new(
+            [
+                px(FILTERS_MARGIN + x, bar_top),
+                px(FILTERS_MARGIN + x + 1, bar_top + FILTERS_BAR),
+            ],
+            rgb(diverging(t)).filled(),
+        ))
+        .map_err(draw_err)?;
+    }
+    let label_y = bar_top + FILTERS_BAR + 1;
+    for (x, label) in [
+        (FILTERS_MARGIN + 12, format!("-{m:.3}")),
+        (FILTERS_MARGIN + bar_w / 2, "0".to_string()),
+        (FILTERS_MARGIN + bar_w - 12, format!("+{m:.3}")),
+    ] {
+        root.draw_text(&label, &text(12, true), px(x, label_y))
+            .map_err(draw_err)?;
+    }
+    Ok(())
 }
 
 /// The kernels figure's layout, in pixels: margin around it, the title's
