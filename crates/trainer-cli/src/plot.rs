@@ -30,7 +30,7 @@ pub enum Format {
 
 impl Format {
     /// The format `path`'s extension names (case-insensitive), or an error.
-    pub fn from_path(path: &Path) -> Result<Self> {
+    pub(crate) fn from_path(path: &Path) -> Result<Self> {
         match path
             .extension()
             .and_then(|e| e.to_str())
@@ -289,7 +289,7 @@ pub fn render(
 }
 
 /// The run's config name from `<run>/config.toml` (`name = ...`), if it has one.
-pub fn run_name(run: &Path) -> Option<String> {
+pub(crate) fn run_name(run: &Path) -> Option<String> {
     let text = trainer::files::read_text_limited(
         &run.join("config.toml"),
         trainer::files::MAX_CONFIG_BYTES,
@@ -301,7 +301,7 @@ pub fn run_name(run: &Path) -> Option<String> {
 }
 
 /// A run's name in titles: its config's name, and its directory's when that differs.
-pub fn run_title(config: &str, dir_name: &str) -> String {
+pub(crate) fn run_title(config: &str, dir_name: &str) -> String {
     if config == dir_name {
         config.to_string()
     } else {

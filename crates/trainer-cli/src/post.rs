@@ -3,7 +3,7 @@
 //! figures were made, and counted nouns. It imports none of them.
 
 /// The post's table: (epoch, train loss, test loss, train accuracy %, test accuracy %).
-pub const POST_TABLE: [(u32, f64, f64, f64, f64); 11] = [
+pub(crate) const POST_TABLE: [(u32, f64, f64, f64, f64); 11] = [
     (0, 0.1224, 0.1495, 96.23, 95.14),
     (10, 0.0341, 0.0400, 98.89, 98.54),
     (20, 0.0149, 0.0355, 99.49, 98.92),
@@ -18,7 +18,7 @@ pub const POST_TABLE: [(u32, f64, f64, f64, f64); 11] = [
 ];
 
 /// How a run's train figures were made, in a sentence.
-pub fn train_figures(eval_train: bool) -> &'static str {
+pub(crate) fn train_figures(eval_train: bool) -> &'static str {
     if eval_train {
         "Train figures are a full pass over the training set after each epoch (`--eval-train`), as the post's are."
     } else {

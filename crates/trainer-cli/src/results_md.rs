@@ -13,10 +13,10 @@ use trainer::metrics::{parse_metrics, MetricsRow};
 
 /// A heading after which an existing results file is kept as it is when the
 /// table is rewritten (for figures of other runs, e.g. other data sets).
-pub const KEEP_FROM: &str = "\n## Other data sets";
+pub(crate) const KEEP_FROM: &str = "\n## Other data sets";
 
 /// CPU model and core count of this machine, as /proc/cpuinfo says.
-pub fn machine() -> String {
+pub(crate) fn machine() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = info
         .lines()
@@ -33,7 +33,7 @@ pub fn machine() -> String {
 /// The Markdown page for a run of `config` (its name and whether it was
 /// trained with `--eval-train`). `command` is what made the run, when known,
 /// `note` an optional closing paragraph.
-pub fn markdown(
+pub(crate) fn markdown(
     rows: &[MetricsRow],
     config: &TrainConfig,
     command: Option<&str>,
@@ -112,7 +112,7 @@ pub fn markdown(
 }
 
 /// Writes the page for the run in `run` to `out`, keeping anything an existing
-/// `out` holds from the [`KEEP_FROM`] heading on.
+/// `out` holds from the `## Other data sets` heading on.
 pub fn run(run: &Path, out: &Path, command: Option<&str>, note: Option<&str>) -> Result<()> {
     let metrics = run.join("metrics.csv");
     let text = trainer::files::read_text_limited(

@@ -11,20 +11,20 @@ pub const MISTAKES: usize = 25;
 
 /// A misclassified test image.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Mistake {
+pub(crate) struct Mistake {
     /// Index in the test set.
-    pub index: usize,
+    pub(crate) index: usize,
     /// True class.
-    pub truth: usize,
+    pub(crate) truth: usize,
     /// Predicted class.
-    pub predicted: usize,
+    pub(crate) predicted: usize,
     /// Probability of the predicted class.
-    pub confidence: f32,
+    pub(crate) confidence: f32,
 }
 
 /// One pass over `ds`: the figures of [`trainer::eval::evaluate`] and every
 /// mistake, most confident first.
-pub fn evaluate_with_mistakes(
+pub(crate) fn evaluate_with_mistakes(
     net: &mut Network,
     ds: &Dataset,
     batch: usize,

@@ -22,7 +22,7 @@
 //!
 //! The page is built in three steps: `load.rs` reads and checks everything
 //! (no HTML is begun before an error can happen), the functions of
-//! `sections.rs` append the sections in the page's order ([`render`]), and
+//! `sections.rs` append the sections in the page's order (`render`), and
 //! [`run`] writes the page atomically. `html.rs` escapes and encodes, `tables.rs` makes the
 //! tables, `mistakes.rs` finds the most confident mistakes.
 
@@ -42,7 +42,8 @@ mod sections;
 mod tables;
 
 pub(crate) use html::png_uri;
-pub use mistakes::{evaluate_with_mistakes, Mistake, MISTAKES};
+pub(crate) use mistakes::evaluate_with_mistakes;
+pub use mistakes::MISTAKES;
 
 /// What `cnn report` was asked to do.
 #[derive(Clone, Debug)]
@@ -61,17 +62,17 @@ pub struct ReportSummary {
     /// Epochs in metrics.csv.
     pub epochs: usize,
     /// The checkpoint evaluated.
-    pub checkpoint: PathBuf,
+    pub(crate) checkpoint: PathBuf,
     /// Its test set figures.
     pub evaluation: Evaluation,
     /// `<img>` elements on the page.
     pub images: usize,
     /// Size of the page in bytes.
-    pub bytes: usize,
+    pub(crate) bytes: usize,
 }
 
 /// Builds the page; returns the HTML, the evaluation of the checkpoint and the number of images.
-pub fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
+pub(crate) fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
     let mut r = load::load(&opts.run, opts.data.as_deref())?;
     let mut page = Page::default();
     sections::head(&mut page, &r);

@@ -120,7 +120,7 @@ pub struct Figure {
     /// Height in pixels.
     pub height: usize,
     /// The PNG file's bytes.
-    pub png: Vec<u8>,
+    pub(crate) png: Vec<u8>,
     /// What it shows, in a sentence.
     pub description: String,
 }
