@@ -1,6 +1,6 @@
 //! The modules of `cnn`, the program (`src/main.rs` parses the arguments
-//! and calls them): benchmarks, gradient checks, pictures, plots, reports
-//! and the drawing page. Training itself is the `trainer` library.
+//! and `src/commands/` calls them): benchmarks, gradient checks, pictures,
+//! plots, reports and the drawing page. Training itself is the `trainer` library.
 #![deny(missing_docs)]
 
 pub mod bench;
