@@ -324,9 +324,24 @@ pub fn decode_png_grey(bytes: &[u8], path: &Path) -> Result<Decoded> {
             frame.bit_depth
         );
     }
+    let pixels = to_grey(&buf, frame.line_size, width, height, channels);
+    Ok(Decoded {
+        image: GreyImage {
+            width,
+            height,
+            pixels,
+        },
+        source_format: source,
+        had_alpha: channels == 2 || channels == 4,
+    })
+}
+
+/// 8-bit samples of `channels` per pixel (grey, grey+alpha, RGB, RGBA), rows
+/// `line_size` bytes apart, as grey: luma, composited over white.
+fn to_grey(buf: &[u8], line_size: usize, width: usize, height: usize, channels: usize) -> Vec<u8> {
     let mut pixels = Vec::with_capacity(width * height);
     for y in 0..height {
-        let row = &buf[y * frame.line_size..y * frame.line_size + width * channels];
+        let row = &buf[y * line_size..y * line_size + width * channels];
         for px in row.chunks_exact(channels) {
             let (grey, alpha) = match channels {
                 1 => (f64::from(px[0]), 255.0),
@@ -344,15 +359,7 @@ pub fn decode_png_grey(bytes: &[u8], path: &Path) -> Result<Decoded> {
             pixels.push((grey * a + 255.0 * (1.0 - a)).round().clamp(0.0, 255.0) as u8);
         }
     }
-    Ok(Decoded {
-        image: GreyImage {
-            width,
-            height,
-            pixels,
-        },
-        source_format: source,
-        had_alpha: channels == 2 || channels == 4,
-    })
+    pixels
 }
 
 /// Reads a PNG file as 8-bit grey (see [`decode_png_grey`]).
