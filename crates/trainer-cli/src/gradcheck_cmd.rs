@@ -9,11 +9,11 @@ use trainer::config::TrainConfig;
 /// One layer's worst relative errors.
 pub struct LayerReport {
     /// Layer position and name, e.g. `3 conv2`.
-    pub layer: String,
+    pub(crate) layer: String,
     /// Kind, e.g. `conv2d`.
-    pub kind: String,
+    pub(crate) kind: String,
     /// One line per checked tensor.
-    pub checks: Vec<GradCheck>,
+    pub(crate) checks: Vec<GradCheck>,
 }
 
 /// Checks each layer alone, on a random batch of its input shape, and the loss.

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 
 /// Largest PNG (in decoded bytes) `read_png_grey` accepts: 64 MB, png's default limit.
-pub const MAX_DECODED_BYTES: usize = 64 << 20;
+pub(crate) const MAX_DECODED_BYTES: usize = 64 << 20;
 /// Longest side, in pixels, of a PNG `read_png_grey` accepts.
 pub const MAX_SIDE: usize = 8192;
 
@@ -48,7 +48,7 @@ impl GreyImage {
     }
 
     /// Fraction of the pixels on the outermost rows and columns brighter than mid-grey (> 127).
-    pub fn bright_border_fraction(&self) -> f64 {
+    pub(crate) fn bright_border_fraction(&self) -> f64 {
         if self.width == 0 || self.height == 0 {
             return 0.0;
         }
@@ -65,14 +65,14 @@ impl GreyImage {
     }
 
     /// `255 - v` for every pixel.
-    pub fn invert(&mut self) {
+    pub(crate) fn invert(&mut self) {
         for p in &mut self.pixels {
             *p = 255 - *p;
         }
     }
 
     /// The image centred on a square canvas of side `max(width, height)` filled with `fill`.
-    pub fn pad_to_square(&self, fill: u8) -> GreyImage {
+    pub(crate) fn pad_to_square(&self, fill: u8) -> GreyImage {
         let side = self.width.max(self.height);
         let mut out = GreyImage::filled(side, side, fill);
         let (x0, y0) = ((side - self.width) / 2, (side - self.height) / 2);
@@ -106,7 +106,7 @@ impl GreyImage {
 
     /// The smallest rectangle `(x0, y0, x1, y1)` (exclusive ends) holding every
     /// pixel above `threshold`, or `None` when there is none.
-    pub fn bounding_box(&self, threshold: u8) -> Option<(usize, usize, usize, usize)> {
+    pub(crate) fn bounding_box(&self, threshold: u8) -> Option<(usize, usize, usize, usize)> {
         let mut bbox: Option<(usize, usize, usize, usize)> = None;
         for y in 0..self.height {
             for x in 0..self.width {
@@ -120,7 +120,7 @@ impl GreyImage {
     }
 
     /// The pixels of the rectangle `x0..x1`, `y0..y1`.
-    pub fn crop(&self, (x0, y0, x1, y1): (usize, usize, usize, usize)) -> GreyImage {
+    pub(crate) fn crop(&self, (x0, y0, x1, y1): (usize, usize, usize, usize)) -> GreyImage {
         let mut pixels = Vec::with_capacity((x1 - x0) * (y1 - y0));
         for y in y0..y1 {
             pixels.extend_from_slice(&self.pixels[y * self.width + x0..y * self.width + x1]);
@@ -134,7 +134,7 @@ impl GreyImage {
 
     /// The intensity-weighted mean position `(x, y)` of the pixel centres
     /// (pixel `(i, j)` covers `[i, i + 1) x [j, j + 1)`), or `None` for a black image.
-    pub fn centre_of_mass(&self) -> Option<(f64, f64)> {
+    pub(crate) fn centre_of_mass(&self) -> Option<(f64, f64)> {
         let (mut sum, mut sx, mut sy) = (0.0, 0.0, 0.0);
         for y in 0..self.height {
             for x in 0..self.width {
@@ -149,7 +149,13 @@ impl GreyImage {
 
     /// A black `width` x `height` canvas with this image pasted at column
     /// `x0`, row `y0` (which may be negative); what falls outside is cut off.
-    pub fn paste_on_black(&self, width: usize, height: usize, x0: i64, y0: i64) -> GreyImage {
+    pub(crate) fn paste_on_black(
+        &self,
+        width: usize,
+        height: usize,
+        x0: i64,
+        y0: i64,
+    ) -> GreyImage {
         let mut out = GreyImage::filled(width, height, 0);
         for y in 0..self.height {
             for x in 0..self.width {
@@ -259,9 +265,9 @@ pub struct Decoded {
     /// The grey image.
     pub image: GreyImage,
     /// The file's colour type and bit depth, e.g. `Rgba 8-bit`.
-    pub source_format: String,
+    pub(crate) source_format: String,
     /// Whether an alpha channel was composited over white.
-    pub had_alpha: bool,
+    pub(crate) had_alpha: bool,
 }
 
 /// Decodes a PNG of any colour type and bit depth to 8-bit grey: palettes
@@ -318,9 +324,24 @@ pub fn decode_png_grey(bytes: &[u8], path: &Path) -> Result<Decoded> {
             frame.bit_depth
         );
     }
+    let pixels = to_grey(&buf, frame.line_size, width, height, channels);
+    Ok(Decoded {
+        image: GreyImage {
+            width,
+            height,
+            pixels,
+        },
+        source_format: source,
+        had_alpha: channels == 2 || channels == 4,
+    })
+}
+
+/// 8-bit samples of `channels` per pixel (grey, grey+alpha, RGB, RGBA), rows
+/// `line_size` bytes apart, as grey: luma, composited over white.
+fn to_grey(buf: &[u8], line_size: usize, width: usize, height: usize, channels: usize) -> Vec<u8> {
     let mut pixels = Vec::with_capacity(width * height);
     for y in 0..height {
-        let row = &buf[y * frame.line_size..y * frame.line_size + width * channels];
+        let row = &buf[y * line_size..y * line_size + width * channels];
         for px in row.chunks_exact(channels) {
             let (grey, alpha) = match channels {
                 1 => (f64::from(px[0]), 255.0),
@@ -338,19 +359,11 @@ pub fn decode_png_grey(bytes: &[u8], path: &Path) -> Result<Decoded> {
             pixels.push((grey * a + 255.0 * (1.0 - a)).round().clamp(0.0, 255.0) as u8);
         }
     }
-    Ok(Decoded {
-        image: GreyImage {
-            width,
-            height,
-            pixels,
-        },
-        source_format: source,
-        had_alpha: channels == 2 || channels == 4,
-    })
+    pixels
 }
 
 /// Reads a PNG file as 8-bit grey (see [`decode_png_grey`]).
-pub fn read_png_grey(path: &Path) -> Result<Decoded> {
+pub(crate) fn read_png_grey(path: &Path) -> Result<Decoded> {
     let bytes = trainer::files::read_limited(path, trainer::files::MAX_PNG_BYTES, "a PNG image")?;
     decode_png_grey(&bytes, path)
 }

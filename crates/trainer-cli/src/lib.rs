@@ -1,12 +1,13 @@
 //! The modules of `cnn`, the program (`src/main.rs` parses the arguments
-//! and calls them): benchmarks, gradient checks, pictures, plots, reports
-//! and the drawing page. Training itself is the `trainer` library.
+//! and `src/commands/` calls them): benchmarks, gradient checks, pictures,
+//! plots, reports and the drawing page. Training itself is the `trainer` library.
 #![deny(missing_docs)]
 
 pub mod bench;
 pub mod gradcheck_cmd;
 pub mod image_io;
 pub mod plot;
+pub mod post;
 pub mod predict;
 pub mod report;
 pub mod results_md;

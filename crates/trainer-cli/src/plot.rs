@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, bail, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -29,7 +30,7 @@ pub enum Format {
 
 impl Format {
     /// The format `path`'s extension names (case-insensitive), or an error.
-    pub fn from_path(path: &Path) -> Result<Self> {
+    pub(crate) fn from_path(path: &Path) -> Result<Self> {
         match path
             .extension()
             .and_then(|e| e.to_str())
@@ -85,6 +86,50 @@ fn range(values: impl Iterator<Item = f64>, floor: Option<f64>, ceil: Option<f64
     (lo, hi)
 }
 
+/// The font of every text of the plot, at `size`.
+fn font(size: f64) -> FontDesc<'static> {
+    ("sans-serif", size).into_font()
+}
+
+/// Which figure of a metrics row a curve shows.
+type Pick = fn(&MetricsRow) -> f64;
+
+/// One of the two panels: its caption, the y axis's label, the train and
+/// test curves, and bounds of the y range.
+struct Panel {
+    caption: &'static str,
+    ylabel: &'static str,
+    train: Pick,
+    test: Pick,
+    floor: Option<f64>,
+    ceil: Option<f64>,
+}
+
+/// Loss on the left, accuracy on the right.
+const PANELS: [Panel; 2] = [
+    Panel {
+        caption: "loss",
+        ylabel: "loss",
+        train: |r| r.train_loss,
+        test: |r| r.test_loss,
+        floor: Some(0.0),
+        ceil: None,
+    },
+    Panel {
+        caption: "accuracy",
+        ylabel: "accuracy (%)",
+        train: |r| r.train_acc,
+        test: |r| r.test_acc,
+        floor: Some(0.0),
+        ceil: Some(100.0),
+    },
+];
+
+/// Colours of the train and test curves.
+const TRAIN_COLOUR: RGBColor = RGBColor(31, 119, 180);
+const TEST_COLOUR: RGBColor = RGBColor(214, 39, 40);
+
+/// The title above the two panels side by side; text scales with the width.
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     rows: &[MetricsRow],
@@ -92,116 +137,116 @@ fn draw<DB: DrawingBackend>(
 ) -> Result<()> {
     root.fill(&WHITE).map_err(plot_err)?;
     let (w, _) = root.dim_in_pixel();
-    let font = |size: f64| ("sans-serif", size).into_font();
     let text_scale = (f64::from(w) / 1200.0).clamp(0.6, 3.0);
     let root = root
         .titled(title, font(22.0 * text_scale))
         .map_err(plot_err)?;
     let panels = root.split_evenly((1, 2));
-    let (x0, x1) = {
-        let (a, b) = range(rows.iter().map(|r| r.epoch), None, None);
-        if rows.len() == 1 {
-            (rows[0].epoch - 0.5, rows[0].epoch + 0.5)
-        } else {
-            (a.max(0.0).min(rows[0].epoch), b)
-        }
-    };
-    let markers = rows.len() <= 40;
-    let train_colour = RGBColor(31, 119, 180);
-    let test_colour = RGBColor(214, 39, 40);
-    type Pick = fn(&MetricsRow) -> f64;
-    type Panel = (
-        &'static str,
-        &'static str,
-        Pick,
-        Pick,
-        Option<f64>,
-        Option<f64>,
-    );
-    let specs: [Panel; 2] = [
-        (
-            "loss",
-            "loss",
-            |r| r.train_loss,
-            |r| r.test_loss,
-            Some(0.0),
-            None,
-        ),
-        (
-            "accuracy",
-            "accuracy (%)",
-            |r| r.train_acc,
-            |r| r.test_acc,
-            Some(0.0),
-            Some(100.0),
-        ),
-    ];
-    for (area, (caption, ylabel, train, test, floor, ceil)) in panels.iter().zip(specs) {
-        let (y0, y1) = range(
-            rows.iter().flat_map(|r| [train(r), test(r)]),
-            floor,
-            ceil.map(|c| c + 0.5),
-        );
-        let mut chart = ChartBuilder::on(area)
-            .caption(caption, font(18.0 * text_scale))
-            .margin((10.0 * text_scale) as i32)
-            .x_label_area_size((40.0 * text_scale) as i32)
-            .y_label_area_size((60.0 * text_scale) as i32)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .y_desc(ylabel)
-            .label_style(font(13.0 * text_scale))
-            .axis_desc_style(font(15.0 * text_scale))
-            .x_labels(rows.len().clamp(2, 10))
-            // Epochs are whole numbers: label only the ticks that are.
-            .x_label_formatter(&|x| {
-                if (x - x.round()).abs() < 1e-9 {
-                    format!("{x:.0}")
-                } else {
-                    String::new()
-                }
-            })
-            .draw()
-            .map_err(plot_err)?;
-        for (label, pick, colour) in [("train", train, train_colour), ("test", test, test_colour)] {
-            let points: Vec<(f64, f64)> = rows
-                .iter()
-                .map(|r| (r.epoch, pick(r)))
-                .filter(|(_, y)| y.is_finite())
-                .collect();
-            let style = colour.stroke_width(2);
-            chart
-                .draw_series(LineSeries::new(points.clone(), style))
-                .map_err(plot_err)?
-                .label(label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-            if markers {
-                chart
-                    .draw_series(
-                        points
-                            .iter()
-                            .map(|&p| Circle::new(p, (3.0 * text_scale) as i32, colour.filled())),
-                    )
-                    .map_err(plot_err)?;
-            }
-        }
-        chart
-            .configure_series_labels()
-            .label_font(font(14.0 * text_scale))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(if caption == "loss" {
-                SeriesLabelPosition::UpperRight
-            } else {
-                SeriesLabelPosition::LowerRight
-            })
-            .draw()
-            .map_err(plot_err)?;
+    let epochs = epoch_range(rows);
+    for (area, panel) in panels.iter().zip(&PANELS) {
+        draw_panel(area, rows, panel, epochs, text_scale)?;
     }
     root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// The x axis's range: the epochs, padded (one epoch: half an epoch either side).
+fn epoch_range(rows: &[MetricsRow]) -> (f64, f64) {
+    let (a, b) = range(rows.iter().map(|r| r.epoch), None, None);
+    if rows.len() == 1 {
+        (rows[0].epoch - 0.5, rows[0].epoch + 0.5)
+    } else {
+        (a.max(0.0).min(rows[0].epoch), b)
+    }
+}
+
+/// One panel: axes, the train and test curves, and the legend.
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    rows: &[MetricsRow],
+    panel: &Panel,
+    (x0, x1): (f64, f64),
+    text_scale: f64,
+) -> Result<()> {
+    let (y0, y1) = range(
+        rows.iter()
+            .flat_map(|r| [(panel.train)(r), (panel.test)(r)]),
+        panel.floor,
+        panel.ceil.map(|c| c + 0.5),
+    );
+    let mut chart = ChartBuilder::on(area)
+        .caption(panel.caption, font(18.0 * text_scale))
+        .margin((10.0 * text_scale) as i32)
+        .x_label_area_size((40.0 * text_scale) as i32)
+        .y_label_area_size((60.0 * text_scale) as i32)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(panel.ylabel)
+        .label_style(font(13.0 * text_scale))
+        .axis_desc_style(font(15.0 * text_scale))
+        .x_labels(rows.len().clamp(2, 10))
+        // Epochs are whole numbers: label only the ticks that are.
+        .x_label_formatter(&|x| {
+            if (x - x.round()).abs() < 1e-9 {
+                format!("{x:.0}")
+            } else {
+                String::new()
+            }
+        })
+        .draw()
+        .map_err(plot_err)?;
+    draw_curves(&mut chart, rows, panel, text_scale)?;
+    chart
+        .configure_series_labels()
+        .label_font(font(14.0 * text_scale))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(if panel.caption == "loss" {
+            SeriesLabelPosition::UpperRight
+        } else {
+            SeriesLabelPosition::LowerRight
+        })
+        .draw()
+        .map_err(plot_err)?;
+    Ok(())
+}
+
+/// The panel's train and test curves, with markers up to 40 epochs.
+fn draw_curves<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    rows: &[MetricsRow],
+    panel: &Panel,
+    text_scale: f64,
+) -> Result<()> {
+    let markers = rows.len() <= 40;
+    for (label, pick, colour) in [
+        ("train", panel.train, TRAIN_COLOUR),
+        ("test", panel.test, TEST_COLOUR),
+    ] {
+        let points: Vec<(f64, f64)> = rows
+            .iter()
+            .map(|r| (r.epoch, pick(r)))
+            .filter(|(_, y)| y.is_finite())
+            .collect();
+        let style = colour.stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(points.clone(), style))
+            .map_err(plot_err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        if markers {
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|&p| Circle::new(p, (3.0 * text_scale) as i32, colour.filled())),
+                )
+                .map_err(plot_err)?;
+        }
+    }
     Ok(())
 }
 
@@ -244,7 +289,7 @@ pub fn render(
 }
 
 /// The run's config name from `<run>/config.toml` (`name = ...`), if it has one.
-pub fn run_name(run: &Path) -> Option<String> {
+pub(crate) fn run_name(run: &Path) -> Option<String> {
     let text = trainer::files::read_text_limited(
         &run.join("config.toml"),
         trainer::files::MAX_CONFIG_BYTES,
@@ -256,7 +301,7 @@ pub fn run_name(run: &Path) -> Option<String> {
 }
 
 /// A run's name in titles: its config's name, and its directory's when that differs.
-pub fn run_title(config: &str, dir_name: &str) -> String {
+pub(crate) fn run_title(config: &str, dir_name: &str) -> String {
     if config == dir_name {
         config.to_string()
     } else {

@@ -37,7 +37,7 @@ use trainer::config::{InputScaling, TrainConfig};
 /// What the config's input scaling does after dividing pixels by 255
 /// (see [`TrainConfig::normalize`]). Only standardised inputs need the
 /// training set, read from `data`; the others need no data.
-pub fn input_norm(config: &TrainConfig, data: Option<&Path>) -> Result<Option<Normalize>> {
+pub(crate) fn input_norm(config: &TrainConfig, data: Option<&Path>) -> Result<Option<Normalize>> {
     match config.training.input_scaling {
         // A model from before the constants were recorded: from the training set.
         InputScaling::Standardized if config.training.input_mean_std.is_none() => {
@@ -58,7 +58,7 @@ pub fn input_norm(config: &TrainConfig, data: Option<&Path>) -> Result<Option<No
 }
 
 /// The class names of a checkpoint: its data set's when it names a known one, else `0`..`9`.
-pub fn checkpoint_class_names(ckpt: &Checkpoint, classes: usize) -> Vec<String> {
+pub(crate) fn checkpoint_class_names(ckpt: &Checkpoint, classes: usize) -> Vec<String> {
     let known = ckpt
         .body
         .dataset
@@ -77,11 +77,11 @@ pub fn checkpoint_class_names(ckpt: &Checkpoint, classes: usize) -> Vec<String> 
 pub struct Prediction {
     /// The file.
     #[serde(serialize_with = "lossy_path")]
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// Index of the most probable class.
     pub class: usize,
     /// Its name.
-    pub class_name: String,
+    pub(crate) class_name: String,
     /// One probability per class (they sum to 1 for softmax cross-entropy).
     pub probabilities: Vec<f32>,
     /// What was done to the image besides decoding it (resized, inverted, ...).
@@ -94,14 +94,14 @@ pub struct Prepared {
     /// Grey image of the network's input size, white digit on black.
     pub image: GreyImage,
     /// The steps taken, in words.
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
     /// Whether the digit was centred as MNIST's were (the last note says how).
-    pub centred: bool,
+    pub(crate) centred: bool,
 }
 
 /// The side of the box a digit is fitted into on a `side` x `side` input:
 /// 20 for MNIST's 28, the same proportion for other sizes.
-pub fn digit_box(side: usize) -> usize {
+pub(crate) fn digit_box(side: usize) -> usize {
     ((side * 20 + 14) / 28).max(1)
 }
 
@@ -192,7 +192,7 @@ impl Predictor {
     }
 
     /// A predictor from a network and the checkpoint it came from.
-    pub fn new(net: Network, ckpt: &Checkpoint, norm: Option<Normalize>) -> Result<Self> {
+    pub(crate) fn new(net: Network, ckpt: &Checkpoint, norm: Option<Normalize>) -> Result<Self> {
         let [c, h, w] = trainer::config::image_input(net.config())?;
         if c != 1 {
             bail!("the network takes {c}-channel images; `cnn predict` makes 1-channel grey inputs only");
@@ -216,7 +216,7 @@ impl Predictor {
     }
 
     /// The network's input size, width x height.
-    pub fn input_size(&self) -> (usize, usize) {
+    pub(crate) fn input_size(&self) -> (usize, usize) {
         (self.width, self.height)
     }
 
@@ -226,7 +226,7 @@ impl Predictor {
     }
 
     /// The network, to look at the output of any layer ([`Network::forward_to`]).
-    pub fn network(&mut self) -> &mut Network {
+    pub(crate) fn network(&mut self) -> &mut Network {
         &mut self.net
     }
 
@@ -242,7 +242,7 @@ impl Predictor {
 
     /// The network's input for an image already of the input size (white on
     /// black): a batch of one, pixels scaled as in training.
-    pub fn input_tensor(&self, img: &GreyImage) -> Result<Tensor> {
+    pub(crate) fn input_tensor(&self, img: &GreyImage) -> Result<Tensor> {
         if (img.width, img.height) != (self.width, self.height) {
             bail!(
                 "image is {}x{}, the network takes {}x{}",
@@ -302,7 +302,7 @@ impl Predictor {
 
 impl Prediction {
     /// A readable block: file, class, notes, and a table of the probabilities.
-    pub fn text(&self, class_names: &[String]) -> String {
+    pub(crate) fn text(&self, class_names: &[String]) -> String {
         let mut s = format!(
             "{}: {} ({:.1}%)\n",
             self.file.display(),
@@ -339,7 +339,7 @@ fn lossy_path<S: serde::Serializer>(path: &Path, s: S) -> std::result::Result<S:
 /// What `cnn predict` prints for one file in `--json` mode: a prediction or the error.
 #[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
-pub enum JsonResult {
+pub(crate) enum JsonResult {
     /// The file was classified.
     Ok(Prediction),
     /// It could not be read or classified.
@@ -356,7 +356,7 @@ pub enum JsonResult {
 /// listing every file) to standard output. A file that cannot be read is
 /// reported and skipped; the error returned at the end counts them.
 /// With `mnist_style`, images are centred as MNIST's digits were (see [`prepare`]).
-pub fn run(
+pub(crate) fn run(
     model: &Path,
     data: Option<&Path>,
     images: &[PathBuf],
@@ -368,7 +368,7 @@ pub fn run(
 }
 
 /// [`run`]'s loop, for a predictor however it was loaded (`model` names it in the output).
-pub fn classify_files(
+pub(crate) fn classify_files(
     mut predictor: Predictor,
     model: &Path,
     images: &[PathBuf],
@@ -422,7 +422,7 @@ pub fn classify_files(
 }
 
 /// `cnn predict` for any model file: a checkpoint alone goes through
-/// [`run`]; a `.safetensors` file (or a checkpoint with a
+/// `run`; a `.safetensors` file (or a checkpoint with a
 /// `--config` to check it against) is loaded by [`trainer::safetensors_io::load_checkpoint`] and
 /// classified the same way, with the same output.
 pub fn run_any_model(

@@ -6,17 +6,17 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::report::POST_TABLE;
+use crate::post::{plural, train_figures, POST_TABLE};
 use trainer::checkpoint::write_atomic;
 use trainer::config::TrainConfig;
 use trainer::metrics::{parse_metrics, MetricsRow};
 
 /// A heading after which an existing results file is kept as it is when the
 /// table is rewritten (for figures of other runs, e.g. other data sets).
-pub const KEEP_FROM: &str = "\n## Other data sets";
+pub(crate) const KEEP_FROM: &str = "\n## Other data sets";
 
 /// CPU model and core count of this machine, as /proc/cpuinfo says.
-pub fn machine() -> String {
+pub(crate) fn machine() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = info
         .lines()
@@ -30,21 +30,10 @@ pub fn machine() -> String {
     format!("{model}, {cores} cores")
 }
 
-/// How a run's train figures were made, in a sentence.
-pub fn train_figures(eval_train: bool) -> &'static str {
-    if eval_train {
-        "Train figures are a full pass over the training set after each epoch (`--eval-train`), as the post's are."
-    } else {
-        "Train figures are running means over each epoch's batches, taken while the weights change \
-         (the run was trained without `--eval-train`); the post's are full passes after the epoch, \
-         so they run higher than ours early on."
-    }
-}
-
 /// The Markdown page for a run of `config` (its name and whether it was
 /// trained with `--eval-train`). `command` is what made the run, when known,
 /// `note` an optional closing paragraph.
-pub fn markdown(
+pub(crate) fn markdown(
     rows: &[MetricsRow],
     config: &TrainConfig,
     command: Option<&str>,
@@ -122,17 +111,8 @@ pub fn markdown(
     s
 }
 
-/// `n thing` or `n things`.
-pub fn plural(n: usize, thing: &str) -> String {
-    if n == 1 {
-        format!("1 {thing}")
-    } else {
-        format!("{n} {thing}s")
-    }
-}
-
 /// Writes the page for the run in `run` to `out`, keeping anything an existing
-/// `out` holds from the [`KEEP_FROM`] heading on.
+/// `out` holds from the `## Other data sets` heading on.
 pub fn run(run: &Path, out: &Path, command: Option<&str>, note: Option<&str>) -> Result<()> {
     let metrics = run.join("metrics.csv");
     let text = trainer::files::read_text_limited(
@@ -211,13 +191,6 @@ mod tests {
         );
         assert!(md.contains("3.0 s per training epoch"), "{md}");
         assert!(md.ends_with("\na note\n"), "{md}");
-    }
-
-    #[test]
-    fn counts_are_singular_or_plural() {
-        assert_eq!(plural(1, "epoch"), "1 epoch");
-        assert_eq!(plural(0, "epoch"), "0 epochs");
-        assert_eq!(plural(20, "image"), "20 images");
     }
 
     #[test]

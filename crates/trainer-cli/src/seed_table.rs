@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::report::POST_TABLE;
-use crate::results_md::plural;
+use crate::post::{plural, POST_TABLE};
 use trainer::checkpoint::Checkpoint;
 use trainer::config::TrainConfig;
 use trainer::data::DataSets;
@@ -27,32 +26,30 @@ use trainer::metrics::{parse_metrics, MetricsRow};
 
 /// One complete run of a sweep.
 #[derive(Clone, Debug)]
-pub struct SeedRun {
+pub(crate) struct SeedRun {
     /// The config's seed.
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// Test accuracy (%) of every epoch, epoch 1 first.
-    pub test_acc: Vec<f64>,
+    pub(crate) test_acc: Vec<f64>,
     /// Classes the final model never predicts on the test set.
-    pub dead_classes: Vec<usize>,
+    pub(crate) dead_classes: Vec<usize>,
 }
 
 /// The runs of one sweep folder.
 #[derive(Clone, Debug)]
-pub struct Sweep {
-    /// The folder.
-    pub dir: PathBuf,
+pub(crate) struct Sweep {
     /// The runs' config name (`seed`, `seed-centered`, ...).
-    pub config: String,
+    pub(crate) config: String,
     /// Epochs each run trains.
-    pub epochs: usize,
+    pub(crate) epochs: usize,
     /// Complete runs, by seed.
-    pub runs: Vec<SeedRun>,
+    pub(crate) runs: Vec<SeedRun>,
     /// Run folders not (yet) complete, with what they hold.
-    pub unfinished: Vec<String>,
+    pub(crate) unfinished: Vec<String>,
 }
 
 /// mean, standard deviation (n − 1; 0 for one value), minimum, maximum.
-pub fn stats(values: &[f64]) -> (f64, f64, f64, f64) {
+pub(crate) fn stats(values: &[f64]) -> (f64, f64, f64, f64) {
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
     let var = if values.len() > 1 {
@@ -68,7 +65,7 @@ pub fn stats(values: &[f64]) -> (f64, f64, f64, f64) {
 /// Reads the run folders under `dir` (each a folder with `metrics.csv` and
 /// `config.toml`), evaluating each complete run's `last.ckpt` on `data`'s
 /// test set for its dead classes.
-pub fn read_sweep(dir: &Path, data: &DataSets) -> Result<Sweep> {
+pub(crate) fn read_sweep(dir: &Path, data: &DataSets) -> Result<Sweep> {
     let mut folders: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("{}: cannot read the sweep folder", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -82,7 +79,6 @@ pub fn read_sweep(dir: &Path, data: &DataSets) -> Result<Sweep> {
         );
     }
     let mut sweep = Sweep {
-        dir: dir.to_path_buf(),
         config: String::new(),
         epochs: 0,
         runs: Vec::new(),
@@ -155,7 +151,7 @@ fn post_accuracy(epoch: usize) -> Option<f64> {
 }
 
 /// One sweep as Markdown: the distribution table, then each seed's run.
-pub fn markdown(sweep: &Sweep) -> String {
+pub(crate) fn markdown(sweep: &Sweep) -> String {
     let mut s = String::new();
     let n = sweep.runs.len();
     let _ = writeln!(
@@ -277,7 +273,6 @@ mod tests {
             dead_classes: dead,
         };
         let sweep = Sweep {
-            dir: "runs/sweep".into(),
             config: "seed".into(),
             epochs: 20,
             runs: vec![

@@ -1,0 +1,84 @@
+//! `cnn serve`: draw a digit in the browser and watch the network think.
+//!
+//! One page (`serve.html`, `serve.css`, `serve.js`, embedded in the binary;
+//! nothing is fetched from elsewhere) and a small JSON API. Everything the
+//! page shows is computed here, by the network the way `cnn predict` and
+//! `cnn eval` run it; the page only draws.
+//!
+//! # Requests and responses
+//!
+//! | request | response |
+//! |---|---|
+//! | `GET /`, `GET /serve.css`, `GET /serve.js` | the page |
+//! | `GET /api/model` | JSON about the model (below) |
+//! | `POST /api/predict`, body `{"width": W, "height": H, "pixels": [...]}` | a look inside the network at a drawing: `W*H` integers 0..=255, row by row, any size up to `MAX_SIDE` (512) a side, prepared as `cnn predict` prepares a PNG ([`crate::predict::prepare`]) |
+//! | `GET /api/test/N` (with `--data`) | a look inside at test image `N`, given to the network as it is, as `cnn eval` does |
+//!
+//! The model: `{"model", "config", "classes": [names], "input": [width, height],
+//! "kernels": PNG | null, "kernels_caption", "test_images": count,
+//! "test_accuracy": fraction | null, "mistakes": [test indices, most confident first]}`.
+//!
+//! A look inside: `{"class", "class_name", "probabilities": [one per class],
+//! "notes": [preprocessing steps], "input": PNG (what the network sees),
+//! "layers": [{"name", "width", "height", "maps": [PNG, one per channel]}],
+//! "index", "truth"}` (the last two for test images only). `layers` holds the
+//! output of each convolution (after its ReLU when one follows it) and of each
+//! pooling layer; each map is scaled to its own range, as `cnn visualize`
+//! draws them. Every PNG is a `data:image/png;base64,` URI.
+//!
+//! Errors are plain text saying what was wrong: 400 (malformed request or
+//! drawing), 404, 405, 408 (too slow), 411 (a body without Content-Length),
+//! 413 (body over `MAX_BODY`, 2 MiB), 431 (header over `MAX_HEADER`, 16 KiB).
+//!
+//! # How it serves
+//!
+//! Plain `std::net`, with `httparse` reading the request header: a server
+//! crate would have to be trusted with every bound (tiny_http 0.12, for one,
+//! allocates the announced length of a body it was not asked to read, so a
+//! single request announcing a terabyte aborts it). `WORKERS` (4) threads
+//! each take a connection, read one request (every size checked before
+//! anything is allocated for it, and the whole request within `TIMEOUT`,
+//! 10 s), answer it and close the connection; more connections wait in the
+//! system's queue. Each worker has its own copy of the network, built
+//! from the checkpoint loaded once: the layers keep their outputs in buffers,
+//! so one network cannot look at two images at once. The checkpoint, the test
+//! set and the page are shared read-only. Ctrl-C lets the requests under way
+//! finish, then stops.
+//!
+//! # Files
+//!
+//! | file | what |
+//! |---|---|
+//! | `mod.rs` | [`run`]: load, then serve |
+//! | `state.rs` | what the workers share: the checkpoint, the test set, the model document |
+//! | `server.rs` | the `std::net` loop, the workers, reading requests within their limits |
+//! | `routes.rs` | each path's reply, and the JSON of a look inside the network |
+//! | `assets.rs` | the page: `serve.html`, `serve.css`, `serve.js` |
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+mod assets;
+mod routes;
+mod server;
+mod state;
+
+/// What `cnn serve` was asked to do.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// A checkpoint or a `.safetensors` file.
+    pub model: PathBuf,
+    /// The config of a `.safetensors` file's network (default: the one stored in it).
+    pub config: Option<String>,
+    /// Folder of IDX files: the test images, and the training set when inputs are standardised.
+    pub data: Option<PathBuf>,
+    /// Address to listen on, e.g. `127.0.0.1:8080` (port 0: any free port).
+    pub addr: String,
+}
+
+/// Loads the model, listens, prints the address and serves until Ctrl-C.
+pub fn run(opts: &ServeOptions) -> Result<()> {
+    let shared = state::Shared::load(&opts.model, opts.config.as_deref(), opts.data.as_deref())?;
+    server::serve(&opts.addr, &opts.model, &shared)
+}
