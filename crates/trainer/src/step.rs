@@ -3,13 +3,13 @@
 //!
 //! ```text
 //! for each micro-batch k (examples range_k of the batch, n_k of them):
-//!     inputs  = the examples range_k as tensors      n_k x 1 x 28 x 28
-//!     logits  = net.forward_train_with_noise(inputs)            n_k x 10
+//!     inputs  = the examples range_k as tensors               n_k x 1 x 28 x 28
+//!     logits  = net.forward_train_with_noise(inputs, rng_k)   n_k x 10
 //!     loss_k, d(loss_k)/d(logits) = loss(logits, labels)
-//!     net.backward(d(loss_k)/d(logits))              each Param::grad = d(loss_k)/d(param)
-//!     sum    += (n_k / n) * grad                     in order k
-//! Param::grad = sum                                  the gradient of the batch's mean loss
-//! optimizer.step(params)                             d = mu*d + (g + lambda*W); W -= lr*d
+//!     net.backward(d(loss_k)/d(logits))       each Param::grad = d(loss_k)/d(param)
+//!     sum    += (n_k / n) * grad              in order k
+//! Param::grad = sum                           the gradient of the batch's mean loss
+//! optimizer.step(params)                      d = mu*d + (g + lambda*W); W -= lr*d
 //! ```
 //!
 //! The batch is cut into micro-batches (of 25 in the seed config) because
