@@ -11,6 +11,10 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod code_map;
 mod fetch;
+// Where the tests find the real data sets, shared with every crate's tests.
+#[cfg(test)]
+#[path = "../../crates/mnist-io/tests/common/find_data.rs"]
+mod find_data;
 mod layout;
 mod train;
 

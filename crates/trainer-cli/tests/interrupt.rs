@@ -147,6 +147,7 @@ fn shell_words(line: &str) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(not(has_mnist), ignore = "no MNIST in $MNIST_DIR or data/mnist")]
 #[cfg(unix)]
 fn ctrl_c_saves_mid_epoch_prints_the_resume_command_and_resuming_gives_the_same_bits() {
     let Some(data) = common::mnist_or_skip() else {
@@ -214,6 +215,7 @@ fn ctrl_c_saves_mid_epoch_prints_the_resume_command_and_resuming_gives_the_same_
 }
 
 #[test]
+#[cfg_attr(not(has_mnist), ignore = "no MNIST in $MNIST_DIR or data/mnist")]
 #[cfg(unix)]
 fn a_second_ctrl_c_exits_at_once_with_130_and_leaves_no_broken_checkpoint() {
     let Some(data) = common::mnist_or_skip() else {

@@ -29,8 +29,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 fn data_dir() -> Option<(PathBuf, bool)> {
-    let fashion = PathBuf::from("/usr/share/datasets/fashion-mnist");
-    if fashion.join("t10k-labels-idx1-ubyte.gz").exists() {
+    if let Ok(fashion) = common::find_data::fashion() {
         return Some((fashion, true));
     }
     common::mnist().map(|d| (d, false))
@@ -151,7 +150,7 @@ fn report_renders_in_headless_chromium() {
         return;
     };
     let Some((data, fashion)) = data_dir() else {
-        println!("skipping: neither Fashion-MNIST (/usr/share/datasets/fashion-mnist) nor MNIST (../shared/data/mnist, data/mnist) is here");
+        println!("skipping: neither Fashion-MNIST (/usr/share/datasets/fashion-mnist) nor MNIST ($MNIST_DIR, data/mnist) is here");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
