@@ -141,7 +141,7 @@ fn png_size(path: &Path) -> (u32, u32) {
 }
 
 #[test]
-#[ignore = "release-mode training and a browser; .ci/run runs it with --ignored"]
+#[ignore = "release mode: cargo test --release -p trainer-cli --test report_browser -- --ignored"]
 fn report_renders_in_headless_chromium() {
     let Some(bin) = chromium() else {
         println!(
@@ -296,7 +296,7 @@ const DRAWN: [(usize, &str); 4] = [
 ];
 
 #[test]
-#[ignore = "release-mode training and a browser; .ci/run runs it with --ignored"]
+#[ignore = "release mode: cargo test --release -p trainer-cli --test report_browser -- --ignored"]
 fn serve_page_draws_digits_in_headless_chromium() {
     let Some(bin) = chromium() else {
         println!(
