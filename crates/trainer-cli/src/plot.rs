@@ -2,7 +2,8 @@
 //! `metrics.csv`, as PNG or SVG (plotters).
 //!
 //! Text is drawn with DejaVu Sans (a Latin subset, `assets/`), embedded in
-//! the binary, so plotting needs no system font library.
+//! the binary, so plotting needs no system font library; in PNGs, glyph by
+//! glyph by [`crate::glyphs`].
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -15,9 +16,6 @@ use plotters::prelude::*;
 use crate::image_io::RgbImage;
 use trainer::checkpoint::write_atomic;
 use trainer::metrics::{parse_metrics, plottable, MetricsRow};
-
-/// The font every plot's text uses.
-static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
 
 /// Output format, chosen by the file extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +49,7 @@ impl Format {
 pub(crate) fn register_font() -> Result<()> {
     static DONE: OnceLock<bool> = OnceLock::new();
     let ok = *DONE.get_or_init(|| {
-        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
+        plotters::style::register_font("sans-serif", FontStyle::Normal, crate::glyphs::FONT).is_ok()
     });
     if ok {
         Ok(())
@@ -266,8 +264,8 @@ pub fn render(
         Format::Png => {
             let mut buf = vec![0u8; 3 * width as usize * height as usize];
             {
-                let root =
-                    BitMapBackend::with_buffer(&mut buf, (width, height)).into_drawing_area();
+                let root = crate::glyphs::Bitmap::with_buffer(&mut buf, (width, height))
+                    .into_drawing_area();
                 draw(root, rows, title)?;
             }
             RgbImage {
