@@ -19,7 +19,12 @@ mod layout;
 mod train;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Project tasks", version)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Project tasks",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,

@@ -19,3 +19,14 @@ fn the_alias_lets_cargo_show_its_build_progress() {
         "the alias hides cargo's progress: {alias}"
     );
 }
+
+/// Its help names the command a user types.
+#[test]
+fn help_says_cargo_xtask() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Usage: cargo xtask"), "{help}");
+}

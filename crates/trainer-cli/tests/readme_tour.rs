@@ -173,3 +173,20 @@ fn every_command_of_the_readme_quick_tour_succeeds() {
         "the tour wrote outside runs/"
     );
 }
+
+/// Chapter 1's list of the built-in configs names every one.
+#[test]
+fn chapter_one_lists_every_built_in_config() {
+    let chapter = include_str!("../../../docs/01-quick-start.md");
+    let list = chapter
+        .split("`cnn configs` lists the built-in ones (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("chapter 1 no longer says which configs `cnn configs` lists");
+    for (name, _) in trainer::config::BUILTIN {
+        assert!(
+            list.contains(&format!("`{name}`")),
+            "`{name}` missing from: {list}"
+        );
+    }
+}

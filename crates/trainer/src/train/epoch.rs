@@ -227,10 +227,7 @@ impl Run<'_> {
             .filter(|&c| test.confusion.iter().all(|row| row[c] == 0))
             .collect();
         if !never.is_empty() {
-            tracing::warn!(
-                "classes {never:?} were never predicted on the test set: their output units are probably dead \
-                 (a ReLU after the last layer can kill them; see the notes in configs/seed.toml)"
-            );
+            tracing::warn!("{}", never_predicted(&never));
         }
         Ok(EpochRecord {
             epoch: self.epochs_done + 1,
@@ -259,5 +256,28 @@ impl Run<'_> {
             if best { " (best)" } else { "" },
             left.map(|s| format!(" | {s}")).unwrap_or_default()
         );
+    }
+}
+
+/// The warning for output classes the test set never saw predicted; it points
+/// to where a user reads about it (`cnn configs seed` prints the seed config
+/// with its notes).
+pub(crate) fn never_predicted(classes: &[usize]) -> String {
+    format!(
+        "classes {classes:?} were never predicted on the test set: their output units are probably dead \
+         (a ReLU after the last layer can kill them; see the notes in `cnn configs seed`)"
+    )
+}
+
+#[cfg(test)]
+mod warning_tests {
+    #[test]
+    fn the_dead_class_warning_points_to_a_command_that_shows_the_notes() {
+        let w = super::never_predicted(&[3, 7]);
+        assert!(w.contains("[3, 7]"), "{w}");
+        assert!(w.contains("`cnn configs seed`"), "{w}");
+        // The notes it points to are in the seed config that command prints.
+        let (_, seed) = crate::config::BUILTIN[0];
+        assert!(seed.contains("ReLU after the last layer"), "{seed}");
     }
 }
