@@ -504,6 +504,32 @@ fn write_run(dir: &Path, metrics: &str) {
 }
 
 #[test]
+fn the_train_curve_says_when_it_is_a_running_mean() {
+    let dir = scratch("plot-train-kind");
+    let metrics = "epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds\n\
+                   1,0.9,70.0,0.5,85.0,10.0,1.0\n2,0.4,88.0,0.3,91.0,10.0,1.0\n";
+    let run = dir.join("run");
+    write_run(&run, metrics);
+    trainer_cli::plot::run(&run, &dir.join("a.svg"), 800, 300).unwrap();
+    let svg = std::fs::read_to_string(dir.join("a.svg")).unwrap();
+    assert!(svg.contains("train (running mean over the epoch)"), "{svg}");
+
+    let evaluated = dir.join("evaluated");
+    write_run(&evaluated, metrics);
+    std::fs::write(
+        evaluated.join("config.toml"),
+        "name = \"my-run\"\n[training]\neval_train = true\n",
+    )
+    .unwrap();
+    trainer_cli::plot::run(&evaluated, &dir.join("b.svg"), 800, 300).unwrap();
+    let svg = std::fs::read_to_string(dir.join("b.svg")).unwrap();
+    assert!(
+        svg.contains("train") && !svg.contains("running mean"),
+        "{svg}"
+    );
+}
+
+#[test]
 fn plot_writes_png_and_svg_and_rejects_bad_rows() {
     let dir = scratch("plot");
     let run = dir.join("run");
