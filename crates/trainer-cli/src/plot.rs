@@ -3,7 +3,7 @@
 //!
 //! Text is drawn with DejaVu Sans (a Latin subset, `assets/`), embedded in
 //! the binary, so plotting needs no system font library; in PNGs, glyph by
-//! glyph by [`crate::glyphs`].
+//! glyph by the `glyphs` module.
 
 use std::path::Path;
 use std::sync::OnceLock;

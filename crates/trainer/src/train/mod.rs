@@ -95,8 +95,7 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
     let mut parallel = DataParallel::new(run.config.training.micro_batch);
     while (run.epochs_done as usize) < run.config.training.epochs {
         let started = Instant::now();
-        // A resumed epoch trains only its remaining images in this process.
-        let seen_before = run.partial.seen;
+        let seen_before = run.partial.seen; // a resumed epoch trains only the rest
         let finished = run.train_batches(&mut parallel, progress)?;
         let train_seconds = started.elapsed().as_secs_f64();
         run.train_seconds += train_seconds;
