@@ -534,18 +534,9 @@ fn get(
 mod tests {
     use super::*;
 
-    fn mnist_dir() -> Option<PathBuf> {
-        let dir = match std::env::var_os("MNIST_DIR") {
-            Some(d) => PathBuf::from(d),
-            None => {
-                let root = crate::workspace_root();
-                [root.join("data/mnist"), root.join("../shared/data/mnist")]
-                    .into_iter()
-                    .find(|d| crate::has_mnist(d))
-                    .unwrap_or_default()
-            }
-        };
-        dir.is_dir().then_some(dir)
+    /// Real MNIST, found as every test of the workspace finds it.
+    fn mnist_dir() -> Result<PathBuf, String> {
+        crate::find_data::mnist(&crate::workspace_root())
     }
 
     fn options(source: Source, out: &Path) -> Options {
@@ -559,10 +550,14 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(has_mnist), ignore = "no MNIST in $MNIST_DIR or data/mnist")]
     fn fetch_from_local_folder_then_nothing_to_do() {
-        let Some(mnist) = mnist_dir() else {
-            println!("skipping: no MNIST folder next to the workspace");
-            return;
+        let mnist = match mnist_dir() {
+            Ok(d) => d,
+            Err(why) => {
+                println!("skipping: {why}");
+                return;
+            }
         };
         let out = tempfile::tempdir().unwrap();
         let opts = options(Source::Local(mnist), out.path());

@@ -11,11 +11,20 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod code_map;
 mod fetch;
+// Where the tests find the real data sets, shared with every crate's tests.
+#[cfg(test)]
+#[path = "../../crates/mnist-io/tests/common/find_data.rs"]
+mod find_data;
 mod layout;
 mod train;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Project tasks", version)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Project tasks",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,

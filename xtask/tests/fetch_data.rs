@@ -1,7 +1,7 @@
 //! End to end: `cargo xtask fetch-data` run as the built binary.
 //!
-//! Real MNIST comes from `$MNIST_DIR` or `<repo>/../shared/data/mnist`; tests
-//! that need it print "skipping: <reason>" and pass when it is absent. Mirrors
+//! Real MNIST is found as every test finds it (`$MNIST_DIR`, else
+//! `data/mnist`, plain or gzipped); tests that need it show as ignored without it. Mirrors
 //! are either the real ones (this machine may have no network) or a small
 //! HTTP server on 127.0.0.1 run by the test itself.
 
@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const FILES: [&str; 4] = [
@@ -19,21 +20,40 @@ const FILES: [&str; 4] = [
     "t10k-labels-idx1-ubyte",
 ];
 
-fn mnist_dir() -> Result<PathBuf, String> {
-    let dir = match std::env::var_os("MNIST_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist"),
-    };
-    if dir.is_dir() {
-        Ok(dir)
-    } else {
-        Err(format!("no MNIST folder at {}", dir.display()))
-    }
+#[path = "../../crates/mnist-io/tests/common/find_data.rs"]
+mod find_data;
+
+/// Real MNIST, found as every test finds it (`$MNIST_DIR`, else
+/// `data/mnist`), as a folder of the four `.gz` files a mirror serves: the
+/// folder itself when it holds them gzipped, else a gzipped copy of its plain
+/// files made once in the tests' scratch folder.
+fn mnist_gz() -> Result<PathBuf, String> {
+    static GZ: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    GZ.get_or_init(|| {
+        let dir = find_data::mnist(&find_data::workspace_root(Path::new(env!(
+            "CARGO_MANIFEST_DIR"
+        ))))?;
+        if FILES.iter().all(|f| dir.join(format!("{f}.gz")).is_file()) {
+            return Ok(dir);
+        }
+        let copy = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mnist-gz");
+        std::fs::create_dir_all(&copy).unwrap();
+        for f in FILES {
+            let dest = copy.join(format!("{f}.gz"));
+            let plain = find_data::file(&dir, f).unwrap();
+            let bytes = mnist_io::read_maybe_gz(&plain).unwrap();
+            let tmp = copy.join(format!(".{f}.gz.partial"));
+            std::fs::write(&tmp, gzip(&bytes)).unwrap();
+            std::fs::rename(&tmp, &dest).unwrap();
+        }
+        Ok(copy)
+    })
+    .clone()
 }
 
 macro_rules! mnist_or_skip {
     () => {
-        match mnist_dir() {
+        match mnist_gz() {
             Ok(d) => d,
             Err(reason) => {
                 println!("skipping: {reason}");
@@ -133,6 +153,7 @@ fn corrupted_copy(mnist: &Path) -> (tempfile::TempDir, String) {
 }
 
 #[test]
+#[cfg_attr(not(has_mnist), ignore = "no MNIST in $MNIST_DIR or data/mnist")]
 fn from_local_folder_then_nothing_to_do() {
     let mnist = mnist_or_skip!();
     let out = tempfile::tempdir().unwrap();
@@ -197,6 +218,7 @@ fn from_local_folder_then_nothing_to_do() {
 }
 
 #[test]
+#[cfg_attr(not(has_mnist), ignore = "no MNIST in $MNIST_DIR or data/mnist")]
 fn corrupted_copy_is_refused_and_leaves_nothing() {
     let mnist = mnist_or_skip!();
     let (bad, actual) = corrupted_copy(&mnist);
@@ -235,6 +257,7 @@ fn corrupted_copy_is_refused_and_leaves_nothing() {
 }
 
 #[test]
+#[cfg_attr(not(has_mnist), ignore = "no MNIST in $MNIST_DIR or data/mnist")]
 fn corrupt_gzip_stream_is_refused_and_leaves_nothing() {
     let mnist = mnist_or_skip!();
     let bad = tempfile::tempdir().unwrap();
@@ -266,6 +289,7 @@ fn corrupt_gzip_stream_is_refused_and_leaves_nothing() {
 }
 
 #[test]
+#[cfg_attr(not(has_mnist), ignore = "no MNIST in $MNIST_DIR or data/mnist")]
 fn invalid_file_already_in_place_is_replaced() {
     let mnist = mnist_or_skip!();
     let dest = tempfile::tempdir().unwrap();
@@ -411,6 +435,7 @@ fn mirror_files(dir: &Path, prefix: &str) -> HashMap<String, Reply> {
 }
 
 #[test]
+#[cfg_attr(not(has_mnist), ignore = "no MNIST in $MNIST_DIR or data/mnist")]
 fn downloads_from_mirrors_skipping_bad_ones() {
     let mnist = mnist_or_skip!();
     let (bad, actual) = corrupted_copy(&mnist);
@@ -463,6 +488,7 @@ fn downloads_from_mirrors_skipping_bad_ones() {
 }
 
 #[test]
+#[cfg_attr(not(has_mnist), ignore = "no MNIST in $MNIST_DIR or data/mnist")]
 fn interrupted_download_leaves_nothing() {
     let mnist = mnist_or_skip!();
     let train = std::fs::read(mnist.join("train-images-idx3-ubyte.gz")).unwrap();

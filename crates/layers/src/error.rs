@@ -36,7 +36,8 @@ impl std::error::Error for LayerError {}
 /// A network config that cannot be built.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
-    /// Position of the offending layer in the config (0-based), if one is at fault.
+    /// Position of the offending layer in the config (0-based), if one is at
+    /// fault; the message numbers it from 1, as `Network::summary` does.
     pub index: Option<usize>,
     /// Its kind, if one is at fault.
     pub kind: Option<&'static str>,
@@ -47,8 +48,8 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.index, self.kind) {
-            (Some(i), Some(k)) => write!(f, "layer {i} ({k}): {}", self.message),
-            (Some(i), None) => write!(f, "layer {i}: {}", self.message),
+            (Some(i), Some(k)) => write!(f, "layer {} ({k}): {}", i + 1, self.message),
+            (Some(i), None) => write!(f, "layer {}: {}", i + 1, self.message),
             _ => f.write_str(&self.message),
         }
     }

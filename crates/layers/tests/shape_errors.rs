@@ -72,6 +72,15 @@ fn config_whose_shapes_do_not_chain() {
         .err()
         .unwrap();
     assert_eq!((err.index, err.kind), (Some(7), Some("linear")));
+    // Numbered as the network table numbers it: fc1 is row 8.
+    assert!(err.to_string().contains("layer 8 (linear)"), "{err}");
+    let seed = toml::from_str::<NetworkConfig>(&seed_toml())
+        .unwrap()
+        .build(&mut Rng::seed_from_u64(0))
+        .unwrap();
+    let row = seed.summary();
+    let row = row.lines().find(|l| l.contains(" fc1 ")).unwrap();
+    assert!(row.starts_with("8 "), "{row}");
     assert!(
         err.to_string().contains("[N, 800]") && err.to_string().contains("[N, 784]"),
         "{err}"
@@ -202,7 +211,7 @@ fn sizes_are_checked_before_any_weight_is_allocated() {
         .linear(LinearConfig::new(4, 2));
     let err = huge.param_count().unwrap_err().to_string();
     assert!(
-        err.contains("layer 0 (linear)") && err.contains("64 bits"),
+        err.contains("layer 1 (linear)") && err.contains("64 bits"),
         "{err}"
     );
     // build() checks first: it fails at once instead of asking for 2^64 floats.

@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod bench;
+mod glyphs;
 pub mod gradcheck_cmd;
 pub mod image_io;
 pub mod plot;

@@ -2,7 +2,8 @@
 //! `metrics.csv`, as PNG or SVG (plotters).
 //!
 //! Text is drawn with DejaVu Sans (a Latin subset, `assets/`), embedded in
-//! the binary, so plotting needs no system font library.
+//! the binary, so plotting needs no system font library; in PNGs, glyph by
+//! glyph by the `glyphs` module.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -15,9 +16,6 @@ use plotters::prelude::*;
 use crate::image_io::RgbImage;
 use trainer::checkpoint::write_atomic;
 use trainer::metrics::{parse_metrics, plottable, MetricsRow};
-
-/// The font every plot's text uses.
-static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
 
 /// Output format, chosen by the file extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +49,7 @@ impl Format {
 pub(crate) fn register_font() -> Result<()> {
     static DONE: OnceLock<bool> = OnceLock::new();
     let ok = *DONE.get_or_init(|| {
-        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
+        plotters::style::register_font("sans-serif", FontStyle::Normal, crate::glyphs::FONT).is_ok()
     });
     if ok {
         Ok(())
@@ -129,11 +127,23 @@ const PANELS: [Panel; 2] = [
 const TRAIN_COLOUR: RGBColor = RGBColor(31, 119, 180);
 const TEST_COLOUR: RGBColor = RGBColor(214, 39, 40);
 
+/// The legend's name for the train curves: a run trained without
+/// `--eval-train` records running means over each epoch's batches, taken while
+/// the weights change, not a pass over the training set after the epoch.
+pub fn train_label(eval_train: bool) -> &'static str {
+    if eval_train {
+        "train"
+    } else {
+        "train (running mean over the epoch)"
+    }
+}
+
 /// The title above the two panels side by side; text scales with the width.
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     rows: &[MetricsRow],
     title: &str,
+    train: &str,
 ) -> Result<()> {
     root.fill(&WHITE).map_err(plot_err)?;
     let (w, _) = root.dim_in_pixel();
@@ -144,7 +154,7 @@ fn draw<DB: DrawingBackend>(
     let panels = root.split_evenly((1, 2));
     let epochs = epoch_range(rows);
     for (area, panel) in panels.iter().zip(&PANELS) {
-        draw_panel(area, rows, panel, epochs, text_scale)?;
+        draw_panel(area, (rows, train), panel, epochs, text_scale)?;
     }
     root.present().map_err(plot_err)?;
     Ok(())
@@ -163,7 +173,7 @@ fn epoch_range(rows: &[MetricsRow]) -> (f64, f64) {
 /// One panel: axes, the train and test curves, and the legend.
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    rows: &[MetricsRow],
+    (rows, train): (&[MetricsRow], &str),
     panel: &Panel,
     (x0, x1): (f64, f64),
     text_scale: f64,
@@ -198,7 +208,7 @@ fn draw_panel<DB: DrawingBackend>(
         })
         .draw()
         .map_err(plot_err)?;
-    draw_curves(&mut chart, rows, panel, text_scale)?;
+    draw_curves(&mut chart, (rows, train), panel, text_scale)?;
     chart
         .configure_series_labels()
         .label_font(font(14.0 * text_scale))
@@ -217,13 +227,13 @@ fn draw_panel<DB: DrawingBackend>(
 /// The panel's train and test curves, with markers up to 40 epochs.
 fn draw_curves<DB: DrawingBackend>(
     chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
-    rows: &[MetricsRow],
+    (rows, train): (&[MetricsRow], &str),
     panel: &Panel,
     text_scale: f64,
 ) -> Result<()> {
     let markers = rows.len() <= 40;
     for (label, pick, colour) in [
-        ("train", panel.train, TRAIN_COLOUR),
+        (train, panel.train, TRAIN_COLOUR),
         ("test", panel.test, TEST_COLOUR),
     ] {
         let points: Vec<(f64, f64)> = rows
@@ -235,7 +245,7 @@ fn draw_curves<DB: DrawingBackend>(
         chart
             .draw_series(LineSeries::new(points.clone(), style))
             .map_err(plot_err)?
-            .label(label)
+            .label(label.to_string())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
         if markers {
             chart
@@ -250,9 +260,10 @@ fn draw_curves<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Renders the two panels (loss; accuracy) to PNG or SVG bytes.
+/// Renders the two panels (loss; accuracy) to PNG or SVG bytes; `train`
+/// names the train curves ([`train_label`]).
 pub fn render(
-    rows: &[MetricsRow],
+    (rows, train): (&[MetricsRow], &str),
     title: &str,
     format: Format,
     width: u32,
@@ -266,9 +277,9 @@ pub fn render(
         Format::Png => {
             let mut buf = vec![0u8; 3 * width as usize * height as usize];
             {
-                let root =
-                    BitMapBackend::with_buffer(&mut buf, (width, height)).into_drawing_area();
-                draw(root, rows, title)?;
+                let root = crate::glyphs::Bitmap::with_buffer(&mut buf, (width, height))
+                    .into_drawing_area();
+                draw(root, rows, title, train)?;
             }
             RgbImage {
                 width: width as usize,
@@ -281,7 +292,7 @@ pub fn render(
             let mut s = String::new();
             {
                 let root = SVGBackend::with_string(&mut s, (width, height)).into_drawing_area();
-                draw(root, rows, title)?;
+                draw(root, rows, title, train)?;
             }
             Ok(s.into_bytes())
         }
@@ -298,6 +309,20 @@ pub(crate) fn run_name(run: &Path) -> Option<String> {
     .ok()?;
     let table: toml::Table = toml::from_str(&text).ok()?;
     table.get("name")?.as_str().map(str::to_string)
+}
+
+/// Whether the run at `run` evaluated the training set after each epoch
+/// (`[training] eval_train` in its `config.toml`).
+pub(crate) fn run_eval_train(run: &Path) -> bool {
+    let text = trainer::files::read_text_limited(
+        &run.join("config.toml"),
+        trainer::files::MAX_CONFIG_BYTES,
+        "a config",
+    );
+    let table: Option<toml::Table> = text.ok().and_then(|t| toml::from_str(&t).ok());
+    table
+        .and_then(|t| t.get("training")?.get("eval_train")?.as_bool())
+        .unwrap_or(false)
 }
 
 /// A run's name in titles: its config's name, and its directory's when that differs.
@@ -335,7 +360,8 @@ pub fn run(run: &Path, out: &Path, width: u32, height: u32) -> Result<usize> {
         Some(name) => format!("{}: loss and accuracy", run_title(&name, &dir_name)),
         None => format!("{dir_name}: loss and accuracy"),
     };
-    let bytes = render(&rows, &title, format, width, height)?;
+    let label = train_label(run_eval_train(run));
+    let bytes = render((&rows, label), &title, format, width, height)?;
     write_atomic(out, &bytes)?;
     Ok(rows.len())
 }

@@ -24,7 +24,7 @@ fn png_size(path: &Path) -> (u32, u32) {
 }
 
 #[test]
-#[ignore = "release-mode end to end; .ci/run runs it with --ignored"]
+#[ignore = "release mode: cargo test --release -p trainer-cli --test end_to_end -- --ignored"]
 fn one_epoch_of_the_seed_network_then_every_command() {
     let Some(data) = common::mnist_or_skip() else {
         return;
@@ -116,7 +116,7 @@ fn one_epoch_of_the_seed_network_then_every_command() {
 /// im2col and col2im reaches the same accuracy, the run records its
 /// algorithm, and resuming it with another is refused.
 #[test]
-#[ignore = "release-mode end to end; .ci/run runs it with --ignored"]
+#[ignore = "release mode: cargo test --release -p trainer-cli --test end_to_end -- --ignored"]
 fn one_epoch_on_the_im2col_path() {
     let Some(data) = common::mnist_or_skip() else {
         return;
@@ -180,7 +180,7 @@ fn figures(run: &Path) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "release-mode end to end; .ci/run runs it with --ignored"]
+#[ignore = "release mode: cargo test --release -p trainer-cli --test end_to_end -- --ignored"]
 fn three_hundred_batches_are_bit_identical_on_one_and_two_threads() {
     let Some(data) = common::mnist_or_skip() else {
         return;
@@ -219,7 +219,7 @@ fn three_hundred_batches_are_bit_identical_on_one_and_two_threads() {
 }
 
 #[test]
-#[ignore = "release-mode end to end; .ci/run runs it with --ignored"]
+#[ignore = "release mode: cargo test --release -p trainer-cli --test end_to_end -- --ignored"]
 fn killed_runs_resume_to_the_same_bits() {
     let Some(data) = common::mnist_or_skip() else {
         return;
@@ -311,7 +311,7 @@ fn killed_runs_resume_to_the_same_bits() {
 }
 
 #[test]
-#[ignore = "release-mode end to end; .ci/run runs it with --ignored"]
+#[ignore = "release mode: cargo test --release -p trainer-cli --test end_to_end -- --ignored"]
 fn a_second_trainer_on_the_same_run_directory_is_refused() {
     let Some(data) = common::mnist_or_skip() else {
         return;

@@ -461,3 +461,13 @@ fn non_utf8_paths_work_in_json_output() {
     let file = doc["results"][0]["file"].as_str().unwrap();
     assert!(file.ends_with("digit-\u{fffd}.png"), "{file}");
 }
+
+#[test]
+fn an_unknown_config_name_lists_the_built_in_ones() {
+    let (ok, _, stderr) = cnn(&["configs", "nope"]);
+    assert!(!ok);
+    assert!(stderr.contains("`nope`"), "{stderr}");
+    for (name, _) in trainer::config::BUILTIN {
+        assert!(stderr.contains(name), "{name} missing: {stderr}");
+    }
+}

@@ -206,7 +206,7 @@ proptest! {
         let drawn = plottable(&parsed, path);
         prop_assert!(drawn.iter().all(|r| r.epoch.is_finite() && r.test_loss.is_finite()));
         if !drawn.is_empty() {
-            render(&drawn, "fuzz", Format::Svg, 300, 200).unwrap();
+            render((&drawn, "train"), "fuzz", Format::Svg, 300, 200).unwrap();
         }
     }
 }

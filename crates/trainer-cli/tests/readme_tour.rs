@@ -14,9 +14,36 @@ use std::process::Command;
 
 mod common;
 
-/// The tour's first line, which builds the program; the test runs the program
-/// this build makes (`CARGO_BIN_EXE_cnn`) instead of building it again.
-const BUILD: &str = "cargo build --release -p trainer-cli && alias cnn=target/release/cnn";
+/// The tour's first line, which fetches MNIST; the test gives the folder
+/// `data/mnist` instead.
+const FETCH: &str = "cargo xtask fetch-data";
+
+/// The tour's second line, which builds the program and puts it on the
+/// `PATH`; the test runs the program this build makes (`CARGO_BIN_EXE_cnn`)
+/// instead of building it again.
+const BUILD: &str =
+    "cargo build --release -p trainer-cli && export PATH=\"$PWD/target/release:$PATH\"";
+
+/// The tour's set-up lines, then its `cnn` commands.
+fn set_up_and_commands(readme: &str) -> Vec<String> {
+    let tour = quick_tour(readme);
+    assert_eq!(
+        tour.get(..2),
+        Some(&[FETCH.to_string(), BUILD.to_string()][..]),
+        "the tour's set-up lines changed; this test stands in for them, so update it"
+    );
+    tour[2..].to_vec()
+}
+
+/// The files a command writes: the value of its `--out`.
+fn outputs(command: &str) -> Vec<&str> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|w| w[0] == "--out")
+        .map(|w| w[1])
+        .collect()
+}
 
 /// The commands of the README's quick tour: the indented block after the
 /// heading, without the comments.
@@ -56,10 +83,17 @@ fn write_digit(data: &Path, path: &Path) {
 
 #[test]
 fn the_quick_tour_is_read_from_the_readme() {
-    let tour = quick_tour(include_str!("../../../README.md"));
-    assert_eq!(tour.first().map(String::as_str), Some(BUILD), "{tour:#?}");
+    let tour = set_up_and_commands(include_str!("../../../README.md"));
     assert!(tour.len() > 5, "{tour:#?}");
-    assert!(tour[1..].iter().all(|c| c.starts_with("cnn ")), "{tour:#?}");
+    assert!(tour.iter().all(|c| c.starts_with("cnn ")), "{tour:#?}");
+    // Everything the tour writes goes under runs/ (ignored by git), so a
+    // checkout stays clean after it.
+    let written: Vec<&str> = tour.iter().flat_map(|c| outputs(c)).collect();
+    assert!(written.len() >= 5, "{written:?}");
+    assert!(
+        written.iter().all(|o| o.starts_with("runs/")),
+        "a tour command writes outside runs/: {written:?}"
+    );
     assert_eq!(
         shortened(
             ["cnn", "train", "--epochs", "20", "--out", "r"]
@@ -81,17 +115,12 @@ fn the_quick_tour_is_read_from_the_readme() {
 
 #[test]
 #[cfg(unix)]
-#[ignore = "needs the release build; .ci/run runs it with --ignored"]
+#[ignore = "release mode: cargo test --release -p trainer-cli --test readme_tour -- --ignored"]
 fn every_command_of_the_readme_quick_tour_succeeds() {
     let Some(mnist) = common::mnist_or_skip() else {
         return;
     };
-    let tour = quick_tour(include_str!("../../../README.md"));
-    assert_eq!(
-        tour.first().map(String::as_str),
-        Some(BUILD),
-        "the tour's build line changed; this test runs what that line builds, so update it"
-    );
+    let tour = set_up_and_commands(include_str!("../../../README.md"));
 
     // A fresh clone's folder, as the tour expects it: data/mnist (fetched) and a digit to classify.
     let dir = tempfile::tempdir().unwrap();
@@ -100,7 +129,7 @@ fn every_command_of_the_readme_quick_tour_succeeds() {
     std::os::unix::fs::symlink(&mnist, dir.path().join("data/mnist")).unwrap();
     write_digit(&mnist, &dir.path().join("my-digit.png"));
 
-    for line in &tour[1..] {
+    for line in &tour {
         let words = shortened(line.split_whitespace().map(String::from).collect());
         assert_eq!(words[0], "cnn", "{line}: not a `cnn` command");
         if words[1] == "serve" {
@@ -131,5 +160,33 @@ fn every_command_of_the_readme_quick_tour_succeeds() {
             words.join(" ")
         );
         println!("ok: {}", words.join(" "));
+    }
+    // The checkout holds what it held before, and runs/.
+    let mut top: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    assert_eq!(
+        top,
+        ["data", "my-digit.png", "runs"],
+        "the tour wrote outside runs/"
+    );
+}
+
+/// Chapter 1's list of the built-in configs names every one.
+#[test]
+fn chapter_one_lists_every_built_in_config() {
+    let chapter = include_str!("../../../docs/01-quick-start.md");
+    let list = chapter
+        .split("`cnn configs` lists the built-in ones (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("chapter 1 no longer says which configs `cnn configs` lists");
+    for (name, _) in trainer::config::BUILTIN {
+        assert!(
+            list.contains(&format!("`{name}`")),
+            "`{name}` missing from: {list}"
+        );
     }
 }

@@ -29,8 +29,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 fn data_dir() -> Option<(PathBuf, bool)> {
-    let fashion = PathBuf::from("/usr/share/datasets/fashion-mnist");
-    if fashion.join("t10k-labels-idx1-ubyte.gz").exists() {
+    if let Ok(fashion) = common::find_data::fashion() {
         return Some((fashion, true));
     }
     common::mnist().map(|d| (d, false))
@@ -142,7 +141,7 @@ fn png_size(path: &Path) -> (u32, u32) {
 }
 
 #[test]
-#[ignore = "release-mode training and a browser; .ci/run runs it with --ignored"]
+#[ignore = "release mode: cargo test --release -p trainer-cli --test report_browser -- --ignored"]
 fn report_renders_in_headless_chromium() {
     let Some(bin) = chromium() else {
         println!(
@@ -151,7 +150,7 @@ fn report_renders_in_headless_chromium() {
         return;
     };
     let Some((data, fashion)) = data_dir() else {
-        println!("skipping: neither Fashion-MNIST (/usr/share/datasets/fashion-mnist) nor MNIST (../shared/data/mnist, data/mnist) is here");
+        println!("skipping: neither Fashion-MNIST (/usr/share/datasets/fashion-mnist) nor MNIST ($MNIST_DIR, data/mnist) is here");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -297,7 +296,7 @@ const DRAWN: [(usize, &str); 4] = [
 ];
 
 #[test]
-#[ignore = "release-mode training and a browser; .ci/run runs it with --ignored"]
+#[ignore = "release mode: cargo test --release -p trainer-cli --test report_browser -- --ignored"]
 fn serve_page_draws_digits_in_headless_chromium() {
     let Some(bin) = chromium() else {
         println!(

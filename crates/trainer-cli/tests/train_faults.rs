@@ -24,6 +24,7 @@ fn options(config: TrainConfig, data: PathBuf, out: PathBuf) -> TrainOptions {
 }
 
 #[test]
+#[cfg_attr(not(has_mnist), ignore = "no MNIST in $MNIST_DIR or data/mnist")]
 fn a_diverging_run_stops_with_epoch_and_batch_and_keeps_its_last_good_checkpoint() {
     let Some(data) = common::mnist_or_skip() else {
         return;
@@ -58,6 +59,7 @@ fn a_diverging_run_stops_with_epoch_and_batch_and_keeps_its_last_good_checkpoint
 }
 
 #[test]
+#[cfg_attr(not(has_mnist), ignore = "no MNIST in $MNIST_DIR or data/mnist")]
 fn resuming_with_another_network_is_refused_and_a_finished_run_is_not_overwritten() {
     let Some(data) = common::mnist_or_skip() else {
         return;
@@ -101,6 +103,7 @@ fn resuming_with_another_network_is_refused_and_a_finished_run_is_not_overwritte
 }
 
 #[test]
+#[cfg_attr(not(has_mnist), ignore = "no MNIST in $MNIST_DIR or data/mnist")]
 fn a_corrupt_last_checkpoint_is_refused_on_resume() {
     let Some(data) = common::mnist_or_skip() else {
         return;

@@ -1,7 +1,7 @@
 //! `cnn predict`, `cnn visualize` and `cnn plot`, through the library and the binary.
 //!
-//! Tests that need real MNIST look for it in `../shared/data/mnist` (the
-//! read-only copy CI has) or `data/mnist`, and print "skipping: ..." without it.
+//! Tests that need real MNIST find it as every test does (`$MNIST_DIR`, else
+//! `data/mnist`) and show as ignored without it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -162,6 +162,7 @@ fn decode(path: &Path) -> GreyImage {
 }
 
 #[test]
+#[cfg_attr(not(has_mnist), ignore = "no MNIST in $MNIST_DIR or data/mnist")]
 fn predict_gives_a_distribution_for_real_test_images_and_the_right_class_when_trained() {
     let Some(run) = trained_run() else { return };
     let ds = test_images().unwrap();
@@ -194,6 +195,7 @@ fn predict_gives_a_distribution_for_real_test_images_and_the_right_class_when_tr
 }
 
 #[test]
+#[cfg_attr(not(has_mnist), ignore = "no MNIST in $MNIST_DIR or data/mnist")]
 fn predict_inverts_dark_on_light_and_resizes_large_images() {
     let Some(run) = trained_run() else { return };
     let ds = test_images().unwrap();
@@ -407,10 +409,16 @@ fn visualize_feature_maps_and_filters_have_the_computed_size() {
     assert!(right[0] > 150 && right[2] < 60, "{right:?}");
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains(&format!("{}x{} pixels", w, h)), "{stdout}");
+}
 
+#[test]
+#[cfg_attr(not(has_mnist), ignore = "no MNIST in $MNIST_DIR or data/mnist")]
+fn visualize_a_test_digit_in_a_grid_and_refuse_an_index_past_the_end() {
     let Some(data) = common::mnist_or_skip() else {
         return;
     };
+    let model = untrained_checkpoint();
+    let dir = scratch("visualize-grid");
     let out = dir.join("maps.png");
     let o = Command::new(bin())
         .args([
@@ -460,6 +468,7 @@ fn visualize_feature_maps_and_filters_have_the_computed_size() {
 }
 
 #[test]
+#[cfg_attr(not(has_mnist), ignore = "no MNIST in $MNIST_DIR or data/mnist")]
 fn visualize_default_layout_is_one_row() {
     let Some(data) = common::mnist_or_skip() else {
         return;
@@ -492,6 +501,32 @@ fn write_run(dir: &Path, metrics: &str) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("metrics.csv"), metrics).unwrap();
     std::fs::write(dir.join("config.toml"), "name = \"my-run\"\n").unwrap();
+}
+
+#[test]
+fn the_train_curve_says_when_it_is_a_running_mean() {
+    let dir = scratch("plot-train-kind");
+    let metrics = "epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds\n\
+                   1,0.9,70.0,0.5,85.0,10.0,1.0\n2,0.4,88.0,0.3,91.0,10.0,1.0\n";
+    let run = dir.join("run");
+    write_run(&run, metrics);
+    trainer_cli::plot::run(&run, &dir.join("a.svg"), 800, 300).unwrap();
+    let svg = std::fs::read_to_string(dir.join("a.svg")).unwrap();
+    assert!(svg.contains("train (running mean over the epoch)"), "{svg}");
+
+    let evaluated = dir.join("evaluated");
+    write_run(&evaluated, metrics);
+    std::fs::write(
+        evaluated.join("config.toml"),
+        "name = \"my-run\"\n[training]\neval_train = true\n",
+    )
+    .unwrap();
+    trainer_cli::plot::run(&evaluated, &dir.join("b.svg"), 800, 300).unwrap();
+    let svg = std::fs::read_to_string(dir.join("b.svg")).unwrap();
+    assert!(
+        svg.contains("train") && !svg.contains("running mean"),
+        "{svg}"
+    );
 }
 
 #[test]
@@ -581,6 +616,7 @@ fn plot_of_one_epoch_is_not_empty() {
 }
 
 #[test]
+#[cfg_attr(not(has_mnist), ignore = "no MNIST in $MNIST_DIR or data/mnist")]
 fn plot_of_a_real_run() {
     let Some(run) = trained_run() else { return };
     let out = run.join("curves.svg");
@@ -601,6 +637,7 @@ fn plot_of_a_real_run() {
 /// digits were, it is classified as well as the originals; used as it is
 /// (only shrunk to 28x28), it is not.
 #[test]
+#[cfg_attr(not(has_mnist), ignore = "no MNIST in $MNIST_DIR or data/mnist")]
 fn predict_centres_a_small_digit_in_a_corner_of_a_large_canvas() {
     let Some(run) = trained_run() else { return };
     let ds = test_images().unwrap();

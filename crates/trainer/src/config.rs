@@ -376,7 +376,7 @@ fn layer_diagnosis(text: &str) -> Option<String> {
             .unwrap_or("(no kind)");
         layers::LayerConfig::deserialize(item.clone())
             .err()
-            .map(|e| format!("layer {i} ({kind}): {}", e.message()))
+            .map(|e| format!("layer {} ({kind}): {}", i + 1, e.message()))
     })
 }
 
@@ -408,7 +408,7 @@ mod tests {
         );
         assert!(
             err.contains("my.toml")
-                && err.contains("layer 3 (conv2d)")
+                && err.contains("layer 4 (conv2d)")
                 && err.contains("[N, 3, H, W]")
                 && err.contains("[N, 8, 14, 14]"),
             "{err}"
@@ -422,7 +422,7 @@ mod tests {
             TrainConfig::from_toml(&text, "my.toml").unwrap_err()
         );
         assert!(
-            err.contains("my.toml") && err.contains("layer 1 (swish)"),
+            err.contains("my.toml") && err.contains("layer 2 (swish)"),
             "{err}"
         );
 
@@ -432,7 +432,7 @@ mod tests {
             TrainConfig::from_toml(&text, "my.toml").unwrap_err()
         );
         assert!(
-            err.contains("my.toml") && err.contains("layer 0 (conv2d)") && err.contains("kernel"),
+            err.contains("my.toml") && err.contains("layer 1 (conv2d)") && err.contains("kernel"),
             "{err}"
         );
 

@@ -4,31 +4,19 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Where real MNIST is: `$MNIST_DIR` if set, else `<repo>/../shared/data/mnist`.
-/// `Err(reason)` when it is not there.
+pub mod find_data;
+
+/// Real MNIST, found as every test of the workspace finds it
+/// ([`find_data::mnist`]), or why it is not there.
 pub fn mnist_dir() -> Result<PathBuf, String> {
-    let dir = match std::env::var_os("MNIST_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mnist"),
-    };
-    if dir.is_dir() {
-        Ok(dir)
-    } else {
-        Err(format!("no MNIST folder at {}", dir.display()))
-    }
+    find_data::mnist(&find_data::workspace_root(Path::new(env!(
+        "CARGO_MANIFEST_DIR"
+    ))))
 }
 
-/// Where the Debian package `dataset-fashion-mnist` puts Fashion-MNIST.
+/// Fashion-MNIST, or why it is not there.
 pub fn fashion_dir() -> Result<PathBuf, String> {
-    let dir = PathBuf::from("/usr/share/datasets/fashion-mnist");
-    if dir.is_dir() {
-        Ok(dir)
-    } else {
-        Err(format!(
-            "no Fashion-MNIST at {} (apt-get install dataset-fashion-mnist)",
-            dir.display()
-        ))
-    }
+    find_data::fashion()
 }
 
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {

@@ -20,10 +20,13 @@ pub(crate) fn configs(args: ConfigsArgs) -> Result<()> {
             }
         }
         Some(name) => {
-            let (_, text) = BUILTIN
-                .iter()
-                .find(|(n, _)| *n == name)
-                .with_context(|| format!("no built-in config `{name}`"))?;
+            let (_, text) = BUILTIN.iter().find(|(n, _)| *n == name).with_context(|| {
+                let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+                format!(
+                    "no built-in config `{name}`; the built-in ones are {}",
+                    names.join(", ")
+                )
+            })?;
             print!("{text}");
         }
     }

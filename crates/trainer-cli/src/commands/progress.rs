@@ -50,13 +50,8 @@ impl Progress for ProgressBar {
             return;
         }
         let bar = indicatif::ProgressBar::new(batches);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "epoch {prefix} [{bar:30}] {pos}/{len} batches, {msg} ({eta} left in this epoch)",
-            )
-            .expect("a valid template")
-            .progress_chars("=> "),
-        );
+        // No time left is known before a batch is timed.
+        bar.set_style(style(false));
         bar.set_prefix(format!("{epoch}/{epochs}"));
         bar.set_position(done);
         self.bar = Some(bar);
@@ -64,6 +59,10 @@ impl Progress for ProgressBar {
 
     fn batch_done(&mut self, done: u64, loss: f64, accuracy: f64) {
         if let Some(bar) = &self.bar {
+            if bar.message().is_empty() {
+                // The first batch of this bar: now the time left is known.
+                bar.set_style(style(true));
+            }
             bar.set_position(done);
             bar.set_message(format!("loss {loss:.4}, acc {:.2}%", 100.0 * accuracy));
         }
@@ -75,5 +74,32 @@ impl Progress for ProgressBar {
 
     fn stop_requested(&self) -> bool {
         INTERRUPTED.load(Ordering::SeqCst)
+    }
+}
+
+/// The bar's template; `timed`: with the time left in the epoch, once a
+/// batch has been timed (before that indicatif would say "0s left").
+fn template(timed: bool) -> &'static str {
+    if timed {
+        "epoch {prefix} [{bar:30}] {pos}/{len} batches, {msg} ({eta} left in this epoch)"
+    } else {
+        "epoch {prefix} [{bar:30}] {pos}/{len} batches, starting"
+    }
+}
+
+fn style(timed: bool) -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(template(timed))
+        .expect("a valid template")
+        .progress_chars("=> ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn before_the_first_batch_the_bar_claims_no_time_left() {
+        assert!(!super::template(false).contains("eta"));
+        assert!(super::template(true).contains("{eta} left"));
+        // Both parse.
+        let _ = (super::style(false), super::style(true));
     }
 }

@@ -50,8 +50,9 @@ pub(crate) fn curves(page: &mut Page, r: &RunData) -> Result<()> {
         page.html
             .push_str("<p class=\"note\">metrics.csv has no row a plot can show.</p>\n");
     } else {
+        let train = plot::train_label(r.ckpt.config.training.eval_train);
         let png = plot::render(
-            &drawn,
+            (&drawn, train),
             &format!("{}: loss and accuracy", r.title),
             plot::Format::Png,
             1100,

@@ -10,7 +10,8 @@
 "use strict";
 
 const pad = document.getElementById("pad");
-const ctx = pad.getContext("2d");
+// Read back after every stroke (getImageData): tell the browser so.
+const ctx = pad.getContext("2d", { willReadFrequently: true });
 const $ = (id) => document.getElementById(id);
 let model = null;
 let busy = false;       // a request is under way
@@ -27,6 +28,22 @@ function startPen() {
   ctx.lineWidth = 20;
   ctx.lineCap = "round";
   ctx.lineJoin = "round";
+}
+
+// Clear: a blank pad and no answer, as when the page opened.
+function clearAll() {
+  clearPad();
+  $("class").textContent = "?";
+  $("confidence").textContent = "";
+  const input = $("input");
+  input.hidden = true;
+  input.removeAttribute("src");
+  $("truth").textContent = "";
+  $("bars").replaceChildren();
+  $("notes").replaceChildren();
+  $("layers").replaceChildren();
+  $("error").hidden = true;
+  document.body.dataset.state = "cleared";
 }
 
 // Drawing: one stroke from pointerdown to pointerup, sent when it ends.
@@ -126,6 +143,7 @@ async function show(r) {
   const p = r.probabilities[r.class];
   $("confidence").textContent = (100 * p).toFixed(1) + "% sure";
   $("input").src = r.input;
+  $("input").hidden = false;
   const truth = $("truth");
   if (r.truth !== undefined) {
     const right = r.truth === r.class;
@@ -151,9 +169,15 @@ async function show(r) {
   layers.replaceChildren();
   for (const layer of r.layers) {
     const card = el("section", "card");
-    card.append(el("h2", "", layer.name + ": " + layer.maps.length + " maps " + layer.width + "\u00d7" + layer.height));
+    card.append(el("h2", "", layer.name + ": " + layer.maps.length + " maps " + layer.width + "\u00d7" + layer.height +
+      ", numbered by channel, each scaled to its own range"));
     const maps = el("div", "maps");
-    layer.maps.forEach((m, i) => maps.append(image(m, layer.name + " map " + i)));
+    layer.maps.forEach((m, i) => {
+      // Numbered by channel; each map is scaled to its own range.
+      const fig = el("figure", "map");
+      fig.append(image(m, layer.name + " map " + i), el("figcaption", "", String(i)));
+      maps.append(fig);
+    });
     card.append(maps);
     layers.append(card);
   }
@@ -202,7 +226,7 @@ async function start() {
       showTest(model.mistakes[mistake]);
     };
   }
-  $("clear").onclick = () => clearPad();
+  $("clear").onclick = () => clearAll();
   const query = new URLSearchParams(location.search);
   if (query.has("test")) {
     showTest(Number(query.get("test")));

@@ -158,8 +158,7 @@ impl FiltersLayout {
 }
 
 /// The plotters drawing area of the kernels figure.
-type Canvas<'a> =
-    plotters::drawing::DrawingArea<plotters::prelude::BitMapBackend<'a>, plotters::coord::Shift>;
+type Canvas<'a> = plotters::drawing::DrawingArea<crate::glyphs::Bitmap<'a>, plotters::coord::Shift>;
 
 fn draw_err<E: std::error::Error + Send + Sync>(
     e: plotters::drawing::DrawingAreaErrorKind<E>,
@@ -192,7 +191,7 @@ fn draw_filters(k: &Kernels, l: &FiltersLayout) -> Result<Vec<u8>> {
     use plotters::prelude::*;
     let mut buf = vec![255u8; 3 * l.width * l.height];
     {
-        let root = BitMapBackend::with_buffer(&mut buf, (l.width as u32, l.height as u32))
+        let root = crate::glyphs::Bitmap::with_buffer(&mut buf, (l.width as u32, l.height as u32))
             .into_drawing_area();
         root.draw_text(
             &k.title(),

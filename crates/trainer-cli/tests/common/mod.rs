@@ -3,30 +3,30 @@
 
 use std::path::{Path, PathBuf};
 
-/// Real MNIST: `$MNIST_DIR`, else the project's `data/mnist`, else the
-/// shared read-only copy that CI has (`../shared/data/mnist` beside the checkout).
+#[path = "../../../mnist-io/tests/common/find_data.rs"]
+pub mod find_data;
+
+/// Real MNIST, found as every test of the workspace finds it
+/// ([`find_data::mnist`]: `$MNIST_DIR`, else `data/mnist`, plain or gzipped).
 pub fn mnist() -> Option<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    std::env::var_os("MNIST_DIR")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([
-            manifest.join("../../data/mnist"),
-            manifest.join("../../../shared/data/mnist"),
-        ])
-        .find(|d| {
-            d.join("t10k-labels-idx1-ubyte.gz").exists()
-                || d.join("t10k-labels-idx1-ubyte").exists()
-        })
+    find_data::mnist(&find_data::workspace_root(Path::new(env!(
+        "CARGO_MANIFEST_DIR"
+    ))))
+    .ok()
 }
 
 /// [`mnist`], printing why the calling test is skipped when there is none.
+/// (A test that needs MNIST is also marked
+/// `#[cfg_attr(not(has_mnist), ignore = ...)]`, so that `cargo test` counts it
+/// as ignored; this covers a run with `--ignored`.)
 pub fn mnist_or_skip() -> Option<PathBuf> {
-    let found = mnist();
-    if found.is_none() {
-        println!("skipping: no MNIST in $MNIST_DIR, data/mnist or ../shared/data/mnist");
+    let found = find_data::mnist(&find_data::workspace_root(Path::new(env!(
+        "CARGO_MANIFEST_DIR"
+    ))));
+    if let Err(why) = &found {
+        println!("skipping: {why}");
     }
-    found
+    found.ok()
 }
 
 /// Writes a made-up data set in MNIST's format into `dir` (created): `train`

@@ -173,10 +173,16 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// After an epoch's batches, which took `train_seconds` from `started`:
-    /// evaluates, records the epoch, writes `last.ckpt` (and `best.ckpt`)
-    /// and then `metrics.csv`, and logs the epoch's line.
-    pub(crate) fn finish_epoch(&mut self, started: Instant, train_seconds: f64) -> Result<()> {
+    /// After an epoch's batches, `trained` images of which took
+    /// `train_seconds` from `started` (fewer than the epoch's when it was
+    /// resumed part way): evaluates, records the epoch, writes `last.ckpt`
+    /// (and `best.ckpt`) and then `metrics.csv`, and logs the epoch's line.
+    pub(crate) fn finish_epoch(
+        &mut self,
+        started: Instant,
+        train_seconds: f64,
+        trained: u64,
+    ) -> Result<()> {
         let eval_started = Instant::now();
         let record = self.evaluate_epoch()?;
         let eval_seconds = eval_started.elapsed().as_secs_f64();
@@ -204,7 +210,7 @@ impl Run<'_> {
             self.dir.metrics().display()
         );
         self.epoch_seconds.push(started.elapsed().as_secs_f64());
-        self.log_epoch(&record, train_seconds, best);
+        self.log_epoch(&record, (train_seconds, trained), best);
         Ok(())
     }
 
@@ -227,10 +233,7 @@ impl Run<'_> {
             .filter(|&c| test.confusion.iter().all(|row| row[c] == 0))
             .collect();
         if !never.is_empty() {
-            tracing::warn!(
-                "classes {never:?} were never predicted on the test set: their output units are probably dead \
-                 (a ReLU after the last layer can kill them; see the notes in configs/seed.toml)"
-            );
+            tracing::warn!("{}", never_predicted(&never));
         }
         Ok(EpochRecord {
             epoch: self.epochs_done + 1,
@@ -241,12 +244,12 @@ impl Run<'_> {
         })
     }
 
-    /// The epoch's line in the log.
-    fn log_epoch(&self, record: &EpochRecord, train_seconds: f64, best: bool) {
+    /// The epoch's line in the log; `(seconds, images)` trained in this process.
+    fn log_epoch(&self, record: &EpochRecord, (train_seconds, trained): (f64, u64), best: bool) {
         let epochs = self.config.training.epochs;
         let left = time_left(&self.epoch_seconds, epochs - self.epochs_done as usize);
         tracing::info!(
-            "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | lr {:.4} | {:.1} s, {:.0} img/s{}{}",
+            "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | lr {:.4} | {:.1} s, {}{}{}",
             record.epoch,
             epochs,
             record.train_loss,
@@ -255,9 +258,54 @@ impl Run<'_> {
             100.0 * record.test_acc,
             self.optimizer.lr(),
             train_seconds,
-            self.train_set.len() as f64 / train_seconds,
+            throughput(trained, self.train_set.len(), train_seconds),
             if best { " (best)" } else { "" },
             left.map(|s| format!(" | {s}")).unwrap_or_default()
         );
+    }
+}
+
+/// Images per second over the `trained` images of an epoch of `epoch_len`
+/// that took `seconds`; after a resume part way, it says over how many.
+pub(crate) fn throughput(trained: u64, epoch_len: usize, seconds: f64) -> String {
+    let rate = trained as f64 / seconds;
+    if trained < epoch_len as u64 {
+        format!("{rate:.0} img/s over the {trained} images trained since the resume")
+    } else {
+        format!("{rate:.0} img/s")
+    }
+}
+
+/// The warning for output classes the test set never saw predicted; it points
+/// to where a user reads about it (`cnn configs seed` prints the seed config
+/// with its notes).
+pub(crate) fn never_predicted(classes: &[usize]) -> String {
+    format!(
+        "classes {classes:?} were never predicted on the test set: their output units are probably dead \
+         (a ReLU after the last layer can kill them; see the notes in `cnn configs seed`)"
+    )
+}
+
+#[cfg(test)]
+mod warning_tests {
+    #[test]
+    fn a_resumed_epoch_counts_only_the_images_trained_since() {
+        // 27,000 of 60,000 images in 1 s: 27,000 img/s, not 60,000.
+        let line = super::throughput(27_000, 60_000, 1.0);
+        assert!(
+            line.starts_with("27000 img/s over the 27000 images"),
+            "{line}"
+        );
+        assert_eq!(super::throughput(60_000, 60_000, 2.0), "30000 img/s");
+    }
+
+    #[test]
+    fn the_dead_class_warning_points_to_a_command_that_shows_the_notes() {
+        let w = super::never_predicted(&[3, 7]);
+        assert!(w.contains("[3, 7]"), "{w}");
+        assert!(w.contains("`cnn configs seed`"), "{w}");
+        // The notes it points to are in the seed config that command prints.
+        let (_, seed) = crate::config::BUILTIN[0];
+        assert!(seed.contains("ReLU after the last layer"), "{seed}");
     }
 }

@@ -95,6 +95,7 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
     let mut parallel = DataParallel::new(run.config.training.micro_batch);
     while (run.epochs_done as usize) < run.config.training.epochs {
         let started = Instant::now();
+        let seen_before = run.partial.seen; // a resumed epoch trains only the rest
         let finished = run.train_batches(&mut parallel, progress)?;
         let train_seconds = started.elapsed().as_secs_f64();
         run.train_seconds += train_seconds;
@@ -107,7 +108,8 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
             });
         }
         progress.epoch_trained();
-        run.finish_epoch(started, train_seconds)?;
+        let trained = run.partial.seen - seen_before;
+        run.finish_epoch(started, train_seconds, trained)?;
     }
     Ok(RunSummary {
         history: run.history,

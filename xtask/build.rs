@@ -1,0 +1,10 @@
+//! Marks whether the real data sets are here (`cfg(has_mnist)`,
+//! `cfg(has_fashion_mnist)`), so that the tests needing them run, or show as
+//! ignored with the reason.
+
+#[path = "../crates/mnist-io/tests/common/find_data.rs"]
+mod find_data;
+
+fn main() {
+    find_data::build_script("../crates/mnist-io/tests/common/find_data.rs");
+}
