@@ -37,7 +37,7 @@ use trainer::config::{InputScaling, TrainConfig};
 /// What the config's input scaling does after dividing pixels by 255
 /// (see [`TrainConfig::normalize`]). Only standardised inputs need the
 /// training set, read from `data`; the others need no data.
-pub(crate) fn input_norm(config: &TrainConfig, data: Option<&Path>) -> Result<Option<Normalize>> {
+pub fn input_norm(config: &TrainConfig, data: Option<&Path>) -> Result<Option<Normalize>> {
     match config.training.input_scaling {
         // A model from before the constants were recorded: from the training set.
         InputScaling::Standardized if config.training.input_mean_std.is_none() => {

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use trainer::data::{class_names, DataSets};
+use mnist_io::{Dataset, Split};
+use trainer::data::class_names;
 
 use super::model_args::ModelArgs;
 
@@ -31,18 +32,17 @@ pub(crate) fn eval(args: EvalArgs) -> Result<()> {
     let net = ckpt
         .network()
         .with_context(|| format!("{}", model.display()))?;
-    let sets = DataSets::load(&data)?;
-    let norm = ckpt.config.normalize(&sets.train);
-    let ds = if train_set { &sets.train } else { &sets.test };
-    trainer::data::check_fits(
-        &net,
-        ds,
-        &format!(
-            "the {} set in {}",
-            if train_set { "training" } else { "test" },
-            data.display()
-        ),
-    )?;
+    // Only the set evaluated is read; the training set too only when the
+    // checkpoint standardises with it and does not record the constants.
+    let norm = trainer_cli::predict::input_norm(&ckpt.config, Some(&data))?;
+    let (split, which) = match train_set {
+        true => (Split::Train, "training"),
+        false => (Split::Test, "test"),
+    };
+    let ds = &Dataset::load(&data, split)
+        .with_context(|| format!("loading the {which} set from {}", data.display()))?;
+    let what = format!("the {which} set in {}", data.display());
+    trainer::data::check_fits(&net, ds, &what)?;
     let e = trainer::eval::evaluate(&net, ds, 100, norm)?;
     println!(
         "{} on {} ({} set)\n",
