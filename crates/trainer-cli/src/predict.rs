@@ -270,6 +270,14 @@ impl Predictor {
     /// Reads, prepares and classifies one PNG file.
     pub fn predict_file(&mut self, path: &Path) -> Result<Prediction> {
         let decoded = read_png_grey(path)?;
+        // A picture of one grey level holds no digit: any class would be a guess.
+        let pixels = &decoded.image.pixels;
+        if let Some(&v) = pixels.first().filter(|&&v| pixels.iter().all(|&p| p == v)) {
+            bail!(
+                "{}: every pixel has the grey level {v}: there is no digit to classify",
+                path.display()
+            );
+        }
         let mut notes = Vec::new();
         if decoded.had_alpha {
             notes.push(format!(

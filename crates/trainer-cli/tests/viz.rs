@@ -279,11 +279,51 @@ fn predict_binary_takes_rgb_png_and_reports_bad_files_by_name() {
     assert_eq!(doc["classes"][0], "0");
 }
 
+/// A picture of one grey level (a blank page, black or white) holds no digit:
+/// it is refused by name, and the other files are still classified.
+#[test]
+fn predict_refuses_a_blank_image_by_name() {
+    let model = untrained_checkpoint();
+    let dir = scratch("predict-blank");
+    let white = write(
+        &dir.join("white.png"),
+        &RgbImage::filled(40, 30, [255, 255, 255]).to_png().unwrap(),
+    );
+    let black = write(
+        &dir.join("black.png"),
+        &RgbImage::filled(28, 28, [0, 0, 0]).to_png().unwrap(),
+    );
+    let mut stroke = RgbImage::filled(28, 28, [0, 0, 0]);
+    for y in 8..20 {
+        stroke.set(14, y, [255, 255, 255]);
+    }
+    let good = write(&dir.join("stroke.png"), &stroke.to_png().unwrap());
+    let out = Command::new(bin())
+        .args(["predict", "--model"])
+        .arg(&model)
+        .args([&white, &black, &good])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for (file, level) in [("white.png", 255), ("black.png", 0)] {
+        let said = format!("{file}: every pixel has the grey level {level}: there is no digit");
+        assert!(stderr.contains(&said), "{stderr}");
+    }
+    assert!(
+        stderr.contains("2 of 3 images could not be classified"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("stroke.png: "), "{stdout}");
+}
+
 #[test]
 fn predict_library_handles_grey_alpha_16_bit_and_palette_pngs() {
     let model = untrained_checkpoint();
     let dir = scratch("predict-kinds");
-    let mut p = Predictor::load(&model, None).unwrap();
+    // Padded and resized as they are, not centred: the notes say each step.
+    let mut p = Predictor::load(&model, None).unwrap().mnist_style(false);
     let encode =
         |color: png::ColorType, depth: png::BitDepth, data: &[u8], palette: Option<Vec<u8>>| {
             let mut out = Vec::new();
@@ -299,13 +339,19 @@ fn predict_library_handles_grey_alpha_16_bit_and_palette_pngs() {
             out
         };
     let n = 20 * 30;
+    // A black picture with one bright pixel: a blank one holds no digit.
+    let bright_first = |data: &[u8], pixel: &[u8]| {
+        let mut data = data.to_vec();
+        data[..pixel.len()].copy_from_slice(pixel);
+        data
+    };
     let cases = [
         (
             "ga.png",
             encode(
                 png::ColorType::GrayscaleAlpha,
                 png::BitDepth::Eight,
-                &[0u8, 255].repeat(n),
+                &bright_first(&[0u8, 255].repeat(n), &[255, 255]),
                 None,
             ),
         ),
@@ -314,7 +360,7 @@ fn predict_library_handles_grey_alpha_16_bit_and_palette_pngs() {
             encode(
                 png::ColorType::Grayscale,
                 png::BitDepth::Sixteen,
-                &[0u8, 0].repeat(n),
+                &bright_first(&[0u8, 0].repeat(n), &[255, 255]),
                 None,
             ),
         ),
@@ -323,7 +369,7 @@ fn predict_library_handles_grey_alpha_16_bit_and_palette_pngs() {
             encode(
                 png::ColorType::Indexed,
                 png::BitDepth::Eight,
-                &vec![0u8; n],
+                &bright_first(&vec![0u8; n], &[1]),
                 Some(vec![0, 0, 0, 255, 255, 255]),
             ),
         ),
@@ -332,7 +378,7 @@ fn predict_library_handles_grey_alpha_16_bit_and_palette_pngs() {
             encode(
                 png::ColorType::Rgba,
                 png::BitDepth::Eight,
-                &[0u8, 0, 0, 255].repeat(n),
+                &bright_first(&[0u8, 0, 0, 255].repeat(n), &[255, 255, 255, 255]),
                 None,
             ),
         ),
