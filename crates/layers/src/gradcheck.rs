@@ -74,9 +74,11 @@ pub struct GradCheckOptions {
     /// At most this many components per tensor are checked (chosen at random, without repetition).
     pub max_components: usize,
     /// Whether to look for kinks and skip the components near one
-    /// ([`GradCheck::skipped`]). Off for batch norm, which has none but is
-    /// curved in every input: its one-sided differences differ by ε·L''
-    /// (L'' of order 1/√M), which the central difference cancels.
+    /// ([`GradCheck::skipped`]). Off for the layers linear in each value,
+    /// which have none (where their gradient is near zero, rounding alone can
+    /// make the one-sided differences disagree), and for batch norm, which
+    /// has none but is curved in every input: its one-sided differences
+    /// differ by ε·L'' (L'' of order 1/√M), which the central difference cancels.
     pub skip_kinks: bool,
 }
 
@@ -98,8 +100,14 @@ impl GradCheckOptions {
     /// channel (through μ and σ²), so the rounding noise of L grows with M,
     /// while the curvature in one input shrinks as 1/M.
     pub fn for_layer(kind: &str, input: &[usize]) -> Self {
+        // Linear in each value: no kink to skip, and a disagreement of the
+        // one-sided differences there is rounding, not a kink.
+        let linear = matches!(
+            kind,
+            "conv2d" | "linear" | "avg_pool2d" | "flatten" | "dropout"
+        );
         let eps = match kind {
-            "conv2d" | "linear" | "avg_pool2d" | "flatten" | "dropout" => 0.05,
+            _ if linear => 0.05,
             "batch_norm2d" | "batch_norm1d" => {
                 let per_channel =
                     input.first().copied().unwrap_or(1) * input.iter().skip(2).product::<usize>();
@@ -113,7 +121,7 @@ impl GradCheckOptions {
         };
         GradCheckOptions {
             eps,
-            skip_kinks: !kind.starts_with("batch_norm"),
+            skip_kinks: !linear && !kind.starts_with("batch_norm"),
             ..Self::default()
         }
     }

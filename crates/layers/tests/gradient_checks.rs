@@ -296,3 +296,31 @@ fn a_component_at_a_kink_is_skipped() {
     assert_eq!((c[0].checked, c[0].skipped), (2, 2), "{c:?}");
     assert!(c[0].max_rel_error < TOL);
 }
+
+/// Only the layers with kinks look for them: a layer linear in each value
+/// has none, so a component is never left out of its check as "near a kink"
+/// (where its gradient is near zero, rounding alone can make the one-sided
+/// differences disagree).
+#[test]
+fn only_layers_with_kinks_skip_components() {
+    use layers::gradcheck::GradCheckOptions;
+    for kind in [
+        "conv2d",
+        "linear",
+        "avg_pool2d",
+        "flatten",
+        "dropout",
+        "batch_norm1d",
+    ] {
+        assert!(
+            !GradCheckOptions::for_layer(kind, &[4, 8]).skip_kinks,
+            "{kind}"
+        );
+    }
+    for kind in ["relu", "max_pool2d", "sigmoid"] {
+        assert!(
+            GradCheckOptions::for_layer(kind, &[4, 8]).skip_kinks,
+            "{kind}"
+        );
+    }
+}
