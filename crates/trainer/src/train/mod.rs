@@ -51,22 +51,7 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
     std::fs::create_dir_all(&dir.dir)
         .with_context(|| format!("{}: cannot create the run directory", dir.dir.display()))?;
     let _lock = lock_run_dir(&dir.dir)?;
-    // Never overwrite an earlier run's results unless told to; with --force
-    // they are deleted only once the new run has passed every check below.
-    let earlier = if opts.resume {
-        Vec::new()
-    } else {
-        dir.earlier_results_to_replace(opts.force)?
-    };
-    let mut start = if opts.resume {
-        Start::resume(opts, &dir)?
-    } else {
-        Start::fresh(opts)?
-    };
-    if let Some(e) = opts.epochs {
-        start.config.training.epochs = e;
-    }
-    check_epochs_left(opts, &dir, &start)?;
+    let (earlier, mut start) = begin(opts, &dir)?;
     // Borrow the training set: a clone would hold a second copy of its 47 MB of pixels.
     let subset;
     let train_set = match opts.train_subset {
@@ -128,6 +113,28 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         wall_seconds: wall.elapsed().as_secs_f64(),
         stopped_at: None,
     })
+}
+
+/// Where the run starts, and the earlier run's files it replaces (`--force`),
+/// which stay until the new run has passed its checks.
+fn begin(opts: &TrainOptions, dir: &RunDir) -> Result<(Vec<std::path::PathBuf>, Start)> {
+    // Never overwrite an earlier run's results unless told to; with --force
+    // they are deleted only once the new run has passed every check `train` makes after this.
+    let earlier = if opts.resume {
+        Vec::new()
+    } else {
+        dir.earlier_results_to_replace(opts.force)?
+    };
+    let mut start = if opts.resume {
+        Start::resume(opts, dir)?
+    } else {
+        Start::fresh(opts)?
+    };
+    if let Some(e) = opts.epochs {
+        start.config.training.epochs = e;
+    }
+    check_epochs_left(opts, dir, &start)?;
+    Ok((earlier, start))
 }
 
 /// A resumed run must have epochs left to train.
