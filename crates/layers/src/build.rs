@@ -68,6 +68,11 @@ impl NetworkConfig {
         let mut shapes = Vec::with_capacity(self.layers.len());
         let mut shape = self.input.clone();
         for (i, (cfg, name)) in self.layers.iter().zip(&names).enumerate() {
+            cfg.check_inits().map_err(|message| ConfigError {
+                index: Some(i),
+                kind: Some(cfg.kind()),
+                message: format!("`{name}`: {message}"),
+            })?;
             let mut layer = cfg.build(name, rng);
             shape = layer.output_shape(&shape).map_err(|e| ConfigError {
                 index: Some(i),

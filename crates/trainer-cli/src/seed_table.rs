@@ -118,7 +118,7 @@ pub(crate) fn read_sweep(dir: &Path, data: &DataSets) -> Result<Sweep> {
         }
         let ckpt = Checkpoint::load(&folder.join("last.ckpt"))?;
         let net = ckpt.network()?;
-        let norm = ckpt.config.normalize(&data.train);
+        let norm = ckpt.config.normalize(&data.train)?;
         let test = evaluate(&net, &data.test, 500, norm)?;
         let dead_classes = (0..test.confusion.len())
             .filter(|&c| test.confusion.iter().all(|row| row[c] == 0))

@@ -26,7 +26,7 @@ fn parallel_evaluation_gives_the_bits_of_the_sequential_one() {
             }
         }
         net.load_state_dict(&tensors).unwrap();
-        let norm = config.normalize(&train);
+        let norm = config.normalize(&train).unwrap();
         let sequential = evaluate_each(&mut net, &test, 25, norm, &mut |_| {}).unwrap();
         for threads in [1, 2] {
             let pool = rayon::ThreadPoolBuilder::new()

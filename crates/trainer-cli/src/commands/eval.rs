@@ -32,7 +32,7 @@ pub(crate) fn eval(args: EvalArgs) -> Result<()> {
         .network()
         .with_context(|| format!("{}", model.display()))?;
     let sets = DataSets::load(&data)?;
-    let norm = ckpt.config.normalize(&sets.train);
+    let norm = ckpt.config.normalize(&sets.train)?;
     let ds = if train_set { &sets.train } else { &sets.test };
     trainer::data::check_fits(
         &net,

@@ -67,7 +67,7 @@ pub(crate) fn load(run: &Path, data: Option<&Path>) -> Result<RunData> {
         &sets.test,
         &format!("the test set in {}", data.display()),
     )?;
-    let norm = ckpt.config.normalize(&sets.train);
+    let norm = ckpt.config.normalize(&sets.train)?;
     let names = output_names(&sets, net.outputs());
     let (evaluation, mistakes) = evaluate_with_mistakes(&mut net, &sets.test, 100, norm)?;
     let dataset = sets.name().unwrap_or_else(|| "unknown data set".into());

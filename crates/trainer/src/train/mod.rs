@@ -72,7 +72,7 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         opts,
         timings: read_timings(&dir.metrics(), start.history.len()),
         dir,
-        normalize: start.config.normalize(train_set),
+        normalize: start.config.normalize(train_set)?,
         config: start.config,
         net: start.net,
         optimizer: start.optimizer,
