@@ -577,3 +577,24 @@ fn non_utf8_paths_work_in_json_output() {
     let file = doc["results"][0]["file"].as_str().unwrap();
     assert!(file.ends_with("digit-\u{fffd}.png"), "{file}");
 }
+
+#[test]
+fn results_and_plot_skip_non_finite_or_out_of_range_rows_with_a_warning() {
+    let t = setup(true);
+    let metrics = t.run.join("metrics.csv");
+    let mut text = std::fs::read_to_string(&metrics).unwrap();
+    text.push_str("2,NaN,90,0.4,91,1.0,0.5\n3,0.4,1e300,0.4,91,1.0,0.5\n4,0.4,90,0.4,91,-7,0.5\n");
+    std::fs::write(&metrics, text).unwrap();
+    let out = t.root.join("results.md");
+    let (ok, _, err) = cnn(&["results", "--run", s(&t.run), "--out", s(&out)]);
+    assert!(ok, "{err}");
+    let page = std::fs::read_to_string(&out).unwrap();
+    for bad in ["NaN", "1e300", "-7", "inf"] {
+        assert!(!page.contains(bad), "`{bad}` in the results page:\n{page}");
+    }
+    assert_eq!(err.matches("row skipped").count(), 3, "{err}");
+    assert!(
+        err.contains("train_loss NaN") && err.contains("train_seconds -7"),
+        "{err}"
+    );
+}
