@@ -598,3 +598,20 @@ fn results_and_plot_skip_non_finite_or_out_of_range_rows_with_a_warning() {
         "{err}"
     );
 }
+
+#[test]
+fn serve_refuses_an_empty_test_set_at_start() {
+    let t = setup(true);
+    let empty = t.root.join("empty");
+    common::made_up_mnist(&empty, 10, 0);
+    let (ok, _, err) = cnn(&[
+        "serve",
+        "--model",
+        s(&t.run.join("last.ckpt")),
+        "--data",
+        s(&empty),
+        "--addr",
+        "127.0.0.1:0",
+    ]);
+    assert!(!ok && err.contains("the test set holds no image"), "{err}");
+}
