@@ -292,7 +292,7 @@ impl Network {
     /// Replaces every parameter's and buffer's value with those of a
     /// [`Network::state_dict`]. Refuses, changing nothing, when a tensor is
     /// missing, extra, of the wrong shape, or holds a value impossible for
-    /// what it is (see [`impossible_value`]), naming it.
+    /// what it is (a non-finite value, a negative variance or count), naming it.
     pub fn load_state_dict(
         &mut self,
         tensors: &BTreeMap<String, Tensor>,

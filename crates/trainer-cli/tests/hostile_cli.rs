@@ -190,6 +190,9 @@ fn output_commands_refuse_to_overwrite_a_runs_files() {
     assert!(data_before == data_after, "a data file was overwritten");
 }
 
+/// A change to a config's text.
+type Edit = Box<dyn Fn(String) -> String>;
+
 #[test]
 fn force_deletes_an_earlier_run_only_once_the_new_run_passed_its_checks() {
     let t = setup(true);
@@ -207,7 +210,7 @@ fn force_deletes_an_earlier_run_only_once_the_new_run_passed_its_checks() {
     // Each new run fails a different check met before its first step.
     let broken = t.root.join("broken.toml");
     let bn = "[[network.layers]]\nkind = \"relu\"";
-    let edits: Vec<(&str, Box<dyn Fn(String) -> String>)> = vec![
+    let edits: Vec<(&str, Edit)> = vec![
         (
             "shape",
             Box::new(|t: String| t.replace("in_features = 784", "in_features = 785")),

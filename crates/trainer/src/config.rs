@@ -276,7 +276,7 @@ impl TrainConfig {
                 Some([mean, std]) => Some(Normalize { mean, std }),
                 None => {
                     let measured = train.pixel_mean_std();
-                    if !(measured.std > 0.0) {
+                    if measured.std.is_nan() || measured.std <= 0.0 {
                         return Err(anyhow!("input_scaling = \"standardized\" with no recorded input_mean_std: the training set has the same value in every pixel (or no image), a standard deviation of 0 to divide by"));
                     }
                     Some(measured)
