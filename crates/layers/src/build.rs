@@ -16,10 +16,8 @@ impl NetworkConfig {
         self.with_inferred_sizes()?.build_resolved(rng)
     }
 
-    /// [`NetworkConfig::build`] of a config whose sizes are all given.
-    fn build_resolved(&self, rng: &mut Rng) -> Result<Network, ConfigError> {
-        let names = self.layer_names();
-        self.param_count()?;
+    /// The input shape: not empty, no zero, and a size that fits in 64 bits.
+    fn check_input_shape(&self) -> Result<(), ConfigError> {
         if self
             .input
             .iter()
@@ -35,13 +33,6 @@ impl NetworkConfig {
                 ),
             });
         }
-        if self.layers.is_empty() {
-            return Err(ConfigError {
-                index: None,
-                kind: None,
-                message: "the network has no layers".into(),
-            });
-        }
         if self.input.is_empty() || self.input.contains(&0) {
             return Err(ConfigError {
                 index: None,
@@ -50,6 +41,21 @@ impl NetworkConfig {
                     "input shape {:?} is empty: give one example's shape, e.g. [20] for 20 features or [1, 28, 28] for an image",
                     self.input
                 ),
+            });
+        }
+        Ok(())
+    }
+
+    /// [`NetworkConfig::build`] of a config whose sizes are all given.
+    fn build_resolved(&self, rng: &mut Rng) -> Result<Network, ConfigError> {
+        let names = self.layer_names();
+        self.param_count()?;
+        self.check_input_shape()?;
+        if self.layers.is_empty() {
+            return Err(ConfigError {
+                index: None,
+                kind: None,
+                message: "the network has no layers".into(),
             });
         }
         let mut seen = std::collections::HashSet::new();
@@ -68,6 +74,11 @@ impl NetworkConfig {
         let mut shapes = Vec::with_capacity(self.layers.len());
         let mut shape = self.input.clone();
         for (i, (cfg, name)) in self.layers.iter().zip(&names).enumerate() {
+            cfg.check_inits().map_err(|message| ConfigError {
+                index: Some(i),
+                kind: Some(cfg.kind()),
+                message: format!("`{name}`: {message}"),
+            })?;
             let mut layer = cfg.build(name, rng);
             shape = layer.output_shape(&shape).map_err(|e| ConfigError {
                 index: Some(i),

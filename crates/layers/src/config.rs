@@ -228,6 +228,18 @@ impl LayerConfig {
         }
     }
 
+    /// Checks the layer's initialisers (`init`, `bias_init`) before any
+    /// weight is drawn; the error names the key, as `init.std`.
+    pub fn check_inits(&self) -> Result<(), String> {
+        let (init, bias) = match self {
+            LayerConfig::Conv2d(c) => (&c.init, &c.bias_init),
+            LayerConfig::Linear(c) => (&c.init, &c.bias_init),
+            _ => return Ok(()),
+        };
+        init.check().map_err(|e| format!("init.{e}"))?;
+        bias.check().map_err(|e| format!("bias_init.{e}"))
+    }
+
     /// Builds the layer, drawing initial weights from `rng`.
     pub fn build(&self, name: &str, rng: &mut Rng) -> Box<dyn Layer> {
         match self {

@@ -291,7 +291,8 @@ impl Network {
 
     /// Replaces every parameter's and buffer's value with those of a
     /// [`Network::state_dict`]. Refuses, changing nothing, when a tensor is
-    /// missing, extra, or of the wrong shape, naming it.
+    /// missing, extra, of the wrong shape, or holds a value impossible for
+    /// what it is (a non-finite value, a negative variance or count), naming it.
     pub fn load_state_dict(
         &mut self,
         tensors: &BTreeMap<String, Tensor>,
@@ -314,7 +315,7 @@ impl Network {
                     t.shape(),
                     value.shape()
                 )),
-                Some(_) => {}
+                Some(t) => problems.extend(impossible_value(name, t)),
             }
         }
         if problems.is_empty() && tensors.len() != wanted.len() {
@@ -380,4 +381,25 @@ impl Network {
         ));
         lines.join("\n") + "\n"
     }
+}
+
+/// A value that tensor `name` cannot hold, for what it is: a non-finite
+/// number anywhere, a negative variance (`running_var`), a count
+/// (`num_batches_tracked`) that is negative or not a whole number.
+pub(crate) fn impossible_value(name: &str, t: &Tensor) -> Option<String> {
+    let bad = |i: usize, v: f32, what: &str| {
+        Some(format!("tensor `{name}` holds {v} at index {i}; {what}"))
+    };
+    for (i, &v) in t.iter().enumerate() {
+        if !v.is_finite() {
+            return bad(i, v, "values must be finite numbers");
+        }
+        if name.ends_with("running_var") && v < 0.0 {
+            return bad(i, v, "a variance is never negative");
+        }
+        if name.ends_with("num_batches_tracked") && (v < 0.0 || v.fract() != 0.0) {
+            return bad(i, v, "a count is a whole number of at least 0");
+        }
+    }
+    None
 }

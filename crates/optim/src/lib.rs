@@ -179,6 +179,31 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// Checks the schedule against the base rate `base` before any step:
+    /// `every` at least 1 and `gamma` in (0, 1] for `step`, `min_lr` in
+    /// [0, base] for `cosine`, so that the rate stays a finite number of at
+    /// least 0 at every epoch. The error names the key.
+    pub fn check(&self, base: f32) -> Result<(), String> {
+        match *self {
+            Schedule::Constant => Ok(()),
+            Schedule::Step { every, gamma } => {
+                if every == 0 {
+                    return Err("every must be at least 1 epoch, got 0".into());
+                }
+                if !(gamma > 0.0 && gamma <= 1.0) {
+                    return Err(format!("gamma must be in (0, 1], got {gamma}"));
+                }
+                Ok(())
+            }
+            Schedule::Cosine { min_lr } => match min_lr >= 0.0 && min_lr <= base {
+                true => Ok(()),
+                false => Err(format!(
+                    "min_lr must be between 0 and the optimizer's lr ({base}), got {min_lr}"
+                )),
+            },
+        }
+    }
+
     /// The learning rate of epoch `epoch` (0-based) of `epochs`, from base rate `base`.
     pub fn lr(&self, base: f32, epoch: usize, epochs: usize) -> f32 {
         match *self {
@@ -386,3 +411,60 @@ pub struct ReadmeDoctest;
 #[doc = include_str!("../../../docs/05-sgd.md")]
 #[cfg(doctest)]
 pub struct ChapterSgd;
+
+#[cfg(test)]
+mod schedule_checks {
+    use super::Schedule;
+
+    #[test]
+    fn schedules_that_could_drive_the_rate_negative_or_non_finite_are_refused() {
+        let base = 0.1;
+        for (s, key) in [
+            (
+                Schedule::Step {
+                    every: 0,
+                    gamma: 0.5,
+                },
+                "every",
+            ),
+            (
+                Schedule::Step {
+                    every: 3,
+                    gamma: -0.5,
+                },
+                "gamma",
+            ),
+            (
+                Schedule::Step {
+                    every: 3,
+                    gamma: f32::NAN,
+                },
+                "gamma",
+            ),
+            (
+                Schedule::Step {
+                    every: 3,
+                    gamma: 1e30,
+                },
+                "gamma",
+            ),
+            (Schedule::Cosine { min_lr: -0.1 }, "min_lr"),
+            (Schedule::Cosine { min_lr: 0.2 }, "min_lr"),
+            (Schedule::Cosine { min_lr: f32::NAN }, "min_lr"),
+        ] {
+            let err = s.check(base).unwrap_err();
+            assert!(err.starts_with(key), "{s:?}: {err}");
+        }
+        for s in [
+            Schedule::Constant,
+            Schedule::Step {
+                every: 1,
+                gamma: 1.0,
+            },
+            Schedule::Cosine { min_lr: 0.1 },
+        ] {
+            s.check(base).unwrap();
+            assert!((0..50).all(|e| s.lr(base, e, 50) >= 0.0));
+        }
+    }
+}

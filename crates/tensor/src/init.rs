@@ -33,6 +33,27 @@ pub enum Init {
 }
 
 impl Init {
+    /// The largest `std` or `limit` accepted: weights beyond it overflow the
+    /// products of a forward pass long before they train.
+    pub const MAX_SCALE: f32 = 100.0;
+
+    /// Checks the initialiser's number before any weight is drawn: `std`
+    /// and `limit` finite, in `[0, MAX_SCALE]`. The error names the key.
+    pub fn check(&self) -> Result<(), String> {
+        let (key, v) = match *self {
+            Init::Normal { std } => ("std", std),
+            Init::Uniform { limit } => ("limit", limit),
+            _ => return Ok(()),
+        };
+        match (0.0..=Self::MAX_SCALE).contains(&v) {
+            true => Ok(()),
+            false => Err(format!(
+                "{key} must be a number from 0 to {}, got {v}",
+                Self::MAX_SCALE
+            )),
+        }
+    }
+
     /// Fills `out` in order, drawing from `rng`.
     pub fn fill(&self, rng: &mut Rng, fan_in: usize, fan_out: usize, out: &mut [f32]) {
         let fan_in = fan_in.max(1) as f64;
@@ -104,5 +125,24 @@ mod tests {
         let mut buf = vec![0f32; 10_000];
         Init::Uniform { limit: 0.5 }.fill(&mut rng, 1, 1, &mut buf);
         assert!(buf.iter().all(|x| x.abs() <= 0.5));
+    }
+
+    #[test]
+    fn initialisers_with_impossible_scales_are_refused_naming_the_key() {
+        for (init, key) in [
+            (Init::Normal { std: f32::NAN }, "std"),
+            (Init::Normal { std: -0.1 }, "std"),
+            (
+                Init::Uniform {
+                    limit: f32::INFINITY,
+                },
+                "limit",
+            ),
+            (Init::Uniform { limit: 1e9 }, "limit"),
+        ] {
+            assert!(init.check().unwrap_err().starts_with(key), "{init:?}");
+        }
+        Init::Normal { std: 0.1 }.check().unwrap();
+        Init::HeNormal.check().unwrap();
     }
 }

@@ -15,7 +15,7 @@ use plotters::prelude::*;
 
 use crate::image_io::RgbImage;
 use trainer::checkpoint::write_atomic;
-use trainer::metrics::{parse_metrics, plottable, MetricsRow};
+use trainer::metrics::{read_metrics, MetricsRow};
 
 /// Output format, chosen by the file extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -339,12 +339,7 @@ pub fn run(run: &Path, out: &Path, width: u32, height: u32) -> Result<usize> {
     let format = Format::from_path(out)?;
     let metrics = run.join("metrics.csv");
     trainer::files::check_output(out, &[&metrics])?;
-    let text = trainer::files::read_text_limited(
-        &metrics,
-        trainer::files::MAX_METRICS_BYTES,
-        "a run's metrics",
-    )?;
-    let rows = plottable(&parse_metrics(&text, &metrics)?, &metrics);
+    let rows = read_metrics(&metrics)?;
     if rows.is_empty() {
         bail!(
             "{}: no row holds figures a plot can show",

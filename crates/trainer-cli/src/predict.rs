@@ -46,13 +46,13 @@ pub fn input_norm(config: &TrainConfig, data: Option<&Path>) -> Result<Option<No
             })?;
             let train = Dataset::load(dir, Split::Train)
                 .with_context(|| format!("loading the training set from {}", dir.display()))?;
-            Ok(config.normalize(&train))
+            config.normalize(&train)
         }
         // These scalings ignore the data set: an empty one stands in for it.
         _ => {
             let empty =
                 Dataset::from_parts(Vec::new(), Vec::new(), 1, 1).map_err(|e| anyhow!("{e}"))?;
-            Ok(config.normalize(&empty))
+            config.normalize(&empty)
         }
     }
 }

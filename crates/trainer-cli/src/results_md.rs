@@ -9,7 +9,7 @@ use anyhow::Result;
 use crate::post::{plural, train_figures, POST_TABLE};
 use trainer::checkpoint::write_atomic;
 use trainer::config::TrainConfig;
-use trainer::metrics::{parse_metrics, MetricsRow};
+use trainer::metrics::{read_metrics, MetricsRow};
 
 /// A heading after which an existing results file is kept as it is when the
 /// table is rewritten (for figures of other runs, e.g. other data sets).
@@ -115,12 +115,13 @@ pub(crate) fn markdown(
 /// `out` holds from the `## Other data sets` heading on.
 pub fn run(run: &Path, out: &Path, command: Option<&str>, note: Option<&str>) -> Result<()> {
     let metrics = run.join("metrics.csv");
-    let text = trainer::files::read_text_limited(
-        &metrics,
-        trainer::files::MAX_METRICS_BYTES,
-        "a run's metrics",
-    )?;
-    let rows = parse_metrics(&text, &metrics)?;
+    let rows = read_metrics(&metrics)?;
+    if rows.is_empty() {
+        anyhow::bail!(
+            "{}: no row holds figures a table can show",
+            metrics.display()
+        );
+    }
     let config_path = run.join("config.toml");
     let config_text = trainer::files::read_text_limited(
         &config_path,

@@ -21,8 +21,7 @@ use trainer::checkpoint::Checkpoint;
 use trainer::config::TrainConfig;
 use trainer::data::DataSets;
 use trainer::eval::evaluate;
-use trainer::files::{read_text_limited, MAX_METRICS_BYTES};
-use trainer::metrics::{parse_metrics, MetricsRow};
+use trainer::metrics::{read_metrics, MetricsRow};
 
 /// One complete run of a sweep.
 #[derive(Clone, Debug)]
@@ -102,8 +101,7 @@ pub(crate) fn read_sweep(dir: &Path, data: &DataSets) -> Result<Sweep> {
         }
         let metrics = folder.join("metrics.csv");
         let rows: Vec<MetricsRow> = if metrics.exists() {
-            let text = read_text_limited(&metrics, MAX_METRICS_BYTES, "a run's metrics")?;
-            parse_metrics(&text, &metrics)?
+            read_metrics(&metrics)?
         } else {
             Vec::new()
         };
@@ -118,7 +116,7 @@ pub(crate) fn read_sweep(dir: &Path, data: &DataSets) -> Result<Sweep> {
         }
         let ckpt = Checkpoint::load(&folder.join("last.ckpt"))?;
         let net = ckpt.network()?;
-        let norm = ckpt.config.normalize(&data.train);
+        let norm = ckpt.config.normalize(&data.train)?;
         let test = evaluate(&net, &data.test, 500, norm)?;
         let dead_classes = (0..test.confusion.len())
             .filter(|&c| test.confusion.iter().all(|row| row[c] == 0))

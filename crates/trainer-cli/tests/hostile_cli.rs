@@ -101,6 +101,18 @@ fn output_commands_refuse_to_overwrite_a_runs_files() {
         .map(|f| std::fs::read(t.run.join(f)).unwrap())
         .collect();
     let ckpt = r("last.ckpt");
+    let weights = t.root.join("w.safetensors");
+    let (ok, _, err) = cnn(&["export", "--model", &ckpt, "--out", s(&weights)]);
+    assert!(ok, "{err}");
+    let weights = weights.to_str().unwrap().to_string();
+    let data_files: Vec<PathBuf> = ["train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+        .iter()
+        .map(|f| t.data.join(f))
+        .collect();
+    let data_before: Vec<Vec<u8>> = data_files
+        .iter()
+        .map(|f| std::fs::read(f).unwrap())
+        .collect();
     let attempts: Vec<Vec<&str>> = vec![
         vec!["plot", "--run", s(&t.run), "--out", "PLACEHOLDER"],
         vec!["export", "--model", &ckpt, "--out", "PLACEHOLDER"],
@@ -115,6 +127,24 @@ fn output_commands_refuse_to_overwrite_a_runs_files() {
         ],
         vec!["results", "--run", s(&t.run), "--out", "PLACEHOLDER"],
         vec![
+            "seed-table",
+            "--runs",
+            s(&t.root),
+            "--data",
+            s(&t.data),
+            "--out",
+            "PLACEHOLDER",
+        ],
+        vec![
+            "import",
+            "--config",
+            s(&t.config),
+            "--weights",
+            &weights,
+            "--out",
+            "PLACEHOLDER",
+        ],
+        vec![
             "visualize",
             "--model",
             &ckpt,
@@ -123,10 +153,18 @@ fn output_commands_refuse_to_overwrite_a_runs_files() {
             "PLACEHOLDER",
         ],
     ];
-    for target in ["last.ckpt", "metrics.csv", "config.toml"] {
-        // A run file renamed with the command's own extension is still refused.
+    let mut targets: Vec<String> = ["last.ckpt", "metrics.csv", "config.toml"]
+        .iter()
+        .map(|f| r(f))
+        .collect();
+    targets.extend(data_files.iter().map(|f| f.to_str().unwrap().to_string()));
+    targets.push(weights.clone());
+    for out in &targets {
+        // Every writing command, aimed at a run's file, a data file or an input.
         for attempt in &attempts {
-            let out = r(target);
+            if out == &weights && attempt[0] != "import" {
+                continue;
+            }
             let args: Vec<&str> = attempt
                 .iter()
                 .map(|a| if *a == "PLACEHOLDER" { out.as_str() } else { a })
@@ -145,6 +183,87 @@ fn output_commands_refuse_to_overwrite_a_runs_files() {
         .map(|f| std::fs::read(t.run.join(f)).unwrap())
         .collect();
     assert!(before == after, "a run's file was overwritten");
+    let data_after: Vec<Vec<u8>> = data_files
+        .iter()
+        .map(|f| std::fs::read(f).unwrap())
+        .collect();
+    assert!(data_before == data_after, "a data file was overwritten");
+}
+
+/// A change to a config's text.
+type Edit = Box<dyn Fn(String) -> String>;
+
+#[test]
+fn force_deletes_an_earlier_run_only_once_the_new_run_passed_its_checks() {
+    let t = setup(true);
+    let names = [
+        "last.ckpt",
+        "best.ckpt",
+        "metrics.csv",
+        "config.toml",
+        "dataset.toml",
+    ];
+    let before: Vec<Vec<u8>> = names
+        .iter()
+        .map(|f| std::fs::read(t.run.join(f)).unwrap())
+        .collect();
+    // Each new run fails a different check met before its first step.
+    let broken = t.root.join("broken.toml");
+    let bn = "[[network.layers]]\nkind = \"relu\"";
+    let edits: Vec<(&str, Edit)> = vec![
+        (
+            "shape",
+            Box::new(|t: String| t.replace("in_features = 784", "in_features = 785")),
+        ),
+        (
+            "value",
+            Box::new(|t: String| t.replace("lr = 0.01", "lr = -1.0")),
+        ),
+        (
+            "input",
+            Box::new(|t: String| {
+                t.replace("input = [1, 28, 28]", "input = [1, 28, 27]")
+                    .replace("784", "756")
+            }),
+        ),
+        (
+            "batch norm",
+            Box::new(move |t: String| {
+                t.replace("batch = 100", "batch = 199\nmicro_batch = 199")
+                    .replace("micro_batch = 25", "")
+                    .replacen(bn, &format!("[[network.layers]]\nkind = \"batch_norm1d\"\nnum_features = 16\n\n{bn}"), 1)
+            }),
+        ),
+    ];
+    for (what, edit) in edits {
+        small_config(&broken, edit);
+        let (ok, _, err) = cnn(&[
+            "train",
+            "--config",
+            s(&broken),
+            "--data",
+            s(&t.data),
+            "--out",
+            s(&t.run),
+            "--force",
+        ]);
+        assert!(!ok, "{what}: the broken run started");
+        assert!(!err.contains("panicked"), "{err}");
+        if what == "batch norm" {
+            assert!(
+                err.contains("micro-batches as small as 1") && err.contains("batch = "),
+                "{err}"
+            );
+        }
+        let after: Vec<Vec<u8>> = names
+            .iter()
+            .map(|f| std::fs::read(t.run.join(f)).unwrap())
+            .collect();
+        assert!(
+            before == after,
+            "{what}: --force deleted the earlier run before its checks: {err}"
+        );
+    }
 }
 
 #[test]
@@ -470,4 +589,42 @@ fn an_unknown_config_name_lists_the_built_in_ones() {
     for (name, _) in trainer::config::BUILTIN {
         assert!(stderr.contains(name), "{name} missing: {stderr}");
     }
+}
+
+#[test]
+fn results_and_plot_skip_non_finite_or_out_of_range_rows_with_a_warning() {
+    let t = setup(true);
+    let metrics = t.run.join("metrics.csv");
+    let mut text = std::fs::read_to_string(&metrics).unwrap();
+    text.push_str("2,NaN,90,0.4,91,1.0,0.5\n3,0.4,1e300,0.4,91,1.0,0.5\n4,0.4,90,0.4,91,-7,0.5\n");
+    std::fs::write(&metrics, text).unwrap();
+    let out = t.root.join("results.md");
+    let (ok, _, err) = cnn(&["results", "--run", s(&t.run), "--out", s(&out)]);
+    assert!(ok, "{err}");
+    let page = std::fs::read_to_string(&out).unwrap();
+    for bad in ["NaN", "1e300", "-7", "inf"] {
+        assert!(!page.contains(bad), "`{bad}` in the results page:\n{page}");
+    }
+    assert_eq!(err.matches("row skipped").count(), 3, "{err}");
+    assert!(
+        err.contains("train_loss NaN") && err.contains("train_seconds -7"),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_refuses_an_empty_test_set_at_start() {
+    let t = setup(true);
+    let empty = t.root.join("empty");
+    common::made_up_mnist(&empty, 10, 0);
+    let (ok, _, err) = cnn(&[
+        "serve",
+        "--model",
+        s(&t.run.join("last.ckpt")),
+        "--data",
+        s(&empty),
+        "--addr",
+        "127.0.0.1:0",
+    ]);
+    assert!(!ok && err.contains("the test set holds no image"), "{err}");
 }

@@ -87,6 +87,78 @@ fn a_resealed_checkpoint_with_a_non_finite_or_misshapen_tensor_is_refused_naming
     assert!(err.contains(&ckpt.body.params[0].name), "{err}");
 }
 
+/// The modern network (batch norm) as a checkpoint, and the index of `name` among its tensors.
+fn modern_checkpoint() -> Checkpoint {
+    let config = TrainConfig::load("modern").unwrap();
+    let net = config.build_network().unwrap();
+    trainer::safetensors_io::fresh_checkpoint(&config, None, &net)
+}
+
+#[test]
+fn impossible_buffer_values_are_refused_from_checkpoints_and_weights_files() {
+    for (suffix, value, says) in [
+        ("running_var", -0.5, "a variance is never negative"),
+        ("num_batches_tracked", -3.0, "a count is a whole number"),
+        ("num_batches_tracked", 2.5, "a count is a whole number"),
+    ] {
+        let mut ckpt = modern_checkpoint();
+        let i = ckpt
+            .body
+            .params
+            .iter()
+            .position(|t| t.name.ends_with(suffix))
+            .unwrap();
+        let name = ckpt.body.params[i].name.clone();
+        ckpt.body.params[i].data[0] = value;
+        let err = load_all_the_way(&sealed(&body_of(&ckpt))).unwrap_err();
+        assert!(err.contains(&name) && err.contains(says), "{err}");
+
+        // The same tensors as a safetensors file (which stores counts as
+        // int64: 2.5 cannot be written there).
+        if value.fract() != 0.0 {
+            continue;
+        }
+        let mut tensors = ckpt.network().map(|n| n.state_dict()).unwrap_or_default();
+        if tensors.is_empty() {
+            let good = modern_checkpoint();
+            tensors = good.network().unwrap().state_dict();
+            tensors
+                .get_mut(&name)
+                .unwrap()
+                .iter_mut()
+                .for_each(|v| *v = value);
+        }
+        let meta = BTreeMap::from([("format".to_string(), "pt".to_string())]);
+        let bytes = to_bytes(&tensors, &meta).unwrap();
+        let file = from_bytes(&bytes, Path::new("w.safetensors")).unwrap();
+        let config = TrainConfig::load("modern").unwrap();
+        let Err(err) = network_from(&config, &file, Path::new("w.safetensors")) else {
+            panic!("{name} = {value} accepted from a weights file");
+        };
+        let err = format!("{err:#}");
+        assert!(err.contains(&name) && err.contains(says), "{err}");
+    }
+}
+
+#[test]
+fn a_stored_config_over_its_limit_is_refused_before_it_is_decoded() {
+    let mut ckpt = small_checkpoint();
+    ckpt.body.config_toml.push_str(&"#".repeat(2 << 20));
+    let err = load_all_the_way(&sealed(&body_of(&ckpt))).unwrap_err();
+    assert!(
+        err.contains("stored config is") && err.contains("1 MiB"),
+        "{err}"
+    );
+    // A varint claiming 2^64 - 1 bytes.
+    let mut body = vec![253];
+    body.extend(u64::MAX.to_le_bytes());
+    let err = load_all_the_way(&sealed(&body)).unwrap_err();
+    assert!(
+        err.contains("stored config is 18446744073709551615 bytes"),
+        "{err}"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 

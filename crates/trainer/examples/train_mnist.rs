@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
     let train_set = data
         .train
         .subset(&(0..images.min(data.train.len())).collect::<Vec<_>>());
-    let normalize = config.normalize(&train_set); // how pixel bytes become inputs
+    let normalize = config.normalize(&train_set)?; // how pixel bytes become inputs
     let mut net = config.build_network()?;
     let mut optimizer = Optimizer::new(config.optimizer.clone()); // its learning rate too
     let loss = config.loss_fn();

@@ -224,6 +224,7 @@ impl Checkpoint {
                 hex(&actual)
             );
         }
+        check_stored_config_length(body, path)?;
         let (body, used): (Body, usize) = bincode::serde::decode_from_slice(
             body,
             bincode::config::standard().with_limit::<{ 1 << 30 }>(),
@@ -311,6 +312,41 @@ pub(crate) fn check_weights<'a>(
         );
     }
     Ok(())
+}
+
+/// The body starts with the config's TOML, a string whose length bincode
+/// writes first (a varint: one byte below 251, else 251/252/253 then a
+/// u16/u32/u64). A length over [`crate::files::MAX_CONFIG_BYTES`] is refused
+/// before anything is decoded, as a config file of that size would be.
+fn check_stored_config_length(body: &[u8], path: &Path) -> Result<()> {
+    let int = |n: usize| -> Option<u64> {
+        let b = body.get(1..1 + n)?;
+        Some(
+            b.iter()
+                .rev()
+                .fold(0u64, |acc, &x| (acc << 8) | u64::from(x)),
+        )
+    };
+    let length = match body.first() {
+        Some(&b) if b < 251 => Some(u64::from(b)),
+        Some(251) => int(2),
+        Some(252) => int(4),
+        Some(253) => int(8),
+        _ => None,
+    };
+    let limit = crate::files::MAX_CONFIG_BYTES;
+    match length {
+        Some(n) if n <= limit => Ok(()),
+        Some(n) => bail!(
+            "{}: the stored config is {n} bytes, more than the {} accepted for a config",
+            path.display(),
+            crate::files::human_bytes(limit)
+        ),
+        None => bail!(
+            "{}: checkpoint body does not decode: no config length",
+            path.display()
+        ),
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

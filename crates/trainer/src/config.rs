@@ -48,7 +48,11 @@ pub struct TrainingConfig {
     /// and std (of `v / 255`), `[mean, std]`. A new run computes and records
     /// them, so that the model carries them (in its checkpoints and
     /// exports) and needs no training set to classify an image.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "exactly_two"
+    )]
     pub input_mean_std: Option<[f32; 2]>,
     /// Random motions of the training images, drawn anew for every image of
     /// every step; none when absent (the test set is never moved).
@@ -144,7 +148,7 @@ impl TrainConfig {
     /// Parses a config without [checking](Self::check) it (nothing is
     /// allocated for its network); `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| match layer_diagnosis(text) {
+        toml::from_str(text).map_err(|e| match diagnosis(text) {
             Some(layer) => anyhow!("config {source}: {layer}\n{e}"),
             None => anyhow!("config {source}: {e}"),
         })
@@ -213,6 +217,9 @@ impl TrainConfig {
         self.optimizer
             .check()
             .map_err(|e| anyhow!("optimizer: {e}"))?;
+        self.schedule
+            .check(self.optimizer.lr())
+            .map_err(|e| anyhow!("schedule: {e}"))?;
         image_input(&self.network)?;
         let params = self
             .network
@@ -258,8 +265,8 @@ impl TrainConfig {
     /// What [`mnist_io::Dataset::fill_batch`] does after dividing by 255,
     /// for this config's scaling. Standardised inputs use the recorded
     /// [`TrainingConfig::input_mean_std`], else `train`'s.
-    pub fn normalize(&self, train: &mnist_io::Dataset) -> Option<Normalize> {
-        match self.training.input_scaling {
+    pub fn normalize(&self, train: &mnist_io::Dataset) -> Result<Option<Normalize>> {
+        Ok(match self.training.input_scaling {
             InputScaling::Unit => None,
             InputScaling::Centered => Some(Normalize {
                 mean: 128.0 / 255.0,
@@ -267,9 +274,15 @@ impl TrainConfig {
             }),
             InputScaling::Standardized => match self.training.input_mean_std {
                 Some([mean, std]) => Some(Normalize { mean, std }),
-                None => Some(train.pixel_mean_std()),
+                None => {
+                    let measured = train.pixel_mean_std();
+                    if measured.std.is_nan() || measured.std <= 0.0 {
+                        return Err(anyhow!("input_scaling = \"standardized\" with no recorded input_mean_std: the training set has the same value in every pixel (or no image), a standard deviation of 0 to divide by"));
+                    }
+                    Some(measured)
+                }
             },
-        }
+        })
     }
 
     /// The training loss.
@@ -366,18 +379,81 @@ pub fn image_input(network: &NetworkConfig) -> Result<[usize; 3]> {
 }
 
 /// Finds the first layer table that does not parse on its own, to name its index and kind.
-fn layer_diagnosis(text: &str) -> Option<String> {
-    let doc: toml::Table = toml::from_str(text).ok()?;
+fn layer_diagnosis(doc: &toml::Table) -> Option<String> {
     let layers = doc.get("network")?.get("layers")?.as_array()?;
     layers.iter().enumerate().find_map(|(i, item)| {
         let kind = item
             .get("kind")
             .and_then(|k| k.as_str())
             .unwrap_or("(no kind)");
-        layers::LayerConfig::deserialize(item.clone())
-            .err()
-            .map(|e| format!("layer {} ({kind}): {}", i + 1, e.message()))
+        let e = layers::LayerConfig::deserialize(item.clone()).err()?;
+        let key = culprit_key::<layers::LayerConfig>(item).or_else(|| {
+            // An unknown or mistyped layer kind.
+            e.message().contains("variant").then(|| "kind".to_string())
+        });
+        Some(match key {
+            Some(key) => format!("layer {} ({kind}), key `{key}`: {}", i + 1, e.message()),
+            None => format!("layer {} ({kind}): {}", i + 1, e.message()),
+        })
     })
+}
+
+/// Which key of a config is wrong, for the errors serde gives without one:
+/// inside a layer, or in `[optimizer]` or `[schedule]` (tables whose `kind`
+/// chooses the other keys).
+fn diagnosis(text: &str) -> Option<String> {
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    fn section<T: serde::de::DeserializeOwned>(doc: &toml::Table, name: &str) -> Option<String> {
+        let item = doc.get(name)?;
+        T::deserialize(item.clone()).err()?;
+        culprit_key::<T>(item).map(|k| format!("{name}.{k}"))
+    }
+    layer_diagnosis(&doc)
+        .or_else(|| section::<OptimizerConfig>(&doc, "optimizer"))
+        .or_else(|| section::<Schedule>(&doc, "schedule"))
+}
+
+/// The key of a layer's table whose value is wrong (serde's message for a
+/// value of the wrong type names no key): the one whose removal makes the
+/// layer either load (an optional key) or miss just that key (a required
+/// one); inside an inline table (`init = { .. }`) as `init.std`.
+fn culprit_key<T: serde::de::DeserializeOwned>(item: &toml::Value) -> Option<String> {
+    let loads_or_misses = |doc: toml::Value, k: &str| match T::deserialize(doc) {
+        Ok(_) => true,
+        Err(e) => e.message().contains(&format!("missing field `{k}`")),
+    };
+    let table = item.as_table()?;
+    let key = table.keys().filter(|k| *k != "kind").find(|k| {
+        let mut without = table.clone();
+        without.remove(*k);
+        loads_or_misses(toml::Value::Table(without), k)
+    })?;
+    let Some(inner) = table[key].as_table() else {
+        return Some(key.clone());
+    };
+    let sub = inner.keys().filter(|k| *k != "kind").find(|k| {
+        let (mut without, mut inner) = (table.clone(), inner.clone());
+        inner.remove(*k);
+        without.insert(key.clone(), toml::Value::Table(inner));
+        loads_or_misses(toml::Value::Table(without), k)
+    });
+    Some(sub.map_or(key.clone(), |s| format!("{key}.{s}")))
+}
+
+/// `input_mean_std`: exactly two numbers. (Serde's `[f32; 2]` would take the
+/// first two of a longer array and drop the rest without a word.)
+fn exactly_two<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<[f32; 2]>, D::Error> {
+    let Some(values) = Option::<Vec<f32>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    <[f32; 2]>::try_from(values.as_slice())
+        .map(Some)
+        .map_err(|_| {
+            serde::de::Error::custom(format!(
+                "input_mean_std must be [mean, std], two numbers; got {}",
+                values.len()
+            ))
+        })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! `/dev/zero` never ends), and never more bytes than a limit fixed per kind
 //! of file, so that a wrong path cannot hang a command or fill the memory.
 //! Every output command checks its destination with [`check_output`]:
-//! it never replaces a checkpoint, a `metrics.csv` or a config.
+//! it never replaces a checkpoint, a `metrics.csv`, a config or a data file.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -94,8 +94,8 @@ pub(crate) fn human_bytes(n: u64) -> String {
 
 /// Checks that an output command may write `out`: a path that does not
 /// exist yet, or a regular file that is none of a run's own files (a
-/// checkpoint, `metrics.csv`, a config) and none of `inputs`, the files
-/// the command reads.
+/// checkpoint, `metrics.csv`, a config, an IDX data file) and none of
+/// `inputs`, the files the command reads.
 pub fn check_output(out: &Path, inputs: &[&Path]) -> Result<()> {
     let o = out.display();
     let Ok(meta) = std::fs::metadata(out) else {
@@ -119,18 +119,22 @@ pub fn check_output(out: &Path, inputs: &[&Path]) -> Result<()> {
     Ok(())
 }
 
-/// What a run's own file is (`a checkpoint`, `a run's metrics`, `a config`), by name or content.
+/// What a run's own file is (`a checkpoint`, `a run's metrics`, `a config`,
+/// `a data file`), by name or content.
 fn precious_kind(path: &Path) -> Option<&'static str> {
     let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase());
     let mut head = [0u8; 8];
-    let starts_like_checkpoint = std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
-        && &head == CHECKPOINT_MAGIC;
-    if starts_like_checkpoint || ext.as_deref() == Some("ckpt") {
+    let read = std::fs::File::open(path).and_then(|mut f| f.read(&mut head));
+    let head = &head[..read.unwrap_or(0)];
+    let starts_like_checkpoint = head == CHECKPOINT_MAGIC;
+    // IDX: two zero bytes, 0x08 (unsigned bytes), then 1 or 3 dimensions; or gzip.
+    let idx = matches!(head, [0, 0, 8, 1 | 3, ..]) || name.contains("-ubyte");
+    if idx || (head.starts_with(&[0x1f, 0x8b]) && name.contains("idx")) {
+        Some("a data file")
+    } else if starts_like_checkpoint || ext.as_deref() == Some("ckpt") {
         Some("a checkpoint")
     } else if name == "metrics.csv" {
         Some("a run's metrics")
@@ -238,6 +242,8 @@ mod tests {
             ("run.toml", b"name = 'x'", "a config"),
             ("best.ckpt", b"x", "a checkpoint"),
             ("model.png", b"CNNCKPT\0rest", "a checkpoint"),
+            ("out.md", b"\0\0\x08\x03\0\0\0\x01", "a data file"),
+            ("t10k-labels-idx1-ubyte", b"x", "a data file"),
         ] {
             std::fs::write(at(name), bytes).unwrap();
             let err = check_output(&at(name), &[]).unwrap_err().to_string();

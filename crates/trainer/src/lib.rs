@@ -17,7 +17,7 @@
 //! let config = TrainConfig::load("seed").unwrap(); // the post's network and SGD
 //! let mut net = config.build_network().unwrap();
 //! let mut optimizer = Optimizer::new(config.optimizer.clone());
-//! let normalize = config.normalize(&train_set);
+//! let normalize = config.normalize(&train_set).unwrap();
 //! let t = &config.training;
 //! for (b, indices) in batches(&epoch_order(train_set.len(), t.seed, 0), t.batch) {
 //!     let batch = DatasetBatch { data: &train_set, indices, normalize, augment: None };

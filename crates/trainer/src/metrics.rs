@@ -129,7 +129,29 @@ pub(crate) fn unplottable(r: &MetricsRow) -> Option<String> {
             return Some(format!("epoch {}: {name} {v} is outside 0..={hi}", r.epoch));
         }
     }
+    for (name, v) in [
+        ("train_seconds", r.train_seconds),
+        ("eval_seconds", r.eval_seconds),
+    ] {
+        if let Some(v) = v.filter(|&v| !(v.is_finite() && v >= 0.0)) {
+            return Some(format!(
+                "epoch {}: {name} {v} is not a finite number of at least 0",
+                r.epoch
+            ));
+        }
+    }
     None
+}
+
+/// Reads a run's `metrics.csv` at `path` for every command that shows it
+/// (`plot`, `report`, `results`, `seed-table`): bounded in size, parsed,
+/// and with the rows no table or plot may show (a non-finite or
+/// out-of-range figure, see [`plottable`]) skipped with a warning naming
+/// the file and the row. The rows kept may be none.
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>> {
+    let text =
+        crate::files::read_text_limited(path, crate::files::MAX_METRICS_BYTES, "a run's metrics")?;
+    Ok(plottable(&parse_metrics(&text, path)?, path))
 }
 
 /// The rows that can be drawn (not those with an epoch, a loss or an
@@ -139,7 +161,7 @@ pub fn plottable(rows: &[MetricsRow], path: &Path) -> Vec<MetricsRow> {
     for r in rows {
         match unplottable(r) {
             None => kept.push(r.clone()),
-            Some(why) => tracing::warn!("{}: row skipped in the plot: {why}", path.display()),
+            Some(why) => tracing::warn!("{}: row skipped: {why}", path.display()),
         }
     }
     kept

@@ -73,7 +73,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let batch = config.training.batch;
     let mut net = config.build_network()?;
     let (train, test) = bench_data(opts, &config, &net)?;
-    let normalize = config.normalize(&train);
+    let normalize = config.normalize(&train)?;
     let order = mnist_io::epoch_order(train.len(), config.training.seed, 0);
     let batches: Vec<&[usize]> = mnist_io::batches(&order, batch)
         .map(|(_, idx)| idx)

@@ -79,6 +79,9 @@ pub(crate) fn results(args: ResultsArgs) -> Result<()> {
 /// Prints (or writes) the seed sweeps' table.
 pub(crate) fn seed_table(args: SeedTableArgs) -> Result<()> {
     let SeedTableArgs { runs, data, out } = args;
+    if let Some(path) = &out {
+        trainer::files::check_output(path, &[])?;
+    }
     let text = trainer_cli::seed_table::run(&runs, &data)?;
     match out {
         Some(path) => {

@@ -9,7 +9,7 @@ use layers::Network;
 use trainer::checkpoint::Checkpoint;
 use trainer::data::{class_names, DataSets};
 use trainer::eval::Evaluation;
-use trainer::metrics::{parse_metrics, MetricsRow};
+use trainer::metrics::{read_metrics, MetricsRow};
 
 use super::mistakes::{evaluate_with_mistakes, Mistake};
 use crate::plot;
@@ -49,12 +49,7 @@ pub(crate) struct RunData {
 /// Loads everything the page shows; every error comes before the page is begun.
 pub(crate) fn load(run: &Path, data: Option<&Path>) -> Result<RunData> {
     let metrics_path = run.join("metrics.csv");
-    let text = trainer::files::read_text_limited(
-        &metrics_path,
-        trainer::files::MAX_METRICS_BYTES,
-        "a run's metrics",
-    )?;
-    let rows = parse_metrics(&text, &metrics_path)?;
+    let rows = read_metrics(&metrics_path)?;
     let ckpt_path = checkpoint_path(run)?;
     let ckpt = Checkpoint::load(&ckpt_path)?;
     let data = data_dir(data, &ckpt)?;
@@ -67,7 +62,7 @@ pub(crate) fn load(run: &Path, data: Option<&Path>) -> Result<RunData> {
         &sets.test,
         &format!("the test set in {}", data.display()),
     )?;
-    let norm = ckpt.config.normalize(&sets.train);
+    let norm = ckpt.config.normalize(&sets.train)?;
     let names = output_names(&sets, net.outputs());
     let (evaluation, mistakes) = evaluate_with_mistakes(&mut net, &sets.test, 100, norm)?;
     let dataset = sets.name().unwrap_or_else(|| "unknown data set".into());

@@ -57,6 +57,12 @@ fn test_set(dir: &Path, (width, height): (usize, usize)) -> Result<Dataset> {
             ds.rows()
         );
     }
+    if ds.is_empty() {
+        bail!(
+            "{}: the test set holds no image; `cnn serve --data` needs at least one to evaluate and draw from",
+            dir.display()
+        );
+    }
     Ok(ds)
 }
 

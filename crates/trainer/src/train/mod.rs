@@ -5,6 +5,7 @@
 //! | `mod.rs` | [`train`]: checks the run, then trains its epochs |
 //! | `resume.rs` | where a run starts: a fresh network, or the checkpoint of the run being resumed |
 //! | `epoch.rs` | one epoch: a step per batch ([`crate::parallel::DataParallel`]), then evaluation, checkpoint, metrics |
+//! | `micro_batches.rs` | refuses, before the first step, micro-batches too small for batch norm |
 //! | `run_dir.rs` | the run folder: its files, its lock, the record of its data, `metrics.csv` |
 //!
 //! The order of epoch `e` is [`mnist_io::epoch_order`]`(n, seed, e)`, a pure
@@ -15,6 +16,7 @@
 //! to continue it exactly.
 
 mod epoch;
+mod micro_batches;
 mod options;
 mod progress;
 mod resume;
@@ -33,6 +35,7 @@ use crate::data::{check_fits, DataSets};
 use crate::files::write_atomic;
 use crate::parallel::DataParallel;
 use epoch::Run;
+use micro_batches::check_micro_batches;
 use resume::Start;
 use run_dir::{check_same_data, lock_run_dir, metrics_csv, read_timings, DataIdentity, RunDir};
 
@@ -48,17 +51,7 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
     std::fs::create_dir_all(&dir.dir)
         .with_context(|| format!("{}: cannot create the run directory", dir.dir.display()))?;
     let _lock = lock_run_dir(&dir.dir)?;
-    let mut start = if opts.resume {
-        Start::resume(opts, &dir)?
-    } else {
-        // Never overwrite an earlier run's results unless told to.
-        dir.clear_earlier_results(opts.force)?;
-        Start::fresh(opts)?
-    };
-    if let Some(e) = opts.epochs {
-        start.config.training.epochs = e;
-    }
-    check_epochs_left(opts, &dir, &start)?;
+    let (earlier, mut start) = begin(opts, &dir)?;
     // Borrow the training set: a clone would hold a second copy of its 47 MB of pixels.
     let subset;
     let train_set = match opts.train_subset {
@@ -68,13 +61,18 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         }
         _ => &data.train,
     };
-    check_data(opts, &dir, &mut start, train_set, &data.test)?;
+    let identity = check_data(opts, &dir, &mut start, train_set, &data.test)?;
+    check_micro_batches(&start.config, &start.net, train_set.len())?;
+    // Every check has passed: only now may an earlier run's files go.
+    run_dir::delete_earlier(&earlier)?;
+    write_atomic(&dir.config(), start.config.to_toml().as_bytes())?;
+    write_atomic(&dir.dataset(), identity.to_toml().as_bytes())?;
 
     let mut run = Run {
         opts,
         timings: read_timings(&dir.metrics(), start.history.len()),
         dir,
-        normalize: start.config.normalize(train_set),
+        normalize: start.config.normalize(train_set)?,
         config: start.config,
         net: start.net,
         optimizer: start.optimizer,
@@ -119,6 +117,28 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
     })
 }
 
+/// Where the run starts, and the earlier run's files it replaces (`--force`),
+/// which stay until the new run has passed its checks.
+fn begin(opts: &TrainOptions, dir: &RunDir) -> Result<(Vec<std::path::PathBuf>, Start)> {
+    // Never overwrite an earlier run's results unless told to; with --force
+    // they are deleted only once the new run has passed every check `train` makes after this.
+    let earlier = if opts.resume {
+        Vec::new()
+    } else {
+        dir.earlier_results_to_replace(opts.force)?
+    };
+    let mut start = if opts.resume {
+        Start::resume(opts, dir)?
+    } else {
+        Start::fresh(opts)?
+    };
+    if let Some(e) = opts.epochs {
+        start.config.training.epochs = e;
+    }
+    check_epochs_left(opts, dir, &start)?;
+    Ok((earlier, start))
+}
+
 /// A resumed run must have epochs left to train.
 fn check_epochs_left(opts: &TrainOptions, dir: &RunDir, start: &Start) -> Result<()> {
     let (done, epochs) = (start.epochs_done, start.config.training.epochs);
@@ -137,16 +157,16 @@ fn check_epochs_left(opts: &TrainOptions, dir: &RunDir, start: &Start) -> Result
 
 /// Refuses, before the run starts, everything that would make it
 /// meaningless: data the network cannot take, other data than a resumed
-/// run's, standardising by a zero deviation. Records the data's identity,
-/// the config (with the standardisation constants measured on `train_set`)
-/// in the run folder.
+/// run's, standardising by a zero deviation. Sets the config's
+/// standardisation constants (measured on `train_set`) and returns the
+/// data's identity, both for the caller to record once every check passed.
 fn check_data(
     opts: &TrainOptions,
     dir: &RunDir,
     start: &mut Start,
     train_set: &Dataset,
     test_set: &Dataset,
-) -> Result<()> {
+) -> Result<DataIdentity> {
     let shown = opts.data.display();
     check_fits(
         &start.net,
@@ -167,9 +187,7 @@ fn check_data(
         }
         training.input_mean_std = Some([mean, std]);
     }
-    write_atomic(&dir.config(), start.config.to_toml().as_bytes())?;
-    write_atomic(&dir.dataset(), identity.to_toml().as_bytes())?;
-    Ok(())
+    Ok(identity)
 }
 
 /// The run's first lines in the log: what trains on what, the network, and

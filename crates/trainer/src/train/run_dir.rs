@@ -58,8 +58,9 @@ impl RunDir {
     }
 
     /// Refuses to start a new run over an earlier run's results, unless
-    /// `force`, in which case they are deleted.
-    pub(crate) fn clear_earlier_results(&self, force: bool) -> Result<()> {
+    /// `force`, in which case it returns them, for [`delete_earlier`] to
+    /// delete once the new run has passed its checks.
+    pub(crate) fn earlier_results_to_replace(&self, force: bool) -> Result<Vec<PathBuf>> {
         let earlier = self.earlier_results();
         if !earlier.is_empty() && !force {
             let names: Vec<String> = earlier
@@ -72,12 +73,17 @@ impl RunDir {
                 names.join(", ")
             );
         }
-        for file in earlier {
-            std::fs::remove_file(&file)
-                .with_context(|| format!("{}: cannot delete (--force)", file.display()))?;
-        }
-        Ok(())
+        Ok(earlier)
     }
+}
+
+/// Deletes an earlier run's files (`--force`), once the new run is known to start.
+pub(crate) fn delete_earlier(files: &[PathBuf]) -> Result<()> {
+    for file in files {
+        std::fs::remove_file(file)
+            .with_context(|| format!("{}: cannot delete (--force)", file.display()))?;
+    }
+    Ok(())
 }
 
 /// What a run trains and tests on, recorded in its `dataset.toml` so that
