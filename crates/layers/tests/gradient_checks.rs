@@ -14,7 +14,8 @@ const TOL: f64 = 1e-2;
 
 /// Batch norm's, on its smallest channels (64 values): each input moves every
 /// output of its channel, so the difference carries the f32 rounding of all
-/// of them, and the rare components of a small gradient reach 1.1·10⁻².
+/// of them. Components below 1% of the largest are compared on that floor
+/// (`GradCheckOptions::floor`); without it, 2 of 300 random cases reached 2.1-2.7·10⁻².
 const BATCH_NORM_TOL: f64 = 2e-2;
 
 fn input(shape: &[usize], rng: &mut Rng) -> Tensor {
