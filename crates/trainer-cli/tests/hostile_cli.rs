@@ -465,13 +465,7 @@ fn standardisation_constants_travel_with_the_model() {
     assert!(ok, "{err}");
     // A digit PNG, classified with no training set at hand.
     let png = t.root.join("digit.png");
-    std::fs::write(
-        &png,
-        trainer_cli::image_io::GreyImage::filled(28, 28, 9)
-            .to_png()
-            .unwrap(),
-    )
-    .unwrap();
+    std::fs::write(&png, digit().to_png().unwrap()).unwrap();
     for model in [t.run.join("last.ckpt"), export] {
         let (ok, _, err) = cnn(&["predict", "--model", s(&model), s(&png)]);
         assert!(ok, "{err}");
@@ -555,13 +549,7 @@ fn non_utf8_paths_work_in_json_output() {
     let t = setup(true);
     let name = std::ffi::OsStr::from_bytes(b"digit-\xff.png");
     let png = t.root.join(name);
-    std::fs::write(
-        &png,
-        trainer_cli::image_io::GreyImage::filled(28, 28, 9)
-            .to_png()
-            .unwrap(),
-    )
-    .unwrap();
+    std::fs::write(&png, digit().to_png().unwrap()).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cnn"))
         .arg("predict")
         .arg("--json")
@@ -627,4 +615,13 @@ fn serve_refuses_an_empty_test_set_at_start() {
         "127.0.0.1:0",
     ]);
     assert!(!ok && err.contains("the test set holds no image"), "{err}");
+}
+
+/// A 28x28 picture with a short bright stroke on black: something to classify.
+fn digit() -> trainer_cli::image_io::GreyImage {
+    let mut image = trainer_cli::image_io::GreyImage::filled(28, 28, 9);
+    for y in 8..20 {
+        image.pixels[y * 28 + 14] = 255;
+    }
+    image
 }
