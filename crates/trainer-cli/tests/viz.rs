@@ -488,12 +488,28 @@ fn visualize_a_test_digit_in_a_grid_and_refuse_an_index_past_the_end() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let img = decode(&out);
-    // Input + 8 maps of 28x28 in a 3x3 grid.
-    assert_eq!((img.width, img.height), (3 * 84 + 2, 3 * 84 + 2));
+    // Input + 8 maps of 28x28 in a 3x3 grid, each labelled under a title.
+    use trainer_cli::visualize::{maps_figure_size, maps_tile_origin};
+    let size = maps_figure_size(9, 3, (28, 28), 3, 1);
+    assert_eq!((img.width, img.height), size);
+    assert!(size.0 > 3 * 84 + 2 && size.1 > 3 * 84 + 2);
     // The first tile is the input digit itself, enlarged.
     let ds = test_images().unwrap();
-    assert_eq!(img.get(14 * 3, 14 * 3), ds.image(3)[14 * 28 + 14]);
-    assert_eq!(img.get(84, 0), trainer_cli::visualize::GAP_GREY);
+    let (x0, y0) = maps_tile_origin(0, 3, (28, 28), 3, 1);
+    assert_eq!(img.get(x0 + 14 * 3, y0 + 14 * 3), ds.image(3)[14 * 28 + 14]);
+    // White around the tiles; dark text in the title band and under each tile.
+    assert_eq!(img.get(0, 0), 255);
+    let dark_in = |x: std::ops::Range<usize>, y: std::ops::Range<usize>| {
+        y.clone().any(|y| x.clone().any(|x| img.get(x, y) < 100))
+    };
+    assert!(dark_in(0..img.width, 0..y0), "no title");
+    for i in 0..9 {
+        let (x, y) = maps_tile_origin(i, 3, (28, 28), 3, 1);
+        assert!(
+            dark_in(x..x + 84, y + 84..y + 84 + 16),
+            "no label under tile {i}"
+        );
+    }
 
     let o = Command::new(bin())
         .args(["visualize", "--index", "10000", "--model"])
@@ -533,7 +549,9 @@ fn visualize_default_layout_is_one_row() {
         cols: None,
     })
     .unwrap();
-    assert_eq!((f.width, f.height), (9 * 112 + 8 * 2, 112));
+    let size = trainer_cli::visualize::maps_figure_size(9, 9, (28, 28), 4, 2);
+    assert_eq!((f.width, f.height), size);
+    assert_eq!(size.0, 9 * 112 + 8 * 2 + 20, "one row, between margins");
     assert!(
         f.description.starts_with("training image 0 (label 5)"),
         "{}",

@@ -16,55 +16,11 @@ pub(crate) fn default_cols(tiles: usize) -> usize {
     }
 }
 
-/// Width and height of a grid of `tiles` cells of `w` x `h` (before scaling).
-pub(crate) fn grid_size(
-    tiles: usize,
-    cols: usize,
-    w: usize,
-    h: usize,
-    scale: usize,
-    gap: usize,
-) -> (usize, usize) {
-    let cols = cols.clamp(1, tiles.max(1));
-    let rows = tiles.div_ceil(cols).max(1);
-    (
-        cols * w * scale + (cols - 1) * gap,
-        rows * h * scale + (rows - 1) * gap,
-    )
-}
-
 /// One tile: `w` x `h` pixels of any type.
 pub(crate) struct Tile<T> {
     pub(crate) w: usize,
     pub(crate) h: usize,
     pub(crate) pixels: Vec<T>,
-}
-
-/// Lays tiles out on a grid (see the `visualize` module docs); cells are the size of the
-/// largest tile, smaller tiles are centred in theirs.
-pub(crate) fn compose<T: Copy>(
-    tiles: &[Tile<T>],
-    cols: usize,
-    scale: usize,
-    gap: usize,
-    background: T,
-) -> (usize, usize, Vec<T>) {
-    let cw = tiles.iter().map(|t| t.w).max().unwrap_or(1);
-    let ch = tiles.iter().map(|t| t.h).max().unwrap_or(1);
-    let cols = cols.clamp(1, tiles.len().max(1));
-    let (width, height) = grid_size(tiles.len(), cols, cw, ch, scale, gap);
-    let mut out = vec![background; width * height];
-    for (i, t) in tiles.iter().enumerate() {
-        let (col, row) = (i % cols, i / cols);
-        let x0 = col * (cw * scale + gap) + (cw - t.w) * scale / 2;
-        let y0 = row * (ch * scale + gap) + (ch - t.h) * scale / 2;
-        for y in 0..t.h * scale {
-            for x in 0..t.w * scale {
-                out[(y0 + y) * width + x0 + x] = t.pixels[(y / scale) * t.w + x / scale];
-            }
-        }
-    }
-    (width, height, out)
 }
 
 /// The largest `--scale` and `--gap`.
@@ -143,22 +99,5 @@ mod tests {
         assert_eq!(diverging(1.0), [178, 24, 43]);
         assert_eq!(diverging(-5.0), [33, 102, 172]);
         assert_eq!(diverging(f32::NAN), [255, 255, 255]);
-    }
-
-    #[test]
-    fn compose_lays_out_with_gaps() {
-        let tiles: Vec<Tile<u8>> = (0..3)
-            .map(|i| Tile {
-                w: 2,
-                h: 1,
-                pixels: vec![i * 10, i * 10 + 1],
-            })
-            .collect();
-        let (w, h, px) = compose(&tiles, 2, 2, 1, 99);
-        assert_eq!((w, h), grid_size(3, 2, 2, 1, 2, 1));
-        assert_eq!((w, h), (9, 5));
-        assert_eq!(&px[0..9], &[0, 0, 1, 1, 99, 10, 10, 11, 11]);
-        assert_eq!(&px[2 * 9..3 * 9], &[99; 9]);
-        assert_eq!(&px[3 * 9..4 * 9], &[20, 20, 21, 21, 99, 99, 99, 99, 99]);
     }
 }

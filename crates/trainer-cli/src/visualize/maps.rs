@@ -6,9 +6,7 @@ use layers::Network;
 use tensor::Tensor;
 
 use super::conv::first_conv;
-use super::figure::{
-    check_figure_size, compose, default_cols, grid_size, to_own_range, Figure, Tile, GAP_GREY,
-};
+use super::figure::{check_figure_size, default_cols, to_own_range, Figure, Tile};
 use crate::image_io::GreyImage;
 
 /// The input image (bytes, white on black) beside the feature maps of the
@@ -52,12 +50,15 @@ pub(crate) fn feature_maps_figure(
         .iter()
         .filter(|t| t.pixels.iter().all(|&p| p == 0))
         .count();
-    let (width, height, png) = grey_grid(&tiles, cols, scale, gap)?;
     let what = if shown == conv {
         names[conv].clone()
     } else {
         format!("{} after {}", names[conv], names[shown])
     };
+    let title = format!(
+        "the input, then the {maps} maps of {what}, numbered by channel; each map on its own scale"
+    );
+    let (width, height, png) = labelled_grid(&tiles, &title, cols, scale, gap)?;
     let mut description = format!(
         "the input and the {maps} feature maps of {what} ({mw}x{mh}), each scaled to its own range"
     );
@@ -103,18 +104,87 @@ fn map_tiles(
     })
 }
 
-/// The tiles on a grid with mid-grey gaps, as a grey PNG: (width, height, PNG bytes).
-fn grey_grid(
+/// The feature maps figure's layout, in pixels: margin around it, the
+/// title's height, a label's height under each tile, the least width.
+const MAPS_MARGIN: usize = 10;
+const MAPS_TITLE: usize = 24;
+const MAPS_LABEL: usize = 16;
+const MAPS_MIN_WIDTH: usize = 560;
+
+/// Where tile `i` of the feature maps figure drawn with `cols` columns of
+/// cells of `cw` x `ch` at `scale` and `gap` begins: (column, row) in
+/// pixels. Tile 0 is the input; tile `k + 1` is channel `k`'s map.
+pub fn maps_tile_origin(
+    i: usize,
+    cols: usize,
+    (cw, ch): (usize, usize),
+    scale: usize,
+    gap: usize,
+) -> (usize, usize) {
+    (
+        MAPS_MARGIN + (i % cols) * (cw * scale + gap),
+        MAPS_MARGIN + MAPS_TITLE + (i / cols) * (ch * scale + MAPS_LABEL + gap),
+    )
+}
+
+/// The size of the feature maps figure of `tiles` cells of `cw` x `ch` (see [`maps_tile_origin`]).
+pub fn maps_figure_size(
+    tiles: usize,
+    cols: usize,
+    (cw, ch): (usize, usize),
+    scale: usize,
+    gap: usize,
+) -> (usize, usize) {
+    let cols = cols.clamp(1, tiles.max(1));
+    let rows = tiles.div_ceil(cols).max(1);
+    let grid_w = cols * cw * scale + (cols - 1) * gap;
+    let grid_h = rows * (ch * scale + MAPS_LABEL) + (rows - 1) * gap;
+    (
+        grid_w.max(MAPS_MIN_WIDTH) + 2 * MAPS_MARGIN,
+        MAPS_MARGIN + MAPS_TITLE + grid_h + MAPS_MARGIN / 2,
+    )
+}
+
+/// The tiles on white, `title` above them and each tile's label under it
+/// (`input`, then the channel numbers), as a grey PNG: (width, height, PNG bytes).
+fn labelled_grid(
     tiles: &[Tile<u8>],
+    title: &str,
     cols: Option<usize>,
     scale: usize,
     gap: usize,
 ) -> Result<(usize, usize, Vec<u8>)> {
-    let cols = cols.unwrap_or_else(|| default_cols(tiles.len()));
+    let cols = cols
+        .unwrap_or_else(|| default_cols(tiles.len()))
+        .clamp(1, tiles.len().max(1));
     let cell = |f: fn(&Tile<u8>) -> usize| tiles.iter().map(f).max().unwrap_or(1);
-    let (width, height) = grid_size(tiles.len(), cols, cell(|t| t.w), cell(|t| t.h), scale, gap);
+    let (cw, ch) = (cell(|t| t.w), cell(|t| t.h));
+    let (width, height) = maps_figure_size(tiles.len(), cols, (cw, ch), scale, gap);
     check_figure_size(width, height)?;
-    let (width, height, pixels) = compose(tiles, cols, scale, gap, GAP_GREY);
+    crate::plot::register_font()?;
+    let mut rgb = vec![255u8; 3 * width * height];
+    for (i, t) in tiles.iter().enumerate() {
+        let (x0, y0) = maps_tile_origin(i, cols, (cw, ch), scale, gap);
+        let (x0, y0) = (x0 + (cw - t.w) * scale / 2, y0 + (ch - t.h) * scale / 2);
+        for y in 0..t.h * scale {
+            for x in 0..t.w * scale {
+                let at = 3 * ((y0 + y) * width + x0 + x);
+                rgb[at..at + 3].fill(t.pixels[(y / scale) * t.w + x / scale]);
+            }
+        }
+    }
+    draw_labels(
+        &mut rgb,
+        (width, height),
+        title,
+        tiles.len(),
+        cols,
+        (cw, ch),
+        scale,
+        gap,
+    )?;
+    // Everything drawn is grey: the red channel is the picture.
+    let pixels = rgb.chunks_exact(3).map(|p| p[0]).collect();
     let png = GreyImage {
         width,
         height,
@@ -122,4 +192,42 @@ fn grey_grid(
     }
     .to_png()?;
     Ok((width, height, png))
+}
+
+/// The title, and each tile's label centred under it, in black.
+fn draw_labels(
+    rgb: &mut [u8],
+    (width, height): (usize, usize),
+    title: &str,
+    tiles: usize,
+    cols: usize,
+    (cw, ch): (usize, usize),
+    scale: usize,
+    gap: usize,
+) -> Result<()> {
+    use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    let err = |e: DrawingAreaErrorKind<_>| anyhow!("drawing the feature maps' labels: {e}");
+    let root =
+        crate::glyphs::Bitmap::with_buffer(rgb, (width as u32, height as u32)).into_drawing_area();
+    let at = |x: usize, y: usize| (x as i32, y as i32);
+    let title_style = ("sans-serif", 15).into_font().color(&BLACK);
+    root.draw_text(title, &title_style, at(MAPS_MARGIN, MAPS_MARGIN - 2))
+        .map_err(err)?;
+    let label_style = ("sans-serif", 12)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Center, VPos::Top));
+    for i in 0..tiles {
+        let (x0, y0) = maps_tile_origin(i, cols, (cw, ch), scale, gap);
+        let label = match i {
+            0 => "input".to_string(),
+            k => (k - 1).to_string(),
+        };
+        let (x, y) = (x0 + cw * scale / 2, y0 + ch * scale + 1);
+        root.draw_text(&label, &label_style, at(x, y))
+            .map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
 }

@@ -2,8 +2,9 @@
 //!
 //! * Feature maps: the input digit, then each output channel of the first
 //!   `conv2d` layer (after the ReLU that follows it, if one does), as tiles of
-//!   one grey PNG. Each map is scaled to its own range (its minimum black, its
-//!   maximum white); a constant map (e.g. all zero after the ReLU) is black.
+//!   one grey PNG on white, under a title, each labelled (`input`, then its
+//!   channel number). Each map is scaled to its own range (its minimum black,
+//!   its maximum white); a constant map (e.g. all zero after the ReLU) is black.
 //! * Filters (`--filters`): each kernel of that layer, one tile per (output,
 //!   input) channel pair, on one symmetric range shared by all kernels,
 //!   `[-m, m]` with `m` the largest absolute weight, in a diverging colour map:
@@ -11,12 +12,11 @@
 //!   filters are strong as well as their shapes.
 //!
 //! Tiles are enlarged `scale` times with nearest-neighbour sampling and laid
-//! out left to right, top to bottom, `cols` per row. Feature maps have `gap`
-//! pixels of mid grey between them (no outer margin), so a figure of `n`
-//! tiles of `w` x `h` is `cols*w*scale + (cols-1)*gap` wide and
-//! `rows*h*scale + (rows-1)*gap` high, `rows = ceil(n / cols)`. The kernels
-//! figure is on white, with a title naming the layer, each kernel's channel
-//! number under it, and the colour scale with its end values below.
+//! out left to right, top to bottom, `cols` per row, `gap` pixels apart
+//! ([`maps_tile_origin`] and [`filters_tile_origin`] say where each begins,
+//! [`maps_figure_size`] how large the maps figure is). The kernels figure
+//! has a title naming the layer, each kernel's channel number under it,
+//! and the colour scale with its end values below.
 //!
 //! | file | what |
 //! |---|---|
@@ -44,6 +44,7 @@ pub use figure::{Figure, GAP_GREY};
 pub(crate) use filters::filters_figure;
 pub use filters::filters_tile_origin;
 pub(crate) use maps::feature_maps_figure;
+pub use maps::{maps_figure_size, maps_tile_origin};
 
 /// What `cnn visualize` was asked to do.
 #[derive(Clone, Debug)]
