@@ -301,6 +301,13 @@ pub(crate) fn check_weights<'a>(
         }
         stored += values.len();
     }
+    check_param_budget(config, stored, path)
+}
+
+/// Refuses to build the network of `config` for a file of `stored` values
+/// when the network is larger than [`DEFAULT_MAX_PARAMS`] and than the file.
+pub(crate) fn check_param_budget(config: &TrainConfig, stored: usize, path: &Path) -> Result<()> {
+    let p = path.display();
     let wanted = config
         .network
         .param_count()

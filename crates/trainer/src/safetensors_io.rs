@@ -158,14 +158,89 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<TensorFile> {
     Ok(TensorFile { tensors, metadata })
 }
 
+/// The `__metadata__` strings of a safetensors file's bytes, without
+/// converting any tensor.
+fn metadata_of(bytes: &[u8], path: &Path) -> Result<BTreeMap<String, String>> {
+    let (_, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| anyhow!("{}: not a valid safetensors file: {e}", path.display()))?;
+    Ok(meta
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect())
+}
+
+/// Refuses, before any tensor is converted, a file whose tensors are not
+/// exactly those of the network of `config`: the same names, each of the
+/// same shape. The file's element count is compared with the network's size
+/// first, so a config forged to describe a huge network is not built. Memory
+/// then stays within the file and the network, whatever the file holds.
+fn check_layout(config: &TrainConfig, bytes: &[u8], path: &Path) -> Result<()> {
+    let p = path.display();
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| anyhow!("{p}: not a valid safetensors file: {e}"))?;
+    let stored: usize = st
+        .iter()
+        .map(|(_, v)| v.shape().iter().product::<usize>())
+        .sum();
+    crate::checkpoint::check_param_budget(config, stored, path)?;
+    config
+        .check()
+        .with_context(|| format!("{p}: config `{}`", config.name))?;
+    let net = config.build_network()?;
+    // The problems `Network::load_state_dict` would name, in its order and words.
+    let mut problems = Vec::new();
+    let wanted = net.state_values();
+    for &(name, value) in &wanted {
+        match st.tensor(name) {
+            Err(_) => problems.push(format!(
+                "missing tensor `{name}` of shape {:?}",
+                value.shape()
+            )),
+            Ok(view) if view.shape() != value.shape() => problems.push(format!(
+                "tensor `{name}` has shape {:?}, the network needs {:?}",
+                view.shape(),
+                value.shape()
+            )),
+            Ok(_) => {}
+        }
+    }
+    if problems.is_empty() {
+        let known: std::collections::HashSet<&str> = wanted.iter().map(|&(n, _)| n).collect();
+        let mut names = st.names();
+        names.sort();
+        for name in names.into_iter().filter(|n| !known.contains(*n)) {
+            problems.push(format!(
+                "unexpected tensor `{name}`: the network has no such parameter"
+            ));
+        }
+    }
+    if let Some(first) = problems.first() {
+        let more = match problems.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        bail!(
+            "{p}: does not fit the network of config `{}`: {first}{more}",
+            config.name
+        );
+    }
+    Ok(())
+}
+
 /// Reads a safetensors file (see [`from_bytes`]).
 pub fn read(path: &Path) -> Result<TensorFile> {
-    let bytes = crate::files::read_limited(
+    from_bytes(&read_bytes(path)?, path)
+}
+
+/// A safetensors file's bytes, within [`crate::files::MAX_SAFETENSORS_BYTES`].
+fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    crate::files::read_limited(
         path,
         crate::files::MAX_SAFETENSORS_BYTES,
         "a safetensors file",
-    )?;
-    from_bytes(&bytes, path)
+    )
 }
 
 /// Writes `tensors` to `path` atomically.
@@ -206,10 +281,12 @@ pub fn network_from(config: &TrainConfig, file: &TensorFile, path: &Path) -> Res
 /// `config` given for a file's weights, with the standardisation constants
 /// the file's stored config records when `config` has none: they belong to
 /// the weights, not to the network's description.
-fn with_stored_constants(mut config: TrainConfig, file: &TensorFile) -> TrainConfig {
+fn with_stored_constants(
+    mut config: TrainConfig,
+    metadata: &BTreeMap<String, String>,
+) -> TrainConfig {
     if config.training.input_mean_std.is_none() {
-        config.training.input_mean_std = file
-            .metadata
+        config.training.input_mean_std = metadata
             .get(META_CONFIG)
             .and_then(|text| TrainConfig::parse(text, "metadata").ok())
             .and_then(|stored| stored.training.input_mean_std);
@@ -241,9 +318,10 @@ pub fn fresh_checkpoint(
 /// With a checkpoint, a given `config` must describe the checkpoint's network.
 pub fn load_checkpoint(path: &Path, config: Option<&str>) -> Result<Checkpoint> {
     if is_safetensors(path) {
-        let file = read(path)?;
-        let config = match (config, file.metadata.get(META_CONFIG)) {
-            (Some(name), _) => with_stored_constants(TrainConfig::load(name)?, &file),
+        let bytes = read_bytes(path)?;
+        let metadata = metadata_of(&bytes, path)?;
+        let config = match (config, metadata.get(META_CONFIG)) {
+            (Some(name), _) => with_stored_constants(TrainConfig::load(name)?, &metadata),
             // Written by `cnn export`: the config travels in the metadata.
             // Checked by `network_from`, after its size is compared with the file's.
             (None, Some(text)) => TrainConfig::parse(text, &format!("stored in {}", path.display()))?,
@@ -252,8 +330,9 @@ pub fn load_checkpoint(path: &Path, config: Option<&str>) -> Result<Checkpoint> 
                 path.display()
             ),
         };
-        let net = network_from(&config, &file, path)?;
-        let dataset = file.metadata.get(META_DATASET).cloned();
+        check_layout(&config, &bytes, path)?;
+        let net = network_from(&config, &from_bytes(&bytes, path)?, path)?;
+        let dataset = metadata.get(META_DATASET).cloned();
         return Ok(fresh_checkpoint(&config, dataset, &net));
     }
     let ckpt = Checkpoint::load(path)?;
@@ -307,10 +386,13 @@ pub fn export(model: &Path, out: &Path) -> Result<usize> {
 /// returns the number of tensors.
 pub fn import(config: &str, weights: &Path, out: &Path) -> Result<usize> {
     crate::files::check_output(out, &[weights])?;
-    let file = read(weights)?;
-    let config = with_stored_constants(TrainConfig::load(config)?, &file);
+    let bytes = read_bytes(weights)?;
+    let metadata = metadata_of(&bytes, weights)?;
+    let config = with_stored_constants(TrainConfig::load(config)?, &metadata);
+    check_layout(&config, &bytes, weights)?;
+    let file = from_bytes(&bytes, weights)?;
     let net = network_from(&config, &file, weights)?;
-    let dataset = file.metadata.get(META_DATASET).cloned();
+    let dataset = metadata.get(META_DATASET).cloned();
     fresh_checkpoint(&config, dataset, &net).save(out)?;
     Ok(file.tensors.len())
 }
@@ -391,5 +473,27 @@ mod tests {
             err.contains("w.safetensors: not a valid safetensors file"),
             "{err}"
         );
+    }
+
+    /// A file with every tensor of the network and a large one besides is
+    /// refused by the layout check, which converts nothing, naming the extra
+    /// tensor; the same file without it passes.
+    #[test]
+    fn the_layout_is_checked_before_any_tensor_is_converted() {
+        let config = TrainConfig::load("seed").unwrap();
+        let net = config.build_network().unwrap();
+        let mut tensors = net.state_dict();
+        let path = Path::new("w.safetensors");
+        let fits = to_bytes(&tensors, &BTreeMap::new()).unwrap();
+        check_layout(&config, &fits, path).unwrap();
+        tensors.insert("junk".into(), Tensor::zeros(vec![1 << 22]));
+        let bytes = to_bytes(&tensors, &BTreeMap::new()).unwrap();
+        let err = format!("{:#}", check_layout(&config, &bytes, path).unwrap_err());
+        assert!(err.contains("unexpected tensor `junk`"), "{err}");
+        tensors.remove("junk");
+        tensors.insert("fc1.bias".into(), Tensor::zeros(vec![255]));
+        let bytes = to_bytes(&tensors, &BTreeMap::new()).unwrap();
+        let err = format!("{:#}", check_layout(&config, &bytes, path).unwrap_err());
+        assert!(err.contains("tensor `fc1.bias` has shape [255]"), "{err}");
     }
 }
