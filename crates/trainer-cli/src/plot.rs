@@ -335,10 +335,10 @@ pub(crate) fn run_title(config: &str, dir_name: &str) -> String {
 }
 
 /// Reads `<run>/metrics.csv`, draws it and writes `out` atomically; returns the number of epochs.
-pub fn run(run: &Path, out: &Path, width: u32, height: u32) -> Result<usize> {
+pub fn run(run: &Path, out: &Path, width: u32, height: u32, force: bool) -> Result<usize> {
     let format = Format::from_path(out)?;
     let metrics = run.join("metrics.csv");
-    trainer::files::check_output(out, &[&metrics])?;
+    trainer::files::check_output(out, &[&metrics], force)?;
     let rows = read_metrics(&metrics)?;
     if rows.is_empty() {
         bail!(

@@ -113,7 +113,13 @@ pub(crate) fn markdown(
 
 /// Writes the page for the run in `run` to `out`, keeping anything an existing
 /// `out` holds from the `## Other data sets` heading on.
-pub fn run(run: &Path, out: &Path, command: Option<&str>, note: Option<&str>) -> Result<()> {
+pub fn run(
+    run: &Path,
+    out: &Path,
+    command: Option<&str>,
+    note: Option<&str>,
+    force: bool,
+) -> Result<()> {
     let metrics = run.join("metrics.csv");
     let rows = read_metrics(&metrics)?;
     if rows.is_empty() {
@@ -130,15 +136,22 @@ pub fn run(run: &Path, out: &Path, command: Option<&str>, note: Option<&str>) ->
     )?;
     let config = TrainConfig::from_toml(&config_text, &config_path.display().to_string())?;
     let mut page = markdown(&rows, &config, command, &machine(), note);
-    trainer::files::check_output(out, &[&metrics, &config_path])?;
+    trainer::files::check_output(out, &[&metrics, &config_path], force)?;
     if out.exists() {
         let old = trainer::files::read_text_limited(
             out,
             trainer::files::MAX_PAGE_BYTES,
             "a Markdown page",
-        )?;
-        if let Some(i) = old.find(KEEP_FROM) {
-            page.push_str(&old[i..]);
+        );
+        match old {
+            Ok(old) => {
+                if let Some(i) = old.find(KEEP_FROM) {
+                    page.push_str(&old[i..]);
+                }
+            }
+            // Told to replace a file that is no page of ours: nothing to keep.
+            Err(_) if force => {}
+            Err(e) => return Err(e),
         }
     }
     write_atomic(out, page.as_bytes())
@@ -206,7 +219,7 @@ mod tests {
         std::fs::write(run.join("config.toml"), config.to_toml()).unwrap();
         let out = dir.path().join("results.md");
         std::fs::write(&out, "old table\n\n## Other data sets\n\nFashion: 79%\n").unwrap();
-        super::run(&run, &out, None, None).unwrap();
+        super::run(&run, &out, None, None, false).unwrap();
         let page = std::fs::read_to_string(&out).unwrap();
         // A run trained without --eval-train is described as such.
         assert!(

@@ -178,6 +178,32 @@ fn output_commands_refuse_to_overwrite_a_runs_files() {
     std::fs::copy(t.run.join("last.ckpt"), &copy).unwrap();
     let (ok, _, err) = cnn(&["plot", "--run", s(&t.run), "--out", s(&copy)]);
     assert!(!ok && err.contains("holds a checkpoint"), "{err}");
+    // Told to with --force, every writing command replaces such a file.
+    for (i, attempt) in attempts.iter().enumerate() {
+        let ext = match attempt[0] {
+            "export" => "safetensors",
+            "report" => "html",
+            "results" | "seed-table" => "md",
+            "import" => "ckpt",
+            _ => "png",
+        };
+        let victim = t.root.join(format!("victim-{i}.{ext}"));
+        std::fs::copy(t.run.join("last.ckpt"), &victim).unwrap();
+        let was = std::fs::read(&victim).unwrap();
+        let mut args: Vec<&str> = attempt
+            .iter()
+            .map(|a| if *a == "PLACEHOLDER" { s(&victim) } else { a })
+            .collect();
+        args.push("--force");
+        let (ok, _, err) = cnn(&args);
+        if attempt[0] == "visualize" {
+            // This run's network has no convolution to draw: refused, but not for its output.
+            assert!(!ok && err.contains("no conv2d layer"), "{err}");
+            continue;
+        }
+        assert!(ok, "{args:?}: {err}");
+        assert_ne!(std::fs::read(&victim).unwrap(), was, "{args:?} left it");
+    }
     let after: Vec<Vec<u8>> = ["last.ckpt", "metrics.csv", "config.toml"]
         .iter()
         .map(|f| std::fs::read(t.run.join(f)).unwrap())

@@ -77,7 +77,7 @@ fn check(fixture: &Path, config: &Path) {
     let st = dir.path().join("weights.safetensors");
     let ckpt_path = dir.path().join("imported.ckpt");
     safetensors_io::write(&st, &weights, &BTreeMap::new()).unwrap();
-    let n = safetensors_io::import(config_str, &st, &ckpt_path).unwrap();
+    let n = safetensors_io::import(config_str, &st, &ckpt_path, false).unwrap();
     assert_eq!(n, param_names.len());
     let ckpt = Checkpoint::load(&ckpt_path).unwrap();
     assert_eq!(ckpt.body.epochs_done, 0);

@@ -52,6 +52,7 @@ fn the_page_holds_every_part_and_nothing_external() {
         run: run.clone(),
         out: out.clone(),
         data: None,
+        force: false,
     };
     let err = format!("{:#}", report::run(&opts).unwrap_err());
     assert!(err.contains("--data"), "{err}");
@@ -122,6 +123,7 @@ fn a_network_without_convolution_gets_a_page_without_its_figures() {
         run,
         out: out.clone(),
         data: Some(data),
+        force: false,
     })
     .unwrap();
     let html = std::fs::read_to_string(&out).unwrap();

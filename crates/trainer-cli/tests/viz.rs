@@ -547,6 +547,7 @@ fn visualize_default_layout_is_one_row() {
         scale: None,
         gap: 2,
         cols: None,
+        force: false,
     })
     .unwrap();
     let size = trainer_cli::visualize::maps_figure_size(9, 9, (28, 28), 4, 2);
@@ -574,7 +575,7 @@ fn the_train_curve_says_when_it_is_a_running_mean() {
                    1,0.9,70.0,0.5,85.0,10.0,1.0\n2,0.4,88.0,0.3,91.0,10.0,1.0\n";
     let run = dir.join("run");
     write_run(&run, metrics);
-    trainer_cli::plot::run(&run, &dir.join("a.svg"), 800, 300).unwrap();
+    trainer_cli::plot::run(&run, &dir.join("a.svg"), 800, 300, false).unwrap();
     let svg = std::fs::read_to_string(dir.join("a.svg")).unwrap();
     assert!(svg.contains("train (running mean over the epoch)"), "{svg}");
 
@@ -585,7 +586,7 @@ fn the_train_curve_says_when_it_is_a_running_mean() {
         "name = \"my-run\"\n[training]\neval_train = true\n",
     )
     .unwrap();
-    trainer_cli::plot::run(&evaluated, &dir.join("b.svg"), 800, 300).unwrap();
+    trainer_cli::plot::run(&evaluated, &dir.join("b.svg"), 800, 300, false).unwrap();
     let svg = std::fs::read_to_string(dir.join("b.svg")).unwrap();
     assert!(
         svg.contains("train") && !svg.contains("running mean"),
@@ -621,7 +622,7 @@ fn plot_writes_png_and_svg_and_rejects_bad_rows() {
     assert!(buf.iter().any(|&b| b < 100), "the plot is blank");
 
     let svg_out = dir.join("curves.svg");
-    trainer_cli::plot::run(&run, &svg_out, 800, 300).unwrap();
+    trainer_cli::plot::run(&run, &svg_out, 800, 300, false).unwrap();
     let svg = std::fs::read_to_string(&svg_out).unwrap();
     assert!(
         svg.contains("<svg") && svg.contains("my-run"),
@@ -629,7 +630,7 @@ fn plot_writes_png_and_svg_and_rejects_bad_rows() {
         &svg[..200.min(svg.len())]
     );
 
-    let err = trainer_cli::plot::run(&run, &dir.join("curves.jpg"), 800, 300).unwrap_err();
+    let err = trainer_cli::plot::run(&run, &dir.join("curves.jpg"), 800, 300, false).unwrap_err();
     assert!(format!("{err:#}").contains(".png or .svg"));
 
     let bad = dir.join("bad");
@@ -662,7 +663,7 @@ fn plot_of_one_epoch_is_not_empty() {
         "epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,eval_seconds\n1,0.9,70.0,0.5,85.0,,\n",
     );
     let png_out = dir.join("one.png");
-    trainer_cli::plot::run(&run, &png_out, 600, 300).unwrap();
+    trainer_cli::plot::run(&run, &png_out, 600, 300, false).unwrap();
     let img = decode(&png_out);
     assert_eq!((img.width, img.height), (600, 300));
     // The markers of the test series are red: some pixels are far from grey.

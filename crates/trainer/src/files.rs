@@ -95,8 +95,9 @@ pub(crate) fn human_bytes(n: u64) -> String {
 /// Checks that an output command may write `out`: a path that does not
 /// exist yet, or a regular file that is none of a run's own files (a
 /// checkpoint, `metrics.csv`, a config, an IDX data file) and none of
-/// `inputs`, the files the command reads.
-pub fn check_output(out: &Path, inputs: &[&Path]) -> Result<()> {
+/// `inputs`, the files the command reads. With `force` (the commands'
+/// `--force`), any regular file may be replaced.
+pub fn check_output(out: &Path, inputs: &[&Path], force: bool) -> Result<()> {
     let o = out.display();
     let Ok(meta) = std::fs::metadata(out) else {
         return Ok(());
@@ -104,16 +105,19 @@ pub fn check_output(out: &Path, inputs: &[&Path]) -> Result<()> {
     if !meta.is_file() {
         bail!("{o}: exists and is not a regular file; choose another output path");
     }
+    if force {
+        return Ok(());
+    }
     let same = |input: &Path| match (out.canonicalize(), input.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
     if inputs.iter().any(|i| same(i)) {
-        bail!("{o}: is one of this command's inputs; choose another output path");
+        bail!("{o}: is one of this command's inputs; choose another output path (or --force)");
     }
     if let Some(kind) = precious_kind(out) {
         bail!(
-            "{o}: holds {kind}, which this command will not overwrite; choose another output path"
+            "{o}: holds {kind}, which this command will not overwrite; choose another output path (or --force)"
         );
     }
     Ok(())
@@ -232,10 +236,10 @@ mod tests {
     fn outputs_never_replace_a_runs_files_or_an_input() {
         let dir = tempfile::tempdir().unwrap();
         let at = |name: &str| dir.path().join(name);
-        check_output(&at("new.png"), &[]).unwrap();
+        check_output(&at("new.png"), &[], false).unwrap();
         std::fs::write(at("old.png"), "png").unwrap();
-        check_output(&at("old.png"), &[]).unwrap();
-        let err = check_output(&at("old.png"), &[&at("old.png")]).unwrap_err();
+        check_output(&at("old.png"), &[], false).unwrap();
+        let err = check_output(&at("old.png"), &[&at("old.png")], false).unwrap_err();
         assert!(err.to_string().contains("one of this command's inputs"));
         for (name, bytes, kind) in [
             ("metrics.csv", &b"epoch\n"[..], "a run's metrics"),
@@ -246,10 +250,18 @@ mod tests {
             ("t10k-labels-idx1-ubyte", b"x", "a data file"),
         ] {
             std::fs::write(at(name), bytes).unwrap();
-            let err = check_output(&at(name), &[]).unwrap_err().to_string();
+            let err = check_output(&at(name), &[], false).unwrap_err().to_string();
             assert!(err.contains(name) && err.contains(kind), "{err}");
+            assert!(err.contains("--force"), "{err}");
+            // Told to, the command may replace it.
+            check_output(&at(name), &[], true).unwrap();
         }
-        let err = check_output(dir.path(), &[]).unwrap_err().to_string();
-        assert!(err.contains("not a regular file"), "{err}");
+        check_output(&at("old.png"), &[&at("old.png")], true).unwrap();
+        for force in [false, true] {
+            let err = check_output(dir.path(), &[], force)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("not a regular file"), "{err}");
+        }
     }
 }

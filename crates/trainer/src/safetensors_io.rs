@@ -360,11 +360,11 @@ pub fn load_model(path: &Path, config: Option<&str>) -> Result<(Network, TrainCo
 }
 
 /// `cnn export`: writes a checkpoint's weights as a safetensors file; returns the number of tensors.
-pub fn export(model: &Path, out: &Path) -> Result<usize> {
+pub fn export(model: &Path, out: &Path, force: bool) -> Result<usize> {
     if !is_safetensors(out) {
         bail!("{}: give a file name ending in .safetensors", out.display());
     }
-    crate::files::check_output(out, &[model])?;
+    crate::files::check_output(out, &[model], force)?;
     let ckpt = Checkpoint::load(model)?;
     let net = ckpt
         .network()
@@ -384,8 +384,8 @@ pub fn export(model: &Path, out: &Path) -> Result<usize> {
 /// `cnn import`: builds the network of `config`, loads the weights of
 /// `weights` and saves it as a checkpoint (epoch 0, empty optimizer state);
 /// returns the number of tensors.
-pub fn import(config: &str, weights: &Path, out: &Path) -> Result<usize> {
-    crate::files::check_output(out, &[weights])?;
+pub fn import(config: &str, weights: &Path, out: &Path, force: bool) -> Result<usize> {
+    crate::files::check_output(out, &[weights], force)?;
     let bytes = read_bytes(weights)?;
     let metadata = metadata_of(&bytes, weights)?;
     let config = with_stored_constants(TrainConfig::load(config)?, &metadata);

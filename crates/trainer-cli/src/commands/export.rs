@@ -13,6 +13,9 @@ pub(crate) struct ExportArgs {
     /// The .safetensors file to write.
     #[arg(long)]
     out: PathBuf,
+    /// Replace --out even if it is a checkpoint, metrics.csv, a config, a data file or this command's input.
+    #[arg(long)]
+    force: bool,
 }
 
 /// `cnn import`'s flags.
@@ -27,12 +30,15 @@ pub(crate) struct ImportArgs {
     /// The checkpoint to write.
     #[arg(long)]
     out: PathBuf,
+    /// Replace --out even if it is a checkpoint, metrics.csv, a config, a data file or this command's input.
+    #[arg(long)]
+    force: bool,
 }
 
 /// Writes the checkpoint's weights as safetensors.
 pub(crate) fn export(args: ExportArgs) -> Result<()> {
-    let ExportArgs { model, out } = args;
-    let n = trainer::safetensors_io::export(&model, &out)?;
+    let ExportArgs { model, out, force } = args;
+    let n = trainer::safetensors_io::export(&model, &out, force)?;
     println!(
         "wrote {}: {n} f32 tensors named as PyTorch's state_dict",
         out.display()
@@ -46,8 +52,9 @@ pub(crate) fn import(args: ImportArgs) -> Result<()> {
         config,
         weights,
         out,
+        force,
     } = args;
-    let n = trainer::safetensors_io::import(&config, &weights, &out)?;
+    let n = trainer::safetensors_io::import(&config, &weights, &out, force)?;
     println!(
         "wrote {}: {n} tensors from {} into the network of config `{config}` (epoch 0, no optimizer state)",
         out.display(),

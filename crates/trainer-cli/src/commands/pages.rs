@@ -18,6 +18,9 @@ pub(crate) struct ReportArgs {
     /// Folder with the IDX files whose test set the best checkpoint is evaluated on.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Replace --out even if it is a checkpoint, metrics.csv, a config, a data file or this command's input.
+    #[arg(long)]
+    force: bool,
 }
 
 /// `cnn results`'s flags.
@@ -35,6 +38,9 @@ pub(crate) struct ResultsArgs {
     /// A paragraph to add under the timings (e.g. that the machine was busy).
     #[arg(long)]
     note: Option<String>,
+    /// Replace --out even if it is a checkpoint, metrics.csv, a config, a data file or this command's input.
+    #[arg(long)]
+    force: bool,
 }
 
 /// `cnn seed-table`'s flags.
@@ -49,15 +55,24 @@ pub(crate) struct SeedTableArgs {
     /// Write the Markdown to this file instead of printing it.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Replace --out even if it is a checkpoint, metrics.csv, a config, a data file or this command's input.
+    #[arg(long)]
+    force: bool,
 }
 
 /// Writes the run's HTML report and says what it holds.
 pub(crate) fn report(args: ReportArgs) -> Result<()> {
-    let ReportArgs { run, out, data } = args;
+    let ReportArgs {
+        run,
+        out,
+        data,
+        force,
+    } = args;
     let summary = report::run(&ReportOptions {
         run,
         out: out.clone(),
         data,
+        force,
     })?;
     println!("{}", report::describe(&summary, &out));
     Ok(())
@@ -70,22 +85,28 @@ pub(crate) fn results(args: ResultsArgs) -> Result<()> {
         out,
         command,
         note,
+        force,
     } = args;
-    trainer_cli::results_md::run(&run, &out, command.as_deref(), note.as_deref())?;
+    trainer_cli::results_md::run(&run, &out, command.as_deref(), note.as_deref(), force)?;
     println!("wrote {}", out.display());
     Ok(())
 }
 
 /// Prints (or writes) the seed sweeps' table.
 pub(crate) fn seed_table(args: SeedTableArgs) -> Result<()> {
-    let SeedTableArgs { runs, data, out } = args;
+    let SeedTableArgs {
+        runs,
+        data,
+        out,
+        force,
+    } = args;
     if let Some(path) = &out {
-        trainer::files::check_output(path, &[])?;
+        trainer::files::check_output(path, &[], force)?;
     }
     let text = trainer_cli::seed_table::run(&runs, &data)?;
     match out {
         Some(path) => {
-            trainer::checkpoint::write_atomic(&path, text.as_bytes())?;
+            trainer::files::write_atomic(&path, text.as_bytes())?;
             println!("wrote {}", path.display());
         }
         None => print!("{text}"),

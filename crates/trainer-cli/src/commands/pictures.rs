@@ -35,6 +35,9 @@ pub(crate) struct VisualizeArgs {
     /// Tiles per row [default: all in one row up to 9 tiles, else a square-ish grid].
     #[arg(long)]
     cols: Option<usize>,
+    /// Replace --out even if it is a checkpoint, metrics.csv, a config, a data file or this command's input.
+    #[arg(long)]
+    force: bool,
 }
 
 /// `cnn plot`'s flags.
@@ -52,6 +55,9 @@ pub(crate) struct PlotArgs {
     /// Height in pixels.
     #[arg(long, default_value_t = 500)]
     height: u32,
+    /// Replace --out even if it is a checkpoint, metrics.csv, a config, a data file or this command's input.
+    #[arg(long)]
+    force: bool,
 }
 
 /// Draws the first conv layer's feature maps of one image, or its kernels.
@@ -66,6 +72,7 @@ pub(crate) fn visualize(args: VisualizeArgs) -> Result<()> {
         scale: args.scale,
         gap: args.gap,
         cols: args.cols,
+        force: args.force,
     })?;
     println!(
         "wrote {} ({}x{} pixels): {}",
@@ -84,8 +91,9 @@ pub(crate) fn plot(args: PlotArgs) -> Result<()> {
         out,
         width,
         height,
+        force,
     } = args;
-    let epochs = trainer_cli::plot::run(&run, &out, width, height)?;
+    let epochs = trainer_cli::plot::run(&run, &out, width, height, force)?;
     println!(
         "wrote {} ({width}x{height}): loss and accuracy over {epochs} epoch{}",
         out.display(),

@@ -54,6 +54,8 @@ pub struct ReportOptions {
     pub out: PathBuf,
     /// Folder of IDX files whose test set the checkpoint is evaluated on.
     pub data: Option<PathBuf>,
+    /// Replace `out` even when it is a run's file (`--force`).
+    pub force: bool,
 }
 
 /// What the written page shows, in figures.
@@ -94,7 +96,7 @@ pub(crate) fn render(opts: &ReportOptions) -> Result<(String, ReportSummary)> {
 
 /// Builds the page and writes it atomically to `opts.out`.
 pub fn run(opts: &ReportOptions) -> Result<ReportSummary> {
-    trainer::files::check_output(&opts.out, &[&opts.run.join("metrics.csv")])?;
+    trainer::files::check_output(&opts.out, &[&opts.run.join("metrics.csv")], opts.force)?;
     let (html, summary) = render(opts)?;
     write_atomic(&opts.out, html.as_bytes())?;
     Ok(summary)

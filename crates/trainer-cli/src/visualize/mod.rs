@@ -67,12 +67,14 @@ pub struct VisualizeOptions<'a> {
     pub gap: usize,
     /// Tiles per row.
     pub cols: Option<usize>,
+    /// Replace `out` even when it is a run's file or the model (`--force`).
+    pub force: bool,
 }
 
 /// Draws the figure `opts` asks for and writes it atomically; returns it (with the PNG bytes).
 pub fn run(opts: &VisualizeOptions) -> Result<Figure> {
     check_options(opts)?;
-    trainer::files::check_output(opts.out, &[opts.model])?;
+    trainer::files::check_output(opts.out, &[opts.model], opts.force)?;
     let ckpt = Checkpoint::load(opts.model)?;
     let mut net = ckpt
         .network()
