@@ -80,5 +80,5 @@ pub struct ServeOptions {
 /// Loads the model, listens, prints the address and serves until Ctrl-C.
 pub fn run(opts: &ServeOptions) -> Result<()> {
     let shared = state::Shared::load(&opts.model, opts.config.as_deref(), opts.data.as_deref())?;
-    server::serve(&opts.addr, &opts.model, &shared)
+    server::serve(&opts.addr, &opts.model, shared)
 }
