@@ -266,13 +266,15 @@ async fn read_body(body: Incoming, announced: usize) -> Result<Vec<u8>, Reply> {
                     format!("the body is over {MAX_BODY} bytes, the most accepted"),
                 ))
             }
-            Err(_) => return Err(Reply::error(
-                400,
-                format!(
+            Err(_) => {
+                return Err(Reply::error(
+                    400,
+                    format!(
                     "the body ended after {} of the {announced} bytes its Content-Length announced",
                     bytes.len()
                 ),
-            )),
+                ))
+            }
         }
     }
     Ok(bytes)
