@@ -1,7 +1,8 @@
 //! The round trip of a prediction of `cnn serve`, as the page makes it:
 //! a 280x280 drawing (a ring) posted to `/api/predict`, one request after the
-//! other, each timed from connecting to the last byte of the answer (the
-//! probabilities and every feature map, as PNGs in JSON).
+//! other, each on a connection of its own (`Connection: close`), timed from
+//! connecting to the last byte of the answer (the probabilities and every
+//! feature map, as PNGs in JSON).
 //!
 //! ```text
 //! cnn serve --model runs/seed/best.ckpt &        # prints its address
@@ -42,7 +43,7 @@ fn main() {
         pixels.join(",")
     );
     let request = format!(
-        "POST /api/predict HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /api/predict HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
 

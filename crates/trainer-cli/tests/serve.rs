@@ -7,6 +7,12 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use common::{get, http, post};
 
 /// The resident memory of a process, in KiB (Linux).
@@ -17,6 +23,28 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// `cnn serve` of an untrained seed network, with a made-up test set of 30
+/// images, in `dir`.
+fn serve_untrained(dir: &std::path::Path) -> common::Served {
+    let data = dir.join("data");
+    common::made_up_mnist(&data, 20, 30);
+    let config = trainer::config::TrainConfig::load("seed").unwrap();
+    let net = config.build_network().unwrap();
+    let model = dir.join("untrained.ckpt");
+    trainer::safetensors_io::fresh_checkpoint(&config, None, &net)
+        .save(&model)
+        .unwrap();
+    common::serve(
+        dir,
+        &[
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ],
+    )
 }
 
 /// A `side` x `side` drawing: a bright square in the middle.
@@ -43,23 +71,7 @@ fn drawing(side: usize) -> String {
 #[cfg(target_os = "linux")]
 fn concurrent_and_malformed_requests_leave_the_server_answering_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    common::made_up_mnist(&data, 20, 30);
-    let config = trainer::config::TrainConfig::load("seed").unwrap();
-    let net = config.build_network().unwrap();
-    let model = dir.path().join("untrained.ckpt");
-    trainer::safetensors_io::fresh_checkpoint(&config, None, &net)
-        .save(&model)
-        .unwrap();
-    let mut served = common::serve(
-        dir.path(),
-        &[
-            "--model",
-            model.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-        ],
-    );
+    let mut served = serve_untrained(dir.path());
     let addr = served.addr.clone();
     let pid = served.child.id();
 
@@ -146,6 +158,30 @@ fn concurrent_and_malformed_requests_leave_the_server_answering_in_bounded_memor
             "a Content-Length that is not a number",
             b"POST /api/predict HTTP/1.1\r\nContent-Length: NaN\r\n\r\n{}".to_vec(),
             400,
+            HYPER,
+        ),
+        (
+            "conflicting Content-Lengths",
+            b"POST /api/predict HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}}".to_vec(),
+            400,
+            HYPER,
+        ),
+        (
+            "a Content-Length list that disagrees",
+            b"POST /api/predict HTTP/1.1\r\nContent-Length: 2, 3\r\n\r\n{}}".to_vec(),
+            400,
+            HYPER,
+        ),
+        (
+            "a negative Content-Length",
+            b"POST /api/predict HTTP/1.1\r\nContent-Length: -2\r\n\r\n{}".to_vec(),
+            400,
+            HYPER,
+        ),
+        (
+            "Content-Length and chunked together",
+            b"POST /api/predict HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n".to_vec(),
+            411,
             "Content-Length",
         ),
         (
@@ -210,13 +246,19 @@ fn concurrent_and_malformed_requests_leave_the_server_answering_in_bounded_memor
             "a header over the limit",
             format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(40_000)).into_bytes(),
             431,
-            "header",
+            HYPER,
+        ),
+        (
+            "too many header fields",
+            format!("GET / HTTP/1.1\r\n{}\r\n", "X: 1\r\n".repeat(40)).into_bytes(),
+            431,
+            HYPER,
         ),
         (
             "not HTTP",
             b"\x00\x01\x02 garbage\r\n\r\n".to_vec(),
             400,
-            "malformed",
+            HYPER,
         ),
         (
             "a test image out of range",
@@ -265,6 +307,10 @@ fn concurrent_and_malformed_requests_leave_the_server_answering_in_bounded_memor
     );
 }
 
+/// What a reply that hyper makes itself says: it refuses a malformed header
+/// before any route, the status saying what was wrong, with an empty body.
+const HYPER: &str = "";
+
 /// A request with `body` and its Content-Length.
 fn req(method: &str, path: &str, body: &str) -> Vec<u8> {
     format!(
@@ -272,4 +318,121 @@ fn req(method: &str, path: &str, body: &str) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+/// Clients that hold connections open: `idle` ones that send nothing, and
+/// `trickling` ones that send a request header one byte every 200 ms (and a
+/// few that stop halfway through a body), until dropped.
+struct Held {
+    idle: Vec<TcpStream>,
+    stop: Arc<AtomicBool>,
+    tricklers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Held {
+    fn open(addr: &str, idle: usize, trickling: usize) -> Held {
+        let mut streams: Vec<TcpStream> = (0..idle)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        for _ in 0..4 {
+            let mut stalled = TcpStream::connect(addr).unwrap();
+            let head =
+                "POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"width\"";
+            stalled.write_all(head.as_bytes()).unwrap();
+            streams.push(stalled);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let tricklers = (0..trickling)
+            .map(|_| {
+                let (addr, stop) = (addr.to_string(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut stream = TcpStream::connect(addr).unwrap();
+                    let header = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter();
+                    for byte in header.chain(std::iter::repeat(&b'a')) {
+                        if stop.load(Ordering::SeqCst) || stream.write_all(&[*byte]).is_err() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                })
+            })
+            .collect();
+        Held {
+            idle: streams,
+            stop,
+            tricklers,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.tricklers.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How long `GET path` takes to be answered (200).
+fn timed_get(addr: &str, path: &str) -> Duration {
+    let start = Instant::now();
+    let (status, body) = get(addr, path);
+    assert_eq!(status, 200, "{path}: {body}");
+    start.elapsed()
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn idle_and_trickling_clients_delay_nobody_and_ctrl_c_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = serve_untrained(dir.path());
+    let addr = served.addr.clone();
+    let unloaded = timed_get(&addr, "/");
+
+    // 50 idle connections, 8 trickling ones and 4 stalled bodies, held open
+    // while probes are answered; generous bounds, no tight timing.
+    let mut held = Held::open(&addr, 50, 8);
+    std::thread::sleep(Duration::from_secs(1));
+    let probes: Vec<Duration> = (0..10)
+        .map(|i| timed_get(&addr, if i % 2 == 0 { "/" } else { "/api/test/3" }))
+        .collect();
+    let slowest = probes.iter().max().unwrap();
+    println!(
+        "probe latency: {unloaded:?} with nothing held; with 50 idle, 8 trickling and 4 stalled connections held: slowest of 10 {slowest:?}, all {probes:?}"
+    );
+    assert!(*slowest < Duration::from_secs(10), "{probes:?}");
+
+    // An idle connection is closed by the server once its header is late.
+    let idle = held.idle.first_mut().unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    let read = idle.read(&mut buf);
+    println!(
+        "an idle connection was closed by the server after {:?} more ({read:?})",
+        start.elapsed()
+    );
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop(held);
+
+    // Ctrl-C while clients hold connections open: the server stops at once.
+    let _held = Held::open(&addr, 50, 8);
+    std::thread::sleep(Duration::from_secs(1));
+    let start = Instant::now();
+    let status = common::interrupt(&mut served);
+    println!(
+        "Ctrl-C with connections held: stopped in {:?}",
+        start.elapsed()
+    );
+    assert!(
+        status.success(),
+        "cnn serve ended with {status} after Ctrl-C"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
 }

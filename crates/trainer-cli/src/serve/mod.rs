@@ -27,23 +27,30 @@
 //! draws them. Every PNG is a `data:image/png;base64,` URI.
 //!
 //! Errors are plain text saying what was wrong: 400 (malformed request or
-//! drawing), 404, 405, 408 (too slow), 411 (a body without Content-Length),
-//! 413 (body over `MAX_BODY`, 2 MiB), 431 (header over `MAX_HEADER`, 16 KiB).
+//! drawing), 404, 405, 408 (a body too slow), 411 (a body without
+//! Content-Length, or chunked), 413 (body over `MAX_BODY`, 2 MiB). A header
+//! hyper cannot accept is refused by hyper itself, with the status alone and
+//! an empty body: 400 (malformed, or a Content-Length that is not a number or
+//! disagrees with another) or 431 (header over `MAX_HEADER`, 16 KiB, or over
+//! `MAX_HEADERS`, 32 fields).
 //!
 //! # How it serves
 //!
-//! Plain `std::net`, with `httparse` reading the request header: a server
-//! crate would have to be trusted with every bound (tiny_http 0.12, for one,
-//! allocates the announced length of a body it was not asked to read, so a
-//! single request announcing a terabyte aborts it). `WORKERS` (4) threads
-//! each take a connection, read one request (every size checked before
-//! anything is allocated for it, and the whole request within `TIMEOUT`,
-//! 10 s), answer it and close the connection; more connections wait in the
-//! system's queue. Each worker has its own copy of the network, built
-//! from the checkpoint loaded once: the layers keep their outputs in buffers,
-//! so one network cannot look at two images at once. The checkpoint, the test
-//! set and the page are shared read-only. Ctrl-C lets the requests under way
-//! finish, then stops.
+//! hyper's HTTP/1.1 (no TLS, no HTTP/2) on a tokio runtime, one task per
+//! connection: an idle or slow client costs a socket and a few KiB, and
+//! delays nobody. hyper reads each header within `TIMEOUT` (10 s; a
+//! connection idle that long, new or kept alive between requests, is
+//! closed) and within its size limits; the body is then read within
+//! `TIMEOUT` more and `MAX_BODY`, its announced length checked before
+//! anything is read. A connection lives at most `CONNECTION_LIFE` (60 s),
+//! then is closed once its request under way is answered. `WORKERS` (4)
+//! networks answer requests on threads that may block, taken in turn: each
+//! is its own copy, built from the checkpoint loaded once, since the layers
+//! keep their outputs in buffers and one network cannot look at two images
+//! at once. The checkpoint, the test set and the page are shared read-only.
+//! Ctrl-C stops accepting connections, closes the idle ones and gives the
+//! requests under way `STOP_WITHIN` (0.5 s): the server is gone within a
+//! second, whatever its clients do.
 //!
 //! # Files
 //!
@@ -51,7 +58,7 @@
 //! |---|---|
 //! | `mod.rs` | [`run`]: load, then serve |
 //! | `state.rs` | what the workers share: the checkpoint, the test set, the model document |
-//! | `server.rs` | the `std::net` loop, the workers, reading requests within their limits |
+//! | `server.rs` | hyper on tokio: connections, their limits and timeouts, the networks in turn, Ctrl-C |
 //! | `routes.rs` | each path's reply, and the JSON of a look inside the network |
 //! | `assets.rs` | the page: `serve.html`, `serve.css`, `serve.js` |
 
@@ -80,5 +87,5 @@ pub struct ServeOptions {
 /// Loads the model, listens, prints the address and serves until Ctrl-C.
 pub fn run(opts: &ServeOptions) -> Result<()> {
     let shared = state::Shared::load(&opts.model, opts.config.as_deref(), opts.data.as_deref())?;
-    server::serve(&opts.addr, &opts.model, &shared)
+    server::serve(&opts.addr, &opts.model, shared)
 }
