@@ -92,8 +92,9 @@ fn one_epoch_of_the_seed_network_then_every_command() {
         maps.to_str().unwrap(),
     ]);
     assert!(ok, "visualize failed:\n{stderr}");
-    // The input and 8 feature maps in one row, 28 px x 4, 2 px gaps.
-    assert_eq!(png_size(&maps), (9 * 112 + 8 * 2, 112));
+    // The input and 8 feature maps in one row, 28 px x 4, 2 px gaps, labelled.
+    let size = trainer_cli::visualize::maps_figure_size(9, 9, (28, 28), 4, 2);
+    assert_eq!(png_size(&maps), (size.0 as u32, size.1 as u32));
     let filters = dir.path().join("filters.png");
     let (ok, _, stderr) = cnn(&[
         "visualize",
