@@ -14,7 +14,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::image_io::RgbImage;
-use trainer::checkpoint::write_atomic;
+use trainer::files::write_atomic;
 use trainer::metrics::{read_metrics, MetricsRow};
 
 /// Output format, chosen by the file extension.

@@ -7,8 +7,8 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::post::{plural, train_figures, POST_TABLE};
-use trainer::checkpoint::write_atomic;
 use trainer::config::TrainConfig;
+use trainer::files::write_atomic;
 use trainer::metrics::{read_metrics, MetricsRow};
 
 /// A heading after which an existing results file is kept as it is when the

@@ -3,8 +3,9 @@
 use std::path::Path;
 
 use proptest::prelude::*;
-use trainer::checkpoint::{write_atomic, Checkpoint, PartialEpoch};
+use trainer::checkpoint::{Checkpoint, PartialEpoch};
 use trainer::config::TrainConfig;
+use trainer::files::write_atomic;
 
 mod common;
 

@@ -9,8 +9,9 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
-use trainer::checkpoint::{Checkpoint, MAGIC};
+use trainer::checkpoint::Checkpoint;
 use trainer::config::TrainConfig;
+use trainer::files::CHECKPOINT_MAGIC;
 use trainer::metrics::{parse_metrics, plottable};
 use trainer::safetensors_io::{from_bytes, network_from, to_bytes};
 use trainer_cli::image_io::{decode_png_grey, GreyImage};
@@ -30,7 +31,7 @@ fn small_checkpoint() -> Checkpoint {
 
 /// A checkpoint file around `body`, with a correct length and checksum.
 fn sealed(body: &[u8]) -> Vec<u8> {
-    let mut out = MAGIC.to_vec();
+    let mut out = CHECKPOINT_MAGIC.to_vec();
     out.extend(1u32.to_le_bytes());
     out.extend((body.len() as u64).to_le_bytes());
     out.extend(body);

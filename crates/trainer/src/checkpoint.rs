@@ -28,10 +28,8 @@ use sha2::{Digest, Sha256};
 use tensor::Tensor;
 
 use crate::config::{TrainConfig, DEFAULT_MAX_PARAMS};
+use crate::files::{write_atomic, CHECKPOINT_MAGIC as MAGIC};
 
-pub use crate::files::write_atomic;
-/// First bytes of every checkpoint.
-pub use crate::files::CHECKPOINT_MAGIC as MAGIC;
 /// Bumped whenever `Body` changes shape.
 pub(crate) const FORMAT_VERSION: u32 = 1;
 const HEADER: usize = 8 + 4 + 8;

@@ -62,8 +62,9 @@ use optim::Optimizer;
 use safetensors::{Dtype, SafeTensors};
 use tensor::Tensor;
 
-use crate::checkpoint::{check_weights, write_atomic, Checkpoint, PartialEpoch};
+use crate::checkpoint::{check_weights, Checkpoint, PartialEpoch};
 use crate::config::TrainConfig;
+use crate::files::write_atomic;
 
 /// Metadata key of the config's TOML text.
 pub(crate) const META_CONFIG: &str = "cnn.config";

@@ -29,8 +29,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use trainer::checkpoint::write_atomic;
 use trainer::eval::Evaluation;
+use trainer::files::write_atomic;
 
 use crate::post::plural;
 use html::Page;

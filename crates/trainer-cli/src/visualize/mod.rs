@@ -31,7 +31,8 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use layers::Network;
 use mnist_io::{Dataset, Split};
-use trainer::checkpoint::{write_atomic, Checkpoint};
+use trainer::checkpoint::Checkpoint;
+use trainer::files::write_atomic;
 
 mod conv;
 mod figure;
