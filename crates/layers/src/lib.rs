@@ -72,7 +72,7 @@ pub use flatten::Flatten;
 pub use im2col::ConvAlgorithm;
 pub use layer::{Buffer, Layer, Param};
 pub use linear::{Linear, LinearConfig};
-pub use loss::{accuracy, one_hot_into, Loss};
+pub use loss::{accuracy, count_correct, one_hot_into, Loss};
 pub use network::Network;
 pub use pool2d::{Pool2d, Pool2dConfig, PoolKind};
 pub use relu::Relu;

@@ -264,14 +264,18 @@ impl Loss {
 /// assert_eq!(layers::accuracy(&logits, &[1, 2]), 0.5);
 /// ```
 pub fn accuracy(logits: &Tensor, labels: &[usize]) -> f64 {
+    count_correct(logits, labels) as f64 / labels.len().max(1) as f64
+}
+
+/// How many rows of `logits` (N x K) have their largest output at their
+/// label; allocates nothing, for the training step.
+pub fn count_correct(logits: &Tensor, labels: &[usize]) -> usize {
     let k = logits.shape().get(1).copied().unwrap_or(1).max(1);
     let rows = logits.as_slice().expect("layer outputs are contiguous");
-    let correct = rows
-        .chunks_exact(k)
+    rows.chunks_exact(k)
         .zip(labels)
         .filter(|(row, &label)| tensor::argmax(row) == label)
-        .count();
-    correct as f64 / labels.len().max(1) as f64
+        .count()
 }
 
 /// Writes one-hot rows for `labels` into `target` (reshaped to N x `classes`,

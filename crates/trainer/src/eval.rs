@@ -32,17 +32,6 @@ pub fn predictions(logits: &Tensor) -> Vec<usize> {
         .collect()
 }
 
-/// How many rows of `logits` (N x K) have their largest output at the label;
-/// allocates nothing, for the training step.
-pub fn count_correct(logits: &Tensor, labels: &[usize]) -> usize {
-    let k = logits.shape()[1].max(1);
-    let rows = logits.as_slice().expect("layer outputs are contiguous");
-    rows.chunks_exact(k)
-        .zip(labels)
-        .filter(|(row, &label)| tensor::argmax(row) == label)
-        .count()
-}
-
 /// Runs the network over the whole of `ds`, `batch` examples at a time.
 ///
 /// The batches run in parallel, a contiguous run of them on each of a few

@@ -23,12 +23,11 @@
 
 use std::ops::Range;
 
-use layers::{LayerError, Loss, Network};
+use layers::{count_correct, LayerError, Loss, Network};
 use optim::Optimizer;
 use tensor::{Rng, Tensor};
 
 use crate::batch::{Batch, BatchTensors};
-use crate::eval::count_correct;
 
 /// A batch's mean loss and the number of its examples classified correctly.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

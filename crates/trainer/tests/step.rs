@@ -2,12 +2,11 @@
 //! the data-parallel one give the same bits, on any thread count, and the
 //! batch gradient is the weighted sum of the micro-batches' in order.
 
-use layers::{Loss, Network};
+use layers::{count_correct, Loss, Network};
 use optim::Optimizer;
 use tensor::{Rng, Tensor};
 use trainer::batch::TensorBatch;
 use trainer::config::TrainConfig;
-use trainer::eval::count_correct;
 use trainer::parallel::DataParallel;
 use trainer::step::{self, first_non_finite, StepResult};
 
