@@ -297,43 +297,11 @@ impl Network {
         &mut self,
         tensors: &BTreeMap<String, Tensor>,
     ) -> Result<(), ConfigError> {
-        let err = |m: String| ConfigError {
-            index: None,
-            kind: None,
-            message: m,
-        };
-        let mut problems = Vec::new();
-        let wanted = self.state_values();
-        for &(name, value) in &wanted {
-            match tensors.get(name) {
-                None => problems.push(format!(
-                    "missing tensor `{name}` of shape {:?}",
-                    value.shape()
-                )),
-                Some(t) if t.shape() != value.shape() => problems.push(format!(
-                    "tensor `{name}` has shape {:?}, the network needs {:?}",
-                    t.shape(),
-                    value.shape()
-                )),
-                Some(t) => problems.extend(impossible_value(name, t)),
-            }
-        }
-        if problems.is_empty() && tensors.len() != wanted.len() {
-            let known: std::collections::HashSet<&str> =
-                wanted.iter().map(|&(name, _)| name).collect();
-            for name in tensors.keys().filter(|n| !known.contains(n.as_str())) {
-                problems.push(format!(
-                    "unexpected tensor `{name}`: the network has no such parameter"
-                ));
-            }
-        }
-        if let Some(first) = problems.first() {
-            return Err(err(if problems.len() > 1 {
-                format!("{first} (and {} more)", problems.len() - 1)
-            } else {
-                first.clone()
-            }));
-        }
+        let shapes = tensors.iter().map(|(n, t)| (n.as_str(), t.shape()));
+        let problems = self.state_problems(shapes.collect(), |name| {
+            impossible_value(name, &tensors[name])
+        });
+        first_problem(problems)?;
         for p in self.params_mut() {
             p.value.assign(&tensors[&p.name]);
         }
@@ -341,6 +309,48 @@ impl Network {
             b.value.assign(&tensors[&b.name]);
         }
         Ok(())
+    }
+
+    /// Checks tensors of these names and shapes against the network's state
+    /// dict before any of them is read: what [`Network::load_state_dict`]
+    /// would refuse for a missing, extra or misshapen tensor, in its words.
+    pub fn check_state_shapes<'a>(
+        &self,
+        shapes: impl IntoIterator<Item = (&'a str, &'a [usize])>,
+    ) -> Result<(), ConfigError> {
+        first_problem(self.state_problems(shapes.into_iter().collect(), |_| None))
+    }
+
+    /// Every problem of a state dict of `given` names and shapes: in the
+    /// network's order, a missing tensor, a wrong shape or what `value`
+    /// says of a tensor; then, if none, each tensor the network lacks.
+    fn state_problems(
+        &self,
+        given: BTreeMap<&str, &[usize]>,
+        value: impl Fn(&str) -> Option<String>,
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        let wanted = self.state_values();
+        for &(name, t) in &wanted {
+            match given.get(name) {
+                None => problems.push(format!("missing tensor `{name}` of shape {:?}", t.shape())),
+                Some(&shape) if shape != t.shape() => problems.push(format!(
+                    "tensor `{name}` has shape {shape:?}, the network needs {:?}",
+                    t.shape()
+                )),
+                Some(_) => problems.extend(value(name)),
+            }
+        }
+        if problems.is_empty() && given.len() != wanted.len() {
+            let known: std::collections::HashSet<&str> =
+                wanted.iter().map(|&(name, _)| name).collect();
+            for name in given.keys().filter(|n| !known.contains(*n)) {
+                problems.push(format!(
+                    "unexpected tensor `{name}`: the network has no such parameter"
+                ));
+            }
+        }
+        problems
     }
 
     /// A table of the layers: name, kind, output shape, parameters, and
@@ -381,6 +391,22 @@ impl Network {
         ));
         lines.join("\n") + "\n"
     }
+}
+
+/// The first of `problems` as an error, with how many more there are.
+fn first_problem(problems: Vec<String>) -> Result<(), ConfigError> {
+    let Some(first) = problems.first() else {
+        return Ok(());
+    };
+    let message = match problems.len() {
+        1 => first.clone(),
+        n => format!("{first} (and {} more)", n - 1),
+    };
+    Err(ConfigError {
+        index: None,
+        kind: None,
+        message,
+    })
 }
 
 /// A value that tensor `name` cannot hold, for what it is: a non-finite

@@ -172,62 +172,42 @@ fn metadata_of(bytes: &[u8], path: &Path) -> Result<BTreeMap<String, String>> {
         .collect())
 }
 
-/// Refuses, before any tensor is converted, a file whose tensors are not
-/// exactly those of the network of `config`: the same names, each of the
-/// same shape. The file's element count is compared with the network's size
-/// first, so a config forged to describe a huge network is not built. Memory
-/// then stays within the file and the network, whatever the file holds.
-fn check_layout(config: &TrainConfig, bytes: &[u8], path: &Path) -> Result<()> {
+/// The network of `config` holding the weights of a safetensors file's
+/// `bytes`, and the number of its tensors. Before any tensor is converted,
+/// the file's element count is compared with the network's size (so a
+/// config forged to describe a huge network is not built) and every name and
+/// shape with the network's ([`Network::check_state_shapes`]): memory stays
+/// within the file and the network, whatever the file holds.
+fn network_from_bytes(config: &TrainConfig, bytes: &[u8], path: &Path) -> Result<(Network, usize)> {
     let p = path.display();
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| anyhow!("{p}: not a valid safetensors file: {e}"))?;
-    let stored: usize = st
+    let views = st.tensors();
+    let stored = views
         .iter()
-        .map(|(_, v)| v.shape().iter().product::<usize>())
-        .sum();
-    crate::checkpoint::check_param_budget(config, stored, path)?;
+        .map(|(_, v)| v.shape().iter().product::<usize>());
+    crate::checkpoint::check_param_budget(config, stored.sum(), path)?;
     config
         .check()
         .with_context(|| format!("{p}: config `{}`", config.name))?;
-    let net = config.build_network()?;
-    // The problems `Network::load_state_dict` would name, in its order and words.
-    let mut problems = Vec::new();
-    let wanted = net.state_values();
-    for &(name, value) in &wanted {
-        match st.tensor(name) {
-            Err(_) => problems.push(format!(
-                "missing tensor `{name}` of shape {:?}",
-                value.shape()
-            )),
-            Ok(view) if view.shape() != value.shape() => problems.push(format!(
-                "tensor `{name}` has shape {:?}, the network needs {:?}",
-                view.shape(),
-                value.shape()
-            )),
-            Ok(_) => {}
-        }
-    }
-    if problems.is_empty() {
-        let known: std::collections::HashSet<&str> = wanted.iter().map(|&(n, _)| n).collect();
-        let mut names = st.names();
-        names.sort();
-        for name in names.into_iter().filter(|n| !known.contains(*n)) {
-            problems.push(format!(
-                "unexpected tensor `{name}`: the network has no such parameter"
-            ));
-        }
-    }
-    if let Some(first) = problems.first() {
-        let more = match problems.len() {
-            1 => String::new(),
-            n => format!(" (and {} more)", n - 1),
-        };
-        bail!(
-            "{p}: does not fit the network of config `{}`: {first}{more}",
+    let mut net = config.build_network()?;
+    let does_not_fit = |e| {
+        anyhow!(
+            "{p}: does not fit the network of config `{}`: {e}",
             config.name
-        );
-    }
-    Ok(())
+        )
+    };
+    net.check_state_shapes(views.iter().map(|(n, v)| (n.as_str(), v.shape())))
+        .map_err(does_not_fit)?;
+    let file = from_bytes(bytes, path)?;
+    let values = file.tensors.iter();
+    check_weights(
+        config,
+        values.map(|(n, t)| (n.as_str(), t.as_slice().unwrap_or(&[]))),
+        path,
+    )?;
+    net.load_state_dict(&file.tensors).map_err(does_not_fit)?;
+    Ok((net, file.tensors.len()))
 }
 
 /// Reads a safetensors file (see [`from_bytes`]).
@@ -331,8 +311,7 @@ pub fn load_checkpoint(path: &Path, config: Option<&str>) -> Result<Checkpoint> 
                 path.display()
             ),
         };
-        check_layout(&config, &bytes, path)?;
-        let net = network_from(&config, &from_bytes(&bytes, path)?, path)?;
+        let (net, _) = network_from_bytes(&config, &bytes, path)?;
         let dataset = metadata.get(META_DATASET).cloned();
         return Ok(fresh_checkpoint(&config, dataset, &net));
     }
@@ -390,12 +369,10 @@ pub fn import(config: &str, weights: &Path, out: &Path, force: bool) -> Result<u
     let bytes = read_bytes(weights)?;
     let metadata = metadata_of(&bytes, weights)?;
     let config = with_stored_constants(TrainConfig::load(config)?, &metadata);
-    check_layout(&config, &bytes, weights)?;
-    let file = from_bytes(&bytes, weights)?;
-    let net = network_from(&config, &file, weights)?;
+    let (net, tensors) = network_from_bytes(&config, &bytes, weights)?;
     let dataset = metadata.get(META_DATASET).cloned();
     fresh_checkpoint(&config, dataset, &net).save(out)?;
-    Ok(file.tensors.len())
+    Ok(tensors)
 }
 
 #[cfg(test)]
@@ -477,8 +454,8 @@ mod tests {
     }
 
     /// A file with every tensor of the network and a large one besides is
-    /// refused by the layout check, which converts nothing, naming the extra
-    /// tensor; the same file without it passes.
+    /// refused by the shape check, before any tensor is converted, naming
+    /// the extra tensor; the same file without it loads.
     #[test]
     fn the_layout_is_checked_before_any_tensor_is_converted() {
         let config = TrainConfig::load("seed").unwrap();
@@ -486,15 +463,21 @@ mod tests {
         let mut tensors = net.state_dict();
         let path = Path::new("w.safetensors");
         let fits = to_bytes(&tensors, &BTreeMap::new()).unwrap();
-        check_layout(&config, &fits, path).unwrap();
+        network_from_bytes(&config, &fits, path).unwrap();
         tensors.insert("junk".into(), Tensor::zeros(vec![1 << 22]));
         let bytes = to_bytes(&tensors, &BTreeMap::new()).unwrap();
-        let err = format!("{:#}", check_layout(&config, &bytes, path).unwrap_err());
+        let err = format!(
+            "{:#}",
+            network_from_bytes(&config, &bytes, path).err().unwrap()
+        );
         assert!(err.contains("unexpected tensor `junk`"), "{err}");
         tensors.remove("junk");
         tensors.insert("fc1.bias".into(), Tensor::zeros(vec![255]));
         let bytes = to_bytes(&tensors, &BTreeMap::new()).unwrap();
-        let err = format!("{:#}", check_layout(&config, &bytes, path).unwrap_err());
+        let err = format!(
+            "{:#}",
+            network_from_bytes(&config, &bytes, path).err().unwrap()
+        );
         assert!(err.contains("tensor `fc1.bias` has shape [255]"), "{err}");
     }
 }
