@@ -178,7 +178,7 @@ fn metadata_of(bytes: &[u8], path: &Path) -> Result<BTreeMap<String, String>> {
 /// config forged to describe a huge network is not built) and every name and
 /// shape with the network's ([`Network::check_state_shapes`]): memory stays
 /// within the file and the network, whatever the file holds.
-fn network_from_bytes(config: &TrainConfig, bytes: &[u8], path: &Path) -> Result<(Network, usize)> {
+pub fn network_from(config: &TrainConfig, bytes: &[u8], path: &Path) -> Result<(Network, usize)> {
     let p = path.display();
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| anyhow!("{p}: not a valid safetensors file: {e}"))?;
@@ -234,31 +234,6 @@ pub fn write(
     write_atomic(path, &bytes)
 }
 
-/// The network of `config` with the weights of `file`: every parameter of
-/// the network must be in the file with its shape, and nothing else (an
-/// error names the tensor and `path`).
-pub fn network_from(config: &TrainConfig, file: &TensorFile, path: &Path) -> Result<Network> {
-    check_weights(
-        config,
-        file.tensors
-            .iter()
-            .map(|(name, t)| (name.as_str(), t.as_slice().unwrap_or(&[]))),
-        path,
-    )?;
-    config
-        .check()
-        .with_context(|| format!("{}: config `{}`", path.display(), config.name))?;
-    let mut net = config.build_network()?;
-    net.load_state_dict(&file.tensors).map_err(|e| {
-        anyhow!(
-            "{}: does not fit the network of config `{}`: {e}",
-            path.display(),
-            config.name
-        )
-    })?;
-    Ok(net)
-}
-
 /// `config` given for a file's weights, with the standardisation constants
 /// the file's stored config records when `config` has none: they belong to
 /// the weights, not to the network's description.
@@ -311,7 +286,7 @@ pub fn load_checkpoint(path: &Path, config: Option<&str>) -> Result<Checkpoint> 
                 path.display()
             ),
         };
-        let (net, _) = network_from_bytes(&config, &bytes, path)?;
+        let (net, _) = network_from(&config, &bytes, path)?;
         let dataset = metadata.get(META_DATASET).cloned();
         return Ok(fresh_checkpoint(&config, dataset, &net));
     }
@@ -369,7 +344,7 @@ pub fn import(config: &str, weights: &Path, out: &Path, force: bool) -> Result<u
     let bytes = read_bytes(weights)?;
     let metadata = metadata_of(&bytes, weights)?;
     let config = with_stored_constants(TrainConfig::load(config)?, &metadata);
-    let (net, tensors) = network_from_bytes(&config, &bytes, weights)?;
+    let (net, tensors) = network_from(&config, &bytes, weights)?;
     let dataset = metadata.get(META_DATASET).cloned();
     fresh_checkpoint(&config, dataset, &net).save(out)?;
     Ok(tensors)
@@ -401,7 +376,7 @@ mod tests {
         assert_eq!(count.data(), 3i64.to_le_bytes());
         assert_eq!(st.tensor("bn2.running_var").unwrap().dtype(), Dtype::F32);
         let path = Path::new("modern.safetensors");
-        let back = network_from(&config, &from_bytes(&bytes, path).unwrap(), path).unwrap();
+        let (back, _) = network_from(&config, &bytes, path).unwrap();
         assert_eq!(back.state_dict(), tensors);
     }
 
@@ -414,12 +389,12 @@ mod tests {
         let bytes = to_bytes(&tensors, &BTreeMap::new()).unwrap();
         let file = from_bytes(&bytes, path).unwrap();
         assert_eq!(file.tensors, tensors);
-        network_from(&config, &file, path).unwrap();
+        network_from(&config, &bytes, path).unwrap();
 
         let mut missing = tensors.clone();
         missing.remove("fc2.bias");
-        let file = from_bytes(&to_bytes(&missing, &BTreeMap::new()).unwrap(), path).unwrap();
-        let err = format!("{:#}", network_from(&config, &file, path).err().unwrap());
+        let bytes = to_bytes(&missing, &BTreeMap::new()).unwrap();
+        let err = format!("{:#}", network_from(&config, &bytes, path).err().unwrap());
         assert!(
             err.contains("w.safetensors") && err.contains("missing tensor `fc2.bias`"),
             "{err}"
@@ -427,14 +402,14 @@ mod tests {
 
         let mut extra = tensors.clone();
         extra.insert("fc3.weight".into(), Tensor::zeros(vec![2, 2]));
-        let file = from_bytes(&to_bytes(&extra, &BTreeMap::new()).unwrap(), path).unwrap();
-        let err = format!("{:#}", network_from(&config, &file, path).err().unwrap());
+        let bytes = to_bytes(&extra, &BTreeMap::new()).unwrap();
+        let err = format!("{:#}", network_from(&config, &bytes, path).err().unwrap());
         assert!(err.contains("unexpected tensor `fc3.weight`"), "{err}");
 
         let mut shaped = tensors.clone();
         shaped.insert("conv1.weight".into(), Tensor::zeros(vec![8, 9]));
-        let file = from_bytes(&to_bytes(&shaped, &BTreeMap::new()).unwrap(), path).unwrap();
-        let err = format!("{:#}", network_from(&config, &file, path).err().unwrap());
+        let bytes = to_bytes(&shaped, &BTreeMap::new()).unwrap();
+        let err = format!("{:#}", network_from(&config, &bytes, path).err().unwrap());
         assert!(err.contains("`conv1.weight` has shape [8, 9]"), "{err}");
 
         let f64_bytes = vec![0u8; 16];
@@ -463,21 +438,15 @@ mod tests {
         let mut tensors = net.state_dict();
         let path = Path::new("w.safetensors");
         let fits = to_bytes(&tensors, &BTreeMap::new()).unwrap();
-        network_from_bytes(&config, &fits, path).unwrap();
+        network_from(&config, &fits, path).unwrap();
         tensors.insert("junk".into(), Tensor::zeros(vec![1 << 22]));
         let bytes = to_bytes(&tensors, &BTreeMap::new()).unwrap();
-        let err = format!(
-            "{:#}",
-            network_from_bytes(&config, &bytes, path).err().unwrap()
-        );
+        let err = format!("{:#}", network_from(&config, &bytes, path).err().unwrap());
         assert!(err.contains("unexpected tensor `junk`"), "{err}");
         tensors.remove("junk");
         tensors.insert("fc1.bias".into(), Tensor::zeros(vec![255]));
         let bytes = to_bytes(&tensors, &BTreeMap::new()).unwrap();
-        let err = format!(
-            "{:#}",
-            network_from_bytes(&config, &bytes, path).err().unwrap()
-        );
+        let err = format!("{:#}", network_from(&config, &bytes, path).err().unwrap());
         assert!(err.contains("tensor `fc1.bias` has shape [255]"), "{err}");
     }
 }
