@@ -102,33 +102,37 @@ pub fn forward_backward(
     micro_batch: usize,
     key: u64,
 ) -> Result<StepResult, LayerError> {
-    let n = batch.len();
-    if n == 0 {
-        return Err(empty_batch());
-    }
-    let mut micro = MicroBatch::default();
-    let mut sum: Vec<Vec<f32>> = net
-        .params()
-        .iter()
-        .map(|p| vec![0.0; p.grad.len()])
-        .collect();
-    let mut result = StepResult::default();
-    for (k, range) in micro_batches(n, micro_batch).enumerate() {
-        let n_k = range.len();
-        let mut rng = Rng::from_keys(&[key, k as u64]);
-        let (mean_loss, correct) = micro.forward_backward(net, loss, batch, range, &mut rng)?;
-        for (dst, p) in sum.iter_mut().zip(net.params()) {
-            let grad = p.grad.as_slice().expect("gradients are contiguous");
-            add_share(dst, grad, n_k as f32 / n as f32, k == 0);
+    // On the thread pool: the kernels inside are parallel, and each one
+    // called from outside the pool would hand its work over and wait.
+    rayon::scope(|_| {
+        let n = batch.len();
+        if n == 0 {
+            return Err(empty_batch());
         }
-        result.loss += mean_loss * n_k as f64 / n as f64;
-        result.correct += correct;
-    }
-    for (p, sum) in net.params_mut().into_iter().zip(&sum) {
-        let grad = p.grad.as_slice_mut().expect("gradients are contiguous");
-        grad.copy_from_slice(sum);
-    }
-    Ok(result)
+        let mut micro = MicroBatch::default();
+        let mut sum: Vec<Vec<f32>> = net
+            .params()
+            .iter()
+            .map(|p| vec![0.0; p.grad.len()])
+            .collect();
+        let mut result = StepResult::default();
+        for (k, range) in micro_batches(n, micro_batch).enumerate() {
+            let n_k = range.len();
+            let mut rng = Rng::from_keys(&[key, k as u64]);
+            let (mean_loss, correct) = micro.forward_backward(net, loss, batch, range, &mut rng)?;
+            for (dst, p) in sum.iter_mut().zip(net.params()) {
+                let grad = p.grad.as_slice().expect("gradients are contiguous");
+                add_share(dst, grad, n_k as f32 / n as f32, k == 0);
+            }
+            result.loss += mean_loss * n_k as f64 / n as f64;
+            result.correct += correct;
+        }
+        for (p, sum) in net.params_mut().into_iter().zip(&sum) {
+            let grad = p.grad.as_slice_mut().expect("gradients are contiguous");
+            grad.copy_from_slice(sum);
+        }
+        Ok(result)
+    })
 }
 
 /// One training step: [`forward_backward`], then the optimizer's update of
@@ -143,9 +147,11 @@ pub fn step(
     key: u64,
     optimizer: &mut Optimizer,
 ) -> Result<StepResult, LayerError> {
-    let result = forward_backward(net, loss, batch, micro_batch, key)?;
-    optimizer.step(net.params_mut());
-    Ok(result)
+    rayon::scope(|_| {
+        let result = forward_backward(net, loss, batch, micro_batch, key)?;
+        optimizer.step(net.params_mut());
+        Ok(result)
+    })
 }
 
 /// The name of the first parameter, in the network's order, that holds a
