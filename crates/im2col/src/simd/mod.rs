@@ -16,6 +16,7 @@
 //! so the result is the same bits whichever runs.
 
 mod gemm;
+pub mod peak;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;

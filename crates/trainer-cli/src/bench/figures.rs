@@ -80,6 +80,9 @@ pub struct BenchReport {
     pub eval: Duration,
     /// Peak resident memory of the process (VmHWM), bytes, if known.
     pub peak_rss: Option<u64>,
+    /// The machine's FMA peak on these threads: the instructions timed,
+    /// and the FLOP/s of all threads together.
+    pub fma_peak: (&'static str, f64),
 }
 
 /// The batches the timed steps cycle through.

@@ -17,6 +17,11 @@
 //! the evaluation of `eval_images` images (the test set's 10,000 by default),
 //! forward only, in batches of the same size, as `cnn train` evaluates.
 //!
+//! Last, the machine's FMA peak on the same threads
+//! ([`im2col::fma_peak_one_thread`]: nothing but independent FMAs, widest
+//! vectors), so that the step's GFLOP/s can be read as a share of what the
+//! cores can do.
+//!
 //! FLOPs: [`layers::flops::train_flops`], the forward pass's multiply-adds (×2)
 //! plus, per layer with a matrix product, the same count again for the
 //! weight gradient and again for the input gradient, except the first layer,
@@ -118,7 +123,16 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         eval_images,
         eval,
         peak_rss: peak_rss(),
+        fma_peak: fma_peak(),
     })
+}
+
+/// The FMA peak of every worker thread at once (each thread's probe running
+/// while the others run theirs, as the step's kernels do), summed.
+fn fma_peak() -> (&'static str, f64) {
+    let per_thread = rayon::broadcast(|_| im2col::fma_peak_one_thread(Duration::from_millis(40)));
+    let total = per_thread.iter().map(|p| p.flops_per_second).sum();
+    (im2col::widest_fma().0, total)
 }
 
 /// The config to time: `opts`'s, with its batch size and convolution

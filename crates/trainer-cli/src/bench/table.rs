@@ -115,6 +115,15 @@ impl BenchReport {
             self.epoch_seconds(),
             self.gflops()
         );
+        let (isa, peak) = self.fma_peak;
+        let _ = writeln!(
+            s,
+            "  {:.0}% of the FMA peak: {:.1} GFLOP/s on {} thread{} ({isa}, FMAs alone)",
+            100.0 * self.gflops() * 1e9 / peak.max(1.0),
+            peak / 1e9,
+            self.threads,
+            if self.threads == 1 { "" } else { "s" },
+        );
         let _ = writeln!(
             s,
             "  (FLOPs: {:.3} MFLOP per image = forward + weight gradients + input gradients but the first layer's; {:.1} GFLOP per epoch)",
