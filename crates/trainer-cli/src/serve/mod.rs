@@ -13,6 +13,9 @@
 //! | `GET /api/model` | JSON about the model (below) |
 //! | `POST /api/predict`, body `{"width": W, "height": H, "pixels": [...]}` | a look inside the network at a drawing: `W*H` integers 0..=255, row by row, any size up to `MAX_SIDE` (512) a side, prepared as `cnn predict` prepares a PNG ([`crate::predict::prepare`]) |
 //! | `GET /api/test/N` (with `--data`) | a look inside at test image `N`, given to the network as it is, as `cnn eval` does |
+//! | `GET /train`, `/train.css`, `/train.js`, `/train-worker.js` | the training page: the seed network trained in the browser |
+//! | `GET /train/trainer_web.wasm` | its WebAssembly module, from `--web DIR` (404 saying to run `cargo xtask web` when missing) |
+//! | `GET /api/mnist/NAME` (with `--data`) | MNIST's file `NAME` (`train-images-idx3-ubyte`, ...), as stored in `--data` (gzipped or not) |
 //!
 //! The model: `{"model", "config", "classes": [names], "input": [width, height],
 //! "kernels": PNG | null, "kernels_caption", "test_images": count,
@@ -60,7 +63,8 @@
 //! | `state.rs` | what the workers share: the checkpoint, the test set, the model document |
 //! | `server.rs` | hyper on tokio: connections, their limits and timeouts, the networks in turn, Ctrl-C |
 //! | `routes.rs` | each path's reply, and the JSON of a look inside the network |
-//! | `assets.rs` | the page: `serve.html`, `serve.css`, `serve.js` |
+//! | `assets.rs` | the pages: `serve.html`, `serve.css`, `serve.js`; `train.html`, `train.css`, `train.js`, `train-worker.js` |
+//! | `train_routes.rs` | the training page's routes: its files, the module, the data files |
 
 use std::path::PathBuf;
 
@@ -70,6 +74,7 @@ mod assets;
 mod routes;
 mod server;
 mod state;
+mod train_routes;
 
 /// What `cnn serve` was asked to do.
 #[derive(Clone, Debug)]
@@ -82,10 +87,21 @@ pub struct ServeOptions {
     pub data: Option<PathBuf>,
     /// Address to listen on, e.g. `127.0.0.1:8080` (port 0: any free port).
     pub addr: String,
+    /// Folder of the training page's WebAssembly module (`cargo xtask web` writes `target/web`).
+    pub web: PathBuf,
 }
 
 /// Loads the model, listens, prints the address and serves until Ctrl-C.
 pub fn run(opts: &ServeOptions) -> Result<()> {
-    let shared = state::Shared::load(&opts.model, opts.config.as_deref(), opts.data.as_deref())?;
+    let shared = state::Shared::load(
+        &opts.model,
+        opts.config.as_deref(),
+        opts.data.as_deref(),
+        &opts.web,
+    )?;
+    if !opts.web.join(train_routes::WASM_FILE).is_file() {
+        // On stderr: the first line on stdout is the address.
+        eprintln!("/train: {}", train_routes::missing_wasm(&opts.web));
+    }
     server::serve(&opts.addr, &opts.model, shared)
 }

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::assets::{CSS, JS, PAGE};
 use super::state::Shared;
+use super::train_routes;
 use crate::image_io::GreyImage;
 use crate::predict::{prepare, Predictor};
 use crate::report::png_uri;
@@ -36,7 +37,7 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
-    fn ok(content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+    pub(crate) fn ok(content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
         Reply {
             status: 200,
             content_type,
@@ -73,6 +74,11 @@ impl Handler {
 
     /// The reply to `req`.
     pub(crate) fn route(&mut self, req: &Request, shared: &Shared) -> Reply {
+        if req.method == "GET" {
+            if let Some(reply) = train_routes::route(&req.path, &shared.train) {
+                return reply;
+            }
+        }
         match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/") => Reply::ok("text/html; charset=utf-8", PAGE),
             ("GET", "/serve.css") => Reply::ok("text/css; charset=utf-8", CSS),
