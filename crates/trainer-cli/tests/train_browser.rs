@@ -128,7 +128,12 @@ fn train_page_learns_in_headless_chromium() {
     browser.open(&url);
     let (state, shot) = train_until_done(&mut browser);
     let error = browser.eval("document.getElementById('error').textContent");
-    assert_eq!(state, "done", "the page stopped: {error}; console: {:#?}", browser.console());
+    assert_eq!(
+        state,
+        "done",
+        "the page stopped: {error}; console: {:#?}",
+        browser.console()
+    );
     let shot_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("train-in-browser.png");
     std::fs::write(&shot_path, shot.expect("a screenshot mid-training")).unwrap();
     println!("screenshot mid-training: {}", shot_path.display());

@@ -289,3 +289,117 @@ impl Session {
         trainer::safetensors_io::to_bytes(&self.net.state_dict(), &metadata)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The IDX files of `n` made-up 28x28 images, label `i % 10`.
+    fn files(n: usize) -> (Vec<u8>, Vec<u8>) {
+        let pixels: Vec<u8> = (0..n * 784).map(|i| (i * 7 % 256) as u8).collect();
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        (
+            mnist_io::encode_images(&pixels, 28, 28).unwrap(),
+            mnist_io::encode_labels(&labels).unwrap(),
+        )
+    }
+
+    fn session(n: usize, limit: usize, batch: usize) -> Session {
+        let set = || {
+            let (images, labels) = files(n);
+            data_set(("images", images), ("labels", labels)).unwrap()
+        };
+        Session::new("seed", set(), set(), limit, batch).unwrap()
+    }
+
+    #[test]
+    fn an_epoch_is_its_batches_and_then_stops() {
+        let mut s = session(120, 100, 30);
+        assert_eq!((s.train_len(), s.batches_per_epoch()), (100, 4));
+        let p = s.train(3).unwrap();
+        assert_eq!((p.batches, p.images, s.place()), (3, 90, (0, 3)));
+        assert!(p.loss.is_finite() && p.correct <= 90);
+        let p = s.train(10).unwrap();
+        assert_eq!((p.batches, p.images), (1, 10), "the last batch only");
+        assert!(s.epoch_done());
+        assert_eq!(s.train(10).unwrap(), Progress::default());
+        s.next_epoch();
+        assert_eq!(s.place(), (1, 0));
+        assert_eq!(s.evaluate().unwrap().count, 120);
+    }
+
+    #[test]
+    fn the_downloaded_weights_are_the_network_cnn_eval_loads() {
+        let mut s = session(100, 0, 0);
+        s.train(1).unwrap();
+        let bytes = s.safetensors().unwrap();
+        let config = TrainConfig::load("seed").unwrap();
+        let (net, tensors) =
+            trainer::safetensors_io::network_from(&config, &bytes, Path::new("w.safetensors"))
+                .unwrap();
+        assert_eq!(tensors, 8);
+        let theirs = trainer::eval::evaluate(&net, s.test(), 100, None).unwrap();
+        let ours = s.evaluate().unwrap();
+        assert_eq!((theirs.loss, theirs.accuracy), (ours.loss, ours.accuracy));
+        let (filters, shape) = s.filters();
+        assert_eq!((filters.len(), shape), (72, vec![8, 1, 3, 3]));
+    }
+
+    #[test]
+    fn settings_are_checked_and_momentum_keeps_training() {
+        let mut s = session(100, 0, 50);
+        for lr in [0.0, -1.0, f32::NAN, f32::INFINITY, 11.0] {
+            assert!(s.set_lr(lr).is_err(), "lr {lr}");
+        }
+        for m in [-0.1, 1.0, f32::NAN] {
+            assert!(s.set_momentum(m).is_err(), "momentum {m}");
+        }
+        s.train(1).unwrap();
+        s.set_lr(0.02).unwrap();
+        s.set_momentum(0.5).unwrap();
+        assert_eq!(s.train(1).unwrap().batches, 1);
+        assert!(Session::new(
+            "seed",
+            session(10, 0, 0).train,
+            session(10, 0, 0).test,
+            0,
+            1001
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn maps_and_drawings_are_checked() {
+        let mut s = session(20, 0, 0);
+        let (maps, shape) = s.maps(3, 1).unwrap();
+        assert_eq!((maps.len(), shape), (16 * 14 * 14, vec![16, 14, 14]));
+        assert!(s.maps(20, 0).is_err() && s.maps(0, 2).is_err());
+        let p = s.probabilities(&[0; 784]).unwrap();
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        assert!(s.probabilities(&[0; 783]).is_err());
+    }
+
+    #[test]
+    fn bad_files_say_which_file_and_what_is_wrong() {
+        let (images, labels) = files(10);
+        let err = |r: Result<Dataset>| format!("{:#}", r.err().expect("an error"));
+        let e = err(data_set(
+            ("a.png", b"\x89PNG".to_vec()),
+            ("l", labels.clone()),
+        ));
+        assert!(e.contains("a.png"), "{e}");
+        let e = err(data_set(
+            ("i", images.clone()),
+            ("t10k-labels", images.clone()),
+        ));
+        assert!(e.contains("t10k-labels"), "{e}");
+        let small = mnist_io::encode_images(&[0; 4 * 36], 6, 6).unwrap();
+        let e = err(data_set(
+            ("i6", small),
+            ("l", mnist_io::encode_labels(&[0; 4]).unwrap()),
+        ));
+        assert!(e.contains("28x28"), "{e}");
+        let e = err(data_set(("gz", vec![0x1f, 0x8b, 8, 0, 0]), ("l", labels)));
+        assert!(e.contains("gz"), "{e}");
+    }
+}

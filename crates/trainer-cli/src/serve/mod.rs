@@ -63,6 +63,7 @@
 //! | `state.rs` | what the workers share: the checkpoint, the test set, the model document |
 //! | `server.rs` | hyper on tokio: connections, their limits and timeouts, the networks in turn, Ctrl-C |
 //! | `routes.rs` | each path's reply, and the JSON of a look inside the network |
+//! | `reply.rs` | an HTTP reply: status, content type, body |
 //! | `assets.rs` | the pages: `serve.html`, `serve.css`, `serve.js`; `train.html`, `train.css`, `train.js`, `train-worker.js` |
 //! | `train_routes.rs` | the training page's routes: its files, the module, the data files |
 
@@ -71,6 +72,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 mod assets;
+mod reply;
 mod routes;
 mod server;
 mod state;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::assets::{TRAIN_CSS, TRAIN_JS, TRAIN_PAGE, TRAIN_WORKER_JS};
-use super::routes::Reply;
+use super::reply::Reply;
 
 /// The module's file name in the `--web` folder.
 pub(crate) const WASM_FILE: &str = "trainer_web.wasm";
