@@ -145,6 +145,15 @@ fn train_page_learns_in_headless_chromium() {
     assert!(shown >= 0.80, "test accuracy shown {shown}");
     let blank = browser.eval(CANVASES_DRAWN);
     assert_eq!(blank, serde_json::json!([]), "canvases left blank");
+    // The pad was read by the network as it was then: ten probabilities.
+    let bars = browser.eval("document.getElementById('bars').children.length");
+    let guess = browser.eval("document.getElementById('guess').textContent");
+    println!("the drawn 1 is read as {guess}");
+    assert_eq!(
+        bars,
+        serde_json::json!(30),
+        "the pad's probabilities (guess {guess})"
+    );
 
     browser.eval("document.getElementById('download').click()");
     let file = downloads.join("seed-browser.safetensors");
@@ -174,11 +183,26 @@ fn train_page_learns_in_headless_chromium() {
     );
 }
 
+/// Draws a slanted stroke, a 1, on the page's pad with the mouse.
+fn draw_a_one(browser: &mut cdp::Browser) {
+    let rect = browser.eval(
+        "(() => { const r = document.getElementById('pad').getBoundingClientRect(); return [r.x, r.y, r.width]; })()",
+    );
+    let [x, y, w] = [0, 1, 2].map(|i| rect[i].as_f64().expect("the pad's place"));
+    let points: Vec<(f64, f64)> = (0..=20)
+        .map(|i| {
+            let t = i as f64 / 20.0;
+            (x + w * (0.55 - 0.1 * t), y + w * (0.15 + 0.7 * t))
+        })
+        .collect();
+    browser.stroke(&points);
+}
+
 /// Polls the page until it is done (or failed, or 10 minutes have
 /// passed); returns its last state and a screenshot taken mid-epoch.
 fn train_until_done(browser: &mut cdp::Browser) -> (String, Option<Vec<u8>>) {
     let start = Instant::now();
-    let mut shot = None;
+    let (mut shot, mut drawn) = (None, false);
     loop {
         browser.wait(Duration::from_millis(500));
         let state = browser.eval("document.body.dataset.state");
@@ -193,6 +217,10 @@ fn train_until_done(browser: &mut cdp::Browser) -> (String, Option<Vec<u8>>) {
             .map_or((0, 1), |(a, b)| {
                 (a.parse().unwrap_or(0), b.parse().unwrap_or(1))
             });
+        if !drawn && 3 * done >= of {
+            draw_a_one(browser);
+            drawn = true;
+        }
         if shot.is_none() && 2 * done >= of {
             shot = Some(browser.screenshot());
         }

@@ -96,7 +96,7 @@ function slice() {
     if (s) {
       post({ type: "progress", epoch: s[4], batch: s[5], perEpoch: s[6], images,
              loss: loss / images, accuracy: correct / images,
-             perSecond: trainImages / (trainMs / 1000) });
+             perSecond: trainImages / (trainMs / 1000), seconds: trainMs / 1000 });
     }
     if (performance.now() - lastPictures > PICTURES_MS) pictures();
     if (batches === 0) endOfEpoch();

@@ -122,6 +122,7 @@ const handlers = {
     $("epoch").textContent = String(m.epoch + 1);
     $("batch-at").textContent = `${m.batch} / ${m.perEpoch}`;
     $("speed").textContent = Math.round(m.perSecond).toLocaleString("en");
+    $("seconds").textContent = m.seconds.toFixed(1) + " s";
     $("loss").textContent = m.loss.toFixed(4);
     $("train-acc").textContent = (100 * m.accuracy).toFixed(1) + "%";
     drawCurves();

@@ -46,7 +46,7 @@ impl Browser {
                 "--disable-extensions",
                 "--hide-scrollbars",
                 "--remote-debugging-pipe",
-                "--window-size=1280,1100",
+                "--window-size=1280,1400",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
@@ -181,6 +181,22 @@ impl Browser {
             })
             .map(|e| e["params"].to_string())
             .collect()
+    }
+
+    /// A mouse stroke through `points` (CSS pixels of the page).
+    pub fn stroke(&mut self, points: &[(f64, f64)]) {
+        let last = points.len() - 1;
+        for (i, &(x, y)) in points.iter().enumerate() {
+            let kind = match i {
+                0 => "mousePressed",
+                i if i == last => "mouseReleased",
+                _ => "mouseMoved",
+            };
+            self.page(
+                "Input.dispatchMouseEvent",
+                json!({"type": kind, "x": x, "y": y, "button": "left", "buttons": 1, "clickCount": 1}),
+            );
+        }
     }
 
     /// A PNG of the page as it looks now.
