@@ -7,7 +7,10 @@
 //!   drawn (no canvas is one flat colour);
 //! * the console stays silent (no message, exception or error entry);
 //! * the weights downloaded with the page's button evaluate with
-//!   `cnn eval --config seed` to the accuracy the page showed.
+//!   `cnn eval --config seed` to the accuracy the page showed;
+//! * a slanted stroke drawn on the pad mid-epoch gets ten probabilities;
+//! * files chosen on the page that are not MNIST's four, or that carry
+//!   MNIST's names over the wrong contents, get a message naming the file.
 //!
 //! A screenshot taken mid-training is saved in the target directory (path
 //! printed). `CNN_TRAIN_QUERY` replaces the page's query (default
@@ -181,6 +184,90 @@ fn train_page_learns_in_headless_chromium() {
         eval.contains(&percent),
         "the page showed {percent}; cnn eval:\n{eval}"
     );
+
+    bad_files_are_named_on_the_page(&mut browser, &mnist, dir.path(), &file);
+}
+
+/// Files chosen instead of the server's: a file that is not one of MNIST's
+/// four, and MNIST's names over the wrong contents, each get a message
+/// naming the file.
+fn bad_files_are_named_on_the_page(
+    browser: &mut cdp::Browser,
+    mnist: &Path,
+    tmp: &Path,
+    other: &Path,
+) {
+    let error = |b: &mut cdp::Browser| b.eval("document.getElementById('error').textContent");
+    browser.choose_files("files", &[other]);
+    browser.wait(Duration::from_millis(500));
+    let e = error(browser);
+    assert!(
+        e.as_str()
+            .unwrap()
+            .contains("seed-browser.safetensors: not one of MNIST's files"),
+        "{e}"
+    );
+
+    // The test labels under the training images' name.
+    let bad = tmp.join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    let names = [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ];
+    let source = |name: &str| {
+        let gz = mnist.join(format!("{name}.gz"));
+        if gz.is_file() {
+            gz
+        } else {
+            mnist.join(name)
+        }
+    };
+    let mut chosen = Vec::new();
+    for name in names {
+        let from = source(if name == names[0] { names[3] } else { name });
+        let gz = if from.extension().is_some_and(|e| e == "gz") {
+            ".gz"
+        } else {
+            ""
+        };
+        let to = bad.join(format!("{name}{gz}"));
+        std::fs::copy(&from, &to).unwrap();
+        chosen.push(to);
+    }
+    browser.choose_files(
+        "files",
+        &chosen.iter().map(|p| p.as_path()).collect::<Vec<_>>(),
+    );
+    // The page reads the files (11 MB) before it says it has them.
+    let start = Instant::now();
+    let mut picked = serde_json::json!("");
+    while !picked.as_str().unwrap_or_default().contains("Your files")
+        && start.elapsed() < Duration::from_secs(30)
+    {
+        browser.wait(Duration::from_millis(300));
+        picked = browser.eval("document.getElementById('dropped').textContent");
+    }
+    assert!(
+        picked.as_str().unwrap().contains("Your files"),
+        "{picked}: {}",
+        error(browser)
+    );
+    browser.eval("document.getElementById('start').click()");
+    let start = Instant::now();
+    while browser.eval("document.body.dataset.state") != "error"
+        && start.elapsed() < Duration::from_secs(60)
+    {
+        browser.wait(Duration::from_millis(300));
+    }
+    let e = error(browser);
+    assert!(
+        e.as_str().unwrap().contains("train-images-idx3-ubyte"),
+        "{e}"
+    );
+    println!("the page on MNIST's names over the wrong contents: {e}");
 }
 
 /// Draws a slanted stroke, a 1, on the page's pad with the mouse.

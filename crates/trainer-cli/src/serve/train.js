@@ -10,6 +10,7 @@ const $ = (id) => document.getElementById(id);
 const worker = new Worker("/train-worker.js");
 const NAMES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+const MAX_FILE = 128 << 20;  // bytes read from a dropped file, at most
 let dropped = null;          // the four dropped files' bytes, by slot
 let running = false;
 const curve = { loss: [], acc: [], test: [] };  // [x in epochs, value]
@@ -77,6 +78,10 @@ async function drop(files) {
   const slots = [null, null, null, null];
   for (const f of files) {
     const slot = NAMES.findIndex((n) => f.name === n || f.name === n + ".gz" || f.name.replace(/\./g, "-") === n);
+    if (f.size > MAX_FILE) {
+      showError(`${f.name}: ${f.size} bytes; MNIST's largest file is 47 MB (at most ${MAX_FILE} are read)`);
+      return;
+    }
     if (slot < 0) {
       showError(`${f.name}: not one of MNIST's files; drop ${NAMES.join(", ")} (each may be .gz)`);
       return;
@@ -90,9 +95,10 @@ async function drop(files) {
   }
   dropped = slots;
   $("error").hidden = true;
-  $("drop").textContent = "Dropped: " + files.map((f) => f.name).join(", ") + ". Press Start.";
+  $("dropped").textContent = "Your files: " + files.map((f) => f.name).join(", ") + ". Press Start.";
 }
 
+$("files").onchange = (e) => drop([...e.target.files]);
 const dropZone = document.body;
 dropZone.addEventListener("dragover", (e) => { e.preventDefault(); $("drop").classList.add("over"); });
 dropZone.addEventListener("dragleave", () => $("drop").classList.remove("over"));

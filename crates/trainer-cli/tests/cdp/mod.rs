@@ -183,6 +183,19 @@ impl Browser {
             .collect()
     }
 
+    /// Chooses `files` in the page's file input `id`, as a user would.
+    pub fn choose_files(&mut self, id: &str, files: &[&Path]) {
+        let input = self.page(
+            "Runtime.evaluate",
+            json!({"expression": format!("document.getElementById('{id}')")}),
+        );
+        let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        self.page(
+            "DOM.setFileInputFiles",
+            json!({"objectId": input["result"]["objectId"], "files": paths}),
+        );
+    }
+
     /// A mouse stroke through `points` (CSS pixels of the page).
     pub fn stroke(&mut self, points: &[(f64, f64)]) {
         let last = points.len() - 1;
