@@ -1,9 +1,17 @@
-//! `cnn serve`: draw a digit in the browser and watch the network think.
+//! `cnn serve`: draw a digit in the browser and watch the network think;
+//! or watch the seed network learn, in the browser.
 //!
-//! One page (`serve.html`, `serve.css`, `serve.js`, embedded in the binary;
-//! nothing is fetched from elsewhere) and a small JSON API. Everything the
-//! page shows is computed here, by the network the way `cnn predict` and
-//! `cnn eval` run it; the page only draws.
+//! The drawing page (`serve.html`, `serve.css`, `serve.js`, embedded in the
+//! binary; nothing is fetched from elsewhere) and a small JSON API.
+//! Everything that page shows is computed here, by the network the way
+//! `cnn predict` and `cnn eval` run it; the page only draws.
+//!
+//! The training page (`/train`: `train.html`, `train.css`, `train.js`,
+//! `train-worker.js`, embedded too) is the other way round: the network
+//! trains in the browser, in a Web Worker running the crate `trainer-web`
+//! compiled to WebAssembly (read from `--web DIR`, where `cargo xtask web`
+//! puts it); the server only hands out the files, the module and the
+//! `--data` MNIST files as stored.
 //!
 //! # Requests and responses
 //!

@@ -11,8 +11,9 @@ use super::reply::Reply;
 pub(crate) const WASM_FILE: &str = "trainer_web.wasm";
 /// Largest module served, in bytes.
 const MAX_WASM: u64 = 32 << 20;
-/// Largest data file served, in bytes (MNIST's training images, not gzipped, are 47 MB).
-const MAX_DATA: u64 = 128 << 20;
+/// Largest data file served, in bytes (MNIST's training images, not
+/// gzipped, are 47 MB): with `WORKERS` requests at once, at most 256 MiB.
+const MAX_DATA: u64 = 64 << 20;
 /// The data files the page may ask for: MNIST's four names.
 const DATA_FILES: [&str; 4] = [
     "train-images-idx3-ubyte",
@@ -109,6 +110,17 @@ fn read_limited(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_training_page_loads_nothing_from_another_host() {
+        for text in [TRAIN_PAGE, TRAIN_CSS, TRAIN_JS, TRAIN_WORKER_JS] {
+            // Absolute or protocol-relative addresses, and CSS imports.
+            for other in ["http:", "https:", "\"//", "'//", "url(", "@import"] {
+                let hits: Vec<&str> = text.lines().filter(|l| l.contains(other)).collect();
+                assert!(hits.is_empty(), "{other} in {hits:?}");
+            }
+        }
+    }
 
     #[test]
     fn data_files_are_only_mnists_four_from_data() {
