@@ -16,6 +16,7 @@ let epochs = 1;            // epochs to train before stopping
 let shownDigit = 0;        // the test image whose feature maps are shown
 let lastPictures = 0;
 let trainMs = 0, trainImages = 0;
+let loaded = false;        // a network to look at
 
 const post = (msg, transfer) => self.postMessage(msg, transfer || []);
 
@@ -56,12 +57,14 @@ async function serverFiles() {
 
 async function load(msg) {
   post({ type: "status", text: "loading the data" });
+  loaded = false;
   const files = msg.files ? msg.files.map((b) => new Uint8Array(b)) : await serverFiles();
   files.forEach((bytes, slot) => { toInbox(bytes); call("set_file", slot); });
   call("start", msg.limit, msg.batch);
   const [trainLen, perEpoch] = stats();
   epochs = msg.epochs;
   trainMs = 0; trainImages = 0;
+  loaded = true;
   post({ type: "loaded", trainLen, perEpoch });
   pictures();
 }
@@ -133,7 +136,7 @@ const handlers = {
     if (msg.momentum !== undefined) call("set_momentum", msg.momentum);
     post({ type: "set", lr: msg.lr, momentum: msg.momentum });
   },
-  digit(msg) { shownDigit = msg.index; pictures(); },
+  digit(msg) { shownDigit = msg.index; if (loaded) pictures(); },
   predict(msg) {
     toInbox(msg.pixels);
     call("predict");

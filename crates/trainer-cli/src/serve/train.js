@@ -35,6 +35,9 @@ const number = (id) => Number($(id).value);
 function start() {
   $("start").disabled = true;
   $("error").hidden = true;
+  // A new network: new curves.
+  curve.loss.length = curve.acc.length = curve.test.length = 0;
+  $("epochs-done").replaceChildren();
   const msg = { cmd: "load", limit: number("limit"), batch: number("batch"), epochs: number("epochs") };
   if (dropped) msg.files = dropped;
   worker.postMessage(msg, dropped || []);
