@@ -17,6 +17,7 @@ mod fetch;
 mod find_data;
 mod layout;
 mod train;
+mod web;
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +45,9 @@ enum Task {
     /// Check the sizes a reader can hold: no function over 80 lines, no file
     /// over 600 (tests aside), no circle of imports between a crate's files.
     Layout,
+    /// Build the training page's WebAssembly module into target/web, where
+    /// `cnn serve` finds it (its /train page).
+    Web(web::WebArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Task::Train(args) => train::run(args),
         Task::Bench(args) => bench::run(args),
         Task::Layout => layout::run(&workspace_root()),
+        Task::Web(args) => web::run(args, &workspace_root()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

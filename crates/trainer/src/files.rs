@@ -163,10 +163,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
     let tmp: PathBuf = dir.join(format!(".{}.tmp", name.to_string_lossy()));
     let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
+        {
+            // Closed at the end of this block, before the rename.
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)?;
         // Make the rename itself durable.
         std::fs::File::open(dir)?.sync_all()

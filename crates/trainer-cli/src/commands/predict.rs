@@ -42,6 +42,9 @@ pub(crate) struct ServeArgs {
     /// Address and port to listen on (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: String,
+    /// Folder of the training page's WebAssembly module (/train), as `cargo xtask web` writes it.
+    #[arg(long, default_value = "target/web")]
+    web: PathBuf,
 }
 
 /// Classifies each image and prints the classes and probabilities.
@@ -62,11 +65,13 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         net: ModelArgs { model, config },
         data,
         addr,
+        web,
     } = args;
     trainer_cli::serve::run(&ServeOptions {
         model,
         config,
         data,
         addr,
+        web,
     })
 }

@@ -1,4 +1,4 @@
-//! The page `cnn serve` serves, embedded in the binary: nothing is fetched
+//! The pages `cnn serve` serves (the drawing page and the training page), embedded in the binary: nothing is fetched
 //! from elsewhere. The page only draws; everything it shows comes from the
 //! JSON API (`routes.rs`).
 
@@ -8,6 +8,14 @@ pub(crate) const PAGE: &str = include_str!("serve.html");
 pub(crate) const CSS: &str = include_str!("serve.css");
 /// `GET /serve.js`: its script (drawing, and calls to the API).
 pub(crate) const JS: &str = include_str!("serve.js");
+/// `GET /train`: the training page.
+pub(crate) const TRAIN_PAGE: &str = include_str!("train.html");
+/// `GET /train.css`: its style sheet.
+pub(crate) const TRAIN_CSS: &str = include_str!("train.css");
+/// `GET /train.js`: its script (controls, curves, pictures, the drawing pad).
+pub(crate) const TRAIN_JS: &str = include_str!("train.js");
+/// `GET /train-worker.js`: the Web Worker that loads the module and trains.
+pub(crate) const TRAIN_WORKER_JS: &str = include_str!("train-worker.js");
 
 #[cfg(test)]
 mod tests {

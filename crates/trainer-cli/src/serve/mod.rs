@@ -1,9 +1,17 @@
-//! `cnn serve`: draw a digit in the browser and watch the network think.
+//! `cnn serve`: draw a digit in the browser and watch the network think;
+//! or watch the seed network learn, in the browser.
 //!
-//! One page (`serve.html`, `serve.css`, `serve.js`, embedded in the binary;
-//! nothing is fetched from elsewhere) and a small JSON API. Everything the
-//! page shows is computed here, by the network the way `cnn predict` and
-//! `cnn eval` run it; the page only draws.
+//! The drawing page (`serve.html`, `serve.css`, `serve.js`, embedded in the
+//! binary; nothing is fetched from elsewhere) and a small JSON API.
+//! Everything that page shows is computed here, by the network the way
+//! `cnn predict` and `cnn eval` run it; the page only draws.
+//!
+//! The training page (`/train`: `train.html`, `train.css`, `train.js`,
+//! `train-worker.js`, embedded too) is the other way round: the network
+//! trains in the browser, in a Web Worker running the crate `trainer-web`
+//! compiled to WebAssembly (read from `--web DIR`, where `cargo xtask web`
+//! puts it); the server only hands out the files, the module and the
+//! `--data` MNIST files as stored.
 //!
 //! # Requests and responses
 //!
@@ -13,6 +21,9 @@
 //! | `GET /api/model` | JSON about the model (below) |
 //! | `POST /api/predict`, body `{"width": W, "height": H, "pixels": [...]}` | a look inside the network at a drawing: `W*H` integers 0..=255, row by row, any size up to `MAX_SIDE` (512) a side, prepared as `cnn predict` prepares a PNG ([`crate::predict::prepare`]) |
 //! | `GET /api/test/N` (with `--data`) | a look inside at test image `N`, given to the network as it is, as `cnn eval` does |
+//! | `GET /train`, `/train.css`, `/train.js`, `/train-worker.js` | the training page: the seed network trained in the browser |
+//! | `GET /train/trainer_web.wasm` | its WebAssembly module, from `--web DIR` (404 saying to run `cargo xtask web` when missing) |
+//! | `GET /api/mnist/NAME` (with `--data`) | MNIST's file `NAME` (`train-images-idx3-ubyte`, ...), as stored in `--data` (gzipped or not) |
 //!
 //! The model: `{"model", "config", "classes": [names], "input": [width, height],
 //! "kernels": PNG | null, "kernels_caption", "test_images": count,
@@ -60,16 +71,20 @@
 //! | `state.rs` | what the workers share: the checkpoint, the test set, the model document |
 //! | `server.rs` | hyper on tokio: connections, their limits and timeouts, the networks in turn, Ctrl-C |
 //! | `routes.rs` | each path's reply, and the JSON of a look inside the network |
-//! | `assets.rs` | the page: `serve.html`, `serve.css`, `serve.js` |
+//! | `reply.rs` | an HTTP reply: status, content type, body |
+//! | `assets.rs` | the pages: `serve.html`, `serve.css`, `serve.js`; `train.html`, `train.css`, `train.js`, `train-worker.js` |
+//! | `train_routes.rs` | the training page's routes: its files, the module, the data files |
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 
 mod assets;
+mod reply;
 mod routes;
 mod server;
 mod state;
+mod train_routes;
 
 /// What `cnn serve` was asked to do.
 #[derive(Clone, Debug)]
@@ -82,10 +97,21 @@ pub struct ServeOptions {
     pub data: Option<PathBuf>,
     /// Address to listen on, e.g. `127.0.0.1:8080` (port 0: any free port).
     pub addr: String,
+    /// Folder of the training page's WebAssembly module (`cargo xtask web` writes `target/web`).
+    pub web: PathBuf,
 }
 
 /// Loads the model, listens, prints the address and serves until Ctrl-C.
 pub fn run(opts: &ServeOptions) -> Result<()> {
-    let shared = state::Shared::load(&opts.model, opts.config.as_deref(), opts.data.as_deref())?;
+    let shared = state::Shared::load(
+        &opts.model,
+        opts.config.as_deref(),
+        opts.data.as_deref(),
+        &opts.web,
+    )?;
+    if !opts.web.join(train_routes::WASM_FILE).is_file() {
+        // On stderr: the first line on stdout is the address.
+        eprintln!("/train: {}", train_routes::missing_wasm(&opts.web));
+    }
     server::serve(&opts.addr, &opts.model, shared)
 }

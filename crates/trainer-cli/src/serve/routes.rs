@@ -6,7 +6,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::assets::{CSS, JS, PAGE};
+use super::reply::Reply;
 use super::state::Shared;
+use super::train_routes;
 use crate::image_io::GreyImage;
 use crate::predict::{prepare, Predictor};
 use crate::report::png_uri;
@@ -23,37 +25,6 @@ pub(crate) struct Request {
     pub(crate) path: String,
     /// The body, as long as its Content-Length said.
     pub(crate) body: Vec<u8>,
-}
-
-/// An HTTP reply: status, content type and body.
-pub(crate) struct Reply {
-    /// 200, or the error's status.
-    pub(crate) status: u16,
-    /// The Content-Type.
-    pub(crate) content_type: &'static str,
-    /// The body.
-    pub(crate) body: Vec<u8>,
-}
-
-impl Reply {
-    fn ok(content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
-        Reply {
-            status: 200,
-            content_type,
-            body: body.into(),
-        }
-    }
-
-    /// An error: the status and a line of plain text saying what was wrong.
-    pub(crate) fn error(status: u16, message: impl Into<String>) -> Self {
-        let mut body = message.into().into_bytes();
-        body.push(b'\n');
-        Reply {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body,
-        }
-    }
 }
 
 /// One worker's network (a copy of its own: the layers keep their outputs
@@ -73,6 +44,11 @@ impl Handler {
 
     /// The reply to `req`.
     pub(crate) fn route(&mut self, req: &Request, shared: &Shared) -> Reply {
+        if req.method == "GET" {
+            if let Some(reply) = train_routes::route(&req.path, &shared.train) {
+                return reply;
+            }
+        }
         match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/") => Reply::ok("text/html; charset=utf-8", PAGE),
             ("GET", "/serve.css") => Reply::ok("text/css; charset=utf-8", CSS),

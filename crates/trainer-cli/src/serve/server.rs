@@ -22,7 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use super::routes::{Handler, Reply, Request};
+use super::reply::Reply;
+use super::routes::{Handler, Request};
 use super::state::Shared;
 
 /// Networks answering requests at once (each its own copy).

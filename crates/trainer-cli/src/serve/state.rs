@@ -8,6 +8,7 @@ use mnist_io::{Dataset, Split};
 use serde_json::json;
 use trainer::checkpoint::Checkpoint;
 
+use super::train_routes::TrainFiles;
 use crate::predict::Predictor;
 use crate::report::{evaluate_with_mistakes, png_uri};
 use crate::visualize::filters_figure;
@@ -22,12 +23,19 @@ pub(crate) struct Shared {
     pub(crate) test: Option<Dataset>,
     /// The `GET /api/model` document.
     pub(crate) model: String,
+    /// What the training page reads.
+    pub(crate) train: TrainFiles,
 }
 
 impl Shared {
     /// Loads the model (a checkpoint, or a `.safetensors` file with its
     /// `config`) and, from `data`, the test set; evaluates the model on it.
-    pub(crate) fn load(model: &Path, config: Option<&str>, data: Option<&Path>) -> Result<Self> {
+    pub(crate) fn load(
+        model: &Path,
+        config: Option<&str>,
+        data: Option<&Path>,
+        web: &Path,
+    ) -> Result<Self> {
         let ckpt = trainer::safetensors_io::load_checkpoint(model, config)?;
         let norm = crate::predict::input_norm(&ckpt.config, data)?;
         let mut predictor = Predictor::new(ckpt.network()?, &ckpt, norm)?;
@@ -41,6 +49,10 @@ impl Shared {
             norm,
             test,
             model: document,
+            train: TrainFiles {
+                web: web.to_path_buf(),
+                data: data.map(Path::to_path_buf),
+            },
         })
     }
 }
