@@ -3,8 +3,10 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use mnist_io::{Dataset, Split};
+use anyhow::{anyhow, Context, Result};
+use mnist_io::{Dataset, Normalize, Split};
+
+use crate::config::{InputScaling, TrainConfig};
 
 /// A training and a test set from one folder.
 pub struct DataSets {
@@ -64,5 +66,28 @@ pub fn class_names(ds: &Dataset) -> Vec<String> {
     match ds.class_names() {
         Some(names) => names.iter().map(|s| s.to_string()).collect(),
         None => (0..10).map(|i| i.to_string()).collect(),
+    }
+}
+
+/// What the config's input scaling does after dividing pixels by 255
+/// (see [`TrainConfig::normalize`]). Only standardised inputs need the
+/// training set, read from `data`; the others need no data.
+pub fn input_norm(config: &TrainConfig, data: Option<&Path>) -> Result<Option<Normalize>> {
+    match config.training.input_scaling {
+        // A model from before the constants were recorded: from the training set.
+        InputScaling::Standardized if config.training.input_mean_std.is_none() => {
+            let dir = data.ok_or_else(|| {
+                anyhow!("this checkpoint standardises its inputs with the training set's pixel mean and std: pass --data <dir> with the training IDX files")
+            })?;
+            let train = Dataset::load(dir, Split::Train)
+                .with_context(|| format!("loading the training set from {}", dir.display()))?;
+            config.normalize(&train)
+        }
+        // These scalings ignore the data set: an empty one stands in for it.
+        _ => {
+            let empty =
+                Dataset::from_parts(Vec::new(), Vec::new(), 1, 1).map_err(|e| anyhow!("{e}"))?;
+            config.normalize(&empty)
+        }
     }
 }

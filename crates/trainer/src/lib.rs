@@ -42,6 +42,7 @@
 //! | [`metrics`] | `metrics.csv` |
 //! | [`files`] | bounded reads, atomic writes, outputs that spare a run's files |
 //! | [`safetensors_io`] | weights as a PyTorch `state_dict` in safetensors, out and in |
+//! | [`onnx`] | the network as an ONNX graph with its weights, for ONNX Runtime and others |
 #![deny(missing_docs)]
 
 pub mod batch;
@@ -51,6 +52,7 @@ pub mod data;
 pub mod eval;
 pub mod files;
 pub mod metrics;
+pub mod onnx;
 pub mod parallel;
 pub mod safetensors_io;
 pub mod step;
