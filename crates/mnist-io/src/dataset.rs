@@ -1,6 +1,7 @@
 //! [`Dataset`]: images and labels kept as bytes, served as `f32` mini-batches.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tensor::Tensor;
 
@@ -32,6 +33,9 @@ pub struct Dataset {
     cols: usize,
     /// The known data set these examples come from, if recognised by checksum.
     spec: Option<&'static DatasetSpec>,
+    /// Class names given with the examples (an image folder's), label `i`
+    /// naming class `names[i]`; `None` for IDX files (ten classes).
+    names: Option<Arc<[String]>>,
 }
 
 impl std::fmt::Debug for Dataset {
@@ -100,6 +104,7 @@ impl Dataset {
             rows: images.rows,
             cols: images.cols,
             spec: known.map(|(spec, _)| spec),
+            names: None,
         })
     }
 
@@ -140,7 +145,50 @@ impl Dataset {
             rows,
             cols,
             spec: None,
+            names: None,
         })
+    }
+
+    /// A data set of named classes (at most 256, as a label is a byte):
+    /// like [`Self::from_parts`], but label `l` stands for `class_names[l]`
+    /// and may be any index into it. For image folders.
+    pub fn from_named_parts(
+        images: Vec<u8>,
+        labels: Vec<u8>,
+        rows: usize,
+        cols: usize,
+        class_names: Vec<String>,
+    ) -> Result<Dataset, IdxError> {
+        // Shapes and counts as from_parts checks them, with labels of class 0.
+        let zeros = vec![0; labels.len()];
+        let checked = Self::from_parts(images, zeros, rows, cols)?;
+        let labels_path = Path::new("<in-memory labels>");
+        if let Some(index) = labels
+            .iter()
+            .position(|&l| usize::from(l) >= class_names.len())
+        {
+            return Err(IdxError::BadLabel {
+                path: labels_path.to_path_buf(),
+                index,
+                label: labels[index],
+            });
+        }
+        Ok(Dataset {
+            labels,
+            names: Some(class_names.into()),
+            ..checked
+        })
+    }
+
+    /// The class names given with the examples (an image folder's folder
+    /// names), if any.
+    pub fn named_classes(&self) -> Option<&[String]> {
+        self.names.as_deref()
+    }
+
+    /// How many classes the examples' labels index: the named classes', else 10.
+    pub fn classes(&self) -> usize {
+        self.names.as_ref().map_or(10, |n| n.len())
     }
 
     /// Number of examples.
@@ -206,9 +254,21 @@ impl Dataset {
         self.spec.map(|s| &s.class_names)
     }
 
-    /// How many examples each class 0..10 has.
+    /// How many examples each class 0..10 has (the classes past 10 of a
+    /// data set of more named classes are in [`Self::class_counts`]).
     pub fn label_histogram(&self) -> [usize; 10] {
         let mut h = [0; 10];
+        for &l in &self.labels {
+            if let Some(c) = h.get_mut(usize::from(l)) {
+                *c += 1;
+            }
+        }
+        h
+    }
+
+    /// How many examples each of the [`Self::classes`] classes has.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut h = vec![0; self.classes()];
         for &l in &self.labels {
             h[usize::from(l)] += 1;
         }
@@ -336,6 +396,7 @@ impl Dataset {
             rows: self.rows,
             cols: self.cols,
             spec: self.spec,
+            names: self.names.clone(),
         }
     }
 

@@ -35,8 +35,14 @@ use trainer::checkpoint::Checkpoint;
 
 pub use trainer::data::input_norm;
 
-/// The class names of a checkpoint: its data set's when it names a known one, else `0`..`9`.
+/// The class names of a checkpoint: its image folder's, or its data set's
+/// when it names a known one, else `0`..`9`.
 pub(crate) fn checkpoint_class_names(ckpt: &Checkpoint, classes: usize) -> Vec<String> {
+    if let Some(names) = &ckpt.config.training.class_names {
+        return (0..classes)
+            .map(|c| names.get(c).cloned().unwrap_or_else(|| c.to_string()))
+            .collect();
+    }
     let known = ckpt
         .body
         .dataset

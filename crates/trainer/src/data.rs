@@ -1,12 +1,13 @@
 //! The data a run reads: a training and a test set from a folder of IDX
-//! files, checked against the network that will take them.
+//! files or an image folder, checked against the network that will take them.
 
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use mnist_io::{Dataset, Normalize, Split};
 
-use crate::config::{InputScaling, TrainConfig};
+use crate::config::{InputScaling, OtherSizes, TrainConfig};
+use crate::image_folder::{is_image_folder, load_split, ImageSize};
 
 /// A training and a test set from one folder.
 pub struct DataSets {
@@ -14,17 +15,62 @@ pub struct DataSets {
     pub train: Dataset,
     /// 10,000 images for MNIST.
     pub test: Dataset,
+    /// For an image folder: the SHA-256 of the training and the test
+    /// set's file lists (see [`crate::image_folder::FolderSplit`]).
+    pub files_sha256: Option<[String; 2]>,
 }
 
 impl DataSets {
-    /// Loads `train-*` and `t10k-*` IDX files (gzipped or not) from `dir`.
+    /// Loads `train-*` and `t10k-*` IDX files (gzipped or not) from `dir`,
+    /// or, when `dir` holds `train` and `test` folders, an
+    /// [image folder](crate::image_folder) whose images all have the first one's size.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
+        let size = ImageSize {
+            rows_cols: None,
+            resize: false,
+        };
+        Self::load_sized(dir.as_ref(), size)
+    }
+
+    /// [`DataSets::load`] for `config`'s network: an image folder's images
+    /// are read at its input size, other sizes resized or refused as its
+    /// `other_sizes` says.
+    pub fn load_for(dir: impl AsRef<Path>, config: &TrainConfig) -> Result<Self> {
         let dir = dir.as_ref();
+        if !is_image_folder(dir) {
+            return Self::load(dir);
+        }
+        let [c, h, w] = crate::config::image_input(&config.network)?;
+        if c != 1 {
+            bail!("{}: an image folder is read as grey images, one channel, but the network's input is [{c}, {h}, {w}]; give it input = [1, {h}, {w}]", dir.display());
+        }
+        let size = ImageSize {
+            rows_cols: Some([h, w]),
+            resize: config.training.other_sizes == OtherSizes::Resize,
+        };
+        Self::load_sized(dir, size)
+    }
+
+    fn load_sized(dir: &Path, size: ImageSize) -> Result<Self> {
+        if is_image_folder(dir) {
+            let train = load_split(dir, "train", size, None)?;
+            let classes = train.data.named_classes().map(<[String]>::to_vec);
+            let test = load_split(dir, "test", size, classes.as_deref())?;
+            return Ok(DataSets {
+                train: train.data,
+                test: test.data,
+                files_sha256: Some([train.files_sha256, test.files_sha256]),
+            });
+        }
         let train = Dataset::load(dir, Split::Train)
             .with_context(|| format!("loading the training set from {}", dir.display()))?;
         let test = Dataset::load(dir, Split::Test)
             .with_context(|| format!("loading the test set from {}", dir.display()))?;
-        Ok(DataSets { train, test })
+        Ok(DataSets {
+            train,
+            test,
+            files_sha256: None,
+        })
     }
 
     /// The data set's name when its files are a known one (`mnist`, `fashion-mnist`).
@@ -51,7 +97,7 @@ pub fn check_fits(net: &layers::Network, ds: &Dataset, what: &str) -> Result<()>
             ds.cols()
         );
     }
-    let classes = ds.label_histogram().len();
+    let classes = ds.classes();
     if net.outputs() != classes {
         anyhow::bail!(
             "{what} has {classes} classes, but the network ends with {} outputs; its last layer must have one output per class",
@@ -61,8 +107,11 @@ pub fn check_fits(net: &layers::Network, ds: &Dataset, what: &str) -> Result<()>
     Ok(())
 }
 
-/// Class names of a known data set, or the digits 0-9.
+/// Class names of an image folder or a known data set, or the digits 0-9.
 pub fn class_names(ds: &Dataset) -> Vec<String> {
+    if let Some(names) = ds.named_classes() {
+        return names.to_vec();
+    }
     match ds.class_names() {
         Some(names) => names.iter().map(|s| s.to_string()).collect(),
         None => (0..10).map(|i| i.to_string()).collect(),

@@ -1,0 +1,98 @@
+//! `cargo xtask idx-to-folder`: an IDX data set (MNIST, Fashion-MNIST) as an
+//! image folder, `OUT/train/<class>/<index>.png` and `OUT/test/<class>/<index>.png`,
+//! the layout `cnn train --data` reads besides IDX files. For trying the
+//! image-folder path on known data and comparing it with the IDX path.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use mnist_io::{Dataset, Split};
+
+/// `cargo xtask idx-to-folder`'s flags.
+#[derive(clap::Args)]
+pub(crate) struct IdxToFolderArgs {
+    /// Folder with the four IDX files (e.g. data/mnist).
+    #[arg(long)]
+    data: PathBuf,
+    /// The image folder to write; must not exist yet.
+    #[arg(long)]
+    out: PathBuf,
+    /// Write only the first N training images (the test set is written whole).
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+/// Writes the folder under a temporary name, then renames it into place.
+pub(crate) fn run(args: IdxToFolderArgs) -> Result<()> {
+    let IdxToFolderArgs { data, out, limit } = args;
+    if out.exists() {
+        bail!("{}: exists; give a new folder", out.display());
+    }
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned());
+    let Some(name) = name else {
+        bail!("{}: not a folder name", out.display());
+    };
+    let tmp = out.with_file_name(format!(".{name}.partial"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let mut counts = [0, 0];
+    for (i, (split, folder)) in [(Split::Train, "train"), (Split::Test, "test")]
+        .into_iter()
+        .enumerate()
+    {
+        let ds = Dataset::load(&data, split)
+            .with_context(|| format!("loading {} from {}", folder, data.display()))?;
+        let n = match split {
+            Split::Train => limit.unwrap_or(ds.len()).min(ds.len()),
+            Split::Test => ds.len(),
+        };
+        write_split(&ds, n, &tmp.join(folder))?;
+        counts[i] = n;
+    }
+    std::fs::rename(&tmp, &out)
+        .with_context(|| format!("{}: cannot rename into place", out.display()))?;
+    println!(
+        "wrote {}: {} training and {} test images as PNG, one folder per class",
+        out.display(),
+        counts[0],
+        counts[1]
+    );
+    Ok(())
+}
+
+/// The folder name of each class: the data set's class names ('/' becomes
+/// '-': "T-shirt/top" is one folder), else the digits.
+fn class_folders(ds: &Dataset) -> Vec<String> {
+    match ds.class_names() {
+        Some(names) => names.iter().map(|n| n.replace('/', "-")).collect(),
+        None => (0..10).map(|c| c.to_string()).collect(),
+    }
+}
+
+/// Writes the first `n` images of `ds` into `dir/<class>/<index>.png`.
+fn write_split(ds: &Dataset, n: usize, dir: &Path) -> Result<()> {
+    let names = class_folders(ds);
+    for name in &names {
+        std::fs::create_dir_all(dir.join(name))
+            .with_context(|| format!("{}: cannot create", dir.join(name).display()))?;
+    }
+    for i in 0..n {
+        let path = dir
+            .join(&names[usize::from(ds.label(i))])
+            .join(format!("{i:05}.png"));
+        let png = grey_png(ds.image(i), ds.cols(), ds.rows())?;
+        std::fs::write(&path, png).with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    Ok(())
+}
+
+/// An 8-bit grey PNG of `pixels` (row-major).
+fn grey_png(pixels: &[u8], width: usize, height: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width as u32, height as u32);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(pixels)?;
+    writer.finish()?;
+    Ok(out)
+}
