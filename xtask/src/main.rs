@@ -42,8 +42,8 @@ enum Task {
     /// Time the seed network's training step and evaluation (`cnn bench`); with
     /// --vs-pytorch also one training epoch of the same network in PyTorch.
     Bench(bench::BenchArgs),
-    /// Write an IDX data set as an image folder (train/<class>/*.png,
-    /// test/<class>/*.png), the other layout `cnn train --data` reads.
+    /// Write an IDX data set as an image folder (train/CLASS/*.png,
+    /// test/CLASS/*.png), the other layout `cnn train --data` reads.
     IdxToFolder(idx_to_folder::IdxToFolderArgs),
     /// Check the sizes a reader can hold: no function over 80 lines, no file
     /// over 600 (tests aside), no circle of imports between a crate's files.

@@ -13,7 +13,7 @@ use super::model_args::ModelArgs;
 pub(crate) struct EvalArgs {
     #[command(flatten)]
     net: ModelArgs,
-    /// Folder with the IDX files, or an image folder (train/<class>/*.png, test/<class>/*.png).
+    /// Folder with the IDX files, or an image folder (train/CLASS/*.png, test/CLASS/*.png).
     #[arg(long)]
     data: PathBuf,
     /// Evaluate the training set instead of the test set.

@@ -17,7 +17,7 @@ pub(crate) struct TrainArgs {
     #[arg(long)]
     config: Option<String>,
     /// Folder with the four IDX files (e.g. data/mnist), or an image folder:
-    /// train/<class>/*.png and test/<class>/*.png (classes: the folder names, sorted).
+    /// train/CLASS/*.png and test/CLASS/*.png (classes: the folder names, sorted).
     #[arg(long)]
     data: PathBuf,
     /// Run directory: metrics.csv, config.toml, last.ckpt, best.ckpt.
