@@ -26,6 +26,7 @@ impl DataSets {
     /// [image folder](crate::image_folder) whose images all have the first one's size.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         let size = ImageSize {
+            channels: 1,
             rows_cols: None,
             resize: false,
         };
@@ -41,10 +42,11 @@ impl DataSets {
             return Self::load(dir);
         }
         let [c, h, w] = crate::config::image_input(&config.network)?;
-        if c != 1 {
-            bail!("{}: an image folder is read as grey images, one channel, but the network's input is [{c}, {h}, {w}]; give it input = [1, {h}, {w}]", dir.display());
+        if c != 1 && c != 3 {
+            bail!("{}: an image folder is read as grey (input [1, {h}, {w}]) or RGB images (input [3, {h}, {w}]), but the network's input is [{c}, {h}, {w}]", dir.display());
         }
         let size = ImageSize {
+            channels: c,
             rows_cols: Some([h, w]),
             resize: config.training.other_sizes == OtherSizes::Resize,
         };
@@ -88,13 +90,11 @@ pub fn check_fits(net: &layers::Network, ds: &Dataset, what: &str) -> Result<()>
         anyhow::bail!("{what} is empty: it has no images");
     }
     let [c, h, w] = crate::config::image_input(net.config())?;
-    if [c, h, w] != [1, ds.rows(), ds.cols()] {
+    let (dc, dh, dw) = (ds.channels(), ds.rows(), ds.cols());
+    if [c, h, w] != [dc, dh, dw] {
+        let kind = if dc == 3 { "RGB" } else { "grey" };
         anyhow::bail!(
-            "{what} holds {}x{} grey images (input [1, {}, {}]), but the network's input is [{c}, {h}, {w}]",
-            ds.rows(),
-            ds.cols(),
-            ds.rows(),
-            ds.cols()
+            "{what} holds {dh}x{dw} {kind} images (input [{dc}, {dh}, {dw}]), but the network's input is [{c}, {h}, {w}]"
         );
     }
     let classes = ds.classes();

@@ -265,11 +265,69 @@ pub struct Decoded {
     pub had_alpha: bool,
 }
 
+/// A decoded PNG's 8-bit samples: `channels` per pixel (1 grey, 2 grey and
+/// alpha, 3 RGB, 4 RGBA), rows `line_size` bytes apart.
+struct Samples {
+    buf: Vec<u8>,
+    line_size: usize,
+    width: usize,
+    height: usize,
+    channels: usize,
+    /// The file's colour type and bit depth, e.g. `Rgba 8-bit`.
+    source: String,
+}
+
 /// Decodes a PNG of any colour type and bit depth to 8-bit grey: palettes
 /// and low bit depths are expanded, 16-bit samples cut to 8, colour turned
 /// to luma (0.299 R + 0.587 G + 0.114 B), and transparency composited over
 /// white (as a viewer shows it on a page). `path` only names the file in errors.
 pub fn decode_png_grey(bytes: &[u8], path: &Path) -> Result<Decoded> {
+    let s = decode_samples(bytes, path)?;
+    let pixels = to_grey(&s.buf, s.line_size, s.width, s.height, s.channels);
+    Ok(Decoded {
+        image: GreyImage {
+            width: s.width,
+            height: s.height,
+            pixels,
+        },
+        source_format: s.source,
+        had_alpha: s.channels == 2 || s.channels == 4,
+    })
+}
+
+/// Decodes a PNG as [`decode_png_grey`] does, but keeps the colours: the red,
+/// green and blue planes (a grey image gives three equal planes;
+/// transparency is composited over white).
+pub fn decode_png_planes(bytes: &[u8], path: &Path) -> Result<[GreyImage; 3]> {
+    let s = decode_samples(bytes, path)?;
+    let plane = |c: usize| {
+        let mut pixels = Vec::with_capacity(s.width * s.height);
+        for y in 0..s.height {
+            let row = &s.buf[y * s.line_size..y * s.line_size + s.width * s.channels];
+            for px in row.chunks_exact(s.channels) {
+                let (v, alpha) = match s.channels {
+                    1 => (px[0], 255),
+                    2 => (px[0], px[1]),
+                    3 => (px[c], 255),
+                    _ => (px[c], px[3]),
+                };
+                let a = f64::from(alpha) / 255.0;
+                let over_white = f64::from(v) * a + 255.0 * (1.0 - a);
+                pixels.push(over_white.round().clamp(0.0, 255.0) as u8);
+            }
+        }
+        GreyImage {
+            width: s.width,
+            height: s.height,
+            pixels,
+        }
+    };
+    Ok([plane(0), plane(1), plane(2)])
+}
+
+/// A PNG's samples, checked: at most [`MAX_SIDE`] pixels a side and
+/// [`MAX_DECODED_BYTES`] decoded, 8 bits each.
+fn decode_samples(bytes: &[u8], path: &Path) -> Result<Samples> {
     let p = path.display();
     if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         bail!("{p}: not a PNG file (it does not start with the PNG signature)");
@@ -319,15 +377,13 @@ pub fn decode_png_grey(bytes: &[u8], path: &Path) -> Result<Decoded> {
             frame.bit_depth
         );
     }
-    let pixels = to_grey(&buf, frame.line_size, width, height, channels);
-    Ok(Decoded {
-        image: GreyImage {
-            width,
-            height,
-            pixels,
-        },
-        source_format: source,
-        had_alpha: channels == 2 || channels == 4,
+    Ok(Samples {
+        buf,
+        line_size: frame.line_size,
+        width,
+        height,
+        channels,
+        source,
     })
 }
 

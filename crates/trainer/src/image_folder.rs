@@ -7,11 +7,14 @@
 //! ```
 //!
 //! The classes are the folder names of `train`, sorted (byte order);
-//! `test` must have the same folders. Every image becomes 8-bit grey (as
-//! `cnn predict` reads a PNG: any colour type and bit depth, colour to
-//! luma, transparency over white). An image of another size than the
-//! network's input is refused, naming the file, or resized as `predict`
-//! resizes (padded to a square with black, then area-averaged), as the
+//! `test` must have the same folders. The network's input decides the
+//! channels: with `[1, H, W]` every image becomes 8-bit grey (as `cnn
+//! predict` reads a PNG: any colour type and bit depth, colour to luma,
+//! transparency over white); with `[3, H, W]` its red, green and blue
+//! planes (a grey image gives three equal planes). An image of another size
+//! than the network's input is refused, naming the file, or resized as
+//! `predict` resizes (padded to a square with black, then area-averaged),
+//! each plane alike, as the
 //! config's `other_sizes` says.
 //!
 //! What is refused, each with an error naming the folder or file: no class
@@ -29,7 +32,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::files::{read_limited, MAX_PNG_BYTES};
-use crate::image::{decode_png_grey, GreyImage};
+use crate::image::{decode_png_grey, decode_png_planes, GreyImage};
 
 /// Most classes an image folder may have: labels are stored as one byte.
 pub const MAX_CLASSES: usize = 256;
@@ -45,6 +48,8 @@ pub fn is_image_folder(dir: &Path) -> bool {
 /// The size every image must have, and whether other sizes are resized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ImageSize {
+    /// 1: every image read as grey; 3: as red, green and blue planes.
+    pub channels: usize,
     /// `[rows, cols]`; `None`: the first image's size.
     pub rows_cols: Option<[usize; 2]>,
     /// Resize images of another size instead of refusing them.
@@ -134,14 +139,31 @@ fn class_files(folder: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The image of `path` at `rows` x `cols`, into `out`.
-fn read_into(path: &Path, [rows, cols]: [usize; 2], resize: bool, out: &mut [u8]) -> Result<()> {
+/// The image of `path` at `rows` x `cols`, into `out`: grey, or with
+/// `size.channels` = 3 its red, green and blue planes one after another.
+fn read_into(path: &Path, [rows, cols]: [usize; 2], size: ImageSize, out: &mut [u8]) -> Result<()> {
     let bytes = read_limited(path, MAX_PNG_BYTES, "a PNG image")?;
-    let image = decode_png_grey(&bytes, path)?.image;
-    let image = if (image.height, image.width) == (rows, cols) {
-        image
+    let planes = match size.channels {
+        3 => decode_png_planes(&bytes, path)?.to_vec(),
+        _ => vec![decode_png_grey(&bytes, path)?.image],
+    };
+    for (plane, out) in planes.iter().zip(out.chunks_exact_mut(rows * cols)) {
+        out.copy_from_slice(&sized(plane, [rows, cols], size.resize, path)?.pixels);
+    }
+    Ok(())
+}
+
+/// `image` at `rows` x `cols`: as it is, resized, or refused naming `path`.
+fn sized(
+    image: &GreyImage,
+    [rows, cols]: [usize; 2],
+    resize: bool,
+    path: &Path,
+) -> Result<GreyImage> {
+    Ok(if (image.height, image.width) == (rows, cols) {
+        image.clone()
     } else if resize {
-        fit(&image, rows, cols)
+        fit(image, rows, cols)
     } else {
         bail!(
             "{}: {}x{} pixels (width x height), but the network takes {cols}x{rows}; resize it, or set other_sizes = \"resize\" under [training] in the config",
@@ -149,9 +171,7 @@ fn read_into(path: &Path, [rows, cols]: [usize; 2], resize: bool, out: &mut [u8]
             image.width,
             image.height
         );
-    };
-    out.copy_from_slice(&image.pixels);
-    Ok(())
+    })
 }
 
 /// `image` padded to a square with black, then area-averaged to `rows` x `cols`.
@@ -195,7 +215,7 @@ pub fn load_split(
         Some(rc) => rc,
         None => first_size(&files[0])?,
     };
-    let per = rows * cols;
+    let per = size.channels * rows * cols;
     if (files.len() as u64).saturating_mul(per as u64) > MAX_TOTAL_BYTES {
         bail!(
             "{}: {} images of {cols}x{rows} pixels need more than {} GiB; use fewer or smaller images",
@@ -209,16 +229,12 @@ pub fn load_split(
         .par_chunks_mut(per)
         .zip(files.par_iter())
         .enumerate()
-        .filter_map(|(i, (out, f))| {
-            read_into(f, [rows, cols], size.resize, out)
-                .err()
-                .map(|e| (i, e))
-        })
+        .filter_map(|(i, (out, f))| read_into(f, [rows, cols], size, out).err().map(|e| (i, e)))
         .min_by_key(|(i, _)| *i);
     if let Some((_, e)) = first_error {
         return Err(e);
     }
-    let data = Dataset::from_named_parts(pixels, labels, rows, cols, names)
+    let data = Dataset::from_named_parts(pixels, labels, [size.channels, rows, cols], names)
         .map_err(|e| anyhow!("{}: {e}", split_dir.display()))?;
     let files_sha256 = listing
         .finalize()

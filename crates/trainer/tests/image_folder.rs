@@ -183,13 +183,50 @@ fn the_test_set_must_have_the_training_set_classes() {
 }
 
 #[test]
-fn the_network_must_take_grey_images_with_one_output_per_class() {
+fn a_network_of_three_input_channels_reads_red_green_and_blue_planes() {
+    let dir = tempfile::tempdir().unwrap();
+    small_folder(dir.path());
+    let mut img = RgbImage::filled(28, 28, [10, 20, 30]);
+    img.set(27, 27, [250, 0, 5]);
+    put(dir.path(), "train/ant/rgb.png", &img.to_png().unwrap());
+    let mut config = two_class_config();
+    config.network.input = vec![3, 28, 28];
+    if let layers::LayerConfig::Linear(first) = &mut config.network.layers[1] {
+        first.in_features = Some(3 * 784);
+    }
+    let sets = DataSets::load_for(dir.path(), &config).unwrap();
+    assert_eq!(sets.train.channels(), 3);
+    let rgb = sets.train.image(1); // ant/only.png, then ant/rgb.png
+    assert_eq!(rgb.len(), 3 * 784);
+    assert_eq!((rgb[0], rgb[784], rgb[2 * 784]), (10, 20, 30));
+    assert_eq!((rgb[783], rgb[784 + 783], rgb[3 * 784 - 1]), (250, 0, 5));
+    // A grey image gives three equal planes.
+    let grey = sets.train.image(0);
+    assert_eq!((grey[0], grey[784], grey[2 * 784]), (10, 10, 10));
+    let net = config.build_network().unwrap();
+    trainer::data::check_fits(&net, &sets.train, "the training set").unwrap();
+    let (batch, _) = sets.train.tensors(&[1], None);
+    assert_eq!(batch.shape(), &[1, 3, 28, 28]);
+    // A grey network refuses the RGB set, saying what each holds.
+    let grey_net = two_class_config().build_network().unwrap();
+    let err = trainer::data::check_fits(&grey_net, &sets.train, "the training set").unwrap_err();
+    assert!(
+        err.to_string().contains("RGB images (input [3, 28, 28])"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_network_must_take_grey_or_rgb_images_with_one_output_per_class() {
     let dir = tempfile::tempdir().unwrap();
     small_folder(dir.path());
     let mut config = two_class_config();
-    config.network.input = vec![3, 28, 28];
+    config.network.input = vec![2, 28, 28];
     let err = DataSets::load_for(dir.path(), &config).err().unwrap();
-    assert!(format!("{err:#}").contains("one channel"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("grey (input [1, 28, 28]) or RGB"),
+        "{err:#}"
+    );
 
     let sets = DataSets::load_for(dir.path(), &two_class_config()).unwrap();
     let ten = TrainConfig::load("mlp").unwrap().build_network().unwrap();
