@@ -96,3 +96,56 @@ fn grey_png(pixels: &[u8], width: usize, height: usize) -> Result<Vec<u8>> {
     writer.finish()?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `n` 2x3 images of label `i % 10` as plain IDX files named `prefix-...`.
+    fn write_idx(dir: &Path, prefix: &str, n: usize) {
+        let mut images = vec![0, 0, 8, 3];
+        images.extend((n as u32).to_be_bytes());
+        images.extend(2u32.to_be_bytes());
+        images.extend(3u32.to_be_bytes());
+        let mut labels = vec![0, 0, 8, 1];
+        labels.extend((n as u32).to_be_bytes());
+        for i in 0..n {
+            images.extend([i as u8; 6]);
+            labels.push((i % 10) as u8);
+        }
+        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
+    }
+
+    #[test]
+    fn writes_one_png_per_image_in_its_class_folder_and_never_over_a_folder() {
+        let data = tempfile::tempdir().unwrap();
+        write_idx(data.path(), "train", 25);
+        write_idx(data.path(), "t10k", 12);
+        let out = tempfile::tempdir().unwrap();
+        let folder = out.path().join("png");
+        let args = |limit| IdxToFolderArgs {
+            data: data.path().to_path_buf(),
+            out: folder.clone(),
+            limit,
+        };
+        run(args(Some(20))).unwrap();
+        let count = |rel: &str| std::fs::read_dir(folder.join(rel)).unwrap().count();
+        assert_eq!((count("train/3"), count("test/1")), (2, 2));
+        let train: usize = (0..10).map(|c| count(&format!("train/{c}"))).sum();
+        assert_eq!(train, 20);
+        // Image 13 (label 3) as a 3x2 grey PNG of value 13.
+        let bytes = std::fs::read(folder.join("train/3/00013.png")).unwrap();
+        let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let frame = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((frame.width, frame.height), (3, 2));
+        assert_eq!(&buf[..6], &[13; 6]);
+        // No temporary folder left, and an existing folder is refused.
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1);
+        let err = run(args(None)).unwrap_err();
+        assert!(err.to_string().contains("exists"), "{err}");
+    }
+}
