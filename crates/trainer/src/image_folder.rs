@@ -36,6 +36,8 @@ use crate::image::{decode_png_grey, decode_png_planes, GreyImage};
 
 /// Most classes an image folder may have: labels are stored as one byte.
 pub const MAX_CLASSES: usize = 256;
+/// Most images a split may hold.
+pub const MAX_IMAGES: usize = 10_000_000;
 /// Most pixel bytes a split may hold once decoded (2 GiB).
 pub const MAX_TOTAL_BYTES: u64 = 2 << 30;
 
@@ -112,10 +114,17 @@ fn class_files(folder: &Path) -> Result<Vec<PathBuf>> {
         if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
+        let kind = entry
+            .file_type()
+            .with_context(|| format!("{}: cannot read", path.display()))?;
         // A link is followed only to a file: metadata() follows it, and a folder is refused.
-        let meta =
-            std::fs::metadata(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-        if meta.is_dir() {
+        let is_dir = match kind.is_symlink() {
+            true => std::fs::metadata(&path)
+                .with_context(|| format!("{}: cannot read", path.display()))?
+                .is_dir(),
+            false => kind.is_dir(),
+        };
+        if is_dir {
             bail!(
                 "{}: a folder inside a class folder; only PNG files are read there",
                 path.display()
@@ -204,7 +213,14 @@ pub fn load_split(
     let mut labels = Vec::new();
     let mut listing = Sha256::new();
     for (label, (name, folder)) in folders.iter().enumerate() {
-        for f in class_files(folder)? {
+        let class = class_files(folder)?;
+        if files.len() + class.len() > MAX_IMAGES {
+            bail!(
+                "{}: more than {MAX_IMAGES} images; use fewer",
+                split_dir.display()
+            );
+        }
+        for f in class {
             let file_name = f.file_name().unwrap_or_default().to_string_lossy();
             listing.update(format!("{name}/{file_name}\n"));
             files.push(f);
