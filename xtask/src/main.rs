@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod code_map;
 mod fetch;
+mod idx_to_folder;
 // Where the tests find the real data sets, shared with every crate's tests.
 #[cfg(test)]
 #[path = "../../crates/mnist-io/tests/common/find_data.rs"]
@@ -42,6 +43,9 @@ enum Task {
     /// Time the seed network's training step and evaluation (`cnn bench`); with
     /// --vs-pytorch also one training epoch of the same network in PyTorch.
     Bench(bench::BenchArgs),
+    /// Write an IDX data set as an image folder (train/CLASS/*.png,
+    /// test/CLASS/*.png), the other layout `cnn train --data` reads.
+    IdxToFolder(idx_to_folder::IdxToFolderArgs),
     /// Check the sizes a reader can hold: no function over 80 lines, no file
     /// over 600 (tests aside), no circle of imports between a crate's files.
     Layout,
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Task::FetchData(args) => fetch::run(args),
         Task::Train(args) => train::run(args),
         Task::Bench(args) => bench::run(args),
+        Task::IdxToFolder(args) => idx_to_folder::run(args),
         Task::Layout => layout::run(&workspace_root()),
         Task::Web(args) => web::run(args, &workspace_root()),
     };

@@ -1,6 +1,7 @@
 //! [`Dataset`]: images and labels kept as bytes, served as `f32` mini-batches.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tensor::Tensor;
 
@@ -19,7 +20,8 @@ pub struct Normalize {
     pub std: f32,
 }
 
-/// A set of equally sized grey-level images with class labels `0..10`.
+/// A set of equally sized images with class labels: grey with labels
+/// `0..10` from IDX files, or (from an image folder) grey or RGB with named classes.
 ///
 /// Pixels stay `u8` (47 MB for MNIST's training set, a quarter of `f32`);
 /// [`Dataset::fill_batch`] converts the few images of one mini-batch at a time.
@@ -30,8 +32,13 @@ pub struct Dataset {
     labels: Vec<u8>,
     rows: usize,
     cols: usize,
+    /// Planes per image: 1 (grey, IDX files) or 3 (red, green, blue).
+    channels: usize,
     /// The known data set these examples come from, if recognised by checksum.
     spec: Option<&'static DatasetSpec>,
+    /// Class names given with the examples (an image folder's), label `i`
+    /// naming class `names[i]`; `None` for IDX files (ten classes).
+    names: Option<Arc<[String]>>,
 }
 
 impl std::fmt::Debug for Dataset {
@@ -100,6 +107,8 @@ impl Dataset {
             rows: images.rows,
             cols: images.cols,
             spec: known.map(|(spec, _)| spec),
+            channels: 1,
+            names: None,
         })
     }
 
@@ -140,7 +149,54 @@ impl Dataset {
             rows,
             cols,
             spec: None,
+            channels: 1,
+            names: None,
         })
+    }
+
+    /// A data set of named classes (at most 256, as a label is a byte) and
+    /// `channels` planes per image (1 grey, or 3: red, green, blue, each
+    /// `rows * cols` bytes): like [`Self::from_parts`], but label `l` stands
+    /// for `class_names[l]` and may be any index into it. For image folders.
+    pub fn from_named_parts(
+        images: Vec<u8>,
+        labels: Vec<u8>,
+        [channels, rows, cols]: [usize; 3],
+        class_names: Vec<String>,
+    ) -> Result<Dataset, IdxError> {
+        // Shapes and counts as from_parts checks them (the planes stacked as
+        // one taller image), with labels of class 0.
+        let zeros = vec![0; labels.len()];
+        let checked = Self::from_parts(images, zeros, channels.max(1) * rows, cols)?;
+        let labels_path = Path::new("<in-memory labels>");
+        if let Some(index) = labels
+            .iter()
+            .position(|&l| usize::from(l) >= class_names.len())
+        {
+            return Err(IdxError::BadLabel {
+                path: labels_path.to_path_buf(),
+                index,
+                label: labels[index],
+            });
+        }
+        Ok(Dataset {
+            labels,
+            rows,
+            channels: channels.max(1),
+            names: Some(class_names.into()),
+            ..checked
+        })
+    }
+
+    /// The class names given with the examples (an image folder's folder
+    /// names), if any.
+    pub fn named_classes(&self) -> Option<&[String]> {
+        self.names.as_deref()
+    }
+
+    /// How many classes the examples' labels index: the named classes', else 10.
+    pub fn classes(&self) -> usize {
+        self.names.as_ref().map_or(10, |n| n.len())
     }
 
     /// Number of examples.
@@ -163,12 +219,18 @@ impl Dataset {
         self.cols
     }
 
-    /// Pixels per image: `rows * cols`.
-    pub(crate) fn pixels_per_image(&self) -> usize {
-        self.rows * self.cols
+    /// Planes per image: 1 (grey) or 3 (red, green, blue).
+    pub fn channels(&self) -> usize {
+        self.channels
     }
 
-    /// The pixels of image `i`, row-major, `rows * cols` bytes.
+    /// Bytes per image: `channels * rows * cols`.
+    pub(crate) fn pixels_per_image(&self) -> usize {
+        self.channels * self.rows * self.cols
+    }
+
+    /// The pixels of image `i`, plane after plane, each row-major:
+    /// `channels * rows * cols` bytes.
     ///
     /// # Panics
     /// If `i >= len()`.
@@ -206,9 +268,21 @@ impl Dataset {
         self.spec.map(|s| &s.class_names)
     }
 
-    /// How many examples each class 0..10 has.
+    /// How many examples each class 0..10 has (the classes past 10 of a
+    /// data set of more named classes are in [`Self::class_counts`]).
     pub fn label_histogram(&self) -> [usize; 10] {
         let mut h = [0; 10];
+        for &l in &self.labels {
+            if let Some(c) = h.get_mut(usize::from(l)) {
+                *c += 1;
+            }
+        }
+        h
+    }
+
+    /// How many examples each of the [`Self::classes`] classes has.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut h = vec![0; self.classes()];
         for &l in &self.labels {
             h[usize::from(l)] += 1;
         }
@@ -226,7 +300,7 @@ impl Dataset {
     /// assert_eq!(labels, [7, 3]);
     /// ```
     pub fn tensors(&self, indices: &[usize], normalize: Option<Normalize>) -> (Tensor, Vec<usize>) {
-        let mut images = Tensor::zeros(vec![indices.len(), 1, self.rows, self.cols]);
+        let mut images = Tensor::zeros(vec![indices.len(), self.channels, self.rows, self.cols]);
         let mut labels = vec![0; indices.len()];
         let out = images.as_slice_mut().expect("a new tensor is contiguous");
         self.fill_batch(indices, normalize, out, &mut labels);
@@ -335,7 +409,9 @@ impl Dataset {
             labels,
             rows: self.rows,
             cols: self.cols,
+            channels: self.channels,
             spec: self.spec,
+            names: self.names.clone(),
         }
     }
 

@@ -92,13 +92,18 @@ enum Command {
     Bench(BenchArgs),
     /// Plot a run's loss and accuracy curves, train and test, from its metrics.csv.
     Plot(PlotArgs),
-    /// Write a checkpoint's weights as safetensors, named and shaped as PyTorch's state_dict.
+    /// Write a checkpoint's weights as safetensors, named and shaped as PyTorch's state_dict (or its network as ONNX).
     ///
     /// Tensors `conv1.weight` [out, in, kh, kw], `conv1.bias`, `fc1.weight` [out, in],
     /// `fc1.bias`, ... (the config's layer names), f32. In PyTorch,
     /// `model.load_state_dict(safetensors.torch.load_file(FILE))` loads them into a
     /// module whose submodules are attributes of the same names (conv1, conv2, fc1,
     /// fc2); an nn.Sequential names them 0, 3, 7, 9 instead and needs a renaming.
+    ///
+    /// With --format onnx: the network and its weights as an ONNX graph (Conv, Relu,
+    /// AveragePool/MaxPool, Flatten, Gemm, BatchNormalization; dropout left out), for
+    /// ONNX Runtime and others. Input `images`: N x C x H x W floats in [0, 1] (the
+    /// config's input scaling is in the graph); output `logits`.
     Export(ExportArgs),
     /// Make a checkpoint (epoch 0, no optimizer state) from safetensors weights.
     Import(ImportArgs),

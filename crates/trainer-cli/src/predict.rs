@@ -26,39 +26,23 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use layers::Network;
-use mnist_io::{Dataset, Normalize, Split};
+use mnist_io::Normalize;
 use serde::Serialize;
 use tensor::Tensor;
 
 use crate::image_io::{read_png_grey, GreyImage};
 use trainer::checkpoint::Checkpoint;
-use trainer::config::{InputScaling, TrainConfig};
 
-/// What the config's input scaling does after dividing pixels by 255
-/// (see [`TrainConfig::normalize`]). Only standardised inputs need the
-/// training set, read from `data`; the others need no data.
-pub fn input_norm(config: &TrainConfig, data: Option<&Path>) -> Result<Option<Normalize>> {
-    match config.training.input_scaling {
-        // A model from before the constants were recorded: from the training set.
-        InputScaling::Standardized if config.training.input_mean_std.is_none() => {
-            let dir = data.ok_or_else(|| {
-                anyhow!("this checkpoint standardises its inputs with the training set's pixel mean and std: pass --data <dir> with the training IDX files")
-            })?;
-            let train = Dataset::load(dir, Split::Train)
-                .with_context(|| format!("loading the training set from {}", dir.display()))?;
-            config.normalize(&train)
-        }
-        // These scalings ignore the data set: an empty one stands in for it.
-        _ => {
-            let empty =
-                Dataset::from_parts(Vec::new(), Vec::new(), 1, 1).map_err(|e| anyhow!("{e}"))?;
-            config.normalize(&empty)
-        }
-    }
-}
+pub use trainer::data::input_norm;
 
-/// The class names of a checkpoint: its data set's when it names a known one, else `0`..`9`.
+/// The class names of a checkpoint: its image folder's, or its data set's
+/// when it names a known one, else `0`..`9`.
 pub(crate) fn checkpoint_class_names(ckpt: &Checkpoint, classes: usize) -> Vec<String> {
+    if let Some(names) = &ckpt.config.training.class_names {
+        return (0..classes)
+            .map(|c| names.get(c).cloned().unwrap_or_else(|| c.to_string()))
+            .collect();
+    }
     let known = ckpt
         .body
         .dataset

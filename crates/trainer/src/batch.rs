@@ -50,7 +50,7 @@ impl Batch for DatasetBatch<'_> {
         self.indices.len()
     }
     fn example_shape(&self) -> Vec<usize> {
-        vec![1, self.data.rows(), self.data.cols()]
+        vec![self.data.channels(), self.data.rows(), self.data.cols()]
     }
     fn fill(&self, range: Range<usize>, images: &mut [f32], labels: &mut [usize]) {
         let first = range.start;
@@ -62,11 +62,15 @@ impl Batch for DatasetBatch<'_> {
         // What a black pixel (byte 0) becomes: the moved image's background.
         let background = self.normalize.map_or(0.0, |n| -n.mean / n.std);
         let (rows, cols) = (self.data.rows(), self.data.cols());
+        let per_image = self.data.channels() * rows * cols;
         let mut original = vec![0.0; rows * cols];
-        for (j, image) in images.chunks_exact_mut(rows * cols).enumerate() {
+        for (j, image) in images.chunks_exact_mut(per_image).enumerate() {
             let motion = draw_motion(augment, &mut Rng::from_keys(&[key, (first + j) as u64]));
-            original.copy_from_slice(image);
-            motion.apply(&original, rows, cols, background, image);
+            // One motion per image, the same for each of its planes.
+            for plane in image.chunks_exact_mut(rows * cols) {
+                original.copy_from_slice(plane);
+                motion.apply(&original, rows, cols, background, plane);
+            }
         }
     }
 }

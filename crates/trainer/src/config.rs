@@ -54,6 +54,17 @@ pub struct TrainingConfig {
         deserialize_with = "exactly_two"
     )]
     pub input_mean_std: Option<[f32; 2]>,
+    /// The class names of an image folder (its class folders' names,
+    /// sorted), recorded by a run that trains on one, so that `predict`, the
+    /// report and exports name the classes without the folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_names: Option<Vec<String>>,
+    /// What an image folder's PNG of another size than the network's input
+    /// becomes: `"refuse"` (default: an error naming the file) or `"resize"`
+    /// (padded to a square with black, then resized by area averaging, as
+    /// `cnn predict` does).
+    #[serde(default, skip_serializing_if = "OtherSizes::is_refuse")]
+    pub other_sizes: OtherSizes,
     /// Random motions of the training images, drawn anew for every image of
     /// every step; none when absent (the test set is never moved).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,6 +104,23 @@ pub(crate) const MAX_BATCH_VALUES: usize = 1 << 27;
 /// two to four threads busy, and each large enough for efficient kernels.
 pub(crate) fn default_micro_batch() -> usize {
     25
+}
+
+/// What an image folder's image of another size than the network's input becomes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtherSizes {
+    /// Refused, with an error naming the file.
+    #[default]
+    Refuse,
+    /// Padded to a square with black, then resized by area averaging.
+    Resize,
+}
+
+impl OtherSizes {
+    fn is_refuse(&self) -> bool {
+        *self == OtherSizes::Refuse
+    }
 }
 
 /// How a pixel byte `v` becomes an input value.

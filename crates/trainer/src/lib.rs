@@ -32,7 +32,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`config`] | [`config::TrainConfig`]: a run as data; the built-in configs |
-//! | [`data`] | a training and a test set from a folder of IDX files |
+//! | [`data`] | a training and a test set: a folder of IDX files or an image folder |
 //! | [`batch`] | the examples of a step, and how they become tensors |
 //! | [`step`] | one training step, the plain way: micro-batches one after another |
 //! | [`parallel`] | the same step with the micro-batches in parallel, to the same bits |
@@ -41,7 +41,10 @@
 //! | [`checkpoint`] | checked, atomic checkpoints |
 //! | [`metrics`] | `metrics.csv` |
 //! | [`files`] | bounded reads, atomic writes, outputs that spare a run's files |
+//! | [`image`] | PNG images as grey pixels, resizing, writing PNGs |
+//! | [`image_folder`] | a training and a test set from folders of PNG images, one folder per class |
 //! | [`safetensors_io`] | weights as a PyTorch `state_dict` in safetensors, out and in |
+//! | [`onnx`] | the network as an ONNX graph with its weights, for ONNX Runtime and others |
 #![deny(missing_docs)]
 
 pub mod batch;
@@ -50,7 +53,10 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod files;
+pub mod image;
+pub mod image_folder;
 pub mod metrics;
+pub mod onnx;
 pub mod parallel;
 pub mod safetensors_io;
 pub mod step;

@@ -13,7 +13,7 @@ use super::model_args::ModelArgs;
 pub(crate) struct EvalArgs {
     #[command(flatten)]
     net: ModelArgs,
-    /// Folder with the IDX files.
+    /// Folder with the IDX files, or an image folder (train/CLASS/*.png, test/CLASS/*.png).
     #[arg(long)]
     data: PathBuf,
     /// Evaluate the training set instead of the test set.
@@ -39,8 +39,18 @@ pub(crate) fn eval(args: EvalArgs) -> Result<()> {
         true => (Split::Train, "training"),
         false => (Split::Test, "test"),
     };
-    let ds = &Dataset::load(&data, split)
-        .with_context(|| format!("loading the {which} set from {}", data.display()))?;
+    let folder;
+    let ds = if trainer::image_folder::is_image_folder(&data) {
+        folder = trainer::data::DataSets::load_for(&data, &ckpt.config)?;
+        if train_set {
+            &folder.train
+        } else {
+            &folder.test
+        }
+    } else {
+        &Dataset::load(&data, split)
+            .with_context(|| format!("loading the {which} set from {}", data.display()))?
+    };
     let what = format!("the {which} set in {}", data.display());
     trainer::data::check_fits(&net, ds, &what)?;
     let e = trainer::eval::evaluate(&net, ds, 100, norm)?;

@@ -16,7 +16,8 @@ pub(crate) struct TrainArgs {
     /// A TOML file or a built-in config name (see `cnn configs`) [default: seed; with --resume: the run's own].
     #[arg(long)]
     config: Option<String>,
-    /// Folder with the four IDX files (e.g. data/mnist).
+    /// Folder with the four IDX files (e.g. data/mnist), or an image folder:
+    /// train/CLASS/*.png and test/CLASS/*.png (classes: the folder names, sorted).
     #[arg(long)]
     data: PathBuf,
     /// Run directory: metrics.csv, config.toml, last.ckpt, best.ckpt.

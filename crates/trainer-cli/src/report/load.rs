@@ -114,7 +114,13 @@ fn data_dir(data: Option<&Path>, ckpt: &Checkpoint) -> Result<PathBuf> {
 
 /// The data sets in `data`, refused when they are not the ones the checkpoint was trained on.
 fn load_sets(data: &Path, ckpt: &Checkpoint, ckpt_path: &Path) -> Result<DataSets> {
-    let sets = DataSets::load(data)?;
+    // An image folder at the network's input size (resized as its config
+    // says); a network of colour images is refused by check_fits, as the
+    // report draws grey images.
+    let sets = match trainer::config::image_input(&ckpt.config.network) {
+        Ok([1, _, _]) => DataSets::load_for(data, &ckpt.config)?,
+        _ => DataSets::load(data)?,
+    };
     if let (Some(want), Some(have)) = (ckpt.body.dataset.as_deref(), sets.name()) {
         if want != have {
             bail!(

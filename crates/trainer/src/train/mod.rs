@@ -30,9 +30,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use mnist_io::{Dataset, Normalize};
 
-use crate::config::InputScaling;
+use crate::config::{InputScaling, TrainConfig};
 use crate::data::{check_fits, DataSets};
 use crate::files::write_atomic;
+use crate::image_folder::is_image_folder;
 use crate::parallel::DataParallel;
 use epoch::Run;
 use micro_batches::check_micro_batches;
@@ -47,7 +48,7 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         dir: opts.out.clone(),
     };
     // The data first: a wrong --data must not leave an empty run directory behind.
-    let data = DataSets::load(&opts.data)?;
+    let data = load_data(opts, &dir)?;
     std::fs::create_dir_all(&dir.dir)
         .with_context(|| format!("{}: cannot create the run directory", dir.dir.display()))?;
     let _lock = lock_run_dir(&dir.dir)?;
@@ -61,7 +62,8 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
         }
         _ => &data.train,
     };
-    let identity = check_data(opts, &dir, &mut start, train_set, &data.test)?;
+    let sets = [train_set, &data.test];
+    let identity = check_data(opts, &dir, &mut start, sets, data.files_sha256.as_ref())?;
     check_micro_batches(&start.config, &start.net, train_set.len())?;
     // Every check has passed: only now may an earlier run's files go.
     run_dir::delete_earlier(&earlier)?;
@@ -117,6 +119,17 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn Progress) -> Result<RunSumm
     })
 }
 
+/// The run's data. An image folder is read at the network's input size,
+/// which a resumed run given no config finds in its `config.toml`.
+fn load_data(opts: &TrainOptions, dir: &RunDir) -> Result<DataSets> {
+    let config = match &opts.config {
+        Some(c) => c.clone(),
+        None if is_image_folder(&opts.data) => TrainConfig::read(&dir.config().to_string_lossy())?,
+        None => return DataSets::load(&opts.data),
+    };
+    DataSets::load_for(&opts.data, &config)
+}
+
 /// Where the run starts, and the earlier run's files it replaces (`--force`),
 /// which stay until the new run has passed its checks.
 fn begin(opts: &TrainOptions, dir: &RunDir) -> Result<(Vec<std::path::PathBuf>, Start)> {
@@ -164,8 +177,8 @@ fn check_data(
     opts: &TrainOptions,
     dir: &RunDir,
     start: &mut Start,
-    train_set: &Dataset,
-    test_set: &Dataset,
+    [train_set, test_set]: [&Dataset; 2],
+    files_sha256: Option<&[String; 2]>,
 ) -> Result<DataIdentity> {
     let shown = opts.data.display();
     check_fits(
@@ -174,11 +187,13 @@ fn check_data(
         &format!("the training set in {shown}"),
     )?;
     check_fits(&start.net, test_set, &format!("the test set in {shown}"))?;
-    let identity = DataIdentity::of(train_set, test_set, opts.train_subset);
+    let identity = DataIdentity::of(train_set, test_set, opts.train_subset, files_sha256);
     if opts.resume {
         check_same_data(dir, &identity)?;
     }
     let training = &mut start.config.training;
+    // An image folder's class names travel with the model, as the constants below do.
+    training.class_names = train_set.named_classes().map(<[String]>::to_vec);
     if training.input_scaling == InputScaling::Standardized && training.input_mean_std.is_none() {
         // The constants travel with the model: predict, eval and visualize need no training set.
         let Normalize { mean, std } = train_set.pixel_mean_std();

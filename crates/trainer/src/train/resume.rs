@@ -91,6 +91,7 @@ fn check_resumable(opts: &TrainOptions, run: &RunDir, was: &TrainConfig) -> Resu
         given.training.epochs = was.training.epochs;
         given.training.eval_train = was.training.eval_train;
         given.training.input_mean_std = was.training.input_mean_std;
+        given.training.class_names = was.training.class_names.clone();
         if let Some(key) = config_difference(was, &given) {
             bail!(
                 "{}: the config given with --config differs from the run's in {key}; a resumed run may change only its number of epochs",

@@ -88,7 +88,9 @@ pub(crate) fn delete_earlier(files: &[PathBuf]) -> Result<()> {
 
 /// What a run trains and tests on, recorded in its `dataset.toml` so that
 /// `--resume` can refuse other data: the sets' sizes, the image size, the
-/// training subset and the SHA-256 of each set's pixels and labels.
+/// training subset and the SHA-256 of each set's pixels and labels; for an
+/// image folder also the training images per class and the SHA-256 of
+/// the file lists.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DataIdentity {
@@ -106,6 +108,12 @@ pub(crate) struct DataIdentity {
     pub(crate) train_sha256: String,
     /// SHA-256 of the test set's pixels then labels.
     pub(crate) test_sha256: String,
+    /// An image folder's: images per class in the training set used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) train_class_counts: Option<Vec<usize>>,
+    /// An image folder's: SHA-256 of the training and the test file lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) files_sha256: Option<[String; 2]>,
 }
 
 impl DataIdentity {
@@ -119,6 +127,7 @@ impl DataIdentity {
         train: &mnist_io::Dataset,
         test: &mnist_io::Dataset,
         subset: Option<usize>,
+        files_sha256: Option<&[String; 2]>,
     ) -> Self {
         let sha = |ds: &mnist_io::Dataset| {
             use sha2::{Digest, Sha256};
@@ -135,6 +144,8 @@ impl DataIdentity {
             train_subset: subset,
             train_sha256: sha(train),
             test_sha256: sha(test),
+            train_class_counts: train.named_classes().map(|_| train.class_counts()),
+            files_sha256: files_sha256.cloned(),
         }
     }
 
