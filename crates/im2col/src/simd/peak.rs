@@ -64,6 +64,7 @@ pub fn fma_peak_one_thread(min_time: Duration) -> FmaPeak {
 }
 
 /// `rounds` rounds of one FMA on each of [`CHAINS`] accumulators of `lanes` f32.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn fma_chains(rounds: u64, lanes: usize) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
@@ -76,7 +77,12 @@ fn fma_chains(rounds: u64, lanes: usize) -> f32 {
             return unsafe { x86_fma::chains_avx2(rounds) };
         }
     }
-    let mut acc = [[0.0f32; 8]; CHAINS];
+    portable_chains::<8>(rounds)
+}
+
+/// The same chains in plain Rust, `L` lanes each.
+fn portable_chains<const L: usize>(rounds: u64) -> f32 {
+    let mut acc = [[0.0f32; L]; CHAINS];
     for _ in 0..rounds {
         for chain in acc.iter_mut() {
             for v in chain.iter_mut() {
@@ -138,20 +144,9 @@ mod tests {
     #[test]
     fn every_path_computes_the_same_chains() {
         // The vector chains and the portable ones do the same arithmetic.
-        let portable = {
-            let mut acc = [[0.0f32; 8]; CHAINS];
-            for _ in 0..100 {
-                for chain in acc.iter_mut() {
-                    for v in chain.iter_mut() {
-                        *v = v.mul_add(0.999_999, 1e-7);
-                    }
-                }
-            }
-            acc[0][0]
-        };
         let (_, lanes) = widest_fma();
         let total = fma_chains(100, lanes);
-        let expected = portable * (CHAINS * lanes) as f32;
+        let expected = portable_chains::<1>(100) / CHAINS as f32 * (CHAINS * lanes) as f32;
         assert!(
             (total - expected).abs() <= expected * 1e-5,
             "{total} vs {expected}"
