@@ -37,7 +37,7 @@ pub fn widest_fma() -> (&'static str, usize) {
     ("portable", 8)
 }
 
-/// Times `rounds` rounds of [`CHAINS`] FMAs on the calling thread, best of
+/// Times rounds of twelve FMA chains on the calling thread, best of
 /// three runs of at least `min_time` each, and returns its FLOP/s.
 pub fn fma_peak_one_thread(min_time: Duration) -> FmaPeak {
     let (isa, lanes) = widest_fma();
