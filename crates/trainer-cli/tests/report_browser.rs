@@ -35,22 +35,6 @@ fn data_dir() -> Option<(PathBuf, bool)> {
     common::mnist().map(|d| (d, false))
 }
 
-fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser", "google-chrome"] {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
 fn cnn(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_cnn"))
         .args(args)
@@ -74,17 +58,8 @@ fn run_chromium(bin: &Path, profile: &Path, url: &str, extra: &[String]) -> (Str
     let dir = tempfile::tempdir().unwrap();
     let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
     let mut child = Command::new(bin)
+        .args(common::HEADLESS_CHROMIUM)
         .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--hide-scrollbars",
             "--enable-logging=stderr",
             "--v=0",
             "--virtual-time-budget=10000",
@@ -143,7 +118,7 @@ fn png_size(path: &Path) -> (u32, u32) {
 #[test]
 #[ignore = "release mode: cargo test --release -p trainer-cli --test report_browser -- --ignored"]
 fn report_renders_in_headless_chromium() {
-    let Some(bin) = chromium() else {
+    let Some(bin) = common::chromium() else {
         println!(
             "skipping: no chromium binary on PATH (apt-get install chromium, or set CHROMIUM)"
         );
@@ -298,7 +273,7 @@ const DRAWN: [(usize, &str); 4] = [
 #[test]
 #[ignore = "release mode: cargo test --release -p trainer-cli --test report_browser -- --ignored"]
 fn serve_page_draws_digits_in_headless_chromium() {
-    let Some(bin) = chromium() else {
+    let Some(bin) = common::chromium() else {
         println!(
             "skipping: no chromium binary on PATH (apt-get install chromium, or set CHROMIUM)"
         );

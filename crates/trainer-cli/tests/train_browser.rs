@@ -29,16 +29,6 @@ use std::time::{Duration, Instant};
 mod cdp;
 mod common;
 
-fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser", "google-chrome"].map(|n| dir.join(n)))
-        .find(|p| p.is_file())
-}
-
 fn cnn(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_cnn"))
         .args(args)
@@ -71,7 +61,7 @@ const CANVASES_DRAWN: &str = r#"["loss-curve", "acc-curve", "filters", "maps"].f
 #[test]
 #[ignore = "trains in headless Chromium; needs `cargo xtask web` first (.ci/run runs it)"]
 fn train_page_learns_in_headless_chromium() {
-    let Some(bin) = chromium() else {
+    let Some(bin) = common::chromium() else {
         println!(
             "skipping: no chromium binary on PATH (apt-get install chromium, or set CHROMIUM)"
         );

@@ -34,20 +34,8 @@ impl Browser {
         let (cmd_fd, out_fd) = (to_chromium.as_raw_fd(), out.as_raw_fd());
         let mut command = Command::new(bin);
         command
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-extensions",
-                "--hide-scrollbars",
-                "--remote-debugging-pipe",
-                "--window-size=1280,1400",
-            ])
+            .args(super::common::HEADLESS_CHROMIUM)
+            .args(["--remote-debugging-pipe", "--window-size=1280,1400"])
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
             .stdin(Stdio::null())

@@ -6,6 +6,33 @@ use std::path::{Path, PathBuf};
 #[path = "../../../mnist-io/tests/common/find_data.rs"]
 pub mod find_data;
 
+/// Headless Chromium: `$CHROMIUM`, else `chromium`, `chromium-browser` or
+/// `google-chrome` on the PATH.
+pub fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| ["chromium", "chromium-browser", "google-chrome"].map(|n| dir.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// The flags every browser test starts Chromium with: headless, and nothing
+/// that reaches for the network (which a build machine does not have).
+pub const HEADLESS_CHROMIUM: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--hide-scrollbars",
+];
+
 /// Real MNIST, found as every test of the workspace finds it
 /// ([`find_data::mnist`]: `$MNIST_DIR`, else `data/mnist`, plain or gzipped).
 pub fn mnist() -> Option<PathBuf> {
