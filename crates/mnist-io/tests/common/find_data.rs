@@ -55,9 +55,14 @@ pub fn workspace_root(from: &Path) -> PathBuf {
         .to_path_buf()
 }
 
+/// `$MNIST_DIR`, unless unset or empty (`MNIST_DIR= cargo test` unsets it).
+fn mnist_dir_var() -> Option<std::ffi::OsString> {
+    std::env::var_os("MNIST_DIR").filter(|d| !d.is_empty())
+}
+
 /// The folders looked in for MNIST, in order.
 pub fn mnist_candidates(root: &Path) -> Vec<PathBuf> {
-    match std::env::var_os("MNIST_DIR") {
+    match mnist_dir_var() {
         Some(d) => vec![PathBuf::from(d)],
         None => vec![
             root.join("data/mnist"),
@@ -69,7 +74,7 @@ pub fn mnist_candidates(root: &Path) -> Vec<PathBuf> {
 
 /// Real MNIST for the workspace at `root`, or why there is none.
 pub fn mnist(root: &Path) -> Result<PathBuf, String> {
-    if let Some(d) = std::env::var_os("MNIST_DIR") {
+    if let Some(d) = mnist_dir_var() {
         let d = PathBuf::from(d);
         return if holds_all(&d) {
             Ok(d)
