@@ -28,6 +28,10 @@
 //!    fold each replica's batch statistics, in order k, into the network's
 //!    running statistics;
 //! 3. the optimizer's update of the network: `d = μd + (g + λW); W -= ηd`.
+//!
+//! On a pool of one thread the replicas would run one after another and
+//! only add the weight copies: there the step is the plain one,
+//! [`crate::step::forward_backward`], which gives the same bits.
 
 use layers::{LayerError, Loss, Network, Param};
 use optim::Optimizer;
@@ -86,6 +90,9 @@ impl DataParallel {
         batch: &dyn Batch,
         key: u64,
     ) -> Result<StepResult, LayerError> {
+        if rayon::current_num_threads() == 1 {
+            return crate::step::forward_backward(net, loss, batch, self.micro_batch, key);
+        }
         let n = batch.len();
         if n == 0 {
             return Err(empty_batch());

@@ -102,7 +102,7 @@ impl BenchReport {
         );
         let _ = writeln!(
             s,
-            "\ntraining step (micro-batches of {} in parallel, as in cnn train): median {:.3} ms (min {:.3}, mean {:.3})",
+            "\ntraining step (micro-batches of {}, as in cnn train): median {:.3} ms (min {:.3}, mean {:.3})",
             self.micro_batch,
             ms(self.step_median),
             ms(self.step_min),
