@@ -118,10 +118,7 @@ fn png_size(path: &Path) -> (u32, u32) {
 #[test]
 #[ignore = "release mode: cargo test --release -p trainer-cli --test report_browser -- --ignored"]
 fn report_renders_in_headless_chromium() {
-    let Some(bin) = common::chromium() else {
-        println!(
-            "skipping: no chromium binary on PATH (apt-get install chromium, or set CHROMIUM)"
-        );
+    let Some(bin) = common::chromium_or_skip() else {
         return;
     };
     let Some((data, fashion)) = data_dir() else {
@@ -273,10 +270,7 @@ const DRAWN: [(usize, &str); 4] = [
 #[test]
 #[ignore = "release mode: cargo test --release -p trainer-cli --test report_browser -- --ignored"]
 fn serve_page_draws_digits_in_headless_chromium() {
-    let Some(bin) = common::chromium() else {
-        println!(
-            "skipping: no chromium binary on PATH (apt-get install chromium, or set CHROMIUM)"
-        );
+    let Some(bin) = common::chromium_or_skip() else {
         return;
     };
     let Some(mnist) = common::mnist_or_skip() else {

@@ -61,10 +61,7 @@ const CANVASES_DRAWN: &str = r#"["loss-curve", "acc-curve", "filters", "maps"].f
 #[test]
 #[ignore = "trains in headless Chromium; needs `cargo xtask web` first (.ci/run runs it)"]
 fn train_page_learns_in_headless_chromium() {
-    let Some(bin) = common::chromium() else {
-        println!(
-            "skipping: no chromium binary on PATH (apt-get install chromium, or set CHROMIUM)"
-        );
+    let Some(bin) = common::chromium_or_skip() else {
         return;
     };
     let Some(mnist) = common::mnist_or_skip() else {

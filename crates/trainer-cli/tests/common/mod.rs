@@ -18,6 +18,17 @@ pub fn chromium() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// [`chromium`], or `None` after saying that the test skips and how to install it.
+pub fn chromium_or_skip() -> Option<PathBuf> {
+    let found = chromium();
+    if found.is_none() {
+        println!(
+            "skipping: no chromium binary on PATH (apt-get install chromium, or set CHROMIUM)"
+        );
+    }
+    found
+}
+
 /// The flags every browser test starts Chromium with: headless, and nothing
 /// that reaches for the network (which a build machine does not have).
 pub const HEADLESS_CHROMIUM: &[&str] = &[
