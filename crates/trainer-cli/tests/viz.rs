@@ -430,7 +430,7 @@ fn visualize_feature_maps_and_filters_have_the_computed_size() {
         [rgb.pixels[i], rgb.pixels[i + 1], rgb.pixels[i + 2]]
     };
     // Each kernel's 3x3 cells are each one colour (nearest neighbour, x16).
-    let (x0, y0) = trainer_cli::visualize::filters_tile_origin(7, 8, (3, 3), 16, 2);
+    let (x0, y0) = trainer_cli::visualize::tile_origin(7, 8, (3, 3), 16, 2);
     assert!(x0 + 48 <= w && y0 + 48 < h, "{w}x{h}");
     for (cx, cy) in [(0, 0), (2, 1), (1, 2)] {
         let cell = at(x0 + 16 * cx, y0 + 16 * cy);
@@ -489,13 +489,13 @@ fn visualize_a_test_digit_in_a_grid_and_refuse_an_index_past_the_end() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let img = decode(&out);
     // Input + 8 maps of 28x28 in a 3x3 grid, each labelled under a title.
-    use trainer_cli::visualize::{maps_figure_size, maps_tile_origin};
+    use trainer_cli::visualize::{maps_figure_size, tile_origin};
     let size = maps_figure_size(9, 3, (28, 28), 3, 1);
     assert_eq!((img.width, img.height), size);
     assert!(size.0 > 3 * 84 + 2 && size.1 > 3 * 84 + 2);
     // The first tile is the input digit itself, enlarged.
     let ds = test_images().unwrap();
-    let (x0, y0) = maps_tile_origin(0, 3, (28, 28), 3, 1);
+    let (x0, y0) = tile_origin(0, 3, (28, 28), 3, 1);
     assert_eq!(img.get(x0 + 14 * 3, y0 + 14 * 3), ds.image(3)[14 * 28 + 14]);
     // White around the tiles; dark text in the title band and under each tile.
     assert_eq!(img.get(0, 0), 255);
@@ -504,7 +504,7 @@ fn visualize_a_test_digit_in_a_grid_and_refuse_an_index_past_the_end() {
     };
     assert!(dark_in(0..img.width, 0..y0), "no title");
     for i in 0..9 {
-        let (x, y) = maps_tile_origin(i, 3, (28, 28), 3, 1);
+        let (x, y) = tile_origin(i, 3, (28, 28), 3, 1);
         assert!(
             dark_in(x..x + 84, y + 84..y + 84 + 16),
             "no label under tile {i}"

@@ -16,6 +16,30 @@ pub(crate) fn default_cols(tiles: usize) -> usize {
     }
 }
 
+/// The labelled figures' layout (the kernels and the feature maps), in
+/// pixels: the margin around the figure, the title's height above the grid,
+/// and a label's height under each tile.
+pub(crate) const MARGIN: usize = 10;
+pub(crate) const TITLE: usize = 24;
+pub(crate) const LABEL: usize = 16;
+
+/// Where tile `i` of a labelled figure begins, (column, row) in pixels, for
+/// `cols` columns of cells of `cw` x `ch` enlarged `scale` times, `gap`
+/// apart. In the feature maps figure tile 0 is the input and tile `k + 1`
+/// channel `k`'s map; in the kernels figure tile `i` is kernel `i`.
+pub fn tile_origin(
+    i: usize,
+    cols: usize,
+    (cw, ch): (usize, usize),
+    scale: usize,
+    gap: usize,
+) -> (usize, usize) {
+    (
+        MARGIN + (i % cols) * (cw * scale + gap),
+        MARGIN + TITLE + (i / cols) * (ch * scale + LABEL + gap),
+    )
+}
+
 /// One tile: `w` x `h` pixels of any type.
 pub(crate) struct Tile<T> {
     pub(crate) w: usize,

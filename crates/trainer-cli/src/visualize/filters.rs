@@ -6,7 +6,9 @@ use anyhow::{anyhow, bail, Result};
 use layers::Network;
 
 use super::conv::first_conv;
-use super::figure::{check_figure_size, default_cols, diverging, Figure, GAP_GREY};
+use super::figure::{
+    check_figure_size, default_cols, diverging, tile_origin, Figure, GAP_GREY, LABEL, MARGIN, TITLE,
+};
 use crate::image_io::RgbImage;
 
 /// The kernels of the first conv layer, on one symmetric range, in a diverging colour map.
@@ -140,9 +142,9 @@ impl FiltersLayout {
         let (tw, th) = (k.kw * scale, k.kh * scale);
         let grid_w = cols * tw + (cols - 1) * gap;
         let bar_w = grid_w.max(FILTERS_MIN_WIDTH);
-        let row_pitch = th + FILTERS_LABEL + gap;
-        let grid_top = FILTERS_MARGIN + FILTERS_TITLE;
-        let bar_top = grid_top + rows * row_pitch + FILTERS_MARGIN / 2;
+        let row_pitch = th + LABEL + gap;
+        let grid_top = MARGIN + TITLE;
+        let bar_top = grid_top + rows * row_pitch + MARGIN / 2;
         FiltersLayout {
             cols,
             scale,
@@ -151,8 +153,8 @@ impl FiltersLayout {
             th,
             bar_w,
             bar_top,
-            width: bar_w + 2 * FILTERS_MARGIN,
-            height: bar_top + FILTERS_BAR + FILTERS_LABEL + FILTERS_MARGIN / 2,
+            width: bar_w + 2 * MARGIN,
+            height: bar_top + FILTERS_BAR + LABEL + MARGIN / 2,
         }
     }
 }
@@ -193,12 +195,8 @@ fn draw_filters(k: &Kernels, l: &FiltersLayout) -> Result<Vec<u8>> {
     {
         let root = crate::glyphs::Bitmap::with_buffer(&mut buf, (l.width as u32, l.height as u32))
             .into_drawing_area();
-        root.draw_text(
-            &k.title(),
-            &text(15, false),
-            px(FILTERS_MARGIN, FILTERS_MARGIN - 2),
-        )
-        .map_err(draw_err)?;
+        root.draw_text(&k.title(), &text(15, false), px(MARGIN, MARGIN - 2))
+            .map_err(draw_err)?;
         for (i, kernel) in k.data.chunks_exact(k.kh * k.kw).enumerate() {
             draw_kernel(&root, k, l, i, kernel)?;
         }
@@ -217,7 +215,7 @@ fn draw_kernel(
     kernel: &[f32],
 ) -> Result<()> {
     use plotters::prelude::*;
-    let (x0, y0) = filters_tile_origin(i, l.cols, (k.kw, k.kh), l.scale, l.gap);
+    let (x0, y0) = tile_origin(i, l.cols, (k.kw, k.kh), l.scale, l.gap);
     // A grey frame keeps near-white kernels apart from each other and the page.
     root.draw(&Rectangle::new(
         [px(x0 - 1, y0 - 1), px(x0 + l.tw, y0 + l.th)],
@@ -250,8 +248,8 @@ fn draw_colour_scale(root: &Canvas<'_>, l: &FiltersLayout, m: f32) -> Result<()>
         let t = 2.0 * x as f32 / (bar_w - 1).max(1) as f32 - 1.0;
         root.draw(&Rectangle::new(
             [
-                px(FILTERS_MARGIN + x, bar_top),
-                px(FILTERS_MARGIN + x + 1, bar_top + FILTERS_BAR),
+                px(MARGIN + x, bar_top),
+                px(MARGIN + x + 1, bar_top + FILTERS_BAR),
             ],
             rgb(diverging(t)).filled(),
         ))
@@ -259,9 +257,9 @@ fn draw_colour_scale(root: &Canvas<'_>, l: &FiltersLayout, m: f32) -> Result<()>
     }
     let label_y = bar_top + FILTERS_BAR + 1;
     for (x, label) in [
-        (FILTERS_MARGIN + 12, format!("-{m:.3}")),
-        (FILTERS_MARGIN + bar_w / 2, "0".to_string()),
-        (FILTERS_MARGIN + bar_w - 12, format!("+{m:.3}")),
+        (MARGIN + 12, format!("-{m:.3}")),
+        (MARGIN + bar_w / 2, "0".to_string()),
+        (MARGIN + bar_w - 12, format!("+{m:.3}")),
     ] {
         root.draw_text(&label, &text(12, true), px(x, label_y))
             .map_err(draw_err)?;
@@ -269,26 +267,8 @@ fn draw_colour_scale(root: &Canvas<'_>, l: &FiltersLayout, m: f32) -> Result<()>
     Ok(())
 }
 
-/// The kernels figure's layout, in pixels: margin around it, the title's
-/// height, a label's height, the colour bar's height, and the least width
-/// (room for the title and the scale's labels).
-const FILTERS_MARGIN: usize = 10;
-const FILTERS_TITLE: usize = 24;
-const FILTERS_LABEL: usize = 16;
+/// The kernels figure's colour bar height and least width (room for the
+/// title and the scale's labels), in pixels; the rest of its layout is
+/// every labelled figure's ([`tile_origin`]).
 const FILTERS_BAR: usize = 12;
 const FILTERS_MIN_WIDTH: usize = 400;
-
-/// Where kernel `i` of the kernels figure drawn with `cols` columns of
-/// `kw` x `kh` kernels at `scale` and `gap` begins: (column, row) in pixels.
-pub fn filters_tile_origin(
-    i: usize,
-    cols: usize,
-    (kw, kh): (usize, usize),
-    scale: usize,
-    gap: usize,
-) -> (usize, usize) {
-    (
-        FILTERS_MARGIN + (i % cols) * (kw * scale + gap),
-        FILTERS_MARGIN + FILTERS_TITLE + (i / cols) * (kh * scale + FILTERS_LABEL + gap),
-    )
-}

@@ -6,7 +6,9 @@ use layers::Network;
 use tensor::Tensor;
 
 use super::conv::first_conv;
-use super::figure::{check_figure_size, default_cols, to_own_range, Figure, Tile};
+use super::figure::{
+    check_figure_size, default_cols, tile_origin, to_own_range, Figure, Tile, LABEL, MARGIN, TITLE,
+};
 use crate::image_io::GreyImage;
 
 /// The input image (bytes, white on black) beside the feature maps of the
@@ -104,30 +106,10 @@ fn map_tiles(
     })
 }
 
-/// The feature maps figure's layout, in pixels: margin around it, the
-/// title's height, a label's height under each tile, the least width.
-const MAPS_MARGIN: usize = 10;
-const MAPS_TITLE: usize = 24;
-const MAPS_LABEL: usize = 16;
+/// The least width of the feature maps figure, in pixels.
 const MAPS_MIN_WIDTH: usize = 560;
 
-/// Where tile `i` of the feature maps figure drawn with `cols` columns of
-/// cells of `cw` x `ch` at `scale` and `gap` begins: (column, row) in
-/// pixels. Tile 0 is the input; tile `k + 1` is channel `k`'s map.
-pub fn maps_tile_origin(
-    i: usize,
-    cols: usize,
-    (cw, ch): (usize, usize),
-    scale: usize,
-    gap: usize,
-) -> (usize, usize) {
-    (
-        MAPS_MARGIN + (i % cols) * (cw * scale + gap),
-        MAPS_MARGIN + MAPS_TITLE + (i / cols) * (ch * scale + MAPS_LABEL + gap),
-    )
-}
-
-/// The size of the feature maps figure of `tiles` cells of `cw` x `ch` (see [`maps_tile_origin`]).
+/// The size of the feature maps figure of `tiles` cells of `cw` x `ch` (see [`tile_origin`]).
 pub fn maps_figure_size(
     tiles: usize,
     cols: usize,
@@ -138,10 +120,10 @@ pub fn maps_figure_size(
     let cols = cols.clamp(1, tiles.max(1));
     let rows = tiles.div_ceil(cols).max(1);
     let grid_w = cols * cw * scale + (cols - 1) * gap;
-    let grid_h = rows * (ch * scale + MAPS_LABEL) + (rows - 1) * gap;
+    let grid_h = rows * (ch * scale + LABEL) + (rows - 1) * gap;
     (
-        grid_w.max(MAPS_MIN_WIDTH) + 2 * MAPS_MARGIN,
-        MAPS_MARGIN + MAPS_TITLE + grid_h + MAPS_MARGIN / 2,
+        grid_w.max(MAPS_MIN_WIDTH) + 2 * MARGIN,
+        MARGIN + TITLE + grid_h + MARGIN / 2,
     )
 }
 
@@ -164,7 +146,7 @@ fn labelled_grid(
     crate::plot::register_font()?;
     let mut rgb = vec![255u8; 3 * width * height];
     for (i, t) in tiles.iter().enumerate() {
-        let (x0, y0) = maps_tile_origin(i, cols, (cw, ch), scale, gap);
+        let (x0, y0) = tile_origin(i, cols, (cw, ch), scale, gap);
         let (x0, y0) = (x0 + (cw - t.w) * scale / 2, y0 + (ch - t.h) * scale / 2);
         for y in 0..t.h * scale {
             for x in 0..t.w * scale {
@@ -212,14 +194,14 @@ fn draw_labels(
         crate::glyphs::Bitmap::with_buffer(rgb, (width as u32, height as u32)).into_drawing_area();
     let at = |x: usize, y: usize| (x as i32, y as i32);
     let title_style = ("sans-serif", 15).into_font().color(&BLACK);
-    root.draw_text(title, &title_style, at(MAPS_MARGIN, MAPS_MARGIN - 2))
+    root.draw_text(title, &title_style, at(MARGIN, MARGIN - 2))
         .map_err(err)?;
     let label_style = ("sans-serif", 12)
         .into_font()
         .color(&BLACK)
         .pos(Pos::new(HPos::Center, VPos::Top));
     for i in 0..tiles {
-        let (x0, y0) = maps_tile_origin(i, cols, (cw, ch), scale, gap);
+        let (x0, y0) = tile_origin(i, cols, (cw, ch), scale, gap);
         let label = match i {
             0 => "input".to_string(),
             k => (k - 1).to_string(),

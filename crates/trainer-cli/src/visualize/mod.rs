@@ -13,7 +13,7 @@
 //!
 //! Tiles are enlarged `scale` times with nearest-neighbour sampling and laid
 //! out left to right, top to bottom, `cols` per row, `gap` pixels apart
-//! ([`maps_tile_origin`] and [`filters_tile_origin`] say where each begins,
+//! ([`tile_origin`] says where each begins,
 //! [`maps_figure_size`] how large the maps figure is). The kernels figure
 //! has a title naming the layer, each kernel's channel number under it,
 //! and the colour scale with its end values below.
@@ -40,12 +40,11 @@ mod filters;
 mod maps;
 
 pub(crate) use conv::{first_conv, maps_of_conv};
+pub use figure::{tile_origin, Figure, GAP_GREY};
 pub(crate) use figure::{to_own_range, MAX_SCALE};
-pub use figure::{Figure, GAP_GREY};
 pub(crate) use filters::filters_figure;
-pub use filters::filters_tile_origin;
 pub(crate) use maps::feature_maps_figure;
-pub use maps::{maps_figure_size, maps_tile_origin};
+pub use maps::maps_figure_size;
 
 /// What `cnn visualize` was asked to do.
 #[derive(Clone, Debug)]
