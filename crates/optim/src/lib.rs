@@ -277,6 +277,19 @@ impl Optimizer {
         self.lr = lr;
     }
 
+    /// Sets SGD's momentum for the next steps, keeping its buffers (the
+    /// velocity so far). Returns `false`, changing nothing, for an optimizer
+    /// without momentum (Adam).
+    pub fn set_momentum(&mut self, momentum: f32) -> bool {
+        match &mut self.config {
+            OptimizerConfig::Sgd { momentum: m, .. } => {
+                *m = momentum;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Its hyper-parameters.
     pub fn config(&self) -> &OptimizerConfig {
         &self.config

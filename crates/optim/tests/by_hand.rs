@@ -41,6 +41,28 @@ fn sgd_momentum_weight_decay_three_steps() {
 }
 
 #[test]
+fn momentum_changed_between_steps_keeps_the_velocity() {
+    // η = 0.1, λ = 0, W₀ = 1, gradients 1, 1; μ = 0.9 for the first step, 0.5 after:
+    // d₁ = 1                  W₁ = 1 − 0.1     = 0.9
+    // d₂ = 0.5·1 + 1 = 1.5    W₂ = 0.9 − 0.15  = 0.75
+    let mut opt = Optimizer::new(OptimizerConfig::sgd(0.1, 0.9, 0.0));
+    let mut p = scalar(1.0);
+    run(&mut opt, &mut p, &[1.0], 0.1);
+    assert!(opt.set_momentum(0.5));
+    let ws = run(&mut opt, &mut p, &[1.0], 0.1);
+    assert!((ws[0] - 0.75).abs() < 1e-6, "{ws:?}");
+    assert!((opt.state().slots["w"][0][0] - 1.5).abs() < 1e-6);
+    let mut adam = Optimizer::new(OptimizerConfig::Adam {
+        lr: 0.1,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    });
+    assert!(!adam.set_momentum(0.5), "Adam has no momentum to set");
+}
+
+#[test]
 fn nesterov_two_steps() {
     // η = 0.1, μ = 0.5, λ = 0, W₀ = 1, gradients 1, 1:
     // d₁ = 1,   W₁ = 1 − 0.1·(1 + 0.5·1)   = 0.85

@@ -4,13 +4,12 @@
 //! takes them; the test figures are [`trainer::eval::evaluate`]'s, as
 //! `cnn eval` computes them.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use layers::Network;
 use mnist_io::{Dataset, Normalize};
-use optim::{Optimizer, OptimizerConfig};
+use optim::Optimizer;
 use tensor::Rng;
 use trainer::batch::DatasetBatch;
 use trainer::config::{InputScaling, TrainConfig};
@@ -196,27 +195,9 @@ impl Session {
         if !(0.0..1.0).contains(&momentum) {
             bail!("momentum {momentum}: give a number from 0 up to (not including) 1");
         }
-        let OptimizerConfig::Sgd {
-            lr,
-            weight_decay,
-            nesterov,
-            ..
-        } = *self.optimizer.config()
-        else {
+        if !self.optimizer.set_momentum(momentum) {
             bail!("the config's optimizer has no momentum to change");
-        };
-        let lr_now = self.optimizer.lr();
-        let mut optimizer = Optimizer::new(OptimizerConfig::Sgd {
-            lr,
-            momentum,
-            weight_decay,
-            nesterov,
-        });
-        optimizer
-            .load_state(self.optimizer.state().clone(), self.net.params())
-            .map_err(|e| anyhow::anyhow!("{}", e.0))?;
-        optimizer.set_lr(lr_now);
-        self.optimizer = optimizer;
+        }
         Ok(())
     }
 
@@ -279,14 +260,8 @@ impl Session {
         if matches!(config.training.input_scaling, InputScaling::Standardized) {
             config.training.input_mean_std = self.normalize.map(|n| [n.mean, n.std]);
         }
-        let mut metadata = BTreeMap::from([
-            ("format".to_string(), "pt".to_string()),
-            ("cnn.config".to_string(), config.to_toml()),
-        ]);
-        if let Some(spec) = self.train.spec() {
-            metadata.insert("cnn.dataset".to_string(), spec.name.to_string());
-        }
-        trainer::safetensors_io::to_bytes(&self.net.state_dict(), &metadata)
+        let dataset = self.train.spec().map(|spec| spec.name);
+        trainer::safetensors_io::model_bytes(&self.net, &config, dataset)
     }
 }
 

@@ -324,16 +324,24 @@ pub fn export(model: &Path, out: &Path, force: bool) -> Result<usize> {
     let net = ckpt
         .network()
         .with_context(|| format!("{}", model.display()))?;
-    let tensors = net.state_dict();
+    let bytes = model_bytes(&net, &ckpt.config, ckpt.body.dataset.as_deref())
+        .with_context(|| format!("{}", out.display()))?;
+    write_atomic(out, &bytes)?;
+    Ok(net.state_dict().len())
+}
+
+/// `net`'s weights as the bytes of a `.safetensors` file that `cnn eval
+/// --model` and `cnn import` read back whole: the metadata holds `format =
+/// pt`, `config` as TOML and the data set's name, when known.
+pub fn model_bytes(net: &Network, config: &TrainConfig, dataset: Option<&str>) -> Result<Vec<u8>> {
     let mut metadata = BTreeMap::from([
         ("format".to_string(), "pt".to_string()),
-        (META_CONFIG.to_string(), ckpt.config.to_toml()),
+        (META_CONFIG.to_string(), config.to_toml()),
     ]);
-    if let Some(d) = &ckpt.body.dataset {
-        metadata.insert(META_DATASET.to_string(), d.clone());
+    if let Some(d) = dataset {
+        metadata.insert(META_DATASET.to_string(), d.to_string());
     }
-    write(out, &tensors, &metadata)?;
-    Ok(tensors.len())
+    to_bytes(&net.state_dict(), &metadata)
 }
 
 /// `cnn import`: builds the network of `config`, loads the weights of
