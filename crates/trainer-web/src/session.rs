@@ -245,11 +245,8 @@ impl Session {
             .context("a drawing is 28x28 bytes")?;
         let (input, _) = image.tensors(&[0], self.normalize);
         let logits = self.net.forward(&input)?;
-        let logits: Vec<f32> = logits.iter().copied().collect();
-        let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let exp: Vec<f32> = logits.iter().map(|v| (v - top).exp()).collect();
-        let sum: f32 = exp.iter().sum();
-        Ok(exp.iter().map(|e| e / sum).collect())
+        let row = logits.as_slice().context("logits are contiguous")?;
+        Ok(self.config.loss_fn().probabilities(row))
     }
 
     /// The weights as a `.safetensors` file that `cnn eval --model FILE`
