@@ -66,9 +66,9 @@ use crate::checkpoint::{check_weights, Checkpoint, PartialEpoch};
 use crate::config::TrainConfig;
 use crate::files::write_atomic;
 
-/// Metadata key of the config's TOML text.
+/// Metadata key of the config's TOML text (in ONNX files too).
 pub(crate) const META_CONFIG: &str = "cnn.config";
-/// Metadata key of the data set name (`mnist`, `fashion-mnist`).
+/// Metadata key of the data set name (`mnist`, `fashion-mnist`; in ONNX files too).
 pub(crate) const META_DATASET: &str = "cnn.dataset";
 
 /// A safetensors file's tensors (as f32) and metadata.

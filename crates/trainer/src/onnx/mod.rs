@@ -32,6 +32,7 @@ use mnist_io::Normalize;
 
 use crate::checkpoint::Checkpoint;
 use crate::config::TrainConfig;
+use crate::safetensors_io::{META_CONFIG, META_DATASET};
 use schema::{value_info, Dim, Graph};
 
 /// Whether `path` names an ONNX file (by its extension).
@@ -60,9 +61,9 @@ pub fn to_bytes(
         inputs: vec![value_info(graph::INPUT, &input)],
         outputs: vec![value_info(graph::OUTPUT, &output)],
     };
-    let mut metadata = vec![("cnn.config", config.to_toml())];
+    let mut metadata = vec![(META_CONFIG, config.to_toml())];
     if let Some(d) = dataset {
-        metadata.push(("cnn.dataset", d.to_string()));
+        metadata.push((META_DATASET, d.to_string()));
     }
     Ok(schema::model(&graph, "cnn", &metadata))
 }
