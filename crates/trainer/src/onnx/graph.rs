@@ -86,19 +86,20 @@ pub fn nodes(
         b.push("Div", "input_div_std", &[s], "input_standardised", &[]);
     }
     let names = network.layer_names();
-    // The last node that writes a value writes the graph's output.
-    let writers: Vec<usize> = (0..network.layers.len())
-        .filter(|&i| !matches!(network.layers[i], LayerConfig::Dropout(_)))
-        .collect();
+    // The last layer that has a node (dropout has none) writes the graph's output.
+    let last_writer = network
+        .layers
+        .iter()
+        .rposition(|l| !matches!(l, LayerConfig::Dropout(_)));
     for (i, (layer, name)) in network.layers.iter().zip(&names).enumerate() {
-        let out = if writers.last() == Some(&i) {
+        let out = if last_writer == Some(i) {
             OUTPUT.to_string()
         } else {
             format!("{name}_out")
         };
         layer_node(&mut b, layer, name, &out)?;
     }
-    if writers.is_empty() {
+    if last_writer.is_none() {
         // A network of dropouts alone: the output is the (scaled) input.
         b.push("Identity", "output", &[], OUTPUT, &[]);
     }
