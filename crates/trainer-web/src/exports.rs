@@ -26,14 +26,6 @@ use anyhow::{anyhow, Result};
 
 use crate::session::{data_set, Session};
 
-/// The standard names of the four files, by slot: errors name them.
-const FILES: [&str; 4] = [
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-];
-
 /// Everything the module keeps between calls.
 #[derive(Default)]
 struct State {
@@ -96,9 +88,11 @@ pub extern "C" fn set_file(slot: u32) -> i32 {
 #[no_mangle]
 pub extern "C" fn start(limit: u32, batch: u32) -> i32 {
     with_state(|state| {
+        // Errors name each file by its standard name, as the slots order them.
+        let names = mnist_io::MNIST.files.map(|f| f.name);
         let [a, b, c, d] = std::mem::take(&mut state.files);
-        let train = data_set((FILES[0], a), (FILES[1], b))?;
-        let test = data_set((FILES[2], c), (FILES[3], d))?;
+        let train = data_set((names[0], a), (names[1], b))?;
+        let test = data_set((names[2], c), (names[3], d))?;
         state.session = Some(Session::new(
             "seed",
             train,

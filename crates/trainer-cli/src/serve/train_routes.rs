@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use mnist_io::MNIST;
+
 use super::assets::{TRAIN_CSS, TRAIN_JS, TRAIN_PAGE, TRAIN_WORKER_JS};
 use super::reply::Reply;
 
@@ -14,13 +16,6 @@ const MAX_WASM: u64 = 32 << 20;
 /// Largest data file served, in bytes (MNIST's training images, not
 /// gzipped, are 47 MB): with `WORKERS` requests at once, at most 256 MiB.
 const MAX_DATA: u64 = 64 << 20;
-/// The data files the page may ask for: MNIST's four names.
-const DATA_FILES: [&str; 4] = [
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-];
 
 /// What the training page's routes need.
 pub(crate) struct TrainFiles {
@@ -59,13 +54,11 @@ pub(crate) fn route(path: &str, files: &TrainFiles) -> Option<Reply> {
 
 /// `GET /api/mnist/NAME`: one of MNIST's four files from `--data`, as stored.
 fn data_file(name: &str, data: Option<&Path>) -> Reply {
-    if !DATA_FILES.contains(&name) {
+    if MNIST.file(name).is_none() {
+        let names = MNIST.files.map(|f| f.name).join(", ");
         return Reply::error(
             404,
-            format!(
-                "no data file `{name}`: ask for one of {}",
-                DATA_FILES.join(", ")
-            ),
+            format!("no data file `{name}`: ask for one of {names}"),
         );
     }
     let Some(dir) = data else {
