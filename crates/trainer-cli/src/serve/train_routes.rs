@@ -40,11 +40,13 @@ pub(crate) fn route(path: &str, files: &TrainFiles) -> Option<Reply> {
         "/train.css" => Reply::ok("text/css; charset=utf-8", TRAIN_CSS),
         "/train.js" => Reply::ok("text/javascript; charset=utf-8", TRAIN_JS),
         "/train-worker.js" => Reply::ok("text/javascript; charset=utf-8", TRAIN_WORKER_JS),
-        "/train/trainer_web.wasm" => match read_limited(&files.web.join(WASM_FILE), MAX_WASM) {
-            Ok(Some(bytes)) => Reply::ok("application/wasm", bytes),
-            Ok(None) => Reply::error(404, missing_wasm(&files.web)),
-            Err(e) => Reply::error(500, format!("{WASM_FILE}: {e}")),
-        },
+        "/train/trainer_web.wasm" => {
+            let path = files.web.join(WASM_FILE);
+            if !path.exists() {
+                return Some(Reply::error(404, missing_wasm(&files.web)));
+            }
+            file_reply(&path, MAX_WASM, "a WebAssembly module", "application/wasm")
+        }
         _ => {
             let name = path.strip_prefix("/api/mnist/")?;
             data_file(name, files.data.as_deref())
@@ -70,34 +72,16 @@ fn data_file(name: &str, data: Option<&Path>) -> Reply {
     let Ok(path) = mnist_io::find_file(dir, name) else {
         return Reply::error(404, format!("{name}(.gz) is not in the --data folder"));
     };
-    match read_limited(&path, MAX_DATA) {
-        Ok(Some(bytes)) => Reply::ok("application/octet-stream", bytes),
-        Ok(None) => Reply::error(404, format!("{name}(.gz) is not in the --data folder")),
-        Err(e) => Reply::error(500, format!("{name}: {e}")),
-    }
+    file_reply(&path, MAX_DATA, "an MNIST file", "application/octet-stream")
 }
 
-/// A file whole, when it is a regular file of at most `limit` bytes;
-/// `None` when there is no such file.
-fn read_limited(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, String> {
-    use std::io::Read;
-    let file = match std::fs::File::open(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        opened => opened.map_err(|e| format!("cannot read it: {e}"))?,
-    };
-    let len = file
-        .metadata()
-        .map_err(|e| format!("cannot read it: {e}"))?
-        .len();
-    if len > limit {
-        return Err(format!("{len} bytes, over the {limit} served"));
+/// The file at `path` as the reply, read as every file from outside is
+/// ([`trainer::files::read_limited`]: a regular file, at most `limit` bytes).
+fn file_reply(path: &Path, limit: u64, what: &str, content_type: &'static str) -> Reply {
+    match trainer::files::read_limited(path, limit, what) {
+        Ok(bytes) => Reply::ok(content_type, bytes),
+        Err(e) => Reply::error(500, format!("{e:#}")),
     }
-    let mut bytes = Vec::with_capacity(len as usize);
-    // `take`: a file that grows while read stays within the limit.
-    file.take(limit)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read it: {e}"))?;
-    Ok(Some(bytes))
 }
 
 #[cfg(test)]
