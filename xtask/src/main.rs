@@ -84,10 +84,14 @@ pub(crate) fn build_cnn(root: &Path) -> anyhow::Result<PathBuf> {
     if !status.success() {
         anyhow::bail!("building cnn failed");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    Ok(target_dir(root).join("release/cnn"))
+}
+
+/// Where cargo puts what it builds: `$CARGO_TARGET_DIR`, else `target`.
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release/cnn"))
+        .unwrap_or_else(|| root.join("target"))
 }
 
 /// Whether `dir` holds the four MNIST files (gzipped or not).

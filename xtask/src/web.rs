@@ -50,10 +50,9 @@ pub(crate) fn run(args: WebArgs, root: &Path) -> Result<()> {
     if !build.status().context("running cargo")?.success() {
         bail!("building the WebAssembly module failed");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let built = target.join(TARGET).join("release/trainer_web.wasm");
+    let built = crate::target_dir(root)
+        .join(TARGET)
+        .join("release/trainer_web.wasm");
     let out = root.join(&args.out);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let dest = out.join("trainer_web.wasm");

@@ -35,19 +35,6 @@ fn data_dir() -> Option<(PathBuf, bool)> {
     common::mnist().map(|d| (d, false))
 }
 
-fn cnn(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_cnn"))
-        .args(args)
-        .output()
-        .expect("cnn runs");
-    assert!(
-        out.status.success(),
-        "cnn {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn file_url(page: &Path) -> String {
     format!("file://{}", page.canonicalize().unwrap().display())
 }
@@ -133,7 +120,7 @@ fn report_renders_in_headless_chromium() {
         run.to_str().unwrap(),
         page.to_str().unwrap(),
     );
-    cnn(&[
+    common::cnn_ok(&[
         "train",
         "--data",
         d,
@@ -144,7 +131,7 @@ fn report_renders_in_headless_chromium() {
         "--train-subset",
         "10000",
     ]);
-    let said = cnn(&["report", "--run", r, "--out", p, "--data", d]);
+    let said = common::cnn_ok(&["report", "--run", r, "--out", p, "--data", d]);
     println!("{said}");
     let images: usize = said
         .split(" images)")
@@ -279,7 +266,7 @@ fn serve_page_draws_digits_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let (d, r) = (mnist.to_str().unwrap(), run.to_str().unwrap());
-    cnn(&[
+    common::cnn_ok(&[
         "train",
         "--config",
         "improved",

@@ -23,25 +23,10 @@
 //! Without Chromium or MNIST it prints "skipping: ..." and passes.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod cdp;
 mod common;
-
-fn cnn(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_cnn"))
-        .args(args)
-        .output()
-        .expect("cnn runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "cnn {args:?}: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
 
 /// Where `cargo xtask web` puts the module.
 fn web_dir() -> PathBuf {
@@ -78,7 +63,7 @@ fn train_page_learns_in_headless_chromium() {
     // `cnn serve` needs a model for its drawing page: a tiny one will do.
     let run = dir.path().join("run");
     let r = run.to_str().unwrap();
-    cnn(&[
+    common::cnn_ok(&[
         "-q",
         "train",
         "--config",
@@ -156,7 +141,7 @@ fn train_page_learns_in_headless_chromium() {
     let console = browser.console();
     assert!(console.is_empty(), "console: {console:#?}");
 
-    let eval = cnn(&[
+    let eval = common::cnn_ok(&[
         "-q",
         "eval",
         "--config",
@@ -198,23 +183,11 @@ fn bad_files_are_named_on_the_page(
     // The test labels under the training images' name.
     let bad = tmp.join("bad");
     std::fs::create_dir(&bad).unwrap();
-    let names = [
-        "train-images-idx3-ubyte",
-        "train-labels-idx1-ubyte",
-        "t10k-images-idx3-ubyte",
-        "t10k-labels-idx1-ubyte",
-    ];
-    let source = |name: &str| {
-        let gz = mnist.join(format!("{name}.gz"));
-        if gz.is_file() {
-            gz
-        } else {
-            mnist.join(name)
-        }
-    };
+    let names = mnist_io::MNIST.files.map(|f| f.name);
     let mut chosen = Vec::new();
     for name in names {
-        let from = source(if name == names[0] { names[3] } else { name });
+        let from =
+            mnist_io::find_file(mnist, if name == names[0] { names[3] } else { name }).unwrap();
         let gz = if from.extension().is_some_and(|e| e == "gz") {
             ".gz"
         } else {

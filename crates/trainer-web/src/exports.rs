@@ -26,14 +26,6 @@ use anyhow::{anyhow, Result};
 
 use crate::session::{data_set, Session};
 
-/// The standard names of the four files, by slot: errors name them.
-const FILES: [&str; 4] = [
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-];
-
 /// Everything the module keeps between calls.
 #[derive(Default)]
 struct State {
@@ -96,27 +88,14 @@ pub extern "C" fn set_file(slot: u32) -> i32 {
 #[no_mangle]
 pub extern "C" fn start(limit: u32, batch: u32) -> i32 {
     with_state(|state| {
+        // Errors name each file by its standard name, as the slots order them.
+        let names = mnist_io::MNIST.files.map(|f| f.name);
         let [a, b, c, d] = std::mem::take(&mut state.files);
-        let train = data_set((FILES[0], a), (FILES[1], b))?;
-        let test = data_set((FILES[2], c), (FILES[3], d))?;
-        state.session = Some(Session::new(
-            "seed",
-            train,
-            test,
-            limit as usize,
-            batch as usize,
-        )?);
-        let s = session(state)?;
-        state.stats = [
-            s.train_len() as f64,
-            s.batches_per_epoch() as f64,
-            0.0,
-            0.0,
-            0.0,
-            0.0,
-            0.0,
-            0.0,
-        ];
+        let train = data_set((names[0], a), (names[1], b))?;
+        let test = data_set((names[2], c), (names[3], d))?;
+        let s = Session::new("seed", train, test, limit as usize, batch as usize)?;
+        put_stats(state, &[s.train_len() as f64, s.batches_per_epoch() as f64]);
+        state.session = Some(s);
         Ok(0)
     })
 }
@@ -129,16 +108,18 @@ pub extern "C" fn train(batches: u32) -> i32 {
         let p = s.train(batches as usize)?;
         let (epoch, next) = s.place();
         let per_epoch = s.batches_per_epoch();
-        state.stats = [
-            p.batches as f64,
-            p.images as f64,
-            p.loss,
-            p.correct as f64,
-            epoch as f64,
-            next as f64,
-            per_epoch as f64,
-            0.0,
-        ];
+        put_stats(
+            state,
+            &[
+                p.batches as f64,
+                p.images as f64,
+                p.loss,
+                p.correct as f64,
+                epoch as f64,
+                next as f64,
+                per_epoch as f64,
+            ],
+        );
         Ok(p.batches as i32)
     })
 }
@@ -157,7 +138,7 @@ pub extern "C" fn next_epoch() -> i32 {
 pub extern "C" fn evaluate() -> i32 {
     with_state(|state| {
         let e = session(state)?.evaluate()?;
-        state.stats = [e.loss, e.accuracy, e.count as f64, 0.0, 0.0, 0.0, 0.0, 0.0];
+        put_stats(state, &[e.loss, e.accuracy, e.count as f64]);
         Ok(0)
     })
 }
@@ -174,12 +155,16 @@ pub extern "C" fn set_momentum(momentum: f32) -> i32 {
     with_state(|state| session(state)?.set_momentum(momentum).map(|()| 0))
 }
 
+/// Puts `values` first in stats, zeros after them.
+fn put_stats(state: &mut State, values: &[f64]) {
+    state.stats = [0.0; 8];
+    state.stats[..values.len()].copy_from_slice(values);
+}
+
 /// Puts `values` in out_f32 and `shape` in stats; returns the count.
 fn put_f32(state: &mut State, (values, shape): (Vec<f32>, Vec<usize>)) -> Result<i32> {
-    state.stats = [0.0; 8];
-    for (s, &d) in state.stats.iter_mut().zip(&shape) {
-        *s = d as f64;
-    }
+    let shape: Vec<f64> = shape.iter().map(|&d| d as f64).collect();
+    put_stats(state, &shape);
     state.out_f32 = values;
     Ok(state.out_f32.len() as i32)
 }

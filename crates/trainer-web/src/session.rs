@@ -276,12 +276,14 @@ mod tests {
         )
     }
 
+    /// A data set of `n` made-up images.
+    fn set(n: usize) -> Dataset {
+        let (images, labels) = files(n);
+        data_set(("images", images), ("labels", labels)).unwrap()
+    }
+
     fn session(n: usize, limit: usize, batch: usize) -> Session {
-        let set = || {
-            let (images, labels) = files(n);
-            data_set(("images", images), ("labels", labels)).unwrap()
-        };
-        Session::new("seed", set(), set(), limit, batch).unwrap()
+        Session::new("seed", set(n), set(n), limit, batch).unwrap()
     }
 
     #[test]
@@ -330,14 +332,7 @@ mod tests {
         s.set_lr(0.02).unwrap();
         s.set_momentum(0.5).unwrap();
         assert_eq!(s.train(1).unwrap().batches, 1);
-        assert!(Session::new(
-            "seed",
-            session(10, 0, 0).train,
-            session(10, 0, 0).test,
-            0,
-            1001
-        )
-        .is_err());
+        assert!(Session::new("seed", set(10), set(10), 0, 1001).is_err());
     }
 
     #[test]

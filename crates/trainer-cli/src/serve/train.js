@@ -217,8 +217,8 @@ function plot(canvas, title, xmax, ymax, series) {
   }
 }
 
-// Grey pixels from values: v / scale in -1..1 to black..white when `signed`,
-// else lo..hi to black..white.
+// A w x h picture of `values`, each made a grey level 0..255 by `map`, drawn
+// at (x0, y0), `size` pixels on its longer side.
 function greyImage(g, values, w, h, x0, y0, size, map) {
   const img = g.createImageData(w, h);
   values.forEach((v, i) => {

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use mnist_io::MNIST;
+
 use super::assets::{TRAIN_CSS, TRAIN_JS, TRAIN_PAGE, TRAIN_WORKER_JS};
 use super::reply::Reply;
 
@@ -14,13 +16,6 @@ const MAX_WASM: u64 = 32 << 20;
 /// Largest data file served, in bytes (MNIST's training images, not
 /// gzipped, are 47 MB): with `WORKERS` requests at once, at most 256 MiB.
 const MAX_DATA: u64 = 64 << 20;
-/// The data files the page may ask for: MNIST's four names.
-const DATA_FILES: [&str; 4] = [
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-];
 
 /// What the training page's routes need.
 pub(crate) struct TrainFiles {
@@ -45,11 +40,13 @@ pub(crate) fn route(path: &str, files: &TrainFiles) -> Option<Reply> {
         "/train.css" => Reply::ok("text/css; charset=utf-8", TRAIN_CSS),
         "/train.js" => Reply::ok("text/javascript; charset=utf-8", TRAIN_JS),
         "/train-worker.js" => Reply::ok("text/javascript; charset=utf-8", TRAIN_WORKER_JS),
-        "/train/trainer_web.wasm" => match read_limited(&files.web.join(WASM_FILE), MAX_WASM) {
-            Ok(Some(bytes)) => Reply::ok("application/wasm", bytes),
-            Ok(None) => Reply::error(404, missing_wasm(&files.web)),
-            Err(e) => Reply::error(500, format!("{WASM_FILE}: {e}")),
-        },
+        "/train/trainer_web.wasm" => {
+            let path = files.web.join(WASM_FILE);
+            if !path.exists() {
+                return Some(Reply::error(404, missing_wasm(&files.web)));
+            }
+            file_reply(&path, MAX_WASM, "a WebAssembly module", "application/wasm")
+        }
         _ => {
             let name = path.strip_prefix("/api/mnist/")?;
             data_file(name, files.data.as_deref())
@@ -59,13 +56,11 @@ pub(crate) fn route(path: &str, files: &TrainFiles) -> Option<Reply> {
 
 /// `GET /api/mnist/NAME`: one of MNIST's four files from `--data`, as stored.
 fn data_file(name: &str, data: Option<&Path>) -> Reply {
-    if !DATA_FILES.contains(&name) {
+    if MNIST.file(name).is_none() {
+        let names = MNIST.files.map(|f| f.name).join(", ");
         return Reply::error(
             404,
-            format!(
-                "no data file `{name}`: ask for one of {}",
-                DATA_FILES.join(", ")
-            ),
+            format!("no data file `{name}`: ask for one of {names}"),
         );
     }
     let Some(dir) = data else {
@@ -77,34 +72,16 @@ fn data_file(name: &str, data: Option<&Path>) -> Reply {
     let Ok(path) = mnist_io::find_file(dir, name) else {
         return Reply::error(404, format!("{name}(.gz) is not in the --data folder"));
     };
-    match read_limited(&path, MAX_DATA) {
-        Ok(Some(bytes)) => Reply::ok("application/octet-stream", bytes),
-        Ok(None) => Reply::error(404, format!("{name}(.gz) is not in the --data folder")),
-        Err(e) => Reply::error(500, format!("{name}: {e}")),
-    }
+    file_reply(&path, MAX_DATA, "an MNIST file", "application/octet-stream")
 }
 
-/// A file whole, when it is a regular file of at most `limit` bytes;
-/// `None` when there is no such file.
-fn read_limited(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, String> {
-    use std::io::Read;
-    let file = match std::fs::File::open(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        opened => opened.map_err(|e| format!("cannot read it: {e}"))?,
-    };
-    let len = file
-        .metadata()
-        .map_err(|e| format!("cannot read it: {e}"))?
-        .len();
-    if len > limit {
-        return Err(format!("{len} bytes, over the {limit} served"));
+/// The file at `path` as the reply, read as every file from outside is
+/// ([`trainer::files::read_limited`]: a regular file, at most `limit` bytes).
+fn file_reply(path: &Path, limit: u64, what: &str, content_type: &'static str) -> Reply {
+    match trainer::files::read_limited(path, limit, what) {
+        Ok(bytes) => Reply::ok(content_type, bytes),
+        Err(e) => Reply::error(500, format!("{e:#}")),
     }
-    let mut bytes = Vec::with_capacity(len as usize);
-    // `take`: a file that grows while read stays within the limit.
-    file.take(limit)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read it: {e}"))?;
-    Ok(Some(bytes))
 }
 
 #[cfg(test)]

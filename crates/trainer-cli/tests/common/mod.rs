@@ -118,6 +118,13 @@ pub fn cnn(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// [`cnn`], asserting that it succeeds; returns its stdout.
+pub fn cnn_ok(args: &[&str]) -> String {
+    let (ok, out, err) = cnn(args);
+    assert!(ok, "cnn {args:?} failed:\n{out}{err}");
+    out
+}
+
 /// A running `cnn serve`, killed when dropped.
 pub struct Served {
     pub child: std::process::Child,
