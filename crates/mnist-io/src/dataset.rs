@@ -268,10 +268,8 @@ impl Dataset {
     /// data set of more named classes are in [`Self::class_counts`]).
     pub fn label_histogram(&self) -> [usize; 10] {
         let mut h = [0; 10];
-        for &l in &self.labels {
-            if let Some(c) = h.get_mut(usize::from(l)) {
-                *c += 1;
-            }
+        for (h, n) in h.iter_mut().zip(self.class_counts()) {
+            *h = n;
         }
         h
     }
