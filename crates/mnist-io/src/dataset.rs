@@ -283,7 +283,7 @@ impl Dataset {
         h
     }
 
-    /// The images at `indices` as one N x 1 x rows x cols tensor, scaled as
+    /// The images at `indices` as one N x channels x rows x cols tensor, scaled as
     /// [`Dataset::fill_batch`] scales them, and their labels.
     ///
     /// ```
@@ -301,7 +301,7 @@ impl Dataset {
         (images, labels)
     }
 
-    /// Copies the images at `indices` into `out` as `f32`, layout N x 1 x rows x cols,
+    /// Copies the images at `indices` into `out` as `f32`, layout N x channels x rows x cols,
     /// and their labels into `labels_out`. Allocates nothing.
     ///
     /// Each pixel `v` becomes `v / 255`, then with `normalize = Some(Normalize { mean, std })`,
