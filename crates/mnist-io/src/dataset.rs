@@ -123,13 +123,43 @@ impl Dataset {
         rows: usize,
         cols: usize,
     ) -> Result<Dataset, IdxError> {
+        Self::from_planes(images, labels, [1, rows, cols], 10)
+    }
+
+    /// A data set of named classes (at most 256, as a label is a byte) and
+    /// `channels` planes per image (1 grey, or 3: red, green, blue, each
+    /// `rows * cols` bytes): like [`Self::from_parts`], but label `l` stands
+    /// for `class_names[l]` and may be any index into it. For image folders.
+    pub fn from_named_parts(
+        images: Vec<u8>,
+        labels: Vec<u8>,
+        shape: [usize; 3],
+        class_names: Vec<String>,
+    ) -> Result<Dataset, IdxError> {
+        let ds = Self::from_planes(images, labels, shape, class_names.len())?;
+        Ok(Dataset {
+            names: Some(class_names.into()),
+            ..ds
+        })
+    }
+
+    /// Raw pixels of `channels * rows * cols` bytes per image and labels in
+    /// `0..classes`, checked; no class names.
+    fn from_planes(
+        images: Vec<u8>,
+        labels: Vec<u8>,
+        [channels, rows, cols]: [usize; 3],
+        classes: usize,
+    ) -> Result<Dataset, IdxError> {
         let images_path = Path::new("<in-memory images>");
         let labels_path = Path::new("<in-memory labels>");
-        let per = (rows as u64).saturating_mul(cols as u64);
-        if rows == 0 || cols == 0 || per > crate::idx::MAX_IMAGE_PIXELS {
+        // An image's planes are checked as one image, `channels` times taller.
+        let tall = channels.saturating_mul(rows);
+        let per = (tall as u64).saturating_mul(cols as u64);
+        if tall == 0 || cols == 0 || per > crate::idx::MAX_IMAGE_PIXELS {
             return Err(IdxError::BadShape {
                 path: images_path.to_path_buf(),
-                rows: rows as u64,
+                rows: tall as u64,
                 cols: cols as u64,
             });
         }
@@ -142,49 +172,15 @@ impl Dataset {
                 labels: labels.len(),
             });
         }
-        check_labels(labels_path, &labels)?;
+        check_labels(labels_path, &labels, classes)?;
         Ok(Dataset {
             pixels: images,
             labels,
             rows,
             cols,
             spec: None,
-            channels: 1,
+            channels,
             names: None,
-        })
-    }
-
-    /// A data set of named classes (at most 256, as a label is a byte) and
-    /// `channels` planes per image (1 grey, or 3: red, green, blue, each
-    /// `rows * cols` bytes): like [`Self::from_parts`], but label `l` stands
-    /// for `class_names[l]` and may be any index into it. For image folders.
-    pub fn from_named_parts(
-        images: Vec<u8>,
-        labels: Vec<u8>,
-        [channels, rows, cols]: [usize; 3],
-        class_names: Vec<String>,
-    ) -> Result<Dataset, IdxError> {
-        // Shapes and counts as from_parts checks them (the planes stacked as
-        // one taller image), with labels of class 0.
-        let zeros = vec![0; labels.len()];
-        let checked = Self::from_parts(images, zeros, channels.max(1) * rows, cols)?;
-        let labels_path = Path::new("<in-memory labels>");
-        if let Some(index) = labels
-            .iter()
-            .position(|&l| usize::from(l) >= class_names.len())
-        {
-            return Err(IdxError::BadLabel {
-                path: labels_path.to_path_buf(),
-                index,
-                label: labels[index],
-            });
-        }
-        Ok(Dataset {
-            labels,
-            rows,
-            channels: channels.max(1),
-            names: Some(class_names.into()),
-            ..checked
         })
     }
 
@@ -272,10 +268,8 @@ impl Dataset {
     /// data set of more named classes are in [`Self::class_counts`]).
     pub fn label_histogram(&self) -> [usize; 10] {
         let mut h = [0; 10];
-        for &l in &self.labels {
-            if let Some(c) = h.get_mut(usize::from(l)) {
-                *c += 1;
-            }
+        for (h, n) in h.iter_mut().zip(self.class_counts()) {
+            *h = n;
         }
         h
     }
@@ -289,7 +283,7 @@ impl Dataset {
         h
     }
 
-    /// The images at `indices` as one N x 1 x rows x cols tensor, scaled as
+    /// The images at `indices` as one N x channels x rows x cols tensor, scaled as
     /// [`Dataset::fill_batch`] scales them, and their labels.
     ///
     /// ```
@@ -307,7 +301,7 @@ impl Dataset {
         (images, labels)
     }
 
-    /// Copies the images at `indices` into `out` as `f32`, layout N x 1 x rows x cols,
+    /// Copies the images at `indices` into `out` as `f32`, layout N x channels x rows x cols,
     /// and their labels into `labels_out`. Allocates nothing.
     ///
     /// Each pixel `v` becomes `v / 255`, then with `normalize = Some(Normalize { mean, std })`,

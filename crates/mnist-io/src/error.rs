@@ -137,8 +137,8 @@ pub enum IdxError {
         labels: usize,
     },
 
-    /// A label is not a class index 0..10.
-    #[error("{}: label {label} at index {index}, expected 0..=9", path.display())]
+    /// A label is not a class index: 0..10, or below the number of named classes.
+    #[error("{}: label {label} at index {index}, expected a class index below {classes}", path.display())]
     BadLabel {
         /// The label file.
         path: PathBuf,
@@ -146,6 +146,8 @@ pub enum IdxError {
         index: usize,
         /// The value found.
         label: u8,
+        /// How many classes there are: labels run from 0 to one less.
+        classes: usize,
     },
 
     /// The decompressed content of a file does not have the expected SHA-256.

@@ -227,17 +227,18 @@ pub(crate) fn parse_labels(path: &Path, mut bytes: Vec<u8>) -> Result<Vec<u8>, I
     let (dims, header_len) = parse_header(path, &bytes, 1)?;
     check_data_len(path, dims[0], 1, bytes.len() - header_len)?;
     bytes.drain(..header_len);
-    check_labels(path, &bytes)?;
+    check_labels(path, &bytes, 10)?;
     Ok(bytes)
 }
 
-/// Checks that every label is a class index in `0..10`.
-pub(crate) fn check_labels(path: &Path, labels: &[u8]) -> Result<(), IdxError> {
-    match labels.iter().position(|&l| l >= 10) {
+/// Checks that every label is a class index in `0..classes`.
+pub(crate) fn check_labels(path: &Path, labels: &[u8], classes: usize) -> Result<(), IdxError> {
+    match labels.iter().position(|&l| usize::from(l) >= classes) {
         Some(index) => Err(IdxError::BadLabel {
             path: path.to_path_buf(),
             index,
             label: labels[index],
+            classes,
         }),
         None => Ok(()),
     }

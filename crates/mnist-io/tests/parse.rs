@@ -338,6 +338,22 @@ fn label_outside_0_to_9() {
         ),
         "{e:?}"
     );
+    // Named classes bound the labels by their number, and the message says so.
+    let names = vec!["ant".to_string(), "cat".to_string()];
+    let e = Dataset::from_named_parts(vec![0; 2], vec![1, 2], [1, 1, 1], names).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            IdxError::BadLabel {
+                index: 1,
+                label: 2,
+                classes: 2,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("below 2"), "{e}");
 }
 
 #[test]

@@ -25,12 +25,20 @@ impl DataSets {
     /// or, when `dir` holds `train` and `test` folders, an
     /// [image folder](crate::image_folder) whose images all have the first one's size.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
-        let size = ImageSize {
-            channels: 1,
-            rows_cols: None,
-            resize: false,
-        };
-        Self::load_sized(dir.as_ref(), size)
+        let dir = dir.as_ref();
+        if is_image_folder(dir) {
+            let size = ImageSize {
+                channels: 1,
+                rows_cols: None,
+                resize: false,
+            };
+            return Self::load_folder(dir, size);
+        }
+        Ok(DataSets {
+            train: load_idx(dir, Split::Train)?,
+            test: load_idx(dir, Split::Test)?,
+            files_sha256: None,
+        })
     }
 
     /// [`DataSets::load`] for `config`'s network: an image folder's images
@@ -41,37 +49,17 @@ impl DataSets {
         if !is_image_folder(dir) {
             return Self::load(dir);
         }
-        let [c, h, w] = crate::config::image_input(&config.network)?;
-        if c != 1 && c != 3 {
-            bail!("{}: an image folder is read as grey (input [1, {h}, {w}]) or RGB images (input [3, {h}, {w}]), but the network's input is [{c}, {h}, {w}]", dir.display());
-        }
-        let size = ImageSize {
-            channels: c,
-            rows_cols: Some([h, w]),
-            resize: config.training.other_sizes == OtherSizes::Resize,
-        };
-        Self::load_sized(dir, size)
+        Self::load_folder(dir, folder_size(dir, config)?)
     }
 
-    fn load_sized(dir: &Path, size: ImageSize) -> Result<Self> {
-        if is_image_folder(dir) {
-            let train = load_split(dir, "train", size, None)?;
-            let classes = train.data.named_classes().map(<[String]>::to_vec);
-            let test = load_split(dir, "test", size, classes.as_deref())?;
-            return Ok(DataSets {
-                train: train.data,
-                test: test.data,
-                files_sha256: Some([train.files_sha256, test.files_sha256]),
-            });
-        }
-        let train = Dataset::load(dir, Split::Train)
-            .with_context(|| format!("loading the training set from {}", dir.display()))?;
-        let test = Dataset::load(dir, Split::Test)
-            .with_context(|| format!("loading the test set from {}", dir.display()))?;
+    /// An image folder's training set, then its test set, which must have the same classes.
+    fn load_folder(dir: &Path, size: ImageSize) -> Result<Self> {
+        let train = load_split(dir, "train", size, None)?;
+        let test = load_split(dir, "test", size, train.data.named_classes())?;
         Ok(DataSets {
-            train,
-            test,
-            files_sha256: None,
+            train: train.data,
+            test: test.data,
+            files_sha256: Some([train.files_sha256, test.files_sha256]),
         })
     }
 
@@ -79,6 +67,45 @@ impl DataSets {
     pub fn name(&self) -> Option<String> {
         self.train.spec().map(|s| s.name.to_string())
     }
+}
+
+/// One set of `dir`, the training or the test set, read as
+/// [`DataSets::load_for`] reads it but without the other; an image folder's
+/// classes must be the ones `config` records, if it does.
+pub fn load_set_for(dir: &Path, config: &TrainConfig, split: Split) -> Result<Dataset> {
+    if !is_image_folder(dir) {
+        return load_idx(dir, split);
+    }
+    let folder = match split {
+        Split::Train => "train",
+        Split::Test => "test",
+    };
+    let classes = config.training.class_names.as_deref();
+    Ok(load_split(dir, folder, folder_size(dir, config)?, classes)?.data)
+}
+
+/// How an image folder is read for `config`'s network: at its input size,
+/// as grey or RGB images.
+fn folder_size(dir: &Path, config: &TrainConfig) -> Result<ImageSize> {
+    let [c, h, w] = crate::config::image_input(&config.network)?;
+    if c != 1 && c != 3 {
+        bail!("{}: an image folder is read as grey (input [1, {h}, {w}]) or RGB images (input [3, {h}, {w}]), but the network's input is [{c}, {h}, {w}]", dir.display());
+    }
+    Ok(ImageSize {
+        channels: c,
+        rows_cols: Some([h, w]),
+        resize: config.training.other_sizes == OtherSizes::Resize,
+    })
+}
+
+/// The IDX files of `split` in `dir` (gzipped or not).
+fn load_idx(dir: &Path, split: Split) -> Result<Dataset> {
+    let which = match split {
+        Split::Train => "training",
+        Split::Test => "test",
+    };
+    Dataset::load(dir, split)
+        .with_context(|| format!("loading the {which} set from {}", dir.display()))
 }
 
 /// Checks that the network `net` can take the examples of `ds` (`what`
@@ -128,9 +155,7 @@ pub fn input_norm(config: &TrainConfig, data: Option<&Path>) -> Result<Option<No
             let dir = data.ok_or_else(|| {
                 anyhow!("this checkpoint standardises its inputs with the training set's pixel mean and std: pass --data <dir> with the training IDX files")
             })?;
-            let train = Dataset::load(dir, Split::Train)
-                .with_context(|| format!("loading the training set from {}", dir.display()))?;
-            config.normalize(&train)
+            config.normalize(&load_idx(dir, Split::Train)?)
         }
         // These scalings ignore the data set: an empty one stands in for it.
         _ => {

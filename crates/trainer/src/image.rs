@@ -283,15 +283,14 @@ struct Samples {
 /// white (as a viewer shows it on a page). `path` only names the file in errors.
 pub fn decode_png_grey(bytes: &[u8], path: &Path) -> Result<Decoded> {
     let s = decode_samples(bytes, path)?;
-    let pixels = to_grey(&s.buf, s.line_size, s.width, s.height, s.channels);
+    let image = s.plane(|px| match px.len() {
+        1 | 2 => f64::from(px[0]),
+        _ => 0.299 * f64::from(px[0]) + 0.587 * f64::from(px[1]) + 0.114 * f64::from(px[2]),
+    });
     Ok(Decoded {
-        image: GreyImage {
-            width: s.width,
-            height: s.height,
-            pixels,
-        },
+        image,
+        had_alpha: s.alpha().is_some(),
         source_format: s.source,
-        had_alpha: s.channels == 2 || s.channels == 4,
     })
 }
 
@@ -300,29 +299,40 @@ pub fn decode_png_grey(bytes: &[u8], path: &Path) -> Result<Decoded> {
 /// transparency is composited over white).
 pub fn decode_png_planes(bytes: &[u8], path: &Path) -> Result<[GreyImage; 3]> {
     let s = decode_samples(bytes, path)?;
-    let plane = |c: usize| {
-        let mut pixels = Vec::with_capacity(s.width * s.height);
-        for y in 0..s.height {
-            let row = &s.buf[y * s.line_size..y * s.line_size + s.width * s.channels];
-            for px in row.chunks_exact(s.channels) {
-                let (v, alpha) = match s.channels {
-                    1 => (px[0], 255),
-                    2 => (px[0], px[1]),
-                    3 => (px[c], 255),
-                    _ => (px[c], px[3]),
-                };
-                let a = f64::from(alpha) / 255.0;
-                let over_white = f64::from(v) * a + 255.0 * (1.0 - a);
+    let plane = |c: usize| s.plane(|px| f64::from(px[if px.len() < 3 { 0 } else { c }]));
+    Ok([plane(0), plane(1), plane(2)])
+}
+
+impl Samples {
+    /// Where a pixel's alpha sample is, if it has one.
+    fn alpha(&self) -> Option<usize> {
+        match self.channels {
+            2 => Some(1),
+            4 => Some(3),
+            _ => None,
+        }
+    }
+
+    /// One grey plane: `value` of each pixel's samples, composited over
+    /// white by the pixel's alpha.
+    fn plane(&self, value: impl Fn(&[u8]) -> f64) -> GreyImage {
+        let alpha = self.alpha();
+        let mut pixels = Vec::with_capacity(self.width * self.height);
+        for y in 0..self.height {
+            let start = y * self.line_size;
+            let row = &self.buf[start..start + self.width * self.channels];
+            for px in row.chunks_exact(self.channels) {
+                let a = alpha.map_or(1.0, |i| f64::from(px[i]) / 255.0);
+                let over_white = value(px) * a + 255.0 * (1.0 - a);
                 pixels.push(over_white.round().clamp(0.0, 255.0) as u8);
             }
         }
         GreyImage {
-            width: s.width,
-            height: s.height,
+            width: self.width,
+            height: self.height,
             pixels,
         }
-    };
-    Ok([plane(0), plane(1), plane(2)])
+    }
 }
 
 /// A PNG's samples, checked: at most [`MAX_SIDE`] pixels a side and
@@ -385,32 +395,6 @@ fn decode_samples(bytes: &[u8], path: &Path) -> Result<Samples> {
         channels,
         source,
     })
-}
-
-/// 8-bit samples of `channels` per pixel (grey, grey+alpha, RGB, RGBA), rows
-/// `line_size` bytes apart, as grey: luma, composited over white.
-fn to_grey(buf: &[u8], line_size: usize, width: usize, height: usize, channels: usize) -> Vec<u8> {
-    let mut pixels = Vec::with_capacity(width * height);
-    for y in 0..height {
-        let row = &buf[y * line_size..y * line_size + width * channels];
-        for px in row.chunks_exact(channels) {
-            let (grey, alpha) = match channels {
-                1 => (f64::from(px[0]), 255.0),
-                2 => (f64::from(px[0]), f64::from(px[1])),
-                _ => (
-                    0.299 * f64::from(px[0]) + 0.587 * f64::from(px[1]) + 0.114 * f64::from(px[2]),
-                    if channels == 4 {
-                        f64::from(px[3])
-                    } else {
-                        255.0
-                    },
-                ),
-            };
-            let a = alpha / 255.0;
-            pixels.push((grey * a + 255.0 * (1.0 - a)).round().clamp(0.0, 255.0) as u8);
-        }
-    }
-    pixels
 }
 
 /// Reads a PNG file as 8-bit grey (see [`decode_png_grey`]).

@@ -153,10 +153,10 @@ fn class_files(folder: &Path) -> Result<Vec<PathBuf>> {
 fn read_into(path: &Path, [rows, cols]: [usize; 2], size: ImageSize, out: &mut [u8]) -> Result<()> {
     let bytes = read_limited(path, MAX_PNG_BYTES, "a PNG image")?;
     let planes = match size.channels {
-        3 => decode_png_planes(&bytes, path)?.to_vec(),
+        3 => Vec::from(decode_png_planes(&bytes, path)?),
         _ => vec![decode_png_grey(&bytes, path)?.image],
     };
-    for (plane, out) in planes.iter().zip(out.chunks_exact_mut(rows * cols)) {
+    for (plane, out) in planes.into_iter().zip(out.chunks_exact_mut(rows * cols)) {
         out.copy_from_slice(&sized(plane, [rows, cols], size.resize, path)?.pixels);
     }
     Ok(())
@@ -164,15 +164,15 @@ fn read_into(path: &Path, [rows, cols]: [usize; 2], size: ImageSize, out: &mut [
 
 /// `image` at `rows` x `cols`: as it is, resized, or refused naming `path`.
 fn sized(
-    image: &GreyImage,
+    image: GreyImage,
     [rows, cols]: [usize; 2],
     resize: bool,
     path: &Path,
 ) -> Result<GreyImage> {
     Ok(if (image.height, image.width) == (rows, cols) {
-        image.clone()
+        image
     } else if resize {
-        fit(image, rows, cols)
+        fit(&image, rows, cols)
     } else {
         bail!(
             "{}: {}x{} pixels (width x height), but the network takes {cols}x{rows}; resize it, or set other_sizes = \"resize\" under [training] in the config",

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use mnist_io::{Dataset, Split};
+use mnist_io::Split;
 use trainer::data::class_names;
 
 use super::model_args::ModelArgs;
@@ -39,18 +39,7 @@ pub(crate) fn eval(args: EvalArgs) -> Result<()> {
         true => (Split::Train, "training"),
         false => (Split::Test, "test"),
     };
-    let folder;
-    let ds = if trainer::image_folder::is_image_folder(&data) {
-        folder = trainer::data::DataSets::load_for(&data, &ckpt.config)?;
-        if train_set {
-            &folder.train
-        } else {
-            &folder.test
-        }
-    } else {
-        &Dataset::load(&data, split)
-            .with_context(|| format!("loading the {which} set from {}", data.display()))?
-    };
+    let ds = &trainer::data::load_set_for(&data, &ckpt.config, split)?;
     let what = format!("the {which} set in {}", data.display());
     trainer::data::check_fits(&net, ds, &what)?;
     let e = trainer::eval::evaluate(&net, ds, 100, norm)?;
