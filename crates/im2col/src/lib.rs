@@ -64,7 +64,7 @@ pub use geometry::{ConvGeometry, ConvGeometryBuilder, GeometryError, PoolGeometr
 pub use im2col_gemm::{col2im, im2col};
 pub use pool::{avg_pool_backward, avg_pool_forward, max_pool_backward, max_pool_forward};
 pub use shared::Activation;
-pub use simd::peak::{fma_peak_one_thread, widest_fma, FmaPeak};
+pub use simd::peak::{fma_peak_one_thread, FmaPeak};
 pub use simd::{sgemm, MatLayout};
 
 /// The README's example, compiled and run as a doctest.

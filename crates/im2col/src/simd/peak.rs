@@ -24,7 +24,7 @@ pub struct FmaPeak {
 }
 
 /// The widest FMA this CPU runs, and its name.
-pub fn widest_fma() -> (&'static str, usize) {
+fn widest_fma() -> (&'static str, usize) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {

@@ -132,7 +132,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
 fn fma_peak() -> (&'static str, f64) {
     let per_thread = rayon::broadcast(|_| im2col::fma_peak_one_thread(Duration::from_millis(40)));
     let total = per_thread.iter().map(|p| p.flops_per_second).sum();
-    (im2col::widest_fma().0, total)
+    (per_thread[0].isa, total)
 }
 
 /// The config to time: `opts`'s, with its batch size and convolution
