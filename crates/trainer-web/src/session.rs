@@ -211,18 +211,15 @@ impl Session {
         )
     }
 
-    /// The layers whose outputs [`Session::maps`] shows: each convolution,
-    /// after its ReLU when one follows it.
+    /// The layers whose outputs [`Session::maps`] shows: each convolution's
+    /// maps as `cnn visualize` and `cnn serve` show them
+    /// ([`Network::maps_of_conv`]).
     fn map_layers(&self) -> Vec<usize> {
         let layers = self.net.layers();
-        let mut shown = Vec::new();
-        for (i, layer) in layers.iter().enumerate() {
-            if layer.kind() == "conv2d" {
-                let relu = layers.get(i + 1).is_some_and(|l| l.kind() == "relu");
-                shown.push(if relu { i + 1 } else { i });
-            }
-        }
-        shown
+        (0..layers.len())
+            .filter(|&i| layers[i].kind() == "conv2d")
+            .map(|i| self.net.maps_of_conv(i))
+            .collect()
     }
 
     /// The feature maps of the `which`-th convolution for test image
@@ -384,6 +381,14 @@ mod tests {
             s.config.loss_fn().probabilities(logits.as_slice().unwrap())
         };
         assert_eq!(s.probabilities(pad, 280, 280).unwrap(), theirs);
+    }
+
+    /// Past a batch norm too: `modern`'s convolutions are shown after
+    /// conv, batch_norm2d and relu, as `cnn visualize` shows them.
+    #[test]
+    fn maps_are_shown_after_a_batch_norm_and_its_relu() {
+        let s = Session::new("modern", set(20), set(20), 0, 0).unwrap();
+        assert_eq!(s.map_layers(), vec![2, 6]);
     }
 
     #[test]

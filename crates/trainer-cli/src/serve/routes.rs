@@ -12,7 +12,7 @@ use super::train_routes;
 use crate::image_io::GreyImage;
 use crate::predict::Predictor;
 use crate::report::png_uri;
-use crate::visualize::{maps_of_conv, to_own_range};
+use crate::visualize::to_own_range;
 use trainer::prepare::{drawing, prepare};
 
 /// A request as read: method, path (without the query) and body.
@@ -139,14 +139,14 @@ fn parse_drawing(body: &[u8]) -> Result<GreyImage, String> {
 }
 
 /// The layers whose outputs the page shows, with a title: each convolution
-/// (after its ReLU, as `cnn visualize` shows it: [`maps_of_conv`]) and each
+/// (after its ReLU, as `cnn visualize` shows it: [`layers::Network::maps_of_conv`]) and each
 /// pooling layer.
 fn shown_layers(net: &layers::Network) -> Vec<(usize, String)> {
     let layers = net.layers();
     let mut shown = Vec::new();
     for (i, layer) in layers.iter().enumerate() {
         if layer.kind() == "conv2d" {
-            let last = maps_of_conv(net, i);
+            let last = net.maps_of_conv(i);
             let names: Vec<&str> = layers[i..=last].iter().map(|l| l.name()).collect();
             shown.push((last, names.join(" + ")));
         } else if layer.kind().ends_with("pool2d") {
