@@ -10,10 +10,10 @@ use anyhow::{bail, Context, Result};
 use layers::Network;
 use mnist_io::{Dataset, Normalize};
 use optim::Optimizer;
-use tensor::Rng;
 use trainer::batch::DatasetBatch;
 use trainer::config::{InputScaling, TrainConfig};
 use trainer::prepare::{drawing, prepare};
+use trainer::step::{step_key, DROPOUT_STREAM};
 
 /// A data set from the bytes of its IDX image and label files (each
 /// gzipped or not), named in errors by the files' names.
@@ -138,8 +138,8 @@ impl Session {
                 normalize: self.normalize,
                 augment: None,
             };
-            // The step's random stream (dropout's masks), keyed by its place.
-            let key = Rng::from_keys(&[seed, self.epoch, self.next as u64]).next_u64();
+            // Dropout's masks, drawn as `cnn train` draws them at this place.
+            let key = step_key(seed, self.epoch, self.next as u64, DROPOUT_STREAM);
             let loss = self.config.loss_fn();
             let result = trainer::step::step(
                 &mut self.net,
