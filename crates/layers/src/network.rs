@@ -84,6 +84,22 @@ impl Network {
         self.shapes.last().map(|s| s.iter().product()).unwrap_or(0)
     }
 
+    /// The layer whose output shows convolution `conv`'s feature maps, as
+    /// the figures and pages draw them: the ReLU right after it, or after its
+    /// batch norm, if there is one; else `conv` itself.
+    pub fn maps_of_conv(&self, conv: usize) -> usize {
+        let kinds: Vec<&str> = self.layers[conv + 1..]
+            .iter()
+            .take(2)
+            .map(|l| l.kind())
+            .collect();
+        match kinds[..] {
+            ["relu", ..] => conv + 1,
+            ["batch_norm2d", "relu"] => conv + 2,
+            _ => conv,
+        }
+    }
+
     fn check_input(&self, input: &Tensor) -> Result<(), LayerError> {
         let want = &self.config.input;
         if input.ndim() != want.len() + 1 || input.shape()[1..] != want[..] {

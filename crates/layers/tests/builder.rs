@@ -28,6 +28,27 @@ fn seed_builder() -> NetworkConfig {
         .relu()
 }
 
+/// A convolution's maps are shown after its ReLU, directly or past its
+/// batch norm; a convolution without a ReLU is shown as it is.
+#[test]
+fn maps_of_conv_is_the_relu_after_a_convolution_or_its_batch_norm() {
+    let net = NetworkConfig::new([1, 8, 8])
+        .conv2d(Conv2dConfig::new(1, 2, 3).pad(1))
+        .relu()
+        .conv2d(Conv2dConfig::new(2, 2, 3).pad(1))
+        .batch_norm2d(2)
+        .relu()
+        .conv2d(Conv2dConfig::new(2, 2, 3).pad(1))
+        .batch_norm2d(2)
+        .conv2d(Conv2dConfig::new(2, 2, 3).pad(1))
+        .flatten()
+        .linear(LinearConfig::new(128, 10))
+        .build(&mut Rng::seed_from_u64(0))
+        .unwrap();
+    let shown: Vec<usize> = [0, 2, 5, 7].map(|i| net.maps_of_conv(i)).to_vec();
+    assert_eq!(shown, vec![1, 4, 5, 7]);
+}
+
 #[test]
 fn the_builder_gives_the_config_of_the_toml() {
     assert_eq!(seed_builder(), seed_toml());

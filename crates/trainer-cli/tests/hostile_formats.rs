@@ -255,7 +255,7 @@ proptest! {
     ) {
         let bytes = png_with_header(width, height, depth, colour);
         if let Ok(d) = decode_png_grey(&bytes, Path::new("tiny.png")) {
-            let prepared = trainer_cli::predict::prepare(d.image, 28, 28, true);
+            let prepared = trainer::prepare::prepare(d.image, 28, 28, true);
             prop_assert_eq!(prepared.image.pixels.len(), 28 * 28);
         }
     }
@@ -339,7 +339,7 @@ fn a_one_pixel_wide_png_of_sixty_million_rows_is_refused_before_decoding() {
     );
     // The largest accepted side still prepares within its bounds.
     let wide = GreyImage::filled(trainer_cli::image_io::MAX_SIDE, 1, 200);
-    let p = trainer_cli::predict::prepare(wide, 28, 28, false);
+    let p = trainer::prepare::prepare(wide, 28, 28, false);
     assert_eq!(p.image.pixels.len(), 28 * 28);
 }
 

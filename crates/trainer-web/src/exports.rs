@@ -17,7 +17,7 @@
 //! | `evaluate()` | the test accuracy (stats: loss, accuracy, count) |
 //! | `set_lr(x)`, `set_momentum(x)` | for the next batches |
 //! | `filters()`, `maps(i, k)` | first layer's weights; convolution `k`'s maps of test image `i` (out_f32; stats: shape) |
-//! | `predict()` | the 784 bytes in the inbox, 0 background, classified (out_f32: probabilities) |
+//! | `predict(width, height)` | the drawing in the inbox (`width * height` grey bytes, 0 background), prepared as `cnn predict` prepares a PNG and classified (out_f32: probabilities) |
 //! | `weights()` | the `.safetensors` file of the network as it is (out_bytes) |
 
 use std::cell::RefCell;
@@ -187,12 +187,12 @@ pub extern "C" fn maps(index: u32, which: u32) -> i32 {
     })
 }
 
-/// Classifies the 28x28 image in the inbox (out_f32: probabilities).
+/// Classifies the `width` x `height` drawing in the inbox (out_f32: probabilities).
 #[no_mangle]
-pub extern "C" fn predict() -> i32 {
+pub extern "C" fn predict(width: u32, height: u32) -> i32 {
     with_state(|state| {
         let pixels = std::mem::take(&mut state.inbox);
-        let p = session(state)?.probabilities(&pixels)?;
+        let p = session(state)?.probabilities(pixels, width as usize, height as usize)?;
         put_f32(state, (p, vec![10]))
     })
 }

@@ -10,9 +10,10 @@ use anyhow::{bail, Context, Result};
 use layers::Network;
 use mnist_io::{Dataset, Normalize};
 use optim::Optimizer;
-use tensor::Rng;
 use trainer::batch::DatasetBatch;
 use trainer::config::{InputScaling, TrainConfig};
+use trainer::prepare::{drawing, prepare};
+use trainer::step::{step_key, DROPOUT_STREAM};
 
 /// A data set from the bytes of its IDX image and label files (each
 /// gzipped or not), named in errors by the files' names.
@@ -137,8 +138,8 @@ impl Session {
                 normalize: self.normalize,
                 augment: None,
             };
-            // The step's random stream (dropout's masks), keyed by its place.
-            let key = Rng::from_keys(&[seed, self.epoch, self.next as u64]).next_u64();
+            // Dropout's masks, drawn as `cnn train` draws them at this place.
+            let key = step_key(seed, self.epoch, self.next as u64, DROPOUT_STREAM);
             let loss = self.config.loss_fn();
             let result = trainer::step::step(
                 &mut self.net,
@@ -210,18 +211,15 @@ impl Session {
         )
     }
 
-    /// The layers whose outputs [`Session::maps`] shows: each convolution,
-    /// after its ReLU when one follows it.
+    /// The layers whose outputs [`Session::maps`] shows: each convolution's
+    /// maps as `cnn visualize` and `cnn serve` show them
+    /// ([`Network::maps_of_conv`]).
     fn map_layers(&self) -> Vec<usize> {
         let layers = self.net.layers();
-        let mut shown = Vec::new();
-        for (i, layer) in layers.iter().enumerate() {
-            if layer.kind() == "conv2d" {
-                let relu = layers.get(i + 1).is_some_and(|l| l.kind() == "relu");
-                shown.push(if relu { i + 1 } else { i });
-            }
-        }
-        shown
+        (0..layers.len())
+            .filter(|&i| layers[i].kind() == "conv2d")
+            .map(|i| self.net.maps_of_conv(i))
+            .collect()
     }
 
     /// The feature maps of the `which`-th convolution for test image
@@ -238,11 +236,20 @@ impl Session {
         Ok((out.iter().copied().collect(), out.shape()[1..].to_vec()))
     }
 
-    /// The class probabilities of a 28x28 image (0 background, 255 ink),
-    /// as the network is now, in evaluation mode.
-    pub fn probabilities(&mut self, pixels: &[u8]) -> Result<Vec<f32>> {
-        let image = Dataset::from_parts(pixels.to_vec(), vec![0], 28, 28)
-            .context("a drawing is 28x28 bytes")?;
+    /// The class probabilities of a `width` x `height` drawing (grey
+    /// pixels row by row, any size up to [`trainer::prepare::MAX_DRAWING_SIDE`] a side), as
+    /// the network is now, in evaluation mode. The drawing is made ready as
+    /// `cnn predict` and `cnn serve` make theirs ([`prepare`]), so that the
+    /// page reads a digit as they do.
+    pub fn probabilities(
+        &mut self,
+        pixels: Vec<u8>,
+        width: usize,
+        height: usize,
+    ) -> Result<Vec<f32>> {
+        let drawing = drawing(width, height, pixels).context("the drawing")?;
+        let prepared = prepare(drawing, 28, 28, true);
+        let image = Dataset::from_parts(prepared.image.pixels, vec![0], 28, 28)?;
         let (input, _) = image.tensors(&[0], self.normalize);
         let logits = self.net.forward(&input)?;
         let row = logits.as_slice().context("logits are contiguous")?;
@@ -341,9 +348,47 @@ mod tests {
         let (maps, shape) = s.maps(3, 1).unwrap();
         assert_eq!((maps.len(), shape), (16 * 14 * 14, vec![16, 14, 14]));
         assert!(s.maps(20, 0).is_err() && s.maps(0, 2).is_err());
-        let p = s.probabilities(&[0; 784]).unwrap();
+        let p = s.probabilities(vec![0; 784], 28, 28).unwrap();
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
-        assert!(s.probabilities(&[0; 783]).is_err());
+        for (n, w, h) in [(783, 28, 28), (0, 0, 0), (513, 513, 1), (784, 784, 1)] {
+            let err = format!("{:#}", s.probabilities(vec![0; n], w, h).unwrap_err());
+            assert!(err.contains("the drawing"), "{n} pixels, {w}x{h}: {err}");
+        }
+    }
+
+    /// A stroke in the corner of a 280x280 pad is read as `cnn predict` and
+    /// `cnn serve` read it: prepared by the library, then classified.
+    #[test]
+    fn a_drawing_is_prepared_as_cnn_predict_prepares_it() {
+        let mut s = session(20, 0, 0);
+        let mut pad = vec![0u8; 280 * 280];
+        for y in 10..90 {
+            for x in 20..32 {
+                pad[y * 280 + x] = 255;
+            }
+        }
+        let theirs = {
+            let image = trainer::image::GreyImage {
+                width: 280,
+                height: 280,
+                pixels: pad.clone(),
+            };
+            let prepared = prepare(image, 28, 28, true);
+            assert!(prepared.centred);
+            let one = Dataset::from_parts(prepared.image.pixels, vec![0], 28, 28).unwrap();
+            let (input, _) = one.tensors(&[0], s.normalize);
+            let logits = s.net.forward(&input).unwrap();
+            s.config.loss_fn().probabilities(logits.as_slice().unwrap())
+        };
+        assert_eq!(s.probabilities(pad, 280, 280).unwrap(), theirs);
+    }
+
+    /// Past a batch norm too: `modern`'s convolutions are shown after
+    /// conv, batch_norm2d and relu, as `cnn visualize` shows them.
+    #[test]
+    fn maps_are_shown_after_a_batch_norm_and_its_relu() {
+        let s = Session::new("modern", set(20), set(20), 0, 0).unwrap();
+        assert_eq!(s.map_layers(), vec![2, 6]);
     }
 
     #[test]

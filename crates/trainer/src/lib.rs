@@ -42,6 +42,7 @@
 //! | [`metrics`] | `metrics.csv` |
 //! | [`files`] | bounded reads, atomic writes, outputs that spare a run's files |
 //! | [`image`] | PNG images as grey pixels, resizing, writing PNGs |
+//! | [`prepare`] | an image or a drawing made ready for the network as MNIST's digits were made |
 //! | [`image_folder`] | a training and a test set from folders of PNG images, one folder per class |
 //! | [`safetensors_io`] | weights as a PyTorch `state_dict` in safetensors, out and in |
 //! | [`onnx`] | the network as an ONNX graph with its weights, for ONNX Runtime and others |
@@ -58,6 +59,7 @@ pub mod image_folder;
 pub mod metrics;
 pub mod onnx;
 pub mod parallel;
+pub mod prepare;
 pub mod safetensors_io;
 pub mod step;
 pub mod train;

@@ -16,8 +16,8 @@
 //! that cut is what [`crate::parallel`] runs in parallel: doing the same
 //! micro-batches here, in the same order, makes the two steps give the same
 //! bits. Micro-batch k's random stream (dropout's masks) is
-//! `Rng::from_keys(&[key, k])`, where `key` is the step's key (the run loop
-//! derives it from the run's seed and the step's place). Batch norm
+//! `Rng::from_keys(&[key, k])`, where `key` is the step's key ([`step_key`]:
+//! from the run's seed and the step's place). Batch norm
 //! normalises each micro-batch by its own statistics and folds them into
 //! its running statistics in order k.
 
@@ -36,6 +36,19 @@ pub struct StepResult {
     pub loss: f64,
     /// Examples whose largest output is their label.
     pub correct: usize,
+}
+
+/// The stream of a step's dropout masks, for [`step_key`].
+pub const DROPOUT_STREAM: u64 = 0;
+/// The stream of a step's augmentation (shifts and rotations), for [`step_key`].
+pub const AUGMENT_STREAM: u64 = 1;
+
+/// The key of random stream `stream` ([`DROPOUT_STREAM`], [`AUGMENT_STREAM`])
+/// of the step on batch `batch` of epoch `epoch` (both from 0) of a run
+/// seeded `seed`. A function of the step's place alone: a resumed run, or
+/// the same run elsewhere, draws the same.
+pub fn step_key(seed: u64, epoch: u64, batch: u64, stream: u64) -> u64 {
+    Rng::from_keys(&[seed, epoch, batch, stream]).next_u64()
 }
 
 /// The buffers of one micro-batch: its inputs and labels, and the loss's

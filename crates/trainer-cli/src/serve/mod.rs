@@ -19,7 +19,7 @@
 //! |---|---|
 //! | `GET /`, `GET /serve.css`, `GET /serve.js` | the page |
 //! | `GET /api/model` | JSON about the model (below) |
-//! | `POST /api/predict`, body `{"width": W, "height": H, "pixels": [...]}` | a look inside the network at a drawing: `W*H` integers 0..=255, row by row, any size up to `MAX_SIDE` (512) a side, prepared as `cnn predict` prepares a PNG ([`crate::predict::prepare`]) |
+//! | `POST /api/predict`, body `{"width": W, "height": H, "pixels": [...]}` | a look inside the network at a drawing: `W*H` integers 0..=255, row by row, any size up to `MAX_DRAWING_SIDE` (512) a side, prepared as `cnn predict` prepares a PNG ([`trainer::prepare::prepare`]) |
 //! | `GET /api/test/N` (with `--data`) | a look inside at test image `N`, given to the network as it is, as `cnn eval` does |
 //! | `GET /train`, `/train.css`, `/train.js`, `/train-worker.js` | the training page: the seed network trained in the browser |
 //! | `GET /train/trainer_web.wasm` | its WebAssembly module, from `--web DIR` (404 saying to run `cargo xtask web` when missing) |

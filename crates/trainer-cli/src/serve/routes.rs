@@ -10,12 +10,10 @@ use super::reply::Reply;
 use super::state::Shared;
 use super::train_routes;
 use crate::image_io::GreyImage;
-use crate::predict::{prepare, Predictor};
+use crate::predict::Predictor;
 use crate::report::png_uri;
-use crate::visualize::{maps_of_conv, to_own_range};
-
-/// Largest side of a drawing, in pixels.
-pub(crate) const MAX_SIDE: usize = 512;
+use crate::visualize::to_own_range;
+use trainer::prepare::{drawing, prepare};
 
 /// A request as read: method, path (without the query) and body.
 pub(crate) struct Request {
@@ -137,36 +135,18 @@ fn parse_drawing(body: &[u8]) -> Result<GreyImage, String> {
     let d: Drawing = serde_json::from_slice(body).map_err(|e| {
         format!("the body is not a drawing {{\"width\": W, \"height\": H, \"pixels\": [W*H integers 0..=255]}}: {e}")
     })?;
-    for (name, side) in [("width", d.width), ("height", d.height)] {
-        if side == 0 || side > MAX_SIDE {
-            return Err(format!("{name} is {side}; it must be 1 to {MAX_SIDE}"));
-        }
-    }
-    if d.pixels.len() != d.width * d.height {
-        return Err(format!(
-            "pixels has {} values; a {}x{} drawing has {}",
-            d.pixels.len(),
-            d.width,
-            d.height,
-            d.width * d.height
-        ));
-    }
-    Ok(GreyImage {
-        width: d.width,
-        height: d.height,
-        pixels: d.pixels,
-    })
+    drawing(d.width, d.height, d.pixels).map_err(|e| format!("{e:#}"))
 }
 
 /// The layers whose outputs the page shows, with a title: each convolution
-/// (after its ReLU, as `cnn visualize` shows it: [`maps_of_conv`]) and each
+/// (after its ReLU, as `cnn visualize` shows it: [`layers::Network::maps_of_conv`]) and each
 /// pooling layer.
 fn shown_layers(net: &layers::Network) -> Vec<(usize, String)> {
     let layers = net.layers();
     let mut shown = Vec::new();
     for (i, layer) in layers.iter().enumerate() {
         if layer.kind() == "conv2d" {
-            let last = maps_of_conv(net, i);
+            let last = net.maps_of_conv(i);
             let names: Vec<&str> = layers[i..=last].iter().map(|l| l.name()).collect();
             shown.push((last, names.join(" + ")));
         } else if layer.kind().ends_with("pool2d") {

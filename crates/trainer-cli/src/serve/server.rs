@@ -32,7 +32,7 @@ pub(crate) const WORKERS: usize = 4;
 pub(crate) const MAX_HEADER: usize = 16 << 10;
 /// Most header fields in a request (over it: 431).
 pub(crate) const MAX_HEADERS: usize = 32;
-/// Largest request body, in bytes: a `MAX_SIDE`-square drawing as JSON fits.
+/// Largest request body, in bytes: a drawing [`trainer::prepare::MAX_DRAWING_SIDE`] a side, as JSON, fits.
 pub(crate) const MAX_BODY: usize = 2 << 20;
 /// The longest a request's header may take to arrive (an idle connection is
 /// closed after it), and its body after it.

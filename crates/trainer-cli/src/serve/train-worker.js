@@ -139,7 +139,7 @@ const handlers = {
   digit(msg) { shownDigit = msg.index; if (loaded) pictures(); },
   predict(msg) {
     toInbox(msg.pixels);
-    call("predict");
+    call("predict", msg.width, msg.height);
     post({ type: "prediction", probabilities: outF32(10), id: msg.id });
   },
   weights() {

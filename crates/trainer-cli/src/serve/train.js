@@ -264,8 +264,10 @@ function drawMaps(canvas, maps, index) {
   document.body.dataset.mapsOf = String(index);
 }
 
-// The drawing pad, read the way MNIST's digits were made: the ink's box
-// scaled to fit 20x20, then centred by its centre of mass in 28x28.
+// The drawing pad. Its grey pixels go to the module at the pad's size, as
+// the / page sends them to /api/predict: the module makes them ready as
+// `cnn predict` and `cnn serve` do (trainer::prepare), so that all three
+// read a drawing the same way.
 const pad = $("pad");
 const pen = pad.getContext("2d", { willReadFrequently: true });
 let penAt = null;
@@ -299,38 +301,12 @@ pad.addEventListener("pointerup", () => { penAt = null; inked = true; predictPad
 $("clear").onclick = clearPad;
 clearPad();
 
-function padPixels() {
-  const rgba = pen.getImageData(0, 0, pad.width, pad.height).data;
-  let [x0, y0, x1, y1] = [pad.width, pad.height, -1, -1];
-  for (let y = 0; y < pad.height; y++) {
-    for (let x = 0; x < pad.width; x++) {
-      if (rgba[4 * (y * pad.width + x)] > 0) {
-        x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
-      }
-    }
-  }
-  if (x1 < 0) return null;
-  const [bw, bh] = [x1 - x0 + 1, y1 - y0 + 1];
-  const s = 20 / Math.max(bw, bh);
-  const small = new OffscreenCanvas(28, 28);
-  const g = small.getContext("2d", { willReadFrequently: true });
-  g.drawImage(pad, x0, y0, bw, bh, 0, 0, bw * s, bh * s);
-  const grey = g.getImageData(0, 0, 28, 28).data.filter((_, i) => i % 4 === 0);
-  let [m, mx, my] = [0, 0, 0];
-  grey.forEach((v, i) => { m += v; mx += v * (i % 28); my += v * Math.floor(i / 28); });
-  const [dx, dy] = [Math.round(14 - mx / m), Math.round(14 - my / m)];
-  const out = new Uint8Array(784);
-  grey.forEach((v, i) => {
-    const [x, y] = [i % 28 + dx, Math.floor(i / 28) + dy];
-    if (x >= 0 && x < 28 && y >= 0 && y < 28) out[y * 28 + x] = v;
-  });
-  return out;
-}
-
 function predictPad() {
   if (!inked || !document.body.dataset.state.match(/training|paused|done/)) return;
-  const pixels = padPixels();
-  if (pixels) worker.postMessage({ cmd: "predict", pixels }, [pixels.buffer]);
+  const rgba = pen.getImageData(0, 0, pad.width, pad.height).data;
+  // White ink on black: the red channel is the grey level.
+  const pixels = rgba.filter((_, i) => i % 4 === 0);
+  worker.postMessage({ cmd: "predict", pixels, width: pad.width, height: pad.height }, [pixels.buffer]);
 }
 
 function showPrediction(p) {

@@ -39,7 +39,7 @@ mod figure;
 mod filters;
 mod maps;
 
-pub(crate) use conv::{first_conv, maps_of_conv};
+pub(crate) use conv::first_conv;
 pub use figure::{tile_origin, Figure, GAP_GREY};
 pub(crate) use figure::{to_own_range, MAX_SCALE};
 pub(crate) use filters::filters_figure;

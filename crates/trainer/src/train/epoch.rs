@@ -7,7 +7,6 @@ use anyhow::{anyhow, bail, Result};
 use layers::Network;
 use mnist_io::{Dataset, Normalize};
 use optim::Optimizer;
-use tensor::Rng;
 
 use super::options::{Position, TrainOptions};
 use super::progress::{time_left, Progress};
@@ -18,11 +17,7 @@ use crate::config::TrainConfig;
 use crate::eval::evaluate;
 use crate::files::{copy_atomic, write_atomic};
 use crate::parallel::DataParallel;
-use crate::step::{first_non_finite, StepResult};
-
-/// The stream keys of a step's dropout masks and of its augmentation.
-const DROPOUT_STREAM: u64 = 0;
-const AUGMENT_STREAM: u64 = 1;
+use crate::step::{first_non_finite, step_key, StepResult, AUGMENT_STREAM, DROPOUT_STREAM};
 
 /// A run under way: what it trains, where it stands, and where it writes.
 pub(crate) struct Run<'a> {
@@ -111,10 +106,9 @@ impl Run<'_> {
                 self.save()?;
                 return Ok(false);
             }
-            // The step's random streams (dropout masks, augmentation), keyed by
-            // the run's seed and the step's place: a resumed run draws the same.
+            // The step's random streams (dropout masks, augmentation).
             let at = self.partial.batches;
-            let key = |stream: u64| Rng::from_keys(&[t.seed, epoch, at, stream]).next_u64();
+            let key = |stream: u64| step_key(t.seed, epoch, at, stream);
             let batch = DatasetBatch {
                 data: self.train_set,
                 indices,
